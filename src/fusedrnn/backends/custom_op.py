@@ -1,0 +1,63 @@
+"""Wraps a backend's forward and backward as `torch.library` custom ops.
+
+Every backend runs behind two opaque ops, `fusedrnn::<name>_fwd` and
+`fusedrnn::<name>_bwd`, so `torch.compile(fullgraph=True)` sees one node per
+call (no graph break, no tracing into the time loop) and autograd calls the
+backend's own backward. A backend supplies three plain functions:
+
+  forward(x, R, b, states, lengths, cell, need_saved) -> (y, final, saved)
+  backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+      -> (dx, dR, db, dstates)
+  saved_like(x, states, cell, need_saved) -> an empty tensor shaped like `saved`
+
+`saved` is whatever the backend keeps for its backward (an empty tensor when no
+gradient is needed).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+
+def define_recurrence_ops(backend: str, forward: Callable, backward: Callable, saved_like: Callable):
+    @torch.library.custom_op(f"fusedrnn::{backend}_fwd", mutates_args=())
+    def fwd(
+        x: Tensor, R: Tensor, b: Tensor, states: Tensor, lengths: Optional[Tensor], cell: str, need_saved: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return forward(x, R, b, states, lengths, cell, need_saved)
+
+    @fwd.register_fake
+    def _(x, R, b, states, lengths, cell, need_saved):
+        B, T, _, NH, DH = x.shape
+        return x.new_empty(B, T, NH, DH), torch.empty_like(states), saved_like(x, states, cell, need_saved)
+
+    @torch.library.custom_op(f"fusedrnn::{backend}_bwd", mutates_args=())
+    def bwd(
+        dy: Tensor, dfinal: Tensor, x: Tensor, R: Tensor, b: Tensor, states: Tensor,
+        lengths: Optional[Tensor], y: Tensor, final: Tensor, saved: Tensor, cell: str,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+
+    @bwd.register_fake
+    def _(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
+        return torch.empty_like(x), torch.empty_like(R), torch.empty_like(b), torch.empty_like(states)
+
+    def setup_context(ctx, inputs, output):
+        x, R, b, states, lengths, cell, _ = inputs
+        y, final, saved = output
+        ctx.save_for_backward(x, R, b, states, lengths, y, final, saved)
+        ctx.cell = cell
+
+    def backward_rule(ctx, dy, dfinal, _dsaved):
+        x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
+        if saved.numel() == 0 and any(ctx.needs_input_grad[:4]):
+            raise RuntimeError("fusedrnn: backward through a forward that ran without gradients")
+        dy = torch.zeros_like(y) if dy is None else dy
+        dfinal = torch.zeros_like(final) if dfinal is None else dfinal
+        dx, dR, db, dstates = bwd(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell)
+        return dx, dR, db, dstates, None, None, None
+
+    fwd.register_autograd(backward_rule, setup_context=setup_context)
+    return fwd

@@ -1,0 +1,132 @@
+"""The `torch` backend: a plain PyTorch time loop. Exact reference, runs anywhere.
+
+Half types are stored in their own dtype but computed in float32, the way the
+kernels do it: states stay in float32, `h` is rounded to the storage dtype
+before it meets R (the tensor-core operand), products accumulate in float32.
+
+Forward keeps the states of every step for backward. Backward walks time in
+reverse: the recurrent products of every step are recomputed in one batched
+matmul up front, each step runs the cell's pointwise backward, and dR is one
+matmul over all steps at the end.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..cells import get_cell
+from .custom_op import define_recurrence_ops
+from .registry import Backend, register
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _operand(h: torch.Tensor, storage: torch.dtype) -> torch.Tensor:
+    """h as the matmul sees it: rounded to the storage dtype, exact in float32."""
+    return h if storage == h.dtype else h.to(storage).to(h.dtype)
+
+
+def _stacked_recurrent(R: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[Gr, NH, DH_out, DH_in] -> [NH, DH_in, Gr*DH_out] so one bmm serves all gates."""
+    Gr, NH, DH, _ = R.shape
+    return R.to(dtype).permute(1, 3, 0, 2).reshape(NH, DH, Gr * DH)
+
+
+def _recurrence(h: torch.Tensor, Rs: torch.Tensor) -> torch.Tensor:
+    """R h for every head and gate: h [B, NH, DH] -> [B, Gr, NH, DH]."""
+    B, NH, DH = h.shape
+    return torch.bmm(h.transpose(0, 1), Rs).view(NH, B, -1, DH).permute(1, 2, 0, 3)
+
+
+def _recurrence_grad(drec: torch.Tensor, Rs: torch.Tensor) -> torch.Tensor:
+    """The gradient R^T drec flowing back into h: drec [B, Gr, NH, DH] -> [B, NH, DH]."""
+    B, Gr, NH, DH = drec.shape
+    return torch.bmm(drec.permute(2, 0, 1, 3).reshape(NH, B, Gr * DH), Rs.transpose(1, 2)).transpose(0, 1)
+
+
+def _keep_where_done(new, prev, valid):
+    """Past a sequence's length its states stop changing."""
+    if valid is None:
+        return new
+    return tuple(torch.where(valid, n, p) for n, p in zip(new, prev))
+
+
+def _valid(lengths, t):
+    return None if lengths is None else (t < lengths).view(-1, 1, 1)
+
+
+def forward(x, R, b, states, lengths, cell_name, need_saved):
+    cell = get_cell(cell_name)
+    B, T, _, NH, DH = x.shape
+    cd = _compute_dtype(x.dtype)
+    Rs = _stacked_recurrent(R, cd)
+    xc, bc = x.to(cd), b.to(cd)
+    lengths = None if lengths is None else lengths.to(x.device)
+    state = tuple(s.to(cd) for s in states.unbind(0))
+    y = x.new_empty(B, T, NH, DH)
+    history = []
+    for t in range(T):
+        valid = _valid(lengths, t)
+        rec = _recurrence(_operand(state[0], x.dtype), Rs)
+        state = _keep_where_done(cell.forward(xc[:, t], rec, bc, state), state, valid)
+        y[:, t] = state[0] if valid is None else torch.where(valid, state[0], 0)
+        if need_saved:
+            history.append(torch.stack(state))
+    saved = torch.stack(history) if need_saved else x.new_empty(0, dtype=cd)
+    return y, torch.stack(state).to(states.dtype), saved
+
+
+def saved_like(x, states, cell_name, need_saved):
+    B, T, _, NH, DH = x.shape
+    shape = (T, states.shape[0], B, NH, DH) if need_saved else (0,)
+    return x.new_empty(shape, dtype=_compute_dtype(x.dtype))
+
+
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
+    cell = get_cell(cell_name)
+    B, T, _, NH, DH = x.shape
+    cd = _compute_dtype(x.dtype)
+    Rs = _stacked_recurrent(R, cd)
+    lengths = None if lengths is None else lengths.to(x.device)
+    before = torch.cat([states.to(cd)[None], saved[:-1]])  # states entering each step
+    h_operand = _operand(before[:, 0], x.dtype)  # [T, B, NH, DH]
+    rec_all = torch.einsum("tbnj,gnij->tbgni", h_operand, R.to(cd))
+    bc = b.to(cd)
+    dx = torch.empty(x.shape, dtype=cd, device=x.device)
+    drec_all = torch.empty_like(rec_all)
+    db = torch.zeros_like(bc)
+    dstate = list(dfinal.to(cd).unbind(0))
+    dyc = dy.to(cd)
+    for t in reversed(range(T)):
+        valid = _valid(lengths, t)
+        dstate[0] = dstate[0] + (dyc[:, t] if valid is None else torch.where(valid, dyc[:, t], 0))
+        # past its length a sequence's states pass through the step untouched
+        d_new = dstate if valid is None else [torch.where(valid, d, 0) for d in dstate]
+        gx, grec, gb, gprev = cell.backward(x[:, t].to(cd), rec_all[t], bc, before[t].unbind(0), d_new)
+        dx[:, t], drec_all[t] = gx, grec
+        db += gb.sum(0)
+        gprev = list(gprev)
+        gprev[0] = gprev[0] + _recurrence_grad(grec, Rs)
+        dstate = gprev if valid is None else [torch.where(valid, g, d) for g, d in zip(gprev, dstate)]
+    dR = torch.einsum("tbgni,tbnj->gnij", drec_all, h_operand)
+    return dx.to(x.dtype), dR.to(R.dtype), db.to(b.dtype), torch.stack(dstate).to(states.dtype)
+
+
+recurrence_op = define_recurrence_ops("torch", forward, backward, saved_like)
+
+
+def run(x, R, b, states, lengths, cell_name, need_grad):
+    y, final, _ = recurrence_op(x, R, b, states, lengths, cell_name, need_grad)
+    return y, final
+
+
+TORCH = register(
+    Backend(
+        name="torch",
+        priority=0,
+        available=lambda: (True, "plain PyTorch, runs on every device"),
+        supports=lambda problem: (True, ""),
+        run=run,
+    )
+)

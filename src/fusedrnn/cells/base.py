@@ -1,0 +1,41 @@
+"""What a cell is: its gate and state counts, its pointwise step and that step's
+gradient, written in torch. This is the reference every backend is tested
+against; the Triton and CUDA backends write the same two functions once each
+in their own language.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from torch import Tensor
+
+# forward(x, rec, b, states) -> new states
+#   x:      [B, Gx, NH, DH]  input pre-activations of this time step
+#   rec:    [B, Gr, NH, DH]  recurrent contribution R[g, n] @ h_prev[n]
+#   b:      [Gb, NH, DH]     biases
+#   states: S tensors [B, NH, DH]; states[0] is h
+Forward = Callable[[Tensor, Tensor, Tensor, Sequence[Tensor]], tuple[Tensor, ...]]
+
+# backward(x, rec, b, states, d_new) -> (dx, drec, db, d_states)
+#   d_new:    S tensors, the gradient of the loss w.r.t. the new states
+#   dx, drec: [B, Gx|Gr, NH, DH] gradients of the pre-activations
+#   db:       [B, Gb, NH, DH] per sample (the caller sums over B)
+#   d_states: S tensors, the gradient w.r.t. the states entering the step, apart
+#             from what flows through rec (the caller adds R^T drec to h)
+Backward = Callable[[Tensor, Tensor, Tensor, Sequence[Tensor], Sequence[Tensor]], tuple]
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    gates_x: int  # Gx
+    gates_r: int  # Gr
+    gates_b: int  # Gb
+    state_names: tuple[str, ...]  # S names; the first is always "h"
+    forward: Forward
+    backward: Backward
+
+    @property
+    def num_states(self) -> int:
+        return len(self.state_names)
