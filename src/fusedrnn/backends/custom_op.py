@@ -11,7 +11,7 @@ backend's own backward. A backend supplies three plain functions:
   saved_like(x, states, cell, need_saved) -> an empty tensor shaped like `saved`
 
 `saved` is whatever the backend keeps for its backward (an empty tensor when no
-gradient is needed).
+gradient is needed). Outputs are made contiguous here, once for all backends.
 """
 from __future__ import annotations
 
@@ -21,28 +21,33 @@ import torch
 from torch import Tensor
 
 
+def _contiguous(tensors):
+    # the fake kernels promise contiguous outputs; torch.compile checks strides
+    return tuple(t.contiguous() for t in tensors)
+
+
 def define_recurrence_ops(backend: str, forward: Callable, backward: Callable, saved_like: Callable):
     @torch.library.custom_op(f"fusedrnn::{backend}_fwd", mutates_args=())
     def fwd(
         x: Tensor, R: Tensor, b: Tensor, states: Tensor, lengths: Optional[Tensor], cell: str, need_saved: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
-        return forward(x, R, b, states, lengths, cell, need_saved)
+        return _contiguous(forward(x, R, b, states, lengths, cell, need_saved))
 
     @fwd.register_fake
     def _(x, R, b, states, lengths, cell, need_saved):
         B, T, _, NH, DH = x.shape
-        return x.new_empty(B, T, NH, DH), torch.empty_like(states), saved_like(x, states, cell, need_saved)
+        return x.new_empty(B, T, NH, DH), states.new_empty(states.shape), saved_like(x, states, cell, need_saved)
 
     @torch.library.custom_op(f"fusedrnn::{backend}_bwd", mutates_args=())
     def bwd(
         dy: Tensor, dfinal: Tensor, x: Tensor, R: Tensor, b: Tensor, states: Tensor,
         lengths: Optional[Tensor], y: Tensor, final: Tensor, saved: Tensor, cell: str,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+        return _contiguous(backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell))
 
     @bwd.register_fake
     def _(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
-        return torch.empty_like(x), torch.empty_like(R), torch.empty_like(b), torch.empty_like(states)
+        return tuple(t.new_empty(t.shape) for t in (x, R, b, states))
 
     def setup_context(ctx, inputs, output):
         x, R, b, states, lengths, cell, _ = inputs

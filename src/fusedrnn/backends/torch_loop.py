@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..cells import get_cell
+from . import outputs
 from .custom_op import define_recurrence_ops
 from .registry import Backend, register
 
@@ -64,7 +65,7 @@ def forward(x, R, b, states, lengths, cell_name, need_saved):
     xc, bc = x.to(cd), b.to(cd)
     lengths = None if lengths is None else lengths.to(x.device)
     state = tuple(s.to(cd) for s in states.unbind(0))
-    y = x.new_empty(B, T, NH, DH)
+    y = outputs.empty((B, T, NH, DH), like=x)
     history = []
     for t in range(T):
         valid = _valid(lengths, t)
@@ -93,8 +94,8 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
     h_operand = _operand(before[:, 0], x.dtype)  # [T, B, NH, DH]
     rec_all = torch.einsum("tbnj,gnij->tbgni", h_operand, R.to(cd))
     bc = b.to(cd)
-    dx = torch.empty(x.shape, dtype=cd, device=x.device)
-    drec_all = torch.empty_like(rec_all)
+    dx = outputs.empty(x.shape, like=x, dtype=cd)
+    drec_all = outputs.empty(rec_all.shape, like=rec_all)
     db = torch.zeros_like(bc)
     dstate = list(dfinal.to(cd).unbind(0))
     dyc = dy.to(cd)
