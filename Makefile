@@ -1,0 +1,17 @@
+PYTHON ?= python3
+
+.PHONY: demo test test-gpu
+
+# Set up a fresh machine and run the main job.
+demo:
+	./scripts/setup.sh
+	$(PYTHON) -m fusedrnn.cli demo
+
+# Set up a fresh machine and run the CPU test suite (what CI runs).
+test:
+	./scripts/setup.sh dev
+	$(PYTHON) -m pytest -q
+
+# On a machine with a CUDA GPU: the GPU tests.
+test-gpu:
+	$(PYTHON) -m pytest -q -m gpu

@@ -1,0 +1,54 @@
+"""The `fusedrnn` command: demo, info (and bench, tune as they land)."""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+
+def info(_args) -> None:
+    import torch
+
+    import fusedrnn
+
+    print(f"fusedrnn {fusedrnn.__version__}  python {platform.python_version()}  torch {torch.__version__}")
+    for module in ("triton", "cuda.core", "constraint"):
+        try:
+            mod = __import__(module, fromlist=["__version__"])
+            print(f"  {module} {getattr(mod, '__version__', '?')}")
+        except ImportError as error:
+            print(f"  {module}: not installed ({error})")
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        print(f"device: {props.name}, sm_{props.major}{props.minor}, {props.multi_processor_count} SMs, "
+              f"{props.total_memory / 2**30:.0f} GiB")
+    else:
+        print(f"device: cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    print("backends (best first):")
+    for name, b in fusedrnn.backends().items():
+        print(f"  {name:<17} {'available' if b.available else 'unavailable':<12} {b.reason}")
+    print("cells:", ", ".join(fusedrnn.CELLS))
+
+
+def demo(args) -> None:
+    from . import demo as demo_module
+
+    demo_module.run(args)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fusedrnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="device, versions and which backends run here").set_defaults(func=info)
+    demo_parser = sub.add_parser("demo", help="train an LSTM and an attention model on state tracking")
+    from .demo import add_arguments
+
+    add_arguments(demo_parser)
+    demo_parser.set_defaults(func=demo)
+    args = parser.parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
