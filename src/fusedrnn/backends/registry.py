@@ -16,6 +16,8 @@ class Backend:
     available: Callable[[], Verdict]  # can it run at all on this machine
     supports: Callable[[Problem], Verdict]  # can it run this call
     run: Callable  # (x, R, b, states, lengths, cell_name, need_grad) -> (y, final)
+    # whether backend="auto" may pick it for this call (not, say, under an interpreter)
+    auto_eligible: Callable[[Problem], bool] = lambda problem: True
 
 
 class BackendInfo(NamedTuple):
@@ -59,6 +61,8 @@ def choose(name: str, problem: Problem) -> Backend:
     if name == "auto":
         refusals = []
         for candidate in names():
+            if not _BACKENDS[candidate].auto_eligible(problem):
+                continue
             ok, why = _verdict(_BACKENDS[candidate], problem)
             if ok:
                 return _BACKENDS[candidate]

@@ -1,0 +1,60 @@
+"""The `triton` backend: persistent Triton kernels, forward and backward."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ...problem import Problem
+from ..custom_op import define_recurrence_ops
+from ..registry import Backend, register
+
+MAX_HEAD_DIM = 128
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+def available():
+    try:
+        import triton  # noqa: F401
+    except ImportError as error:
+        return False, f"triton is not installed ({error}); pip install 'fusedrnn[triton]'"
+    if torch.cuda.is_available():
+        return True, "triton with a CUDA GPU"
+    if _INTERPRET:
+        return True, "triton interpreter on CPU (TRITON_INTERPRET=1; slow, for tests)"
+    return False, "no CUDA GPU (set TRITON_INTERPRET=1 to run the kernels on CPU, slowly)"
+
+
+def supports(problem: Problem):
+    if problem.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
+    if problem.head_dim > MAX_HEAD_DIM:
+        return False, f"head dim DH={problem.head_dim} > {MAX_HEAD_DIM}, the largest the Triton kernels hold on chip"
+    if problem.device.type == "cuda":
+        return True, ""
+    if problem.device.type == "cpu" and _INTERPRET:
+        if problem.dtype == torch.bfloat16:
+            return False, "bfloat16 under the Triton interpreter (its bf16 tl.dot is wrong); use fp16/fp32"
+        return True, ""
+    return False, f"device {problem.device} (the Triton kernels need CUDA, or CPU with TRITON_INTERPRET=1)"
+
+
+_op = None
+
+
+def run(x, R, b, states, lengths, cell, need_grad):
+    global _op
+    if _op is None:  # import triton only when the backend is first used
+        from . import launch
+
+        _op = define_recurrence_ops("triton", launch.forward, launch.backward, launch.saved_like)
+    y, final, _ = _op(x, R, b, states, lengths, cell, need_grad)
+    return y, final
+
+
+TRITON = register(
+    Backend(
+        name="triton", priority=20, available=available, supports=supports, run=run,
+        auto_eligible=lambda problem: problem.device.type == "cuda",  # never the interpreter
+    )
+)

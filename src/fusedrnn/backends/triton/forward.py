@@ -1,0 +1,98 @@
+"""The persistent forward kernel: one program per (head, batch tile) walks all
+T steps with its head's recurrent weights held on chip for the whole sequence."""
+import triton
+import triton.language as tl
+
+from .tiles import load_bias, load_gate, load_state, load_weight, recurrent_product, store_gate, store_state
+
+
+@triton.jit(do_not_specialize=["B", "T"])
+def recurrence_fwd_kernel(
+    x_ptr, R_ptr, b_ptr, s0_ptr, len_ptr,  # inputs
+    y_ptr, final_ptr, saved_states_ptr, saved_rec_ptr,  # outputs
+    B, T,
+    NH: tl.constexpr, DH: tl.constexpr, DH_P: tl.constexpr, BLOCK_B: tl.constexpr,
+    GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
+    CELL: tl.constexpr, HAS_LENGTHS: tl.constexpr, SAVE: tl.constexpr, PRECISION: tl.constexpr,
+):
+    n = tl.program_id(0)
+    d = tl.arange(0, DH_P)[:, None]
+    batch = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B))[None, :].to(tl.int64)
+    mask = (d < DH) & (batch < B)
+    zero = tl.zeros((DH_P, BLOCK_B), dtype=tl.float32)
+    head = n * DH + d
+    # x, saved_rec: [B, T, G, NH, DH]; y: [B, T, NH, DH]; states: [S, B, NH, DH]
+    x_rows = x_ptr + batch * T * GX * NH * DH + head
+    y_rows = y_ptr + batch * T * NH * DH + head
+    state_offsets = batch * NH * DH + head
+    state_stride = B * NH * DH
+
+    W0 = load_weight(R_ptr, n, 0, GR, NH, DH, DH_P, False)
+    W1 = load_weight(R_ptr, n, 1, GR, NH, DH, DH_P, False)
+    W2 = load_weight(R_ptr, n, 2, GR, NH, DH, DH_P, False)
+    W3 = load_weight(R_ptr, n, 3, GR, NH, DH, DH_P, False)
+    b0 = load_bias(b_ptr, n, 0, GB, NH, DH, DH_P)
+    b1 = load_bias(b_ptr, n, 1, GB, NH, DH, DH_P)
+    b2 = load_bias(b_ptr, n, 2, GB, NH, DH, DH_P)
+    b3 = load_bias(b_ptr, n, 3, GB, NH, DH, DH_P)
+    s0 = load_state(s0_ptr, state_offsets, mask, 0, S, state_stride, zero)
+    s1 = load_state(s0_ptr, state_offsets, mask, 1, S, state_stride, zero)
+    s2 = load_state(s0_ptr, state_offsets, mask, 2, S, state_stride, zero)
+    s3 = load_state(s0_ptr, state_offsets, mask, 3, S, state_stride, zero)
+    if HAS_LENGTHS:
+        lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
+    if SAVE:  # slot 0 of the saved states is the initial state
+        for_save = saved_states_ptr + state_offsets
+        store_state(for_save, 0, mask, s0, 0, S, state_stride)
+        store_state(for_save, 0, mask, s1, 1, S, state_stride)
+        store_state(for_save, 0, mask, s2, 2, S, state_stride)
+        store_state(for_save, 0, mask, s3, 3, S, state_stride)
+
+    gate_stride = NH * DH
+    x0 = load_gate(x_rows, 0, mask, 0, GX, gate_stride, zero)
+    x1 = load_gate(x_rows, 0, mask, 1, GX, gate_stride, zero)
+    x2 = load_gate(x_rows, 0, mask, 2, GX, gate_stride, zero)
+    x3 = load_gate(x_rows, 0, mask, 3, GX, gate_stride, zero)
+    for t in range(T):
+        # issue the next step's input loads before this step's math
+        next_mask = mask & (t + 1 < T)
+        next_offset = (t + 1) * GX * NH * DH
+        x0n = load_gate(x_rows, next_offset, next_mask, 0, GX, gate_stride, zero)
+        x1n = load_gate(x_rows, next_offset, next_mask, 1, GX, gate_stride, zero)
+        x2n = load_gate(x_rows, next_offset, next_mask, 2, GX, gate_stride, zero)
+        x3n = load_gate(x_rows, next_offset, next_mask, 3, GX, gate_stride, zero)
+
+        h = s0.to(R_ptr.dtype.element_ty)
+        r0 = recurrent_product(W0, h, 0, GR, zero, PRECISION)
+        r1 = recurrent_product(W1, h, 1, GR, zero, PRECISION)
+        r2 = recurrent_product(W2, h, 2, GR, zero, PRECISION)
+        r3 = recurrent_product(W3, h, 3, GR, zero, PRECISION)
+        n0, n1, n2, n3 = CELL(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3)
+        if HAS_LENGTHS:
+            valid = t < lengths
+            s0 = tl.where(valid, n0, s0)
+            s1 = tl.where(valid, n1, s1)
+            s2 = tl.where(valid, n2, s2)
+            s3 = tl.where(valid, n3, s3)
+            out = tl.where(valid, n0, 0.0)
+        else:
+            s0, s1, s2, s3 = n0, n1, n2, n3
+            out = n0
+        tl.store(y_rows + t * NH * DH, out.to(y_ptr.dtype.element_ty), mask=mask)
+        if SAVE:
+            rec_rows = saved_rec_ptr + batch * T * GR * NH * DH + t * GR * NH * DH + head
+            store_gate(rec_rows, 0, mask, r0, 0, GR, gate_stride)
+            store_gate(rec_rows, 0, mask, r1, 1, GR, gate_stride)
+            store_gate(rec_rows, 0, mask, r2, 2, GR, gate_stride)
+            store_gate(rec_rows, 0, mask, r3, 3, GR, gate_stride)
+            for_save = saved_states_ptr + (t + 1) * S * state_stride + state_offsets
+            store_state(for_save, 0, mask, s0, 0, S, state_stride)
+            store_state(for_save, 0, mask, s1, 1, S, state_stride)
+            store_state(for_save, 0, mask, s2, 2, S, state_stride)
+            store_state(for_save, 0, mask, s3, 3, S, state_stride)
+        x0, x1, x2, x3 = x0n, x1n, x2n, x3n
+
+    store_state(final_ptr + state_offsets, 0, mask, s0, 0, S, state_stride)
+    store_state(final_ptr + state_offsets, 0, mask, s1, 1, S, state_stride)
+    store_state(final_ptr + state_offsets, 0, mask, s2, 2, S, state_stride)
+    store_state(final_ptr + state_offsets, 0, mask, s3, 3, S, state_stride)

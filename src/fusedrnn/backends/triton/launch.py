@@ -1,0 +1,91 @@
+"""Host side of the Triton backend: buffers, grid and the work around the kernels."""
+from __future__ import annotations
+
+import torch
+import triton
+
+from ...cells import get_cell
+from .. import outputs
+from .backward import recurrence_bwd_kernel
+from .cells import POINTWISE
+from .forward import recurrence_fwd_kernel
+
+
+def padded_head_dim(DH: int) -> int:
+    return max(16, triton.next_power_of_2(DH))
+
+
+def batch_tile(B: int) -> int:
+    """Sequences per program: 16 (the tensor cores' smallest N) up to 64; a few
+    buckets so that a new batch size never means a new compile."""
+    return min(64, max(16, triton.next_power_of_2(B)))
+
+
+def num_warps(DH_P: int) -> int:
+    return 4 if DH_P <= 64 else 8
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # fp32 inputs get true fp32 products, not tf32: the backend must match torch's fp32
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _saved_views(saved, T, S, B, NH, DH, GR):
+    n_states = (T + 1) * S * B * NH * DH
+    return saved[:n_states].view(T + 1, S, B, NH, DH), saved[n_states:].view(B, T, GR, NH, DH)
+
+
+def saved_like(x, states, cell, need_saved):
+    B, T, _, NH, DH = x.shape
+    size = ((T + 1) * states.shape[0] * B + B * T * get_cell(cell).gates_r) * NH * DH if need_saved else 0
+    return x.new_empty(size, dtype=torch.float32)
+
+
+def _lengths_arg(lengths, x):
+    return (x, False) if lengths is None else (lengths.to(x.device), True)
+
+
+def _common_meta(x, cell):
+    spec = get_cell(cell)
+    B, T, _, NH, DH = x.shape
+    BLOCK_B = batch_tile(B)
+    DH_P = padded_head_dim(DH)
+    meta = dict(NH=NH, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
+                GB=spec.gates_b, S=spec.num_states, PRECISION=_precision(x.dtype), num_warps=num_warps(DH_P))
+    return spec, (NH, triton.cdiv(B, BLOCK_B)), meta
+
+
+def forward(x, R, b, states, lengths, cell, need_saved):
+    x, R, b, states = (t.contiguous() for t in (x, R, b, states))
+    B, T, _, NH, DH = x.shape
+    spec, grid, meta = _common_meta(x, cell)
+    y = outputs.empty((B, T, NH, DH), like=x)
+    final = outputs.empty(states.shape, like=states)
+    saved = outputs.empty(saved_like(x, states, cell, need_saved).shape, like=x, dtype=torch.float32)
+    saved_states, saved_rec = _saved_views(saved, T, spec.num_states, B, NH, DH, spec.gates_r) if need_saved else (saved, saved)
+    len_arg, has_lengths = _lengths_arg(lengths, x)
+    recurrence_fwd_kernel[grid](
+        x, R, b, states, len_arg, y, final, saved_states, saved_rec, B, T,
+        CELL=POINTWISE[cell][0], HAS_LENGTHS=has_lengths, SAVE=need_saved, **meta,
+    )
+    return y, final, saved
+
+
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
+    x, R, b, states, dy, dfinal = (t.contiguous() for t in (x, R, b, states, dy, dfinal))
+    B, T, GX, NH, DH = x.shape
+    spec, grid, meta = _common_meta(x, cell)
+    saved_states, saved_rec = _saved_views(saved, T, spec.num_states, B, NH, DH, spec.gates_r)
+    dx = outputs.empty(x.shape, like=x)
+    drec = outputs.empty((B, T, spec.gates_r, NH, DH), like=x, dtype=torch.float32)
+    db_partial = outputs.empty((grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
+    dstates = outputs.empty(states.shape, like=states)
+    len_arg, has_lengths = _lengths_arg(lengths, x)
+    recurrence_bwd_kernel[grid](
+        x, R, b, len_arg, saved_states, saved_rec, dy, dfinal, dx, drec, db_partial, dstates, B, T,
+        CELL=POINTWISE[cell][1], HAS_LENGTHS=has_lengths, **meta,
+    )
+    # dR[g, n] = sum over (b, t) of drec[b, t, g, n]^T h_{t-1}[b, n], with h as the forward's matmul saw it
+    h_prev = torch.cat([states[0].unsqueeze(1), y[:, :-1]], dim=1).float()
+    dR = torch.einsum("btgni,btnj->gnij", drec, h_prev)
+    return dx, dR.to(R.dtype), db_partial.sum(0).to(b.dtype), dstates

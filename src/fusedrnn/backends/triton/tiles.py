@@ -1,0 +1,75 @@
+"""Tile helpers shared by the forward and backward kernels.
+
+A program owns one head n and a tile of BLOCK_B sequences. Every per-step
+tile is held transposed, [DH_P, BLOCK_B] (head dim x batch), so that the
+recurrent product is R_g [DH, DH] @ h [DH, BLOCK_B]: M = DH fills the tensor
+core's M side and the batch tile can stay as small as 16. DH_P is DH rounded
+up to a power of two; rows past DH are masked to zero on load and never stored.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def load_gate(ptr, offsets, mask, g: tl.constexpr, G: tl.constexpr, gate_stride, zero):
+    """Gate g of a [.., G, NH, DH] tensor as fp32, or `zero` when the cell has fewer gates."""
+    if g < G:
+        return tl.load(ptr + g * gate_stride + offsets, mask=mask, other=0.0).to(tl.float32)
+    else:
+        return zero
+
+
+@triton.jit
+def store_gate(ptr, offsets, mask, value, g: tl.constexpr, G: tl.constexpr, gate_stride):
+    if g < G:
+        tl.store(ptr + g * gate_stride + offsets, value.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def load_state(ptr, offsets, mask, s: tl.constexpr, S: tl.constexpr, state_stride, zero):
+    """State s of an [S, ...] tensor as fp32, or `zero` past the cell's S states."""
+    if s < S:
+        return tl.load(ptr + s * state_stride + offsets, mask=mask, other=0.0).to(tl.float32)
+    else:
+        return zero
+
+
+@triton.jit
+def store_state(ptr, offsets, mask, value, s: tl.constexpr, S: tl.constexpr, state_stride):
+    if s < S:
+        tl.store(ptr + s * state_stride + offsets, value.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def load_weight(R_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.constexpr, TRANSPOSE: tl.constexpr):
+    """R[g, n] as a [DH_P, DH_P] tile (R[g, n].T if TRANSPOSE), zero-padded."""
+    rows = tl.arange(0, DH_P)[:, None]
+    cols = tl.arange(0, DH_P)[None, :]
+    mask = (rows < DH) & (cols < DH)
+    base = R_ptr + (g * NH + n) * DH * DH
+    if g < G:
+        if TRANSPOSE:
+            return tl.load(base + cols * DH + rows, mask=mask, other=0.0)
+        else:
+            return tl.load(base + rows * DH + cols, mask=mask, other=0.0)
+    else:
+        return tl.zeros((DH_P, DH_P), dtype=R_ptr.dtype.element_ty)
+
+
+@triton.jit
+def load_bias(b_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.constexpr):
+    """b[g, n] as a [DH_P, 1] column (zero past the cell's G biases)."""
+    rows = tl.arange(0, DH_P)[:, None]
+    if g < G:
+        return tl.load(b_ptr + (g * NH + n) * DH + rows, mask=rows < DH, other=0.0).to(tl.float32)
+    else:
+        return tl.zeros((DH_P, 1), dtype=tl.float32)
+
+
+@triton.jit
+def recurrent_product(W, h, g: tl.constexpr, G: tl.constexpr, zero, PRECISION: tl.constexpr):
+    """W @ h in fp32 for the cell's gates; `zero` past them."""
+    if g < G:
+        return tl.dot(W, h, input_precision=PRECISION, out_dtype=tl.float32)
+    else:
+        return zero

@@ -1,0 +1,56 @@
+"""The FlashAttention rule (DESIGN.md section 5) for a fast backend.
+
+The fast backend and the torch backend run on the same low-precision inputs;
+each is compared with the float64 reference computed from those inputs. The
+fast backend passes when, for the outputs, the final states and every
+gradient, its max error is at most 2x the torch backend's, plus a small
+absolute slack, and under a loose relative sanity bound.
+"""
+from __future__ import annotations
+
+import torch
+
+import fusedrnn
+from reference import random_problem, reference_rnn
+
+SLACK = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+SANITY = {torch.float32: 1e-3, torch.float16: 3e-2, torch.bfloat16: 1e-1}
+NAMES = ("y", "final", "dx", "dR", "db", "dstates")
+
+
+def _run(backend, cell, inputs, lengths, seeds):
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    y, final = fusedrnn.rnn(*leaves, cell=cell, backend=backend, lengths=lengths)
+    loss = (y.double() * seeds[0]).sum() + (final.double() * seeds[1]).sum()
+    grads = torch.autograd.grad(loss, leaves)
+    return [y, final, *grads]
+
+
+def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True, with_states=True):
+    x, R, b, s = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=with_states)
+    if s is None:
+        s = torch.zeros(fusedrnn.CELLS[cell].num_states, B, NH, DH, dtype=dtype, device=device)
+    inputs = (x, R, b, s)
+    lengths = None
+    if with_lengths:
+        lengths = torch.randint(1, T + 1, (B,), device=device)
+        lengths[0] = T
+    # the reference, with its gradients, in float64 from the very same rounded inputs
+    ref_leaves = [t.detach().double().requires_grad_() for t in inputs]
+    y_ref, final_ref = reference_rnn(cell, *ref_leaves, lengths=lengths)
+    seeds = [torch.randn_like(y_ref), torch.randn_like(final_ref)]
+    ref_grads = torch.autograd.grad((y_ref * seeds[0]).sum() + (final_ref * seeds[1]).sum(), ref_leaves)
+    reference = [y_ref, final_ref, *ref_grads]
+    fast = _run(backend, cell, inputs, lengths, seeds)
+    baseline = _run("torch", cell, inputs, lengths, seeds)
+    report = {}
+    for name, got, base, ref in zip(NAMES, fast, baseline, reference):
+        assert got.dtype == dtype and got.shape == ref.shape, (name, got.dtype, got.shape)
+        assert torch.isfinite(got).all(), f"{name}: non-finite values (unwritten output?)"
+        scale = ref.abs().max().item() or 1.0
+        err = (got.double() - ref).abs().max().item()
+        err_torch = (base.double() - ref).abs().max().item()
+        report[name] = (err, err_torch)
+        assert err <= 2 * err_torch + SLACK[dtype] * scale, f"{name}: error {err:.3g} > 2 x torch's {err_torch:.3g}"
+        assert err <= SANITY[dtype] * scale, f"{name}: error {err:.3g} vs scale {scale:.3g}"
+    return report

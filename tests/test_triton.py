@@ -1,0 +1,92 @@
+"""The Triton backend against the float64 reference.
+
+On CPU the kernels run under TRITON_INTERPRET=1 at tiny sizes, in fp32 and
+fp16 (the interpreter's bf16 dot is wrong). On a GPU (`-m gpu`): every cell x
+dtype x head size at odd B and T.
+"""
+import pytest
+import torch
+
+import fusedrnn
+from kernel_check import check_backend
+
+CELLS = list(fusedrnn.CELLS)
+triton_ok = fusedrnn.backends()["triton"].available
+needs_triton = pytest.mark.skipif(not triton_ok, reason=fusedrnn.backends()["triton"].reason)
+
+
+@needs_triton
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_interpreter_matches_reference(cell, dtype):
+    if torch.cuda.is_available():
+        pytest.skip("interpreter test; the GPU runs test_gpu_matches_reference")
+    check_backend("triton", cell, dtype, B=3, T=5, NH=2, DH=16, device="cpu")
+
+
+@needs_triton
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_interpreter_padded_head_dim_and_zero_states(cell):
+    if torch.cuda.is_available():
+        pytest.skip("interpreter test")
+    check_backend("triton", cell, torch.float32, B=2, T=4, NH=1, DH=12, device="cpu", with_states=False)
+
+
+def test_interpreter_never_chosen_by_auto():
+    x = torch.randn(2, 3, 4, 1, 16)
+    problem_backend = fusedrnn.api._backends.choose(
+        "auto",
+        fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 2, 3, 1, 16, torch.float32, torch.device("cpu"), False, False),
+    )
+    assert problem_backend.name == "torch"
+    assert x.device.type == "cpu"
+
+
+def test_refuses_with_reason():
+    x = torch.randn(1, 2, 4, 1, 256, dtype=torch.float64)
+    R = torch.randn(4, 1, 256, 256, dtype=torch.float64)
+    b = torch.randn(4, 1, 256, dtype=torch.float64)
+    with pytest.raises(ValueError, match="backend='triton' cannot run this call"):
+        fusedrnn.rnn(x, R, b, backend="triton")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("DH", [16, 32, 48, 64, 128])
+def test_gpu_matches_reference(cell, dtype, DH):
+    check_backend("triton", cell, dtype, B=5, T=37, NH=3, DH=DH, device="cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_torch_compile_fullgraph():
+    x = torch.randn(3, 9, 4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, 2, 32, 32, device="cuda") / 6).bfloat16().requires_grad_()
+    b = torch.zeros(4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+
+    def f(x, R, b):
+        y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend="triton")
+        return y.float().square().sum() + final.float().sum()
+
+    got = torch.compile(f, fullgraph=True)(x, R, b)
+    grads = torch.autograd.grad(got, (x, R, b))
+    want = f(x, R, b)
+    want_grads = torch.autograd.grad(want, (x, R, b))
+    torch.testing.assert_close(got, want)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.gpu
+def test_gpu_new_batch_and_length_do_not_recompile():
+    from fusedrnn.backends.triton.forward import recurrence_fwd_kernel
+
+    R = torch.randn(4, 2, 32, 32, device="cuda", dtype=torch.bfloat16)
+    b = torch.zeros(4, 2, 32, device="cuda", dtype=torch.bfloat16)
+    fusedrnn.rnn(torch.randn(16, 10, 4, 2, 32, device="cuda", dtype=torch.bfloat16), R, b, backend="triton")
+    compiled = sum(len(c) for c in recurrence_fwd_kernel.device_caches[0][0].values()) if hasattr(
+        recurrence_fwd_kernel, "device_caches") else None
+    for B, T in ((9, 33), (13, 100), (16, 7)):
+        fusedrnn.rnn(torch.randn(B, T, 4, 2, 32, device="cuda", dtype=torch.bfloat16), R, b, backend="triton")
+    after = sum(len(c) for c in recurrence_fwd_kernel.device_caches[0][0].values()) if compiled is not None else None
+    assert compiled == after
