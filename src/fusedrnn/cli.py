@@ -36,6 +36,12 @@ def demo(args) -> None:
     demo_module.run(args)
 
 
+def bench(args) -> None:
+    from .bench.run import run
+
+    run(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fusedrnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +51,11 @@ def main(argv=None) -> int:
 
     add_arguments(demo_parser)
     demo_parser.set_defaults(func=demo)
+    bench_parser = sub.add_parser("bench", help="time our backends beside cuDNN, attention and the torch loop")
+    from .bench.run import add_arguments as bench_arguments
+
+    bench_arguments(bench_parser)
+    bench_parser.set_defaults(func=bench)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

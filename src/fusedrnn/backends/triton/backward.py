@@ -8,7 +8,10 @@ of drec with h over all steps afterwards (see launch.py), off the sequential pat
 import triton
 import triton.language as tl
 
-from .tiles import load_bias, load_gate, load_state, load_weight, recurrent_product, store_gate, store_state
+from .tiles import (
+    add_bias_grad, load_bias, load_gate, load_state, load_weight, recurrent_product, select_state, store_gate,
+    store_state,
+)
 
 
 @triton.jit(do_not_specialize=["B", "T"])
@@ -43,7 +46,9 @@ def recurrence_bwd_kernel(
     ds1 = load_state(dfinal_ptr, state_offsets, mask, 1, S, state_stride, zero)
     ds2 = load_state(dfinal_ptr, state_offsets, mask, 2, S, state_stride, zero)
     ds3 = load_state(dfinal_ptr, state_offsets, mask, 3, S, state_stride, zero)
-    db0, db1, db2, db3 = zero, zero, zero, zero
+    rows = tl.arange(0, DH_P)
+    db0 = tl.zeros((DH_P,), dtype=tl.float32)
+    db1, db2, db3 = db0, db0, db0
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
 
@@ -68,10 +73,10 @@ def recurrence_bwd_kernel(
         if HAS_LENGTHS:
             valid = t < lengths
             ds0 += tl.where(valid, dy, 0.0)
-            e0 = tl.where(valid, ds0, 0.0)
-            e1 = tl.where(valid, ds1, 0.0)
-            e2 = tl.where(valid, ds2, 0.0)
-            e3 = tl.where(valid, ds3, 0.0)
+            e0 = select_state(valid, ds0, zero, 0, S)
+            e1 = select_state(valid, ds1, zero, 1, S)
+            e2 = select_state(valid, ds2, zero, 2, S)
+            e3 = select_state(valid, ds3, zero, 3, S)
         else:
             ds0 += dy
             e0, e1, e2, e3 = ds0, ds1, ds2, ds3
@@ -88,10 +93,10 @@ def recurrence_bwd_kernel(
         store_gate(drec_rows, 0, mask, gr1, 1, GR, gate_stride)
         store_gate(drec_rows, 0, mask, gr2, 2, GR, gate_stride)
         store_gate(drec_rows, 0, mask, gr3, 3, GR, gate_stride)
-        db0 += gb0
-        db1 += gb1
-        db2 += gb2
-        db3 += gb3
+        db0 = add_bias_grad(db0, gb0, 0, GB)
+        db1 = add_bias_grad(db1, gb1, 1, GB)
+        db2 = add_bias_grad(db2, gb2, 2, GB)
+        db3 = add_bias_grad(db3, gb3, 3, GB)
         dt = R_ptr.dtype.element_ty
         dh = recurrent_product(V0, gr0.to(dt), 0, GR, zero, PRECISION)
         dh += recurrent_product(V1, gr1.to(dt), 1, GR, zero, PRECISION)
@@ -99,10 +104,10 @@ def recurrence_bwd_kernel(
         dh += recurrent_product(V3, gr3.to(dt), 3, GR, zero, PRECISION)
         q0 += dh
         if HAS_LENGTHS:
-            ds0 = tl.where(valid, q0, ds0)
-            ds1 = tl.where(valid, q1, ds1)
-            ds2 = tl.where(valid, q2, ds2)
-            ds3 = tl.where(valid, q3, ds3)
+            ds0 = select_state(valid, q0, ds0, 0, S)
+            ds1 = select_state(valid, q1, ds1, 1, S)
+            ds2 = select_state(valid, q2, ds2, 2, S)
+            ds3 = select_state(valid, q3, ds3, 3, S)
         else:
             ds0, ds1, ds2, ds3 = q0, q1, q2, q3
 
@@ -111,9 +116,8 @@ def recurrence_bwd_kernel(
     store_state(ds0_ptr + state_offsets, 0, mask, ds2, 2, S, state_stride)
     store_state(ds0_ptr + state_offsets, 0, mask, ds3, 3, S, state_stride)
     # db partial sums of this batch tile: [tiles, GB, NH, DH]
-    rows = tl.arange(0, DH_P)
     db_rows = db_ptr + tile * GB * NH * DH + n * DH + rows
-    store_gate(db_rows, 0, rows < DH, tl.sum(db0, axis=1), 0, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, tl.sum(db1, axis=1), 1, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, tl.sum(db2, axis=1), 2, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, tl.sum(db3, axis=1), 3, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, db0, 0, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, db1, 1, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, db2, 2, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, db3, 3, GB, gate_stride)

@@ -3,7 +3,9 @@ T steps with its head's recurrent weights held on chip for the whole sequence.""
 import triton
 import triton.language as tl
 
-from .tiles import load_bias, load_gate, load_state, load_weight, recurrent_product, store_gate, store_state
+from .tiles import (
+    load_bias, load_gate, load_state, load_weight, recurrent_product, select_state, store_gate, store_state,
+)
 
 
 @triton.jit(do_not_specialize=["B", "T"])
@@ -70,10 +72,10 @@ def recurrence_fwd_kernel(
         n0, n1, n2, n3 = CELL(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3)
         if HAS_LENGTHS:
             valid = t < lengths
-            s0 = tl.where(valid, n0, s0)
-            s1 = tl.where(valid, n1, s1)
-            s2 = tl.where(valid, n2, s2)
-            s3 = tl.where(valid, n3, s3)
+            s0 = select_state(valid, n0, s0, 0, S)
+            s1 = select_state(valid, n1, s1, 1, S)
+            s2 = select_state(valid, n2, s2, 2, S)
+            s3 = select_state(valid, n3, s3, 3, S)
             out = tl.where(valid, n0, 0.0)
         else:
             s0, s1, s2, s3 = n0, n1, n2, n3

@@ -15,14 +15,22 @@ def padded_head_dim(DH: int) -> int:
     return max(16, triton.next_power_of_2(DH))
 
 
-def batch_tile(B: int) -> int:
-    """Sequences per program: 16 (the tensor cores' smallest N) up to 64; a few
-    buckets so that a new batch size never means a new compile."""
-    return min(64, max(16, triton.next_power_of_2(B)))
+def batch_tile(B: int, DH_P: int) -> int:
+    """Sequences per program: 16 (the tensor cores' smallest N) and up while a
+    [DH_P, BLOCK_B] fp32 tile stays within 512 elements (2 registers a thread
+    with 8 warps: a step holds ~25 live tiles; wider tiles spilled). Smaller tiles mean more
+    programs for the SMs. A few buckets, so a new batch size rarely recompiles."""
+    return min(max(16, 512 // DH_P), max(16, triton.next_power_of_2(B)))
 
 
-def num_warps(DH_P: int) -> int:
-    return 4 if DH_P <= 64 else 8
+def launch_options(DH_P: int, BLOCK_B: int, backward: bool) -> dict:
+    """Warps and pipelining depth, checked against the register and shared
+    memory budget of an H100 by tests/test_triton_compile.py."""
+    tile = DH_P * BLOCK_B
+    if backward:
+        # the backward holds ~25 live tiles; 2 stages prefetch its loads while they fit
+        return dict(num_warps=4 if tile <= 512 else 8, num_stages=2 if DH_P <= 64 else 1)
+    return dict(num_warps=4 if tile <= 512 else 8, num_stages=1)
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -45,20 +53,21 @@ def _lengths_arg(lengths, x):
     return (x, False) if lengths is None else (lengths.to(x.device), True)
 
 
-def _common_meta(x, cell):
+def _common_meta(x, cell, backward):
     spec = get_cell(cell)
     B, T, _, NH, DH = x.shape
-    BLOCK_B = batch_tile(B)
     DH_P = padded_head_dim(DH)
+    BLOCK_B = batch_tile(B, DH_P)
     meta = dict(NH=NH, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
-                GB=spec.gates_b, S=spec.num_states, PRECISION=_precision(x.dtype), num_warps=num_warps(DH_P))
+                GB=spec.gates_b, S=spec.num_states, PRECISION=_precision(x.dtype),
+                **launch_options(DH_P, BLOCK_B, backward))
     return spec, (NH, triton.cdiv(B, BLOCK_B)), meta
 
 
 def forward(x, R, b, states, lengths, cell, need_saved):
     x, R, b, states = (t.contiguous() for t in (x, R, b, states))
     B, T, _, NH, DH = x.shape
-    spec, grid, meta = _common_meta(x, cell)
+    spec, grid, meta = _common_meta(x, cell, backward=False)
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(saved_like(x, states, cell, need_saved).shape, like=x, dtype=torch.float32)
@@ -74,7 +83,7 @@ def forward(x, R, b, states, lengths, cell, need_saved):
 def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     x, R, b, states, dy, dfinal = (t.contiguous() for t in (x, R, b, states, dy, dfinal))
     B, T, GX, NH, DH = x.shape
-    spec, grid, meta = _common_meta(x, cell)
+    spec, grid, meta = _common_meta(x, cell, backward=True)
     saved_states, saved_rec = _saved_views(saved, T, spec.num_states, B, NH, DH, spec.gates_r)
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((B, T, spec.gates_r, NH, DH), like=x, dtype=torch.float32)

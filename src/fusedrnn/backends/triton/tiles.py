@@ -73,3 +73,21 @@ def recurrent_product(W, h, g: tl.constexpr, G: tl.constexpr, zero, PRECISION: t
         return tl.dot(W, h, input_precision=PRECISION, out_dtype=tl.float32)
     else:
         return zero
+
+
+@triton.jit
+def select_state(valid, new, old, s: tl.constexpr, S: tl.constexpr):
+    """where(valid, new, old) for the cell's states; states past S stay constant zero."""
+    if s < S:
+        return tl.where(valid, new, old)
+    else:
+        return old
+
+
+@triton.jit
+def add_bias_grad(acc, grad, g: tl.constexpr, G: tl.constexpr):
+    """acc [DH_P] += grad [DH_P, BLOCK_B] summed over the batch tile, for the cell's biases."""
+    if g < G:
+        return acc + tl.sum(grad, axis=1)
+    else:
+        return acc

@@ -27,5 +27,5 @@ def gru_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3,
     dn = d0 * (1.0 - z) * (1.0 - n * n)
     dr = dn * hidden_n * r * (1.0 - r)
     dz = d0 * (s0 - n) * z * (1.0 - z)
-    zero = 0.0 * s0
+    zero = tl.zeros_like(s0)
     return (dr, dz, dn, zero, dr, dz, dn * r, zero, dr, dz, dn, dn * r, d0 * z, zero, zero, zero)

@@ -27,5 +27,5 @@ def lstm_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3
     df = dc * s1 * f * (1.0 - f)
     dg = dc * i * (1.0 - g * g)
     do = d0 * tanh_c * o * (1.0 - o)
-    zero = 0.0 * s0
+    zero = tl.zeros_like(s0)
     return (di, df, dg, do, di, df, dg, do, di, df, dg, do, zero, dc * f, zero, zero)

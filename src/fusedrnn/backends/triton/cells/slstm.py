@@ -45,5 +45,5 @@ def slstm_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s
     d_f = d_from_f * sigmoid(-f_pre)
     d_z = dc * i * (1.0 - z * z)
     d_o = d0 * c_new / n_new * o * (1.0 - o)
-    zero = 0.0 * s0
+    zero = tl.zeros_like(s0)
     return (d_i, d_f, d_z, d_o, d_i, d_f, d_z, d_o, d_i, d_f, d_z, d_o, zero, dc * f, dn * f, d_from_f)

@@ -1,0 +1,1 @@
+"""`fusedrnn bench`: our backends beside cuDNN, attention and the torch loop."""

@@ -1,0 +1,80 @@
+"""The `fusedrnn bench` command: sweeps, progress bar, and result files."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from datetime import date
+
+import torch
+from tqdm import tqdm
+
+from .harness import as_dict, measure
+from .providers import PROVIDERS, Case
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+HEAD_SPLITS = [(16, 48), (32, 24), (64, 12), (128, 6), (256, 3), (768, 1)]  # DH x NH, hidden 768
+
+
+def cases(args) -> list[Case]:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = []
+    for cell in args.cells:
+        for dtype in args.dtypes:
+            for backward in [p == "fwd+bwd" for p in args.passes]:
+                if args.sweep == "head":
+                    shapes = [(args.batch, args.length, nh, dh) for dh, nh in args.splits]
+                elif args.sweep == "batch":
+                    shapes = [(b, args.length, 12, 64) for b in (2, 4, 8, 16, 32, 64, 128, 256)]
+                else:
+                    shapes = [(args.batch, t, 12, 64) for t in (256, 512, 1024, 2048, 4096, 8192)]
+                for B, T, NH, DH in shapes:
+                    out.append(Case(cell, DTYPES[dtype], B, T, NH, DH, backward, device))
+    return out
+
+
+def table(rows) -> str:
+    lines = ["| provider | cell | dtype | B | T | DH×NH | pass | median ms | peak MiB | first call s | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+        lines.append(f"| {r['provider']} | {r['cell']} | {r['dtype']} | {r['B']} | {r['T']} | {r['DH']}×{r['NH']} "
+                     f"| {r['passes']} | {fmt(r['median_ms'], '.3f')} | {fmt(r['peak_mib'], '.0f')} "
+                     f"| {fmt(r['first_call_s'], '.2f')} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def run(args) -> list[dict]:
+    rows = []
+    todo = [(p, c) for c in cases(args) for p in args.providers]
+    for provider, case in tqdm(todo, desc="bench", dynamic_ncols=True):
+        rows.append(as_dict(measure(provider, case)))
+    os.makedirs(args.out, exist_ok=True)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+    meta = {"device": device, "torch": torch.__version__, "date": date.today().isoformat(), "sweep": args.sweep}
+    stem = os.path.join(args.out, f"bench-{args.sweep}")
+    with open(stem + ".json", "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    with open(stem + ".csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = f"{meta}\n\n{table(rows)}\n"
+    with open(stem + ".md", "w") as f:
+        f.write(text)
+    print(text)
+    return rows
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--providers", nargs="+", default=list(PROVIDERS), choices=list(PROVIDERS))
+    parser.add_argument("--cells", nargs="+", default=["lstm"])
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16"], choices=list(DTYPES))
+    parser.add_argument("--passes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
+    parser.add_argument("--sweep", default="head", choices=["head", "batch", "length"])
+    parser.add_argument("--splits", nargs="+", type=lambda s: tuple(int(v) for v in s.split("x")),
+                        default=HEAD_SPLITS, help="DHxNH pairs for the head sweep, e.g. 64x12 128x6")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=1024)
+    parser.add_argument("--out", default="results")
