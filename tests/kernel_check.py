@@ -3,8 +3,10 @@
 The fast backend and the torch backend run on the same low-precision inputs;
 each is compared with the float64 reference computed from those inputs. The
 fast backend passes when, for the outputs, the final states and every
-gradient, its max error is at most 2x the torch backend's, plus a small
-absolute slack, and under a loose relative sanity bound.
+gradient, its error is at most 2x the torch backend's, plus a small slack, and
+under a loose sanity bound. Errors are relative Frobenius norms,
+|got - ref| / |ref|: a max-abs error is dominated by the few elements where
+a relu or a max flips sign under rounding, which either backend may hit.
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import torch
 import fusedrnn
 from reference import random_problem, reference_rnn
 
-SLACK = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
-SANITY = {torch.float32: 1e-3, torch.float16: 3e-2, torch.bfloat16: 1e-1}
+SLACK = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
+SANITY = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 NAMES = ("y", "final", "dx", "dR", "db", "dstates")
 
 
@@ -47,10 +49,10 @@ def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True,
     for name, got, base, ref in zip(NAMES, fast, baseline, reference):
         assert got.dtype == dtype and got.shape == ref.shape, (name, got.dtype, got.shape)
         assert torch.isfinite(got).all(), f"{name}: non-finite values (unwritten output?)"
-        scale = ref.abs().max().item() or 1.0
-        err = (got.double() - ref).abs().max().item()
-        err_torch = (base.double() - ref).abs().max().item()
+        norm = ref.norm().item() or 1.0
+        err = (got.double() - ref).norm().item() / norm
+        err_torch = (base.double() - ref).norm().item() / norm
         report[name] = (err, err_torch)
-        assert err <= 2 * err_torch + SLACK[dtype] * scale, f"{name}: error {err:.3g} > 2 x torch's {err_torch:.3g}"
-        assert err <= SANITY[dtype] * scale, f"{name}: error {err:.3g} vs scale {scale:.3g}"
+        assert err <= 2 * err_torch + SLACK[dtype], f"{name}: error {err:.3g} > 2 x torch's {err_torch:.3g}"
+        assert err <= SANITY[dtype], f"{name}: relative error {err:.3g}"
     return report

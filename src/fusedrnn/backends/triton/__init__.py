@@ -10,6 +10,7 @@ from ..custom_op import define_recurrence_ops
 from ..registry import Backend, register
 
 MAX_HEAD_DIM = 128
+WEIGHT_BUDGET = 200 * 1024  # bytes of R one program keeps in shared memory (an H100 block has 227 KiB)
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "") == "1"
 
 
@@ -30,6 +31,11 @@ def supports(problem: Problem):
         return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
     if problem.head_dim > MAX_HEAD_DIM:
         return False, f"head dim DH={problem.head_dim} > {MAX_HEAD_DIM}, the largest the Triton kernels hold on chip"
+    padded = max(16, 1 << (problem.head_dim - 1).bit_length())
+    weight_bytes = problem.cell.gates_r * padded * padded * problem.dtype.itemsize
+    if weight_bytes > WEIGHT_BUDGET:
+        return False, (f"R of one head takes {weight_bytes // 1024} KiB in {problem.dtype}, over the "
+                       f"{WEIGHT_BUDGET // 1024} KiB the kernel keeps on chip; use bfloat16/float16")
     if problem.device.type == "cuda":
         return True, ""
     if problem.device.type == "cpu" and _INTERPRET:

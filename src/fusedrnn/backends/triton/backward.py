@@ -1,32 +1,60 @@
-"""The persistent backward kernel: walks time in reverse with R^T on chip.
+"""The persistent backward kernel: walks time in reverse with R on chip.
 
-Per step it reloads what the forward saved (the states entering the step and
-the recurrent products), runs the cell's pointwise gradient, writes dx and
-drec, accumulates db, and sends R^T drec back into dh. dR is one large matmul
-of drec with h over all steps afterwards (see launch.py), off the sequential path.
+Per step it recomputes the recurrent products R h_{t-1} from the forward's
+outputs (the same on-chip R serves R h and R^T drec), reloads the states that
+entered the step, runs the cell's pointwise gradient, writes dx and drec,
+accumulates db, and sends R^T drec back into dh. Everything a step loads is
+fetched one step ahead (PREFETCH), so only the gradient chain itself is sequential. dR is
+one large matmul of drec with h over all steps afterwards (launch.py).
 """
 import triton
 import triton.language as tl
 
 from .tiles import (
-    add_bias_grad, load_bias, load_gate, load_state, load_weight, recurrent_product, select_state, store_gate,
-    store_state,
+    accumulate, load_bias, load_gate, load_state, load_weight, recurrent_product, recurrent_product_t,
+    select_state, store_gate, store_state,
 )
+
+
+@triton.jit
+def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, dy_ptr, batch, head, mask, t,
+               B, T, NH: tl.constexpr, DH: tl.constexpr, GX: tl.constexpr, S: tl.constexpr, zero):
+    """Everything step t needs from memory. For t < 0 (past the start) masked to zero."""
+    m = mask & (t >= 0)
+    gate_stride = NH * DH
+    state_stride = B * NH * DH
+    x_rows = x_ptr + batch * T * GX * NH * DH + t * GX * NH * DH + head
+    x0 = load_gate(x_rows, 0, m, 0, GX, gate_stride, zero)
+    x1 = load_gate(x_rows, 0, m, 1, GX, gate_stride, zero)
+    x2 = load_gate(x_rows, 0, m, 2, GX, gate_stride, zero)
+    x3 = load_gate(x_rows, 0, m, 3, GX, gate_stride, zero)
+    prev = saved_states_ptr + t * S * state_stride + batch * NH * DH + head
+    p0 = load_state(prev, 0, m, 0, S, state_stride, zero)
+    p1 = load_state(prev, 0, m, 1, S, state_stride, zero)
+    p2 = load_state(prev, 0, m, 2, S, state_stride, zero)
+    p3 = load_state(prev, 0, m, 3, S, state_stride, zero)
+    # h_{t-1} exactly as the forward's matmul saw it: the initial state or y[t-1], rounded
+    h_prev = tl.load(y_ptr + batch * T * NH * DH + (t - 1) * NH * DH + head, mask=m & (t > 0), other=0.0)
+    h_init = tl.load(s0_ptr + batch * NH * DH + head, mask=m & (t == 0), other=0.0)
+    dy = tl.load(dy_ptr + batch * T * NH * DH + t * NH * DH + head, mask=m, other=0.0).to(tl.float32)
+    return x0, x1, x2, x3, p0, p1, p2, p3, h_prev + h_init, dy
 
 
 @triton.jit(do_not_specialize=["B", "T"])
 def recurrence_bwd_kernel(
-    x_ptr, R_ptr, b_ptr, len_ptr, saved_states_ptr, saved_rec_ptr, dy_ptr, dfinal_ptr,  # inputs
+    x_ptr, R_ptr, b_ptr, s0_ptr, len_ptr, y_ptr, saved_states_ptr, dy_ptr, dfinal_ptr,  # inputs
     dx_ptr, drec_ptr, db_ptr, ds0_ptr,  # outputs
     B, T,
     NH: tl.constexpr, DH: tl.constexpr, DH_P: tl.constexpr, BLOCK_B: tl.constexpr,
     GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
-    CELL: tl.constexpr, HAS_LENGTHS: tl.constexpr, PRECISION: tl.constexpr,
+    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, HAS_LENGTHS: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     n = tl.program_id(0)
     tile = tl.program_id(1)
     d = tl.arange(0, DH_P)[:, None]
-    batch = (tile * BLOCK_B + tl.arange(0, BLOCK_B))[None, :].to(tl.int64)
+    batch = (tile * BLOCK_B + tl.arange(0, BLOCK_B))[None, :]
+    if WIDE_OFFSETS:  # int32 offsets unless a tensor has 2**31 elements: fewer live registers
+        batch = batch.to(tl.int64)
     mask = (d < DH) & (batch < B)
     zero = tl.zeros((DH_P, BLOCK_B), dtype=tl.float32)
     head = n * DH + d
@@ -34,10 +62,10 @@ def recurrence_bwd_kernel(
     state_offsets = batch * NH * DH + head
     state_stride = B * NH * DH
 
-    V0 = load_weight(R_ptr, n, 0, GR, NH, DH, DH_P, True)
-    V1 = load_weight(R_ptr, n, 1, GR, NH, DH, DH_P, True)
-    V2 = load_weight(R_ptr, n, 2, GR, NH, DH, DH_P, True)
-    V3 = load_weight(R_ptr, n, 3, GR, NH, DH, DH_P, True)
+    W0 = load_weight(R_ptr, n, 0, GR, NH, DH, DH_P)
+    W1 = load_weight(R_ptr, n, 1, GR, NH, DH, DH_P)
+    W2 = load_weight(R_ptr, n, 2, GR, NH, DH, DH_P)
+    W3 = load_weight(R_ptr, n, 3, GR, NH, DH, DH_P)
     b0 = load_bias(b_ptr, n, 0, GB, NH, DH, DH_P)
     b1 = load_bias(b_ptr, n, 1, GB, NH, DH, DH_P)
     b2 = load_bias(b_ptr, n, 2, GB, NH, DH, DH_P)
@@ -46,30 +74,21 @@ def recurrence_bwd_kernel(
     ds1 = load_state(dfinal_ptr, state_offsets, mask, 1, S, state_stride, zero)
     ds2 = load_state(dfinal_ptr, state_offsets, mask, 2, S, state_stride, zero)
     ds3 = load_state(dfinal_ptr, state_offsets, mask, 3, S, state_stride, zero)
-    rows = tl.arange(0, DH_P)
-    db0 = tl.zeros((DH_P,), dtype=tl.float32)
-    db1, db2, db3 = db0, db0, db0
+    db0, db1, db2, db3 = zero, zero, zero, zero
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
 
+    x0, x1, x2, x3, p0, p1, p2, p3, h, dy = _load_step(
+        x_ptr, y_ptr, s0_ptr, saved_states_ptr, dy_ptr, batch, head, mask, T - 1, B, T, NH, DH, GX, S, zero)
     for step in range(T):
         t = T - 1 - step
-        x_rows = x_ptr + batch * T * GX * NH * DH + t * GX * NH * DH + head
-        rec_rows = saved_rec_ptr + batch * T * GR * NH * DH + t * GR * NH * DH + head
-        prev = saved_states_ptr + t * S * state_stride + state_offsets
-        x0 = load_gate(x_rows, 0, mask, 0, GX, gate_stride, zero)
-        x1 = load_gate(x_rows, 0, mask, 1, GX, gate_stride, zero)
-        x2 = load_gate(x_rows, 0, mask, 2, GX, gate_stride, zero)
-        x3 = load_gate(x_rows, 0, mask, 3, GX, gate_stride, zero)
-        r0 = load_gate(rec_rows, 0, mask, 0, GR, gate_stride, zero)
-        r1 = load_gate(rec_rows, 0, mask, 1, GR, gate_stride, zero)
-        r2 = load_gate(rec_rows, 0, mask, 2, GR, gate_stride, zero)
-        r3 = load_gate(rec_rows, 0, mask, 3, GR, gate_stride, zero)
-        p0 = load_state(prev, 0, mask, 0, S, state_stride, zero)
-        p1 = load_state(prev, 0, mask, 1, S, state_stride, zero)
-        p2 = load_state(prev, 0, mask, 2, S, state_stride, zero)
-        p3 = load_state(prev, 0, mask, 3, S, state_stride, zero)
-        dy = tl.load(dy_ptr + batch * T * NH * DH + t * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
+        if PREFETCH:  # issue the previous step's loads now, to land while this step computes
+            nx0, nx1, nx2, nx3, np0, np1, np2, np3, nh, ndy = _load_step(
+                x_ptr, y_ptr, s0_ptr, saved_states_ptr, dy_ptr, batch, head, mask, t - 1, B, T, NH, DH, GX, S, zero)
+        r0 = recurrent_product(W0, h, 0, GR, zero, PRECISION)
+        r1 = recurrent_product(W1, h, 1, GR, zero, PRECISION)
+        r2 = recurrent_product(W2, h, 2, GR, zero, PRECISION)
+        r3 = recurrent_product(W3, h, 3, GR, zero, PRECISION)
         if HAS_LENGTHS:
             valid = t < lengths
             ds0 += tl.where(valid, dy, 0.0)
@@ -83,6 +102,10 @@ def recurrence_bwd_kernel(
         (gx0, gx1, gx2, gx3, gr0, gr1, gr2, gr3, gb0, gb1, gb2, gb3, q0, q1, q2, q3) = CELL(
             x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, p0, p1, p2, p3, e0, e1, e2, e3
         )
+        dh = recurrent_product_t(W0, gr0, 0, GR, zero, PRECISION)
+        dh += recurrent_product_t(W1, gr1, 1, GR, zero, PRECISION)
+        dh += recurrent_product_t(W2, gr2, 2, GR, zero, PRECISION)
+        dh += recurrent_product_t(W3, gr3, 3, GR, zero, PRECISION)
         dx_rows = dx_ptr + batch * T * GX * NH * DH + t * GX * NH * DH + head
         store_gate(dx_rows, 0, mask, gx0, 0, GX, gate_stride)
         store_gate(dx_rows, 0, mask, gx1, 1, GX, gate_stride)
@@ -93,15 +116,10 @@ def recurrence_bwd_kernel(
         store_gate(drec_rows, 0, mask, gr1, 1, GR, gate_stride)
         store_gate(drec_rows, 0, mask, gr2, 2, GR, gate_stride)
         store_gate(drec_rows, 0, mask, gr3, 3, GR, gate_stride)
-        db0 = add_bias_grad(db0, gb0, 0, GB)
-        db1 = add_bias_grad(db1, gb1, 1, GB)
-        db2 = add_bias_grad(db2, gb2, 2, GB)
-        db3 = add_bias_grad(db3, gb3, 3, GB)
-        dt = R_ptr.dtype.element_ty
-        dh = recurrent_product(V0, gr0.to(dt), 0, GR, zero, PRECISION)
-        dh += recurrent_product(V1, gr1.to(dt), 1, GR, zero, PRECISION)
-        dh += recurrent_product(V2, gr2.to(dt), 2, GR, zero, PRECISION)
-        dh += recurrent_product(V3, gr3.to(dt), 3, GR, zero, PRECISION)
+        db0 = accumulate(db0, gb0, 0, GB)
+        db1 = accumulate(db1, gb1, 1, GB)
+        db2 = accumulate(db2, gb2, 2, GB)
+        db3 = accumulate(db3, gb3, 3, GB)
         q0 += dh
         if HAS_LENGTHS:
             ds0 = select_state(valid, q0, ds0, 0, S)
@@ -110,14 +128,20 @@ def recurrence_bwd_kernel(
             ds3 = select_state(valid, q3, ds3, 3, S)
         else:
             ds0, ds1, ds2, ds3 = q0, q1, q2, q3
+        if PREFETCH:
+            x0, x1, x2, x3, p0, p1, p2, p3, h, dy = nx0, nx1, nx2, nx3, np0, np1, np2, np3, nh, ndy
+        else:  # fewer live registers, the load latency exposed
+            x0, x1, x2, x3, p0, p1, p2, p3, h, dy = _load_step(
+                x_ptr, y_ptr, s0_ptr, saved_states_ptr, dy_ptr, batch, head, mask, t - 1, B, T, NH, DH, GX, S, zero)
 
     store_state(ds0_ptr + state_offsets, 0, mask, ds0, 0, S, state_stride)
     store_state(ds0_ptr + state_offsets, 0, mask, ds1, 1, S, state_stride)
     store_state(ds0_ptr + state_offsets, 0, mask, ds2, 2, S, state_stride)
     store_state(ds0_ptr + state_offsets, 0, mask, ds3, 3, S, state_stride)
     # db partial sums of this batch tile: [tiles, GB, NH, DH]
+    rows = tl.arange(0, DH_P)
     db_rows = db_ptr + tile * GB * NH * DH + n * DH + rows
-    store_gate(db_rows, 0, rows < DH, db0, 0, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, db1, 1, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, db2, 2, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, db3, 3, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, tl.sum(db0, axis=1), 0, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, tl.sum(db1, axis=1), 1, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, tl.sum(db2, axis=1), 2, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, tl.sum(db3, axis=1), 3, GB, gate_stride)

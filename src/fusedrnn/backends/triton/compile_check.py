@@ -24,11 +24,11 @@ from .launch import batch_tile, launch_options, padded_head_dim
 _TYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _FLOAT_ARGS = {
     False: ["x_ptr", "R_ptr", "b_ptr", "s0_ptr", "y_ptr", "final_ptr"],
-    True: ["x_ptr", "R_ptr", "b_ptr", "dy_ptr", "dfinal_ptr", "dx_ptr", "ds0_ptr"],
+    True: ["x_ptr", "R_ptr", "b_ptr", "s0_ptr", "y_ptr", "dy_ptr", "dfinal_ptr", "dx_ptr", "ds0_ptr"],
 }
 _FP32_ARGS = {
-    False: ["saved_states_ptr", "saved_rec_ptr"],
-    True: ["saved_states_ptr", "saved_rec_ptr", "drec_ptr", "db_ptr"],
+    False: ["saved_states_ptr"],
+    True: ["saved_states_ptr", "drec_ptr", "db_ptr"],
 }
 
 
@@ -41,13 +41,16 @@ def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: in
     signature.update({name: "*fp32" for name in _FP32_ARGS[backward]})
     signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32"})
     constants = dict(NH=12, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
-                     GB=spec.gates_b, S=spec.num_states, CELL=POINTWISE[cell][int(backward)], HAS_LENGTHS=True,
+                     GB=spec.gates_b, S=spec.num_states, CELL=POINTWISE[cell][int(backward)], HAS_LENGTHS=True, WIDE_OFFSETS=False,
                      PRECISION="ieee" if dtype == "float32" else "tf32")
     if not backward:
         constants["SAVE"] = True
     signature.update({name: "constexpr" for name in constants})
-    source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
     options = launch_options(DH_P, BLOCK_B, backward)
+    if "PREFETCH" in options:
+        constants["PREFETCH"] = options.pop("PREFETCH")
+        signature["PREFETCH"] = "constexpr"
+    source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     return dict(shared=compiled.metadata.shared, **options, **ptxas_report(compiled.asm["ptx"], arch))
 

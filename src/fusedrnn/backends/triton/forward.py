@@ -4,35 +4,37 @@ import triton
 import triton.language as tl
 
 from .tiles import (
-    load_bias, load_gate, load_state, load_weight, recurrent_product, select_state, store_gate, store_state,
+    load_bias, load_gate, load_state, load_weight, recurrent_product, select_state, store_state,
 )
 
 
 @triton.jit(do_not_specialize=["B", "T"])
 def recurrence_fwd_kernel(
     x_ptr, R_ptr, b_ptr, s0_ptr, len_ptr,  # inputs
-    y_ptr, final_ptr, saved_states_ptr, saved_rec_ptr,  # outputs
+    y_ptr, final_ptr, saved_states_ptr,  # outputs
     B, T,
     NH: tl.constexpr, DH: tl.constexpr, DH_P: tl.constexpr, BLOCK_B: tl.constexpr,
     GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
-    CELL: tl.constexpr, HAS_LENGTHS: tl.constexpr, SAVE: tl.constexpr, PRECISION: tl.constexpr,
+    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, HAS_LENGTHS: tl.constexpr, SAVE: tl.constexpr, PRECISION: tl.constexpr,
 ):
     n = tl.program_id(0)
     d = tl.arange(0, DH_P)[:, None]
-    batch = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B))[None, :].to(tl.int64)
+    batch = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B))[None, :]
+    if WIDE_OFFSETS:  # int32 offsets unless a tensor has 2**31 elements: fewer live registers
+        batch = batch.to(tl.int64)
     mask = (d < DH) & (batch < B)
     zero = tl.zeros((DH_P, BLOCK_B), dtype=tl.float32)
     head = n * DH + d
-    # x, saved_rec: [B, T, G, NH, DH]; y: [B, T, NH, DH]; states: [S, B, NH, DH]
+    # x: [B, T, G, NH, DH]; y: [B, T, NH, DH]; states: [S, B, NH, DH]; saved: [T + 1, S, B, NH, DH]
     x_rows = x_ptr + batch * T * GX * NH * DH + head
     y_rows = y_ptr + batch * T * NH * DH + head
     state_offsets = batch * NH * DH + head
     state_stride = B * NH * DH
 
-    W0 = load_weight(R_ptr, n, 0, GR, NH, DH, DH_P, False)
-    W1 = load_weight(R_ptr, n, 1, GR, NH, DH, DH_P, False)
-    W2 = load_weight(R_ptr, n, 2, GR, NH, DH, DH_P, False)
-    W3 = load_weight(R_ptr, n, 3, GR, NH, DH, DH_P, False)
+    W0 = load_weight(R_ptr, n, 0, GR, NH, DH, DH_P)
+    W1 = load_weight(R_ptr, n, 1, GR, NH, DH, DH_P)
+    W2 = load_weight(R_ptr, n, 2, GR, NH, DH, DH_P)
+    W3 = load_weight(R_ptr, n, 3, GR, NH, DH, DH_P)
     b0 = load_bias(b_ptr, n, 0, GB, NH, DH, DH_P)
     b1 = load_bias(b_ptr, n, 1, GB, NH, DH, DH_P)
     b2 = load_bias(b_ptr, n, 2, GB, NH, DH, DH_P)
@@ -82,11 +84,6 @@ def recurrence_fwd_kernel(
             out = n0
         tl.store(y_rows + t * NH * DH, out.to(y_ptr.dtype.element_ty), mask=mask)
         if SAVE:
-            rec_rows = saved_rec_ptr + batch * T * GR * NH * DH + t * GR * NH * DH + head
-            store_gate(rec_rows, 0, mask, r0, 0, GR, gate_stride)
-            store_gate(rec_rows, 0, mask, r1, 1, GR, gate_stride)
-            store_gate(rec_rows, 0, mask, r2, 2, GR, gate_stride)
-            store_gate(rec_rows, 0, mask, r3, 3, GR, gate_stride)
             for_save = saved_states_ptr + (t + 1) * S * state_stride + state_offsets
             store_state(for_save, 0, mask, s0, 0, S, state_stride)
             store_state(for_save, 0, mask, s1, 1, S, state_stride)

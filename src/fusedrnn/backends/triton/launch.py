@@ -28,8 +28,8 @@ def launch_options(DH_P: int, BLOCK_B: int, backward: bool) -> dict:
     memory budget of an H100 by tests/test_triton_compile.py."""
     tile = DH_P * BLOCK_B
     if backward:
-        # the backward holds ~25 live tiles; 2 stages prefetch its loads while they fit
-        return dict(num_warps=4 if tile <= 512 else 8, num_stages=2 if DH_P <= 64 else 1)
+        # the backward holds ~25 live tiles; prefetching the next step's loads adds ~8
+        return dict(num_warps=4 if tile <= 512 else 8, num_stages=1, PREFETCH=DH_P <= 64)
     return dict(num_warps=4 if tile <= 512 else 8, num_stages=1)
 
 
@@ -38,15 +38,11 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def _saved_views(saved, T, S, B, NH, DH, GR):
-    n_states = (T + 1) * S * B * NH * DH
-    return saved[:n_states].view(T + 1, S, B, NH, DH), saved[n_states:].view(B, T, GR, NH, DH)
-
-
 def saved_like(x, states, cell, need_saved):
+    """The states entering every step and the final ones, [T + 1, S, B, NH, DH] in fp32."""
     B, T, _, NH, DH = x.shape
-    size = ((T + 1) * states.shape[0] * B + B * T * get_cell(cell).gates_r) * NH * DH if need_saved else 0
-    return x.new_empty(size, dtype=torch.float32)
+    shape = (T + 1, states.shape[0], B, NH, DH) if need_saved else (0,)
+    return x.new_empty(shape, dtype=torch.float32)
 
 
 def _lengths_arg(lengths, x):
@@ -58,7 +54,9 @@ def _common_meta(x, cell, backward):
     B, T, _, NH, DH = x.shape
     DH_P = padded_head_dim(DH)
     BLOCK_B = batch_tile(B, DH_P)
+    largest = (T + 1) * B * NH * DH * max(spec.gates_x, spec.gates_r, spec.num_states)
     meta = dict(NH=NH, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
+                WIDE_OFFSETS=largest >= 2**31,
                 GB=spec.gates_b, S=spec.num_states, PRECISION=_precision(x.dtype),
                 **launch_options(DH_P, BLOCK_B, backward))
     return spec, (NH, triton.cdiv(B, BLOCK_B)), meta
@@ -71,10 +69,9 @@ def forward(x, R, b, states, lengths, cell, need_saved):
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(saved_like(x, states, cell, need_saved).shape, like=x, dtype=torch.float32)
-    saved_states, saved_rec = _saved_views(saved, T, spec.num_states, B, NH, DH, spec.gates_r) if need_saved else (saved, saved)
     len_arg, has_lengths = _lengths_arg(lengths, x)
     recurrence_fwd_kernel[grid](
-        x, R, b, states, len_arg, y, final, saved_states, saved_rec, B, T,
+        x, R, b, states, len_arg, y, final, saved, B, T,
         CELL=POINTWISE[cell][0], HAS_LENGTHS=has_lengths, SAVE=need_saved, **meta,
     )
     return y, final, saved
@@ -84,14 +81,13 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     x, R, b, states, dy, dfinal = (t.contiguous() for t in (x, R, b, states, dy, dfinal))
     B, T, GX, NH, DH = x.shape
     spec, grid, meta = _common_meta(x, cell, backward=True)
-    saved_states, saved_rec = _saved_views(saved, T, spec.num_states, B, NH, DH, spec.gates_r)
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((B, T, spec.gates_r, NH, DH), like=x, dtype=torch.float32)
     db_partial = outputs.empty((grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
     dstates = outputs.empty(states.shape, like=states)
     len_arg, has_lengths = _lengths_arg(lengths, x)
     recurrence_bwd_kernel[grid](
-        x, R, b, len_arg, saved_states, saved_rec, dy, dfinal, dx, drec, db_partial, dstates, B, T,
+        x, R, b, states, len_arg, y, saved, dy, dfinal, dx, drec, db_partial, dstates, B, T,
         CELL=POINTWISE[cell][1], HAS_LENGTHS=has_lengths, **meta,
     )
     # dR[g, n] = sum over (b, t) of drec[b, t, g, n]^T h_{t-1}[b, n], with h as the forward's matmul saw it

@@ -41,17 +41,13 @@ def store_state(ptr, offsets, mask, value, s: tl.constexpr, S: tl.constexpr, sta
 
 
 @triton.jit
-def load_weight(R_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.constexpr, TRANSPOSE: tl.constexpr):
-    """R[g, n] as a [DH_P, DH_P] tile (R[g, n].T if TRANSPOSE), zero-padded."""
+def load_weight(R_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.constexpr):
+    """R[g, n] as a [DH_P, DH_P] tile, zero-padded."""
     rows = tl.arange(0, DH_P)[:, None]
     cols = tl.arange(0, DH_P)[None, :]
     mask = (rows < DH) & (cols < DH)
-    base = R_ptr + (g * NH + n) * DH * DH
     if g < G:
-        if TRANSPOSE:
-            return tl.load(base + cols * DH + rows, mask=mask, other=0.0)
-        else:
-            return tl.load(base + rows * DH + cols, mask=mask, other=0.0)
+        return tl.load(R_ptr + (g * NH + n) * DH * DH + rows * DH + cols, mask=mask, other=0.0)
     else:
         return tl.zeros((DH_P, DH_P), dtype=R_ptr.dtype.element_ty)
 
@@ -76,18 +72,26 @@ def recurrent_product(W, h, g: tl.constexpr, G: tl.constexpr, zero, PRECISION: t
 
 
 @triton.jit
+def recurrent_product_t(W, v, g: tl.constexpr, G: tl.constexpr, zero, PRECISION: tl.constexpr):
+    """W^T @ v in fp32 (the gradient's way back through R); `zero` past the cell's gates."""
+    if g < G:
+        return tl.dot(tl.trans(W), v.to(W.dtype), input_precision=PRECISION, out_dtype=tl.float32)
+    else:
+        return zero
+
+
+@triton.jit
+def accumulate(acc, value, g: tl.constexpr, G: tl.constexpr):
+    if g < G:
+        return acc + value
+    else:
+        return acc
+
+
+@triton.jit
 def select_state(valid, new, old, s: tl.constexpr, S: tl.constexpr):
     """where(valid, new, old) for the cell's states; states past S stay constant zero."""
     if s < S:
         return tl.where(valid, new, old)
     else:
         return old
-
-
-@triton.jit
-def add_bias_grad(acc, grad, g: tl.constexpr, G: tl.constexpr):
-    """acc [DH_P] += grad [DH_P, BLOCK_B] summed over the batch tile, for the cell's biases."""
-    if g < G:
-        return acc + tl.sum(grad, axis=1)
-    else:
-        return acc
