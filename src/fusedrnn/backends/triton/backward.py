@@ -111,11 +111,11 @@ def recurrence_bwd_kernel(
         store_gate(dx_rows, 0, mask, gx1, 1, GX, gate_stride)
         store_gate(dx_rows, 0, mask, gx2, 2, GX, gate_stride)
         store_gate(dx_rows, 0, mask, gx3, 3, GX, gate_stride)
-        drec_rows = drec_ptr + batch * T * GR * NH * DH + t * GR * NH * DH + head
-        store_gate(drec_rows, 0, mask, gr0, 0, GR, gate_stride)
-        store_gate(drec_rows, 0, mask, gr1, 1, GR, gate_stride)
-        store_gate(drec_rows, 0, mask, gr2, 2, GR, gate_stride)
-        store_gate(drec_rows, 0, mask, gr3, 3, GR, gate_stride)
+        drec_rows = drec_ptr + (n * B + batch) * T * GR * DH + t * GR * DH + d  # [NH, B, T, GR, DH]
+        store_gate(drec_rows, 0, mask, gr0, 0, GR, DH)
+        store_gate(drec_rows, 0, mask, gr1, 1, GR, DH)
+        store_gate(drec_rows, 0, mask, gr2, 2, GR, DH)
+        store_gate(drec_rows, 0, mask, gr3, 3, GR, DH)
         db0 = accumulate(db0, gb0, 0, GB)
         db1 = accumulate(db1, gb1, 1, GB)
         db2 = accumulate(db2, gb2, 2, GB)

@@ -1,6 +1,8 @@
 """Host side of the Triton backend: buffers, grid and the work around the kernels."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 
@@ -28,9 +30,10 @@ def launch_options(DH_P: int, BLOCK_B: int, backward: bool) -> dict:
     memory budget of an H100 by tests/test_triton_compile.py."""
     tile = DH_P * BLOCK_B
     if backward:
-        # the backward holds ~25 live tiles; prefetching the next step's loads adds ~8
-        return dict(num_warps=4 if tile <= 512 else 8, num_stages=1, PREFETCH=DH_P <= 64)
-    return dict(num_warps=4 if tile <= 512 else 8, num_stages=1)
+        # measured on the H100 (docs/perf-notes.md): one warpgroup beats two up to
+        # DH=64 (4.1 vs 5.9 ms at 64x12), prefetching the next step's loads helps a little
+        return dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1, PREFETCH=True)
+    return dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1)
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -82,7 +85,8 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     B, T, GX, NH, DH = x.shape
     spec, grid, meta = _common_meta(x, cell, backward=True)
     dx = outputs.empty(x.shape, like=x)
-    drec = outputs.empty((B, T, spec.gates_r, NH, DH), like=x, dtype=torch.float32)
+    # drec as [NH, B*T, GR*DH], the layout the dR matmul below reads without a copy
+    drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
     db_partial = outputs.empty((grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
     dstates = outputs.empty(states.shape, like=states)
     len_arg, has_lengths = _lengths_arg(lengths, x)
@@ -91,6 +95,18 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
         CELL=POINTWISE[cell][1], HAS_LENGTHS=has_lengths, **meta,
     )
     # dR[g, n] = sum over (b, t) of drec[b, t, g, n]^T h_{t-1}[b, n], with h as the forward's matmul saw it
-    h_prev = torch.cat([states[0].unsqueeze(1), y[:, :-1]], dim=1).float()
-    dR = torch.einsum("btgni,btnj->gnij", drec, h_prev)
+    h_prev = torch.cat([states[0].unsqueeze(1), y[:, :-1]], dim=1).float().view(B * T, NH, DH).transpose(0, 1)
+    with _tf32(x.dtype != torch.float32):  # tf32 error is far under the rounding of a half-precision dR
+        dR = torch.bmm(drec.transpose(1, 2), h_prev)  # [NH, GR*DH, DH]
+    dR = dR.view(NH, spec.gates_r, DH, DH).transpose(0, 1)
     return dx, dR.to(R.dtype), db_partial.sum(0).to(b.dtype), dstates
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled or previous
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
