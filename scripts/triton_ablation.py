@@ -2,9 +2,11 @@
 
 The kernels never name a cell, so they can be launched with stand-in cells
 and gate counts: no matmul, one matmul, four matmuls with a trivial pointwise,
-the real LSTM, and the LSTM with MUFU tanh (tanh.approx.f32). LSTM bf16,
+and the real LSTM, each with accurate and with MUFU (tanh.approx.f32) math. LSTM bf16,
 B=16, T=1024.
 """
+import itertools
+
 import torch
 import triton
 import triton.language as tl
@@ -16,60 +18,23 @@ from fusedrnn.backends.triton.forward import recurrence_fwd_kernel
 
 
 @triton.jit
-def trivial_forward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3):
+def trivial_forward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, FAST: tl.constexpr):
     return x0 + r0 + r1 + r2 + r3 + b0, s1, s2, s3
 
 
 @triton.jit
-def trivial_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, d0, d1, d2, d3):
+def trivial_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, d0, d1, d2, d3,
+                     FAST: tl.constexpr):
     g = d0 * (x0 + r0)
     zero = tl.zeros_like(s0)
     return g, g, g, g, g, g, g, g, g, g, g, g, zero, d1, zero, zero
 
 
-@triton.jit
-def fast_tanh(x):
-    return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
-
-
-@triton.jit
-def fast_sigmoid(x):
-    return 0.5 * fast_tanh(0.5 * x) + 0.5
-
-
-@triton.jit
-def fast_lstm_forward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3):
-    i = fast_sigmoid(x0 + r0 + b0)
-    f = fast_sigmoid(x1 + r1 + b1)
-    g = fast_tanh(x2 + r2 + b2)
-    o = fast_sigmoid(x3 + r3 + b3)
-    c = f * s1 + i * g
-    return o * fast_tanh(c), c, s2, s3
-
-
-@triton.jit
-def fast_lstm_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, d0, d1, d2, d3):
-    i = fast_sigmoid(x0 + r0 + b0)
-    f = fast_sigmoid(x1 + r1 + b1)
-    g = fast_tanh(x2 + r2 + b2)
-    o = fast_sigmoid(x3 + r3 + b3)
-    tanh_c = fast_tanh(f * s1 + i * g)
-    dc = d1 + d0 * o * (1.0 - tanh_c * tanh_c)
-    di = dc * g * i * (1.0 - i)
-    df = dc * s1 * f * (1.0 - f)
-    dg = dc * i * (1.0 - g * g)
-    do = d0 * tanh_c * o * (1.0 - o)
-    zero = tl.zeros_like(s0)
-    return (di, df, dg, do, di, df, dg, do, di, df, dg, do, zero, dc * f, zero, zero)
-
-
 B, T = 16, 1024
 VARIANTS = [  # name, GX, GR, cell forward, cell backward
-    ("no matmul", 1, 0, trivial_forward, trivial_backward),
     ("1 matmul", 1, 1, trivial_forward, trivial_backward),
     ("4 matmuls", 4, 4, trivial_forward, trivial_backward),
     ("lstm", 4, 4, *POINTWISE["lstm"]),
-    ("lstm tanh.approx", 4, 4, fast_lstm_forward, fast_lstm_backward),
 ]
 rows = []
 for NH, DH in ((12, 64), (6, 128)):
@@ -85,8 +50,9 @@ for NH, DH in ((12, 64), (6, 128)):
     dx, drec = torch.empty_like(x), torch.empty(NH, B * T, 4 * DH, device="cuda")
     db, ds = torch.empty(1, 4, NH, DH, device="cuda"), torch.empty_like(s)
     warps = 4 if DH <= 64 else 8
-    for name, GX, GR, fwd_cell, bwd_cell in VARIANTS:
-        meta = dict(NH=NH, DH=DH, DH_P=DH, BLOCK_B=16, GX=GX, GR=GR, GB=4, S=2, WIDE_OFFSETS=False,
+    for (name, GX, GR, fwd_cell, bwd_cell), fast in itertools.product(VARIANTS, (False, True)):
+        name = name + (" tanh.approx" if fast else "")
+        meta = dict(NH=NH, DH=DH, DH_P=DH, BLOCK_B=16, GX=GX, GR=GR, GB=4, S=2, WIDE_OFFSETS=False, FAST_MATH=fast,
                     HAS_LENGTHS=False, PRECISION="tf32", num_warps=warps, num_stages=1)
         fwd = lambda: recurrence_fwd_kernel[(NH, 1)](x, R, b, s, x, y, final, saved, B, T, CELL=fwd_cell,  # noqa
                                                      SAVE=False, **meta)

@@ -47,7 +47,7 @@ def recurrence_bwd_kernel(
     B, T,
     NH: tl.constexpr, DH: tl.constexpr, DH_P: tl.constexpr, BLOCK_B: tl.constexpr,
     GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
-    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, HAS_LENGTHS: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
+    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     n = tl.program_id(0)
     tile = tl.program_id(1)
@@ -100,7 +100,7 @@ def recurrence_bwd_kernel(
             ds0 += dy
             e0, e1, e2, e3 = ds0, ds1, ds2, ds3
         (gx0, gx1, gx2, gx3, gr0, gr1, gr2, gr3, gb0, gb1, gb2, gb3, q0, q1, q2, q3) = CELL(
-            x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, p0, p1, p2, p3, e0, e1, e2, e3
+            x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, p0, p1, p2, p3, e0, e1, e2, e3, FAST_MATH
         )
         dh = recurrent_product_t(W0, gr0, 0, GR, zero, PRECISION)
         dh += recurrent_product_t(W1, gr1, 1, GR, zero, PRECISION)

@@ -42,6 +42,7 @@ def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: in
     signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32"})
     constants = dict(NH=12, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
                      GB=spec.gates_b, S=spec.num_states, CELL=POINTWISE[cell][int(backward)], HAS_LENGTHS=True, WIDE_OFFSETS=False,
+                     FAST_MATH=dtype == "bfloat16",
                      PRECISION="ieee" if dtype == "float32" else "tf32")
     if not backward:
         constants["SAVE"] = True

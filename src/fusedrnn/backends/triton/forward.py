@@ -15,7 +15,7 @@ def recurrence_fwd_kernel(
     B, T,
     NH: tl.constexpr, DH: tl.constexpr, DH_P: tl.constexpr, BLOCK_B: tl.constexpr,
     GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
-    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, HAS_LENGTHS: tl.constexpr, SAVE: tl.constexpr, PRECISION: tl.constexpr,
+    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, SAVE: tl.constexpr, PRECISION: tl.constexpr,
 ):
     n = tl.program_id(0)
     d = tl.arange(0, DH_P)[:, None]
@@ -71,7 +71,7 @@ def recurrence_fwd_kernel(
         r1 = recurrent_product(W1, h, 1, GR, zero, PRECISION)
         r2 = recurrent_product(W2, h, 2, GR, zero, PRECISION)
         r3 = recurrent_product(W3, h, 3, GR, zero, PRECISION)
-        n0, n1, n2, n3 = CELL(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3)
+        n0, n1, n2, n3 = CELL(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, FAST_MATH)
         if HAS_LENGTHS:
             valid = t < lengths
             s0 = select_state(valid, n0, s0, 0, S)

@@ -1,19 +1,35 @@
-"""Transcendentals for the pointwise cells, built from tl.exp and a fast
-(2-ulp, non-IEEE-rounded) division, so they run the same on the GPU and under
-the Triton interpreter and cost a few instructions each on the critical path."""
+"""Transcendentals for the pointwise cells.
+
+Accurate versions are built from tl.exp and a fast (2-ulp, non-IEEE) division
+and run the same on the GPU and under the Triton interpreter. With FAST (used
+for bfloat16, whose own rounding is 2^-9) tanh is one MUFU instruction,
+tanh.approx.f32 (relative error 2^-11), and sigmoid(x) = (1 + tanh(x/2)) / 2:
+half the special-function work on every step's critical path.
+"""
 import triton
 import triton.language as tl
 
 
 @triton.jit
-def sigmoid(x):
-    return tl.fdiv(1.0, 1.0 + tl.exp(-x))
+def _tanh_approx(x):
+    return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
 
 
 @triton.jit
-def tanh(x):
-    # 1 - 2 / (exp(2x) + 1): exact at both tails, no overflow to nan
-    return 1.0 - tl.fdiv(2.0, tl.exp(2.0 * x) + 1.0)
+def sigmoid(x, FAST: tl.constexpr):
+    if FAST:
+        return 0.5 + 0.5 * _tanh_approx(0.5 * x)
+    else:
+        return tl.fdiv(1.0, 1.0 + tl.exp(-x))
+
+
+@triton.jit
+def tanh(x, FAST: tl.constexpr):
+    if FAST:
+        return _tanh_approx(x)
+    else:
+        # 1 - 2 / (exp(2x) + 1): exact at both tails, no overflow to nan
+        return 1.0 - tl.fdiv(2.0, tl.exp(2.0 * x) + 1.0)
 
 
 @triton.jit

@@ -6,22 +6,23 @@ from ..math import sigmoid, tanh
 
 
 @triton.jit
-def lstm_forward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3):
-    i = sigmoid(x0 + r0 + b0)
-    f = sigmoid(x1 + r1 + b1)
-    g = tanh(x2 + r2 + b2)
-    o = sigmoid(x3 + r3 + b3)
+def lstm_forward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, FAST: tl.constexpr):
+    i = sigmoid(x0 + r0 + b0, FAST)
+    f = sigmoid(x1 + r1 + b1, FAST)
+    g = tanh(x2 + r2 + b2, FAST)
+    o = sigmoid(x3 + r3 + b3, FAST)
     c = f * s1 + i * g
-    return o * tanh(c), c, s2, s3
+    return o * tanh(c, FAST), c, s2, s3
 
 
 @triton.jit
-def lstm_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, d0, d1, d2, d3):
-    i = sigmoid(x0 + r0 + b0)
-    f = sigmoid(x1 + r1 + b1)
-    g = tanh(x2 + r2 + b2)
-    o = sigmoid(x3 + r3 + b3)
-    tanh_c = tanh(f * s1 + i * g)
+def lstm_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, d0, d1, d2, d3,
+                  FAST: tl.constexpr):
+    i = sigmoid(x0 + r0 + b0, FAST)
+    f = sigmoid(x1 + r1 + b1, FAST)
+    g = tanh(x2 + r2 + b2, FAST)
+    o = sigmoid(x3 + r3 + b3, FAST)
+    tanh_c = tanh(f * s1 + i * g, FAST)
     dc = d1 + d0 * o * (1.0 - tanh_c * tanh_c)
     di = dc * g * i * (1.0 - i)
     df = dc * s1 * f * (1.0 - f)
