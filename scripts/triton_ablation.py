@@ -32,7 +32,6 @@ def trivial_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2,
 
 B, T = 16, 1024
 VARIANTS = [  # name, GX, GR, cell forward, cell backward
-    ("1 matmul", 1, 1, trivial_forward, trivial_backward),
     ("4 matmuls", 4, 4, trivial_forward, trivial_backward),
     ("lstm", 4, 4, *POINTWISE["lstm"]),
 ]

@@ -17,8 +17,8 @@ for cell, DH in itertools.product(["elman", "lstm"], [64] if small else [64, 128
     for warps, prefetch in itertools.product([4, 8], [True, False]):
         if small and (warps, prefetch) != (4, True):
             continue
-        launch.launch_options = lambda DH_P, BB, backward, w=warps, p=prefetch: (
-            dict(num_warps=w, num_stages=1, PREFETCH=p) if backward else default(DH_P, BB, backward))
+        launch.launch_options = lambda DH_P, BB, backward, gates_r=4, w=warps, p=prefetch: (
+            dict(num_warps=w, num_stages=1, PREFETCH=p) if backward else default(DH_P, BB, backward, gates_r))
         torch.manual_seed(0)
         spec = fusedrnn.CELLS[cell]
         B, T, NH = 5, 8 if small else 37, 1 if small else 3

@@ -40,7 +40,7 @@ for NH, DH in ((12, 64), (6, 128)):
     dy = torch.randn(B, T, NH, DH, device="cuda", dtype=torch.bfloat16)
     dfinal = torch.zeros_like(s)
     for warps, stages, prefetch in itertools.product((4, 8), (1, 2), (True, False)):
-        def options(DH_P, BLOCK_B, backward, w=warps, st=stages, p=prefetch):
+        def options(DH_P, BLOCK_B, backward, gates_r=4, w=warps, st=stages, p=prefetch):
             if backward:
                 return dict(num_warps=w, num_stages=st, PREFETCH=p)
             return dict(num_warps=w, num_stages=st)

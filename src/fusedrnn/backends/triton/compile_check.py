@@ -47,7 +47,7 @@ def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: in
     if not backward:
         constants["SAVE"] = True
     signature.update({name: "constexpr" for name in constants})
-    options = launch_options(DH_P, BLOCK_B, backward)
+    options = launch_options(DH_P, BLOCK_B, backward, spec.gates_r)
     if "PREFETCH" in options:
         constants["PREFETCH"] = options.pop("PREFETCH")
         signature["PREFETCH"] = "constexpr"

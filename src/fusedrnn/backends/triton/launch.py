@@ -25,10 +25,14 @@ def batch_tile(B: int, DH_P: int) -> int:
     return min(max(16, 512 // DH_P), max(16, triton.next_power_of_2(B)))
 
 
-def launch_options(DH_P: int, BLOCK_B: int, backward: bool) -> dict:
+def launch_options(DH_P: int, BLOCK_B: int, backward: bool, gates_r: int = 4) -> dict:
     """Warps and pipelining depth, checked against the register and shared
     memory budget of an H100 by tests/test_triton_compile.py."""
-    tile = DH_P * BLOCK_B
+    if backward and gates_r == 1 and DH_P >= 64:
+        # Triton 3.6 on sm_90 computes a wrong dx (or faults) for single-gate cells
+        # with these tile shapes under one warpgroup, or two with prefetch;
+        # scripts/triton_probe.py reproduces it. These options measured correct.
+        return dict(num_warps=8, num_stages=1, PREFETCH=DH_P <= 64)
     if backward:
         # measured on the H100 (docs/perf-notes.md): one warpgroup beats two up to
         # DH=64 (4.1 vs 5.9 ms at 64x12), prefetching the next step's loads helps a little
@@ -61,7 +65,7 @@ def _common_meta(x, cell, backward):
     meta = dict(NH=NH, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
                 WIDE_OFFSETS=largest >= 2**31, FAST_MATH=x.dtype == torch.bfloat16,
                 GB=spec.gates_b, S=spec.num_states, PRECISION=_precision(x.dtype),
-                **launch_options(DH_P, BLOCK_B, backward))
+                **launch_options(DH_P, BLOCK_B, backward, spec.gates_r))
     return spec, (NH, triton.cdiv(B, BLOCK_B)), meta
 
 
