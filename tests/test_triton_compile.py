@@ -1,6 +1,8 @@
 """Every shipped Triton configuration compiles for an H100 (sm_90) within its
-budget: shared memory under the 227 KiB a block may take, and no register
-spills where the kernels are meant to live in registers. Runs on CPU."""
+budget: shared memory under the 227 KiB a block may take; no register spills
+in the forward of the 1-2 state cells; a bounded stack in the backward, whose
+one-warpgroup launch spills a little yet measured faster than two warpgroups
+without spills (docs/perf-notes.md). Runs on CPU."""
 import json
 import os
 import subprocess
@@ -28,9 +30,8 @@ def reports():
 @pytest.mark.parametrize("spec", SPECS)
 def test_fits_an_h100(reports, spec):
     report = reports[spec]
-    cell, _, DH, _, _ = spec.split(",")
+    cell, _, DH, _, direction = spec.split(",")
     assert report["shared"] <= H100_SHARED_PER_BLOCK, report
-    if int(DH) <= 64 and cell != "slstm":
+    if direction == "fwd" and cell != "slstm":
         assert report["spill_stores"] == 0, report
-    # DH=128 and the 4-state sLSTM may spill a little; never a whole tile
-    assert report["stack"] < 2048, report
+    assert report["stack"] < 1024, report
