@@ -57,8 +57,6 @@ def define_recurrence_ops(backend: str, forward: Callable, backward: Callable, s
 
     def backward_rule(ctx, dy, dfinal, _dsaved):
         x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
-        if saved.numel() == 0 and any(ctx.needs_input_grad[:4]):
-            raise RuntimeError("fusedrnn: backward through a forward that ran without gradients")
         dy = torch.zeros_like(y) if dy is None else dy
         dfinal = torch.zeros_like(final) if dfinal is None else dfinal
         dx, dR, db, dstates = bwd(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell)

@@ -2,7 +2,7 @@
 
 Per step it recomputes the recurrent products R h_{t-1} from the forward's
 outputs (the same on-chip R serves R h and R^T drec), reloads the states that
-entered the step, runs the cell's pointwise gradient, writes dx and drec,
+entered the step (h from y, the others as saved), runs the cell's pointwise gradient, writes dx and drec,
 accumulates db, and sends R^T drec back into dh. Everything a step loads is
 fetched one step ahead (PREFETCH), so only the gradient chain itself is sequential. dR is
 one large matmul of drec with h over all steps afterwards (launch.py).
@@ -28,16 +28,17 @@ def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, dy_ptr, batch, head, mask
     x1 = load_gate(x_rows, 0, m, 1, GX, gate_stride, zero)
     x2 = load_gate(x_rows, 0, m, 2, GX, gate_stride, zero)
     x3 = load_gate(x_rows, 0, m, 3, GX, gate_stride, zero)
-    prev = saved_states_ptr + t * S * state_stride + batch * NH * DH + head
-    p0 = load_state(prev, 0, m, 0, S, state_stride, zero)
-    p1 = load_state(prev, 0, m, 1, S, state_stride, zero)
-    p2 = load_state(prev, 0, m, 2, S, state_stride, zero)
-    p3 = load_state(prev, 0, m, 3, S, state_stride, zero)
-    # h_{t-1} exactly as the forward's matmul saw it: the initial state or y[t-1], rounded
+    # the states entering step t: h exactly as the forward's matmul saw it (the
+    # initial state or y[t-1]), the others as the forward saved them in fp32
     h_prev = tl.load(y_ptr + batch * T * NH * DH + (t - 1) * NH * DH + head, mask=m & (t > 0), other=0.0)
     h_init = tl.load(s0_ptr + batch * NH * DH + head, mask=m & (t == 0), other=0.0)
+    h = h_prev + h_init
+    prev = saved_states_ptr + t * (S - 1) * state_stride + batch * NH * DH + head
+    p1 = load_state(prev, 0, m, 0, S - 1, state_stride, zero)
+    p2 = load_state(prev, 0, m, 1, S - 1, state_stride, zero)
+    p3 = load_state(prev, 0, m, 2, S - 1, state_stride, zero)
     dy = tl.load(dy_ptr + batch * T * NH * DH + t * NH * DH + head, mask=m, other=0.0).to(tl.float32)
-    return x0, x1, x2, x3, p0, p1, p2, p3, h_prev + h_init, dy
+    return x0, x1, x2, x3, h.to(tl.float32), p1, p2, p3, h, dy
 
 
 @triton.jit(do_not_specialize=["B", "T"])

@@ -4,7 +4,8 @@ import triton
 import triton.language as tl
 
 from .tiles import (
-    load_bias, load_gate, load_state, load_weight, recurrent_product, select_state, store_state,
+    load_bias, load_gate, load_state, load_weight, recurrent_product, save_carried_states, select_state,
+    store_state,
 )
 
 
@@ -25,7 +26,7 @@ def recurrence_fwd_kernel(
     mask = (d < DH) & (batch < B)
     zero = tl.zeros((DH_P, BLOCK_B), dtype=tl.float32)
     head = n * DH + d
-    # x: [B, T, G, NH, DH]; y: [B, T, NH, DH]; states: [S, B, NH, DH]; saved: [T + 1, S, B, NH, DH]
+    # x: [B, T, G, NH, DH]; y: [B, T, NH, DH]; states: [S, B, NH, DH]; saved: [T + 1, S - 1, B, NH, DH]
     x_rows = x_ptr + batch * T * GX * NH * DH + head
     y_rows = y_ptr + batch * T * NH * DH + head
     state_offsets = batch * NH * DH + head
@@ -46,11 +47,7 @@ def recurrence_fwd_kernel(
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
     if SAVE:  # slot 0 of the saved states is the initial state
-        for_save = saved_states_ptr + state_offsets
-        store_state(for_save, 0, mask, s0, 0, S, state_stride)
-        store_state(for_save, 0, mask, s1, 1, S, state_stride)
-        store_state(for_save, 0, mask, s2, 2, S, state_stride)
-        store_state(for_save, 0, mask, s3, 3, S, state_stride)
+        save_carried_states(saved_states_ptr + state_offsets, mask, s1, s2, s3, S, state_stride)
 
     gate_stride = NH * DH
     x0 = load_gate(x_rows, 0, mask, 0, GX, gate_stride, zero)
@@ -84,11 +81,8 @@ def recurrence_fwd_kernel(
             out = n0
         tl.store(y_rows + t * NH * DH, out.to(y_ptr.dtype.element_ty), mask=mask)
         if SAVE:
-            for_save = saved_states_ptr + (t + 1) * S * state_stride + state_offsets
-            store_state(for_save, 0, mask, s0, 0, S, state_stride)
-            store_state(for_save, 0, mask, s1, 1, S, state_stride)
-            store_state(for_save, 0, mask, s2, 2, S, state_stride)
-            store_state(for_save, 0, mask, s3, 3, S, state_stride)
+            for_save = saved_states_ptr + (t + 1) * (S - 1) * state_stride + state_offsets
+            save_carried_states(for_save, mask, s1, s2, s3, S, state_stride)
         x0, x1, x2, x3 = x0n, x1n, x2n, x3n
 
     store_state(final_ptr + state_offsets, 0, mask, s0, 0, S, state_stride)

@@ -46,9 +46,10 @@ def _precision(dtype: torch.dtype) -> str:
 
 
 def saved_like(x, states, cell, need_saved):
-    """The states entering every step and the final ones, [T + 1, S, B, NH, DH] in fp32."""
+    """States 1..S-1 entering every step and the final ones, [T + 1, S - 1, B, NH, DH]
+    in fp32 (h, state 0, is read back from y)."""
     B, T, _, NH, DH = x.shape
-    shape = (T + 1, states.shape[0], B, NH, DH) if need_saved else (0,)
+    shape = (T + 1, states.shape[0] - 1, B, NH, DH) if need_saved else (0,)
     return x.new_empty(shape, dtype=torch.float32)
 
 

@@ -41,6 +41,15 @@ def store_state(ptr, offsets, mask, value, s: tl.constexpr, S: tl.constexpr, sta
 
 
 @triton.jit
+def save_carried_states(ptr, mask, s1, s2, s3, S: tl.constexpr, state_stride):
+    """States 1..S-1 into slots 0..S-2 at ptr. State 0, h, is not saved: the
+    backward reads it back from y, exactly as the forward's matmul saw it."""
+    store_state(ptr, 0, mask, s1, 0, S - 1, state_stride)
+    store_state(ptr, 0, mask, s2, 1, S - 1, state_stride)
+    store_state(ptr, 0, mask, s3, 2, S - 1, state_stride)
+
+
+@triton.jit
 def load_weight(R_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.constexpr):
     """R[g, n] as a [DH_P, DH_P] tile, zero-padded."""
     rows = tl.arange(0, DH_P)[:, None]
