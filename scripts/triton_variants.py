@@ -39,13 +39,13 @@ for NH, DH in () if "--profile-only" in sys.argv else ((12, 64), (6, 128)):
     x, R, b, s = inputs(NH, DH)
     dy = torch.randn(B, T, NH, DH, device="cuda", dtype=torch.bfloat16)
     dfinal = torch.zeros_like(s)
-    for warps, stages, prefetch in itertools.product((4, 8), (1, 2), (True, False)):
-        def options(DH_P, BLOCK_B, backward, gates_r=4, w=warps, st=stages, p=prefetch):
+    for warps, each, prefetch in itertools.product((4, 8) if DH <= 64 else (8,), (False, True), (True, False)):
+        def options(DH_P, BLOCK_B, backward, gates_r=4, w=warps, e=each, p=prefetch):
             if backward:
-                return dict(num_warps=w, num_stages=st, PREFETCH=p)
-            return dict(num_warps=w, num_stages=st)
+                return dict(num_warps=w, num_stages=1, PREFETCH=p, DB_EACH_STEP=e)
+            return dict(num_warps=w, num_stages=1)
         launch.launch_options = options
-        name = f"{DH}x{NH} w{warps} s{stages} {'prefetch' if prefetch else 'late'}"
+        name = f"{DH}x{NH} w{warps} {'db-each-step' if each else 'db-tiles'} {'prefetch' if prefetch else 'late'}"
         try:
             y, final, saved = launch.forward(x, R, b, s, None, "lstm", True)
             fwd = bench(lambda: launch.forward(x, R, b, s, None, "lstm", False)) if prefetch else float("nan")

@@ -48,7 +48,8 @@ def recurrence_bwd_kernel(
     B, T,
     NH: tl.constexpr, DH: tl.constexpr, DH_P: tl.constexpr, BLOCK_B: tl.constexpr,
     GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
-    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
+    WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr,
+    PRECISION: tl.constexpr, PREFETCH: tl.constexpr, DB_EACH_STEP: tl.constexpr,
 ):
     n = tl.program_id(0)
     tile = tl.program_id(1)
@@ -75,7 +76,11 @@ def recurrence_bwd_kernel(
     ds1 = load_state(dfinal_ptr, state_offsets, mask, 1, S, state_stride, zero)
     ds2 = load_state(dfinal_ptr, state_offsets, mask, 2, S, state_stride, zero)
     ds3 = load_state(dfinal_ptr, state_offsets, mask, 3, S, state_stride, zero)
-    db0, db1, db2, db3 = zero, zero, zero, zero
+    if DB_EACH_STEP:  # reduce over the batch tile every step: 4 fewer live tiles, a few shuffles a step
+        db0 = tl.zeros((DH_P,), dtype=tl.float32)
+    else:
+        db0 = zero
+    db1, db2, db3 = db0, db0, db0
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
 
@@ -117,6 +122,8 @@ def recurrence_bwd_kernel(
         store_gate(drec_rows, 0, mask, gr1, 1, GR, DH)
         store_gate(drec_rows, 0, mask, gr2, 2, GR, DH)
         store_gate(drec_rows, 0, mask, gr3, 3, GR, DH)
+        if DB_EACH_STEP:
+            gb0, gb1, gb2, gb3 = tl.sum(gb0, axis=1), tl.sum(gb1, axis=1), tl.sum(gb2, axis=1), tl.sum(gb3, axis=1)
         db0 = accumulate(db0, gb0, 0, GB)
         db1 = accumulate(db1, gb1, 1, GB)
         db2 = accumulate(db2, gb2, 2, GB)
@@ -142,7 +149,9 @@ def recurrence_bwd_kernel(
     # db partial sums of this batch tile: [tiles, GB, NH, DH]
     rows = tl.arange(0, DH_P)
     db_rows = db_ptr + tile * GB * NH * DH + n * DH + rows
-    store_gate(db_rows, 0, rows < DH, tl.sum(db0, axis=1), 0, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, tl.sum(db1, axis=1), 1, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, tl.sum(db2, axis=1), 2, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, tl.sum(db3, axis=1), 3, GB, gate_stride)
+    if not DB_EACH_STEP:
+        db0, db1, db2, db3 = tl.sum(db0, axis=1), tl.sum(db1, axis=1), tl.sum(db2, axis=1), tl.sum(db3, axis=1)
+    store_gate(db_rows, 0, rows < DH, db0, 0, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, db1, 1, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, db2, 2, GB, gate_stride)
+    store_gate(db_rows, 0, rows < DH, db3, 3, GB, gate_stride)

@@ -48,9 +48,10 @@ def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: in
         constants["SAVE"] = True
     signature.update({name: "constexpr" for name in constants})
     options = launch_options(DH_P, BLOCK_B, backward, spec.gates_r)
-    if "PREFETCH" in options:
-        constants["PREFETCH"] = options.pop("PREFETCH")
-        signature["PREFETCH"] = "constexpr"
+    for knob in ("PREFETCH", "DB_EACH_STEP"):  # kernel constants among the launch options
+        if knob in options:
+            constants[knob] = options.pop(knob)
+            signature[knob] = "constexpr"
     source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     return dict(shared=compiled.metadata.shared, **options, **ptxas_report(compiled.asm["ptx"], arch))

@@ -32,11 +32,11 @@ def launch_options(DH_P: int, BLOCK_B: int, backward: bool, gates_r: int = 4) ->
         # Triton 3.6 on sm_90 computes a wrong dx (or faults) for single-gate cells
         # with these tile shapes under one warpgroup, or two with prefetch;
         # scripts/triton_probe.py reproduces it. These options measured correct.
-        return dict(num_warps=8, num_stages=1, PREFETCH=DH_P <= 64)
+        return dict(num_warps=8, num_stages=1, PREFETCH=DH_P <= 64, DB_EACH_STEP=False)
     if backward:
         # measured on the H100 (docs/perf-notes.md): one warpgroup beats two up to
         # DH=64 (4.1 vs 5.9 ms at 64x12), prefetching the next step's loads helps a little
-        return dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1, PREFETCH=True)
+        return dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1, PREFETCH=True, DB_EACH_STEP=False)
     return dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1)
 
 
