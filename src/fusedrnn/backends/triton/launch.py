@@ -34,9 +34,12 @@ def launch_options(DH_P: int, BLOCK_B: int, backward: bool, gates_r: int = 4) ->
         # scripts/triton_probe.py reproduces it. These options measured correct.
         return dict(num_warps=8, num_stages=1, PREFETCH=DH_P <= 64, DB_EACH_STEP=False)
     if backward:
-        # measured on the H100 (docs/perf-notes.md): one warpgroup beats two up to
-        # DH=64 (4.1 vs 5.9 ms at 64x12), prefetching the next step's loads helps a little
-        return dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1, PREFETCH=True, DB_EACH_STEP=False)
+        # measured on the H100 (docs/perf-notes.md), 64x12 / 128x6: one warpgroup beats
+        # two up to DH=64 (3.0 vs 4.4 ms); prefetching the next step's loads beats
+        # loading late (3.0 vs 3.1; 4.9 vs 5.4); reducing db every step frees registers
+        # and pays with one warpgroup (2.6 vs 3.0), not with two (5.1 vs 4.9)
+        small = DH_P <= 64
+        return dict(num_warps=4 if small else 8, num_stages=1, PREFETCH=True, DB_EACH_STEP=small)
     return dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1)
 
 
