@@ -53,10 +53,11 @@ for NH, DH in ((12, 64), (6, 128)):
         name = name + (" tanh.approx" if fast else "")
         meta = dict(NH=NH, DH=DH, DH_P=DH, BLOCK_B=16, GX=GX, GR=GR, GB=4, S=2, WIDE_OFFSETS=False, FAST_MATH=fast,
                     HAS_LENGTHS=False, PRECISION="tf32", num_warps=warps, num_stages=1)
+        bwd_meta = dict(PREFETCH=True, DB_EACH_STEP=DH <= 64)
         fwd = lambda: recurrence_fwd_kernel[(NH, 1)](x, R, b, s, x, y, final, saved, B, T, CELL=fwd_cell,  # noqa
                                                      SAVE=False, **meta)
         bwd = lambda: recurrence_bwd_kernel[(NH, 1)](x, R, b, s, x, y, saved, dy, dfinal, dx, drec, db, ds,  # noqa
-                                                     B, T, CELL=bwd_cell, PREFETCH=True, **meta)
+                                                     B, T, CELL=bwd_cell, **bwd_meta, **meta)
         times = [triton.testing.do_bench(f, warmup=10, rep=50, return_mode="median") for f in (fwd, bwd)]
         rows.append((f"{DH}x{NH}", name, *times))
         print(rows[-1], flush=True)
