@@ -11,8 +11,8 @@ import triton
 import triton.language as tl
 
 from .tiles import (
-    accumulate, load_bias, load_gate, load_state, load_weight, recurrent_product, recurrent_product_t,
-    select_state, store_gate, store_state,
+    accumulate, load_biases, load_slice, load_slices, load_weights, recurrent_product, recurrent_product_t,
+    select_state, store_slices,
 )
 
 
@@ -24,19 +24,16 @@ def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, dy_ptr, batch, head, mask
     gate_stride = NH * DH
     state_stride = B * NH * DH
     x_rows = x_ptr + batch * T * GX * NH * DH + t * GX * NH * DH + head
-    x0 = load_gate(x_rows, 0, m, 0, GX, gate_stride, zero)
-    x1 = load_gate(x_rows, 0, m, 1, GX, gate_stride, zero)
-    x2 = load_gate(x_rows, 0, m, 2, GX, gate_stride, zero)
-    x3 = load_gate(x_rows, 0, m, 3, GX, gate_stride, zero)
+    x0, x1, x2, x3 = load_slices(x_rows, 0, m, GX, gate_stride, zero)
     # the states entering step t: h exactly as the forward's matmul saw it (the
     # initial state or y[t-1]), the others as the forward saved them in fp32
     h_prev = tl.load(y_ptr + batch * T * NH * DH + (t - 1) * NH * DH + head, mask=m & (t > 0), other=0.0)
     h_init = tl.load(s0_ptr + batch * NH * DH + head, mask=m & (t == 0), other=0.0)
     h = h_prev + h_init
     prev = saved_states_ptr + t * (S - 1) * state_stride + batch * NH * DH + head
-    p1 = load_state(prev, 0, m, 0, S - 1, state_stride, zero)
-    p2 = load_state(prev, 0, m, 1, S - 1, state_stride, zero)
-    p3 = load_state(prev, 0, m, 2, S - 1, state_stride, zero)
+    p1 = load_slice(prev, 0, m, 0, S - 1, state_stride, zero)
+    p2 = load_slice(prev, 0, m, 1, S - 1, state_stride, zero)
+    p3 = load_slice(prev, 0, m, 2, S - 1, state_stride, zero)
     dy = tl.load(dy_ptr + batch * T * NH * DH + t * NH * DH + head, mask=m, other=0.0).to(tl.float32)
     return x0, x1, x2, x3, h.to(tl.float32), p1, p2, p3, h, dy
 
@@ -64,18 +61,9 @@ def recurrence_bwd_kernel(
     state_offsets = batch * NH * DH + head
     state_stride = B * NH * DH
 
-    W0 = load_weight(R_ptr, n, 0, GR, NH, DH, DH_P)
-    W1 = load_weight(R_ptr, n, 1, GR, NH, DH, DH_P)
-    W2 = load_weight(R_ptr, n, 2, GR, NH, DH, DH_P)
-    W3 = load_weight(R_ptr, n, 3, GR, NH, DH, DH_P)
-    b0 = load_bias(b_ptr, n, 0, GB, NH, DH, DH_P)
-    b1 = load_bias(b_ptr, n, 1, GB, NH, DH, DH_P)
-    b2 = load_bias(b_ptr, n, 2, GB, NH, DH, DH_P)
-    b3 = load_bias(b_ptr, n, 3, GB, NH, DH, DH_P)
-    ds0 = load_state(dfinal_ptr, state_offsets, mask, 0, S, state_stride, zero)
-    ds1 = load_state(dfinal_ptr, state_offsets, mask, 1, S, state_stride, zero)
-    ds2 = load_state(dfinal_ptr, state_offsets, mask, 2, S, state_stride, zero)
-    ds3 = load_state(dfinal_ptr, state_offsets, mask, 3, S, state_stride, zero)
+    W0, W1, W2, W3 = load_weights(R_ptr, n, GR, NH, DH, DH_P)
+    b0, b1, b2, b3 = load_biases(b_ptr, n, GB, NH, DH, DH_P)
+    ds0, ds1, ds2, ds3 = load_slices(dfinal_ptr, state_offsets, mask, S, state_stride, zero)
     if DB_EACH_STEP:  # reduce over the batch tile every step: 4 fewer live tiles, a few shuffles a step
         db0 = tl.zeros((DH_P,), dtype=tl.float32)
     else:
@@ -113,15 +101,9 @@ def recurrence_bwd_kernel(
         dh += recurrent_product_t(W2, gr2, 2, GR, zero, PRECISION)
         dh += recurrent_product_t(W3, gr3, 3, GR, zero, PRECISION)
         dx_rows = dx_ptr + batch * T * GX * NH * DH + t * GX * NH * DH + head
-        store_gate(dx_rows, 0, mask, gx0, 0, GX, gate_stride)
-        store_gate(dx_rows, 0, mask, gx1, 1, GX, gate_stride)
-        store_gate(dx_rows, 0, mask, gx2, 2, GX, gate_stride)
-        store_gate(dx_rows, 0, mask, gx3, 3, GX, gate_stride)
+        store_slices(dx_rows, 0, mask, gx0, gx1, gx2, gx3, GX, gate_stride)
         drec_rows = drec_ptr + (n * B + batch) * T * GR * DH + t * GR * DH + d  # [NH, B, T, GR, DH]
-        store_gate(drec_rows, 0, mask, gr0, 0, GR, DH)
-        store_gate(drec_rows, 0, mask, gr1, 1, GR, DH)
-        store_gate(drec_rows, 0, mask, gr2, 2, GR, DH)
-        store_gate(drec_rows, 0, mask, gr3, 3, GR, DH)
+        store_slices(drec_rows, 0, mask, gr0, gr1, gr2, gr3, GR, DH)
         if DB_EACH_STEP:
             gb0, gb1, gb2, gb3 = tl.sum(gb0, axis=1), tl.sum(gb1, axis=1), tl.sum(gb2, axis=1), tl.sum(gb3, axis=1)
         db0 = accumulate(db0, gb0, 0, GB)
@@ -142,16 +124,10 @@ def recurrence_bwd_kernel(
             x0, x1, x2, x3, p0, p1, p2, p3, h, dy = _load_step(
                 x_ptr, y_ptr, s0_ptr, saved_states_ptr, dy_ptr, batch, head, mask, t - 1, B, T, NH, DH, GX, S, zero)
 
-    store_state(ds0_ptr + state_offsets, 0, mask, ds0, 0, S, state_stride)
-    store_state(ds0_ptr + state_offsets, 0, mask, ds1, 1, S, state_stride)
-    store_state(ds0_ptr + state_offsets, 0, mask, ds2, 2, S, state_stride)
-    store_state(ds0_ptr + state_offsets, 0, mask, ds3, 3, S, state_stride)
+    store_slices(ds0_ptr, state_offsets, mask, ds0, ds1, ds2, ds3, S, state_stride)
     # db partial sums of this batch tile: [tiles, GB, NH, DH]
     rows = tl.arange(0, DH_P)
     db_rows = db_ptr + tile * GB * NH * DH + n * DH + rows
     if not DB_EACH_STEP:
         db0, db1, db2, db3 = tl.sum(db0, axis=1), tl.sum(db1, axis=1), tl.sum(db2, axis=1), tl.sum(db3, axis=1)
-    store_gate(db_rows, 0, rows < DH, db0, 0, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, db1, 1, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, db2, 2, GB, gate_stride)
-    store_gate(db_rows, 0, rows < DH, db3, 3, GB, gate_stride)
+    store_slices(db_rows, 0, rows < DH, db0, db1, db2, db3, GB, gate_stride)

@@ -4,8 +4,7 @@ import triton
 import triton.language as tl
 
 from .tiles import (
-    load_bias, load_gate, load_state, load_weight, recurrent_product, save_carried_states, select_state,
-    store_state,
+    load_biases, load_slices, load_weights, recurrent_product, save_carried_states, select_state, store_slices,
 )
 
 
@@ -33,36 +32,21 @@ def recurrence_fwd_kernel(
     state_offsets = batch * NH * DH + head
     state_stride = B * NH * DH
 
-    W0 = load_weight(R_ptr, n, 0, GR, NH, DH, DH_P)
-    W1 = load_weight(R_ptr, n, 1, GR, NH, DH, DH_P)
-    W2 = load_weight(R_ptr, n, 2, GR, NH, DH, DH_P)
-    W3 = load_weight(R_ptr, n, 3, GR, NH, DH, DH_P)
-    b0 = load_bias(b_ptr, n, 0, GB, NH, DH, DH_P)
-    b1 = load_bias(b_ptr, n, 1, GB, NH, DH, DH_P)
-    b2 = load_bias(b_ptr, n, 2, GB, NH, DH, DH_P)
-    b3 = load_bias(b_ptr, n, 3, GB, NH, DH, DH_P)
-    s0 = load_state(s0_ptr, state_offsets, mask, 0, S, state_stride, zero)
-    s1 = load_state(s0_ptr, state_offsets, mask, 1, S, state_stride, zero)
-    s2 = load_state(s0_ptr, state_offsets, mask, 2, S, state_stride, zero)
-    s3 = load_state(s0_ptr, state_offsets, mask, 3, S, state_stride, zero)
+    W0, W1, W2, W3 = load_weights(R_ptr, n, GR, NH, DH, DH_P)
+    b0, b1, b2, b3 = load_biases(b_ptr, n, GB, NH, DH, DH_P)
+    s0, s1, s2, s3 = load_slices(s0_ptr, state_offsets, mask, S, state_stride, zero)
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
     if SAVE:  # slot 0 of the saved states is the initial state
         save_carried_states(saved_states_ptr + state_offsets, mask, s1, s2, s3, S, state_stride)
 
     gate_stride = NH * DH
-    x0 = load_gate(x_rows, 0, mask, 0, GX, gate_stride, zero)
-    x1 = load_gate(x_rows, 0, mask, 1, GX, gate_stride, zero)
-    x2 = load_gate(x_rows, 0, mask, 2, GX, gate_stride, zero)
-    x3 = load_gate(x_rows, 0, mask, 3, GX, gate_stride, zero)
+    x0, x1, x2, x3 = load_slices(x_rows, 0, mask, GX, gate_stride, zero)
     for t in range(T):
         # issue the next step's input loads before this step's math
         next_mask = mask & (t + 1 < T)
         next_offset = (t + 1) * GX * NH * DH
-        x0n = load_gate(x_rows, next_offset, next_mask, 0, GX, gate_stride, zero)
-        x1n = load_gate(x_rows, next_offset, next_mask, 1, GX, gate_stride, zero)
-        x2n = load_gate(x_rows, next_offset, next_mask, 2, GX, gate_stride, zero)
-        x3n = load_gate(x_rows, next_offset, next_mask, 3, GX, gate_stride, zero)
+        x0n, x1n, x2n, x3n = load_slices(x_rows, next_offset, next_mask, GX, gate_stride, zero)
 
         h = s0.to(R_ptr.dtype.element_ty)
         r0 = recurrent_product(W0, h, 0, GR, zero, PRECISION)
@@ -86,7 +70,4 @@ def recurrence_fwd_kernel(
             save_carried_states(for_save, mask, s1, s2, s3, S, state_stride)
         x0, x1, x2, x3 = x0n, x1n, x2n, x3n
 
-    store_state(final_ptr + state_offsets, 0, mask, s0, 0, S, state_stride)
-    store_state(final_ptr + state_offsets, 0, mask, s1, 1, S, state_stride)
-    store_state(final_ptr + state_offsets, 0, mask, s2, 2, S, state_stride)
-    store_state(final_ptr + state_offsets, 0, mask, s3, 3, S, state_stride)
+    store_slices(final_ptr, state_offsets, mask, s0, s1, s2, s3, S, state_stride)

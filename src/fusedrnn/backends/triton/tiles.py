@@ -11,42 +11,44 @@ import triton.language as tl
 
 
 @triton.jit
-def load_gate(ptr, offsets, mask, g: tl.constexpr, G: tl.constexpr, gate_stride, zero):
-    """Gate g of a [.., G, NH, DH] tensor as fp32, or `zero` when the cell has fewer gates."""
-    if g < G:
-        return tl.load(ptr + g * gate_stride + offsets, mask=mask, other=0.0).to(tl.float32)
+def load_slice(ptr, offsets, mask, i: tl.constexpr, count: tl.constexpr, stride, zero):
+    """Slice i (a gate or a state) of a tensor with `count` slices `stride` apart, as
+    fp32; `zero` for i >= count, so that every cell is called with four of each."""
+    if i < count:
+        return tl.load(ptr + i * stride + offsets, mask=mask, other=0.0).to(tl.float32)
     else:
         return zero
 
 
 @triton.jit
-def store_gate(ptr, offsets, mask, value, g: tl.constexpr, G: tl.constexpr, gate_stride):
-    if g < G:
-        tl.store(ptr + g * gate_stride + offsets, value.to(ptr.dtype.element_ty), mask=mask)
+def load_slices(ptr, offsets, mask, count: tl.constexpr, stride, zero):
+    return (load_slice(ptr, offsets, mask, 0, count, stride, zero),
+            load_slice(ptr, offsets, mask, 1, count, stride, zero),
+            load_slice(ptr, offsets, mask, 2, count, stride, zero),
+            load_slice(ptr, offsets, mask, 3, count, stride, zero))
 
 
 @triton.jit
-def load_state(ptr, offsets, mask, s: tl.constexpr, S: tl.constexpr, state_stride, zero):
-    """State s of an [S, ...] tensor as fp32, or `zero` past the cell's S states."""
-    if s < S:
-        return tl.load(ptr + s * state_stride + offsets, mask=mask, other=0.0).to(tl.float32)
-    else:
-        return zero
+def store_slice(ptr, offsets, mask, value, i: tl.constexpr, count: tl.constexpr, stride):
+    if i < count:
+        tl.store(ptr + i * stride + offsets, value.to(ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def store_state(ptr, offsets, mask, value, s: tl.constexpr, S: tl.constexpr, state_stride):
-    if s < S:
-        tl.store(ptr + s * state_stride + offsets, value.to(ptr.dtype.element_ty), mask=mask)
+def store_slices(ptr, offsets, mask, v0, v1, v2, v3, count: tl.constexpr, stride):
+    store_slice(ptr, offsets, mask, v0, 0, count, stride)
+    store_slice(ptr, offsets, mask, v1, 1, count, stride)
+    store_slice(ptr, offsets, mask, v2, 2, count, stride)
+    store_slice(ptr, offsets, mask, v3, 3, count, stride)
 
 
 @triton.jit
 def save_carried_states(ptr, mask, s1, s2, s3, S: tl.constexpr, state_stride):
     """States 1..S-1 into slots 0..S-2 at ptr. State 0, h, is not saved: the
     backward reads it back from y, exactly as the forward's matmul saw it."""
-    store_state(ptr, 0, mask, s1, 0, S - 1, state_stride)
-    store_state(ptr, 0, mask, s2, 1, S - 1, state_stride)
-    store_state(ptr, 0, mask, s3, 2, S - 1, state_stride)
+    store_slice(ptr, 0, mask, s1, 0, S - 1, state_stride)
+    store_slice(ptr, 0, mask, s2, 1, S - 1, state_stride)
+    store_slice(ptr, 0, mask, s3, 2, S - 1, state_stride)
 
 
 @triton.jit
@@ -62,6 +64,12 @@ def load_weight(R_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.con
 
 
 @triton.jit
+def load_weights(R_ptr, n, G: tl.constexpr, NH, DH, DH_P: tl.constexpr):
+    return (load_weight(R_ptr, n, 0, G, NH, DH, DH_P), load_weight(R_ptr, n, 1, G, NH, DH, DH_P),
+            load_weight(R_ptr, n, 2, G, NH, DH, DH_P), load_weight(R_ptr, n, 3, G, NH, DH, DH_P))
+
+
+@triton.jit
 def load_bias(b_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.constexpr):
     """b[g, n] as a [DH_P, 1] column (zero past the cell's G biases)."""
     rows = tl.arange(0, DH_P)[:, None]
@@ -69,6 +77,12 @@ def load_bias(b_ptr, n, g: tl.constexpr, G: tl.constexpr, NH, DH, DH_P: tl.const
         return tl.load(b_ptr + (g * NH + n) * DH + rows, mask=rows < DH, other=0.0).to(tl.float32)
     else:
         return tl.zeros((DH_P, 1), dtype=tl.float32)
+
+
+@triton.jit
+def load_biases(b_ptr, n, G: tl.constexpr, NH, DH, DH_P: tl.constexpr):
+    return (load_bias(b_ptr, n, 0, G, NH, DH, DH_P), load_bias(b_ptr, n, 1, G, NH, DH, DH_P),
+            load_bias(b_ptr, n, 2, G, NH, DH, DH_P), load_bias(b_ptr, n, 3, G, NH, DH, DH_P))
 
 
 @triton.jit
