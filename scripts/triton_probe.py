@@ -1,36 +1,63 @@
-"""Which launch options give a wrong backward for which cell (run on the GPU).
+"""Hunt for launch options or inputs that give a wrong Triton backward (GPU).
 
-Prints, per (cell, DH, num_warps, PREFETCH), the relative error of dx from the
-Triton backward against the torch backend on the same bf16 inputs.
+For each cell, head size and launch variant, over several seeds: the relative
+error of dx and dR from the Triton backend against the float64 reference, next
+to the torch backend's error on the same bf16 inputs. A kernel bug shows as an
+error far above torch's on some seeds; a race as errors that move between runs.
+usage: python scripts/triton_probe.py CELL[,CELL] DH[,DH] SEEDS
 """
-import itertools
 import sys
 
 import torch
 
-import fusedrnn
-from fusedrnn.backends.triton import launch
+sys.path.insert(0, "tests")
+import fusedrnn  # noqa: E402
+from fusedrnn.backends.triton import launch  # noqa: E402
+from reference import random_problem, reference_rnn  # noqa: E402
 
-small = len(sys.argv) > 1 and sys.argv[1] == "small"  # for compute-sanitizer
+cells = sys.argv[1].split(",") if len(sys.argv) > 1 else ["elman", "lstm"]
+dims = [int(v) for v in sys.argv[2].split(",")] if len(sys.argv) > 2 else [64]
+seeds = int(sys.argv[3]) if len(sys.argv) > 3 else 4
 default = launch.launch_options
-for cell, DH in itertools.product(["elman", "lstm"], [64] if small else [64, 128]):
-    for warps, prefetch in itertools.product([4, 8], [True, False]):
-        if small and (warps, prefetch) != (4, True):
-            continue
-        launch.launch_options = lambda DH_P, BB, backward, gates_r=4, w=warps, p=prefetch: (
-            dict(num_warps=w, num_stages=1, PREFETCH=p) if backward else default(DH_P, BB, backward, gates_r))
-        torch.manual_seed(0)
-        spec = fusedrnn.CELLS[cell]
-        B, T, NH = 5, 8 if small else 37, 1 if small else 3
-        x = torch.randn(B, T, spec.gates_x, NH, DH, device="cuda").bfloat16()
-        R = (torch.randn(spec.gates_r, NH, DH, DH, device="cuda") / DH**0.5).bfloat16()
-        b = torch.randn(spec.gates_b, NH, DH, device="cuda").bfloat16()
-        grads = []
-        for backend in ("triton", "torch"):
-            leaves = [t.clone().requires_grad_() for t in (x, R, b)]
-            y, _ = fusedrnn.rnn(*leaves, cell=cell, backend=backend)
-            grads.append(torch.autograd.grad(y.float().sum(), leaves))
-        errors = [((a.float() - c.float()).norm() / c.float().norm()).item() for a, c in zip(*grads)]
-        print(f"{cell} DH={DH} warps={warps} prefetch={prefetch}: rel err dx {errors[0]:.2e} dR {errors[1]:.2e}",
-              flush=True)
+VARIANTS = {
+    "default": {},
+    "db-tiles": {"DB_EACH_STEP": False},
+    "8 warps": {"num_warps": 8},
+    "late loads": {"PREFETCH": False},
+}
+
+
+def errors(cell, DH, seed):
+    torch.manual_seed(seed)
+    B, T, NH = 5, 37, 3
+    x, R, b, s = random_problem(cell, B, T, NH, DH, dtype=torch.bfloat16, device="cuda")
+    lengths = torch.randint(1, T + 1, (B,), device="cuda")
+    lengths[0] = T
+    ref_leaves = [t.detach().double().requires_grad_() for t in (x, R, b, s)]
+    y_ref, f_ref = reference_rnn(cell, *ref_leaves, lengths=lengths)
+    w = [torch.randn_like(y_ref), torch.randn_like(f_ref)]
+    want = torch.autograd.grad((y_ref * w[0]).sum() + (f_ref * w[1]).sum(), ref_leaves)
+    out = []
+    for backend in ("triton", "torch"):
+        leaves = [t.detach().clone().requires_grad_() for t in (x, R, b, s)]
+        y, f = fusedrnn.rnn(*leaves, cell=cell, backend=backend, lengths=lengths)
+        got = torch.autograd.grad((y.double() * w[0]).sum() + (f.double() * w[1]).sum(), leaves)
+        out.append([((a.double() - c).norm() / c.norm()).item() for a, c in zip(got, want)])
+    return out
+
+
+for cell in cells:
+    for DH in dims:
+        for fast in (True, False):
+            launch.FAST_MATH_FOR_BF16 = fast
+            for name, change in VARIANTS.items():
+                launch.launch_options = lambda *a, change=change, **k: (
+                    {**default(*a, **k), **change} if a[2] else default(*a, **k))
+                worst = [0.0, 0.0]
+                for seed in range(seeds):
+                    (tri, tor) = errors(cell, DH, seed)
+                    worst = [max(worst[0], tri[0]), max(worst[1], tor[0])]
+                flag = "  <-- BAD" if worst[0] > 3 * worst[1] + 1e-3 else ""
+                print(f"{cell} DH={DH} fast={fast} {name}: worst dx err triton {worst[0]:.2e} torch {worst[1]:.2e}{flag}",
+                      flush=True)
 launch.launch_options = default

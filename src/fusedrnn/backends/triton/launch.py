@@ -13,6 +13,10 @@ from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
 
 
+# MUFU tanh for bfloat16; a switch for experiments (scripts/triton_probe.py)
+FAST_MATH_FOR_BF16 = True
+
+
 def padded_head_dim(DH: int) -> int:
     return max(16, triton.next_power_of_2(DH))
 
@@ -67,7 +71,7 @@ def _common_meta(x, cell, backward):
     BLOCK_B = batch_tile(B, DH_P)
     largest = (T + 1) * B * NH * DH * max(spec.gates_x, spec.gates_r, spec.num_states)
     meta = dict(NH=NH, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
-                WIDE_OFFSETS=largest >= 2**31, FAST_MATH=x.dtype == torch.bfloat16,
+                WIDE_OFFSETS=largest >= 2**31, FAST_MATH=FAST_MATH_FOR_BF16 and x.dtype == torch.bfloat16,
                 GB=spec.gates_b, S=spec.num_states, PRECISION=_precision(x.dtype),
                 **launch_options(DH_P, BLOCK_B, backward, spec.gates_r))
     return spec, (NH, triton.cdiv(B, BLOCK_B)), meta
