@@ -41,6 +41,14 @@ def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True,
     ref_leaves = [t.detach().double().requires_grad_() for t in inputs]
     y_ref, final_ref = reference_rnn(cell, *ref_leaves, lengths=lengths)
     seeds = [torch.randn_like(y_ref), torch.randn_like(final_ref)]
+    if cell == "slstm" and dtype != torch.float32:
+        # sLSTM's stabiliser m' = max(log f + m, i) sends the gradient of m' to one
+        # argument or the other: where the two are within rounding of each other,
+        # any two half-precision runs (torch's included, as measured with
+        # scripts/triton_probe.py) may route it differently. h does not depend on m
+        # (c and n scale together), so a loss on y and final h has no such jumps;
+        # the raw final c, n, m get their loss weights in the fp32 tests.
+        seeds[1][1:] = 0
     ref_grads = torch.autograd.grad((y_ref * seeds[0]).sum() + (final_ref * seeds[1]).sum(), ref_leaves)
     reference = [y_ref, final_ref, *ref_grads]
     fast = _run(backend, cell, inputs, lengths, seeds)
