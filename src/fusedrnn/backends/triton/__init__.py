@@ -14,6 +14,18 @@ WEIGHT_BUDGET = 200 * 1024  # bytes of R one program keeps in shared memory (an 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "") == "1"
 
 
+def padded_head_dim(DH: int) -> int:
+    """DH rounded up to a power of two (tl.arange needs one), at least 16 (tl.dot's minimum)."""
+    return max(16, 1 << (DH - 1).bit_length())
+
+
+def saved_shape(x, states, need_saved) -> tuple:
+    """What the forward keeps for the backward: states 1..S-1 entering every step
+    and the final ones, [T + 1, S - 1, B, NH, DH] in fp32 (h comes back from y)."""
+    B, T, _, NH, DH = x.shape
+    return (T + 1, states.shape[0] - 1, B, NH, DH) if need_saved else (0,)
+
+
 def available():
     try:
         import triton  # noqa: F401
@@ -31,7 +43,7 @@ def supports(problem: Problem):
         return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
     if problem.head_dim > MAX_HEAD_DIM:
         return False, f"head dim DH={problem.head_dim} > {MAX_HEAD_DIM}, the largest the Triton kernels hold on chip"
-    padded = max(16, 1 << (problem.head_dim - 1).bit_length())
+    padded = padded_head_dim(problem.head_dim)
     weight_bytes = problem.cell.gates_r * padded * padded * problem.dtype.itemsize
     if weight_bytes > WEIGHT_BUDGET:
         return False, (f"R of one head takes {weight_bytes // 1024} KiB in {problem.dtype}, over the "
@@ -45,16 +57,27 @@ def supports(problem: Problem):
     return False, f"device {problem.device} (the Triton kernels need CUDA, or CPU with TRITON_INTERPRET=1)"
 
 
-_op = None
+def _forward(*args):
+    from .launch import forward  # triton is imported when the backend is first used
+
+    return forward(*args)
+
+
+def _backward(*args):
+    from .launch import backward
+
+    return backward(*args)
+
+
+def _saved_like(x, states, cell, need_saved):
+    return x.new_empty(saved_shape(x, states, need_saved), dtype=torch.float32)
+
+
+_recurrence = define_recurrence_ops("triton", _forward, _backward, _saved_like)
 
 
 def run(x, R, b, states, lengths, cell, need_grad):
-    global _op
-    if _op is None:  # import triton only when the backend is first used
-        from . import launch
-
-        _op = define_recurrence_ops("triton", launch.forward, launch.backward, launch.saved_like)
-    y, final, _ = _op(x, R, b, states, lengths, cell, need_grad)
+    y, final, _ = _recurrence(x, R, b, states, lengths, cell, need_grad)
     return y, final
 
 

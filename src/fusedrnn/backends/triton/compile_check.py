@@ -19,7 +19,8 @@ from ...cells import get_cell
 from .backward import recurrence_bwd_kernel
 from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
-from .launch import batch_tile, launch_options, padded_head_dim
+from . import padded_head_dim
+from .launch import batch_tile, launch_options
 
 _TYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _FLOAT_ARGS = {

@@ -8,6 +8,7 @@ import triton
 
 from ...cells import get_cell
 from .. import outputs
+from . import padded_head_dim, saved_shape
 from .backward import recurrence_bwd_kernel
 from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
@@ -15,10 +16,6 @@ from .forward import recurrence_fwd_kernel
 
 # MUFU tanh for bfloat16; a switch for experiments (scripts/triton_probe.py)
 FAST_MATH_FOR_BF16 = True
-
-
-def padded_head_dim(DH: int) -> int:
-    return max(16, triton.next_power_of_2(DH))
 
 
 def batch_tile(B: int, DH_P: int) -> int:
@@ -52,14 +49,6 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def saved_like(x, states, cell, need_saved):
-    """States 1..S-1 entering every step and the final ones, [T + 1, S - 1, B, NH, DH]
-    in fp32 (h, state 0, is read back from y)."""
-    B, T, _, NH, DH = x.shape
-    shape = (T + 1, states.shape[0] - 1, B, NH, DH) if need_saved else (0,)
-    return x.new_empty(shape, dtype=torch.float32)
-
-
 def _lengths_arg(lengths, x):
     return (x, False) if lengths is None else (lengths.to(x.device), True)
 
@@ -83,7 +72,7 @@ def forward(x, R, b, states, lengths, cell, need_saved):
     spec, grid, meta = _common_meta(x, cell, backward=False)
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
-    saved = outputs.empty(saved_like(x, states, cell, need_saved).shape, like=x, dtype=torch.float32)
+    saved = outputs.empty(saved_shape(x, states, need_saved), like=x, dtype=torch.float32)
     len_arg, has_lengths = _lengths_arg(lengths, x)
     recurrence_fwd_kernel[grid](
         x, R, b, states, len_arg, y, final, saved, B, T,
