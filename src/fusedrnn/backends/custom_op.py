@@ -12,6 +12,8 @@ backend's own backward. A backend supplies three plain functions:
 
 `saved` is whatever the backend keeps for its backward (an empty tensor when no
 gradient is needed). Outputs are made contiguous here, once for all backends.
+The returned `run(x, R, b, states, lengths, cell, need_grad) -> (y, final)` is
+what the backend registers.
 """
 from __future__ import annotations
 
@@ -63,4 +65,9 @@ def define_recurrence_ops(backend: str, forward: Callable, backward: Callable, s
         return dx, dR, db, dstates, None, None, None
 
     fwd.register_autograd(backward_rule, setup_context=setup_context)
-    return fwd
+
+    def run(x, R, b, states, lengths, cell, need_grad):
+        y, final, _ = fwd(x, R, b, states, lengths, cell, need_grad)
+        return y, final
+
+    return run

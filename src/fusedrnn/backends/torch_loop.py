@@ -114,20 +114,12 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
     return dx.to(x.dtype), dR.to(R.dtype), db.to(b.dtype), torch.stack(dstate).to(states.dtype)
 
 
-recurrence_op = define_recurrence_ops("torch", forward, backward, saved_like)
-
-
-def run(x, R, b, states, lengths, cell_name, need_grad):
-    y, final, _ = recurrence_op(x, R, b, states, lengths, cell_name, need_grad)
-    return y, final
-
-
 TORCH = register(
     Backend(
         name="torch",
         priority=0,
         available=lambda: (True, "plain PyTorch, runs on every device"),
         supports=lambda problem: (True, ""),
-        run=run,
+        run=define_recurrence_ops("torch", forward, backward, saved_like),
     )
 )

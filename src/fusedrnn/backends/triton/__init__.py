@@ -73,17 +73,10 @@ def _saved_like(x, states, cell, need_saved):
     return x.new_empty(saved_shape(x, states, need_saved), dtype=torch.float32)
 
 
-_recurrence = define_recurrence_ops("triton", _forward, _backward, _saved_like)
-
-
-def run(x, R, b, states, lengths, cell, need_grad):
-    y, final, _ = _recurrence(x, R, b, states, lengths, cell, need_grad)
-    return y, final
-
-
 TRITON = register(
     Backend(
-        name="triton", priority=20, available=available, supports=supports, run=run,
+        name="triton", priority=20, available=available, supports=supports,
+        run=define_recurrence_ops("triton", _forward, _backward, _saved_like),
         auto_eligible=lambda problem: problem.device.type == "cuda",  # never the interpreter
     )
 )
