@@ -3,9 +3,8 @@ import itertools
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
-import fusedrnn
 import fusedrnn.nn as fnn
 from reference import reference_rnn
 

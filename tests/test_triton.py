@@ -33,13 +33,10 @@ def test_interpreter_padded_head_dim_and_zero_states(cell):
 
 
 def test_interpreter_never_chosen_by_auto():
-    x = torch.randn(2, 3, 4, 1, 16)
-    problem_backend = fusedrnn.api._backends.choose(
-        "auto",
-        fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 2, 3, 1, 16, torch.float32, torch.device("cpu"), False, False),
-    )
-    assert problem_backend.name == "torch"
-    assert x.device.type == "cpu"
+    # on CPU under TRITON_INTERPRET=1 the triton backend is available and supports fp32
+    problem = fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 2, 3, 1, 16, torch.float32, torch.device("cpu"),
+                                       False, False)
+    assert fusedrnn.api._backends.choose("auto", problem).name == "torch"
 
 
 def test_refuses_fp32_weights_that_do_not_fit_on_chip():

@@ -64,8 +64,6 @@ def _cudnn(dtype):
     def make(case: Case):
         if case.cell not in modules:
             raise Unavailable(f"cuDNN has no {case.cell}")
-        if case.NH != 1 and case.DH * case.NH != case.hidden:
-            raise Unavailable("cuDNN has no heads")
         if not torch.backends.cudnn.is_available() or case.device != "cuda":
             raise Unavailable("cuDNN needs a CUDA GPU")
         # cuDNN runs the dense hidden x hidden recurrence (no heads) and also the

@@ -11,11 +11,11 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..api import rnn
 from ..cells import get_cell
-from .sequences import repack, reverse_within, unpack
+from .sequences import repack, reverse_within
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -123,7 +123,7 @@ class RecurrentBase(nn.Module):
         lengths = None
         if isinstance(input, PackedSequence):
             packed_input = input
-            x, lengths = unpack(input)
+            x, lengths = pad_packed_sequence(input, batch_first=True)  # in the caller's batch order
             batched = True
         else:
             packed_input = None

@@ -7,13 +7,7 @@ from typing import Optional
 
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
-
-
-def unpack(packed: PackedSequence) -> tuple[Tensor, Tensor]:
-    """A PackedSequence as [B, T, F] in the caller's batch order, and the lengths."""
-    padded, lengths = pad_packed_sequence(packed, batch_first=True)
-    return padded, lengths
+from torch.nn.utils.rnn import PackedSequence
 
 
 def repack(padded: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
