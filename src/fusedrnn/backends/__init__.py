@@ -1,5 +1,5 @@
 """Importing this package registers every backend."""
-from . import torch_loop, triton  # noqa: F401
+from . import cuda, torch_loop, triton  # noqa: F401
 from .registry import BackendInfo, choose, report
 
 __all__ = ["BackendInfo", "choose", "report"]

@@ -30,3 +30,16 @@ def poisoned(enabled: bool = True):
         yield
     finally:
         _poison = previous
+
+
+def saved_states_shape(x: torch.Tensor, states: torch.Tensor, need_saved: bool) -> tuple:
+    """What the kernel backends keep for the backward: states 1..S-1 entering
+    every step and the final ones, [T + 1, S - 1, B, NH, DH] in fp32 (h comes
+    back from y)."""
+    B, T, _, NH, DH = x.shape
+    return (T + 1, states.shape[0] - 1, B, NH, DH) if need_saved else (0,)
+
+
+def saved_states_like(x, states, cell, need_saved) -> torch.Tensor:
+    """An empty tensor shaped like `saved` (the custom op's fake kernel)."""
+    return x.new_empty(saved_states_shape(x, states, need_saved), dtype=torch.float32)

@@ -6,6 +6,7 @@ import os
 import torch
 
 from ...problem import Problem
+from .. import outputs
 from ..custom_op import define_recurrence_ops
 from ..registry import Backend, register
 
@@ -17,13 +18,6 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET", "") == "1"
 def padded_head_dim(DH: int) -> int:
     """DH rounded up to a power of two (tl.arange needs one), at least 16 (tl.dot's minimum)."""
     return max(16, 1 << (DH - 1).bit_length())
-
-
-def saved_shape(x, states, need_saved) -> tuple:
-    """What the forward keeps for the backward: states 1..S-1 entering every step
-    and the final ones, [T + 1, S - 1, B, NH, DH] in fp32 (h comes back from y)."""
-    B, T, _, NH, DH = x.shape
-    return (T + 1, states.shape[0] - 1, B, NH, DH) if need_saved else (0,)
 
 
 def available():
@@ -69,14 +63,10 @@ def _backward(*args):
     return backward(*args)
 
 
-def _saved_like(x, states, cell, need_saved):
-    return x.new_empty(saved_shape(x, states, need_saved), dtype=torch.float32)
-
-
 TRITON = register(
     Backend(
         name="triton", priority=20, available=available, supports=supports,
-        run=define_recurrence_ops("triton", _forward, _backward, _saved_like),
+        run=define_recurrence_ops("triton", _forward, _backward, outputs.saved_states_like),
         auto_eligible=lambda problem: problem.device.type == "cuda",  # never the interpreter
     )
 )

@@ -1,14 +1,13 @@
 """Host side of the Triton backend: buffers, grid and the work around the kernels."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 
 from ...cells import get_cell
 from .. import outputs
-from . import padded_head_dim, saved_shape
+from ..weight_gradient import bias_gradient, recurrent_weight_gradient
+from . import padded_head_dim
 from .backward import recurrence_bwd_kernel
 from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
@@ -72,7 +71,7 @@ def forward(x, R, b, states, lengths, cell, need_saved):
     spec, grid, meta = _common_meta(x, cell, backward=False)
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
-    saved = outputs.empty(saved_shape(x, states, need_saved), like=x, dtype=torch.float32)
+    saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
     len_arg, has_lengths = _lengths_arg(lengths, x)
     recurrence_fwd_kernel[grid](
         x, R, b, states, len_arg, y, final, saved, B, T,
@@ -95,19 +94,5 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
         x, R, b, states, len_arg, y, saved, dy, dfinal, dx, drec, db_partial, dstates, B, T,
         CELL=POINTWISE[cell][1], HAS_LENGTHS=has_lengths, **meta,
     )
-    # dR[g, n] = sum over (b, t) of drec[b, t, g, n]^T h_{t-1}[b, n], with h as the forward's matmul saw it
-    h_prev = torch.cat([states[0].unsqueeze(1), y[:, :-1]], dim=1).float().view(B * T, NH, DH).transpose(0, 1)
-    with _tf32(x.dtype != torch.float32):  # tf32 error is far under the rounding of a half-precision dR
-        dR = torch.bmm(drec.transpose(1, 2), h_prev)  # [NH, GR*DH, DH]
-    dR = dR.view(NH, spec.gates_r, DH, DH).transpose(0, 1)
-    return dx, dR.to(R.dtype), db_partial.sum(0).to(b.dtype), dstates
-
-
-@contextlib.contextmanager
-def _tf32(enabled: bool):
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled or previous
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+    dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
+    return dx, dR, bias_gradient(db_partial, b.dtype), dstates

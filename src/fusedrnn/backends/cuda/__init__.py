@@ -1,0 +1,74 @@
+"""The `cuda_fused` backend: persistent CUDA kernels compiled at run time by
+NVRTC (csrc/, compile.py), R on chip for the whole sequence, tensor-core MMA."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ...problem import Problem
+from .. import outputs
+from ..custom_op import define_recurrence_ops
+from ..registry import Backend, register
+
+MIN_CAPABILITY = (8, 0)  # mma.sync with bf16 inputs
+
+
+@functools.lru_cache(maxsize=None)
+def _toolchain():
+    try:
+        import cuda.core  # noqa: F401
+        from cuda.bindings import nvrtc  # noqa: F401
+    except ImportError as error:
+        return False, f"cuda-core / NVRTC not installed ({error}); pip install 'fusedrnn[cuda]'"
+    try:
+        from .compile import include_dirs, nvrtc_version
+
+        nvrtc_version()
+        include_dirs()
+    except Exception as error:  # a missing libnvrtc or header directory
+        return False, str(error)
+    return True, ""
+
+
+def available():
+    ok, reason = _toolchain()
+    if not ok:
+        return False, reason
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU (the NVRTC compiler is here: kernels compile, but cannot run)"
+    return True, "NVRTC + cuda.core with a CUDA GPU"
+
+
+def supports(problem: Problem):
+    from .fused import STORAGE_TYPES, fit_problem
+
+    if problem.device.type != "cuda":
+        return False, f"device {problem.device} (the CUDA kernels need a CUDA GPU)"
+    if problem.dtype not in STORAGE_TYPES:
+        return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
+    capability = torch.cuda.get_device_capability(problem.device)
+    if capability < MIN_CAPABILITY:
+        return False, f"GPU compute capability {capability} < {MIN_CAPABILITY}"
+    reason = fit_problem(problem.cell.name, problem.dtype, problem.head_dim, problem.batch)
+    return (not reason), reason
+
+
+def _forward(*args):
+    from .fused import forward
+
+    return forward(*args)
+
+
+def _backward(*args):
+    from .fused import backward
+
+    return backward(*args)
+
+
+CUDA_FUSED = register(
+    Backend(
+        name="cuda_fused", priority=30, available=available, supports=supports,
+        run=define_recurrence_ops("cuda_fused", _forward, _backward, outputs.saved_states_like),
+    )
+)

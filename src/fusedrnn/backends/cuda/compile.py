@@ -1,0 +1,154 @@
+"""Run-time compilation of the CUDA sources in csrc/: NVRTC through cuda.core,
+into a cubin for the device's exact architecture, cached on disk.
+
+The cache key covers everything that changes the binary: the bytes of every
+source and header in csrc/, the instantiation, the architecture, the compiler
+options and NVRTC's version. Several processes may compile the same kernel at
+once: the compile runs under a file lock, the entry is written to a temporary
+file and renamed into place, and every entry carries its length and SHA-256,
+so a truncated or corrupted file is detected and rebuilt instead of loaded.
+Nothing here needs a GPU: CI compiles every shipped kernel on a CPU machine.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+CSRC = Path(__file__).parent / "csrc"
+ENTRY_MAGIC = b"fusedrnn-cubin-v1\n"
+OPTIONS = dict(std="c++17", ptxas_options=["-v"])
+
+
+@dataclass(frozen=True)
+class Compiled:
+    cubin: bytes
+    mangled_name: str
+    log: str  # NVRTC's and ptxas's report (registers, spills)
+
+    @property
+    def spill_bytes(self) -> int:
+        """Bytes of register spills (stores + loads) ptxas reported."""
+        return sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", self.log))
+
+    @property
+    def registers(self) -> int:
+        found = re.findall(r"Used (\d+) registers", self.log)
+        return max((int(n) for n in found), default=0)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("FUSEDRNN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fusedrnn")
+    return Path(root) / "cubin"
+
+
+@functools.lru_cache(maxsize=None)
+def sources_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(CSRC.rglob("*")):
+        if path.suffix in (".cu", ".cuh"):
+            digest.update(str(path.relative_to(CSRC)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def nvrtc_version() -> str:
+    from cuda.bindings import nvrtc
+
+    error, major, minor = nvrtc.nvrtcVersion()
+    if error != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise RuntimeError(f"nvrtcVersion failed: {error}")
+    return f"{major}.{minor}"
+
+
+@functools.lru_cache(maxsize=None)
+def include_dirs() -> tuple[str, ...]:
+    import cuda.pathfinder
+
+    found = []
+    for lib in ("cudart", "cccl"):
+        path = cuda.pathfinder.find_nvidia_header_directory(lib)
+        if path is None:
+            raise RuntimeError(f"CUDA headers for {lib!r} not found; pip install 'fusedrnn[cuda]' "
+                               "(nvidia-cuda-runtime and nvidia-cccl wheels) or install the CUDA toolkit")
+        found.append(path)
+    return tuple(found)
+
+
+def cache_key(name_expression: str, arch: str) -> str:
+    parts = [sources_digest(), name_expression, arch, nvrtc_version(), json.dumps(OPTIONS, sort_keys=True)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def compile_kernel(name_expression: str, arch: str) -> Compiled:
+    """The cubin of one kernel instantiation, e.g. `fused_forward_kernel<Lstm, __half, 64, 1, 2, true, false>`,
+    for `arch` such as "sm_90": from the cache, or compiled and cached."""
+    path = cache_dir() / f"{cache_key(name_expression, arch)}.entry"
+    entry = read_entry(path)
+    if entry is not None:
+        return entry
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        entry = read_entry(path)  # another process may have built it while we waited
+        if entry is None:
+            entry = _nvrtc(name_expression, arch)
+            write_entry(path, entry)
+    return entry
+
+
+def _nvrtc(name_expression: str, arch: str) -> Compiled:
+    from cuda.core import Program, ProgramOptions
+
+    options = ProgramOptions(name="kernels.cu", arch=arch, include_path=[str(CSRC), *include_dirs()],
+                             define_macro=[("FUSEDRNN_NVRTC", "1")], **OPTIONS)
+    source = (CSRC / "kernels.cu").read_text()
+    log = io.StringIO()
+    try:
+        code = Program(source, "c++", options).compile("cubin", name_expressions=[name_expression], logs=log)
+    except Exception as error:
+        raise RuntimeError(f"NVRTC failed to compile {name_expression} for {arch}:\n{log.getvalue()}\n{error}") from error
+    mangled = code.symbol_mapping[name_expression]
+    mangled = mangled.decode() if isinstance(mangled, bytes) else mangled
+    return Compiled(cubin=bytes(code.code), mangled_name=mangled, log=log.getvalue())
+
+
+def write_entry(path: Path, entry: Compiled) -> None:
+    header = json.dumps(dict(mangled_name=entry.mangled_name, length=len(entry.cubin), log=entry.log,
+                             sha256=hashlib.sha256(entry.cubin).hexdigest())).encode()
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(ENTRY_MAGIC + header + b"\n" + entry.cubin)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_entry(path: Path) -> Compiled | None:
+    """The entry at `path`, or None when it is missing, truncated or corrupted."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not data.startswith(ENTRY_MAGIC) or b"\n" not in data[len(ENTRY_MAGIC):]:
+        return None
+    header_line, cubin = data[len(ENTRY_MAGIC):].split(b"\n", 1)
+    try:
+        header = json.loads(header_line)
+    except ValueError:
+        return None
+    if len(cubin) != header.get("length") or hashlib.sha256(cubin).hexdigest() != header.get("sha256"):
+        return None
+    return Compiled(cubin=cubin, mangled_name=header["mangled_name"], log=header.get("log", ""))

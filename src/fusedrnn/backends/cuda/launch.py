@@ -1,0 +1,68 @@
+"""Loading compiled kernels and launching them on torch's current stream
+through cuda.core. Torch-free apart from the stream and the device index."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from .compile import compile_kernel
+
+
+def device_arch(device: torch.device) -> str:
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_device(index: int):
+    from cuda.core import Device
+
+    device = Device(index)
+    device.set_current()  # torch's primary context: the same one cuda.core retains
+    return device
+
+
+@functools.lru_cache(maxsize=None)
+def load_kernel(name_expression: str, device_index: int, dynamic_smem: int):
+    """The kernel, compiled (or taken from the disk cache) and loaded on the device,
+    allowed `dynamic_smem` bytes of dynamic shared memory."""
+    from cuda.bindings import driver
+    from cuda.core import ObjectCode
+
+    device = _cuda_device(device_index)
+    compiled = compile_kernel(name_expression, device_arch(torch.device("cuda", device_index)))
+    code = ObjectCode.from_cubin(compiled.cubin, symbol_mapping={name_expression: compiled.mangled_name})
+    kernel = code.get_kernel(name_expression)
+    if dynamic_smem > 48 * 1024:
+        attribute = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        (error,) = driver.cuKernelSetAttribute(attribute, dynamic_smem, kernel.handle, device.device_id)
+        if error != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"cannot give {name_expression} {dynamic_smem} bytes of shared memory: {error}")
+    return kernel
+
+
+@functools.lru_cache(maxsize=64)
+def _stream(handle: int, device_index: int):
+    from cuda.core import Device
+
+    return Device(device_index).create_stream(torch.cuda.ExternalStream(handle, device=device_index))
+
+
+def pointer(tensor: torch.Tensor | None) -> np.uint64:
+    return np.uint64(0 if tensor is None else tensor.data_ptr())
+
+
+def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, device: torch.device, *args):
+    """Run the kernel on torch's current stream of `device`. Tensors are passed
+    as pointers, Python ints as 32-bit ints."""
+    from cuda.core import LaunchConfig
+    from cuda.core import launch as cuda_launch
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    kernel = load_kernel(name_expression, index, dynamic_smem)
+    stream = _stream(torch.cuda.current_stream(index).cuda_stream, index)
+    converted = [pointer(a) if a is None or isinstance(a, torch.Tensor) else np.int32(a) for a in args]
+    config = LaunchConfig(grid=grid, block=block, shmem_size=dynamic_smem)
+    cuda_launch(stream, config, kernel, *converted)

@@ -1,0 +1,86 @@
+"""The `cuda_fused` backend on the GPU against the float64 reference: every
+cell x dtype x head size (non-powers of two included) at odd B and T, with
+lengths and initial states; torch.compile; determinism; no recompiles.
+(tests/test_cuda_compile.py compiles every shipped kernel on CPU.)"""
+import pytest
+import torch
+
+import fusedrnn
+from kernel_check import check_backend
+
+CELLS = list(fusedrnn.CELLS)
+BACKEND = fusedrnn.api._backends.registry._BACKENDS["cuda_fused"]
+
+
+def _problem(cell, dtype, DH, B=5):
+    return fusedrnn.problem.Problem(fusedrnn.CELLS[cell], B, 37, 3, DH, dtype, torch.device("cuda"), True, True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("DH", [16, 24, 48, 64, 96, 128, 144])
+def test_gpu_matches_reference(cell, dtype, DH):
+    ok, why = BACKEND.supports(_problem(cell, dtype, DH))
+    if not ok:  # only fp32 heads whose R does not fit one SM are refused
+        assert dtype == torch.float32 and DH >= 112 and "KiB" in why, why
+        return
+    check_backend("cuda_fused", cell, dtype, B=5, T=37, NH=3, DH=DH, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell", ["lstm", "slstm"])
+def test_gpu_wide_batch_no_initial_states(cell):
+    check_backend("cuda_fused", cell, torch.bfloat16, B=35, T=11, NH=2, DH=64, device="cuda", with_states=False)
+
+
+@pytest.mark.gpu
+def test_gpu_refuses_heads_over_one_sm():
+    ok, why = BACKEND.supports(_problem("lstm", torch.bfloat16, 256))
+    assert not ok and "KiB" in why
+
+
+@pytest.mark.gpu
+def test_gpu_two_runs_bitwise_identical():
+    x = torch.randn(7, 33, 4, 3, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, 3, 64, 64, device="cuda") / 8).bfloat16().requires_grad_()
+    b = torch.randn(4, 3, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    runs = []
+    for _ in range(2):
+        y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend="cuda_fused")
+        grads = torch.autograd.grad(y.float().sum() + final.float().square().sum(), (x, R, b))
+        runs.append((y, final, *grads))
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)
+
+
+@pytest.mark.gpu
+def test_gpu_torch_compile_fullgraph():
+    x = torch.randn(3, 9, 4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, 2, 32, 32, device="cuda") / 6).bfloat16().requires_grad_()
+    b = torch.zeros(4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+
+    def f(x, R, b):
+        y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend="cuda_fused")
+        return y.float().square().sum() + final.float().sum()
+
+    got = torch.compile(f, fullgraph=True)(x, R, b)
+    grads = torch.autograd.grad(got, (x, R, b))
+    want = f(x, R, b)
+    want_grads = torch.autograd.grad(want, (x, R, b))
+    torch.testing.assert_close(got, want)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.gpu
+def test_gpu_new_batch_and_length_do_not_recompile():
+    from fusedrnn.backends.cuda import launch
+
+    R = torch.randn(4, 2, 32, 32, device="cuda", dtype=torch.bfloat16)
+    b = torch.zeros(4, 2, 32, device="cuda", dtype=torch.bfloat16)
+    fusedrnn.rnn(torch.randn(16, 10, 4, 2, 32, device="cuda", dtype=torch.bfloat16), R, b, backend="cuda_fused")
+    before = launch.load_kernel.cache_info().currsize
+    for B, T in ((9, 33), (13, 100), (16, 7), (40, 3)):
+        fusedrnn.rnn(torch.randn(B, T, 4, 2, 32, device="cuda", dtype=torch.bfloat16), R, b, backend="cuda_fused")
+    assert launch.load_kernel.cache_info().currsize == before
