@@ -20,5 +20,8 @@ for cell in fusedrnn.CELLS:
                 rows.append(f"{cell:11s} {str(dtype)[6:]:9s} {DH:4d} ok   {time.perf_counter() - start:5.1f}s "
                             f"worst {worst[0]} {worst[1][0]:.2e} vs torch {worst[1][1]:.2e}")
             except Exception as error:  # report and go on: one table for all
+                if not any("FAIL" in r for r in rows):
+                    import traceback
+                    traceback.print_exc()
                 rows.append(f"{cell:11s} {str(dtype)[6:]:9s} {DH:4d} FAIL {str(error).splitlines()[0][:150]}")
 print("\n".join(rows))

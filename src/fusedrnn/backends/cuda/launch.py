@@ -33,7 +33,7 @@ def load_kernel(name_expression: str, device_index: int, dynamic_smem: int):
 
     device = _cuda_device(device_index)
     compiled = compile_kernel(name_expression, device_arch(torch.device("cuda", device_index)))
-    code = ObjectCode.from_cubin(compiled.cubin, symbol_mapping={name_expression: compiled.mangled_name})
+    code = ObjectCode.from_cubin(compiled.cubin, symbol_mapping={name_expression: compiled.mangled_name.encode()})
     kernel = code.get_kernel(name_expression)
     if dynamic_smem > 48 * 1024:
         attribute = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
