@@ -45,8 +45,12 @@ def load_kernel(name_expression: str, device_index: int, dynamic_smem: int):
 
 @functools.lru_cache(maxsize=64)
 def _stream(handle: int, device_index: int):
-    from cuda.core import Device
+    """torch's stream as a cuda.core Stream. Handle 0 is torch's default stream,
+    the legacy default stream (cuda.core would not take 0 for it)."""
+    from cuda.core import LEGACY_DEFAULT_STREAM, Device
 
+    if handle == 0:
+        return LEGACY_DEFAULT_STREAM
     return Device(device_index).create_stream(torch.cuda.ExternalStream(handle, device=device_index))
 
 
