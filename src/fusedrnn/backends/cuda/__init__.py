@@ -14,6 +14,7 @@ from ..registry import Backend, register
 MIN_CAPABILITY = (8, 0)  # mma.sync with bf16 inputs
 
 
+@torch.compiler.assume_constant_result  # torch.compile must not trace into NVRTC
 @functools.lru_cache(maxsize=None)
 def _toolchain():
     try:
@@ -29,6 +30,11 @@ def _toolchain():
     except Exception as error:  # a missing libnvrtc or header directory
         return False, str(error)
     return True, ""
+
+
+@torch.compiler.assume_constant_result
+def _capability(index):
+    return torch.cuda.get_device_capability(index)
 
 
 def available():
@@ -47,7 +53,7 @@ def supports(problem: Problem):
         return False, f"device {problem.device} (the CUDA kernels need a CUDA GPU)"
     if problem.dtype not in STORAGE_TYPES:
         return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
-    capability = torch.cuda.get_device_capability(problem.device)
+    capability = _capability(problem.device.index)
     if capability < MIN_CAPABILITY:
         return False, f"GPU compute capability {capability} < {MIN_CAPABILITY}"
     reason = fit_problem(problem.cell.name, problem.dtype, problem.head_dim, problem.batch)
