@@ -22,17 +22,27 @@ SHARED_MEMORY_LIMIT = 227 * 1024  # bytes a block may use on Hopper (sm_90); sm_
 MAX_THREADS = 1024
 
 
+def _ring_bytes(rows: int, DHP: int, itemsize: int, BT: int, depth: int) -> int:
+    """Shared memory of a StepRing (csrc/ring.cuh) of `rows` rows a sequence."""
+    pad = 16 // itemsize
+    row_stride = rows * (DHP + pad) + (pad if rows > 1 else 0)
+    return depth * BT * row_stride * itemsize
+
+
 @dataclass(frozen=True)
 class FusedConfig:
     """One kernel instantiation: the head dim padded to 16 (DHP), NT column tiles
     of 8 per warp, WN warps along the batch (so BT = 8 * NT * WN sequences per
-    CTA), and whether the forward keeps its fragments of R in registers. The
-    head dim itself, B and T are kernel arguments."""
+    CTA), the depth of the cp.async rings that stage each step's inputs, and
+    whether the forward keeps its fragments of R in registers. The head dim
+    itself, B and T are kernel arguments."""
     cell: str
     dtype: torch.dtype
     DHP: int
+    backward: bool
     NT: int = 1
     WN: int = 2
+    depth: int = 4
     r_in_registers: bool = False
     fast_math: bool = False
 
@@ -44,49 +54,68 @@ class FusedConfig:
     def threads(self) -> int:
         return 32 * self.DHP // 16 * self.WN
 
-    def shared_memory(self, backward: bool) -> int:
-        """Dynamic shared memory bytes: R, the double-buffered h tile, and in the backward the drec tile."""
-        size = self.dtype.itemsize
+    @property
+    def shared_memory(self) -> int:
+        """Dynamic shared memory bytes, as the kernels carve it up."""
+        spec, size, DHP, BT = get_cell(self.cell), self.dtype.itemsize, self.DHP, self.batch_tile
         pad = 16 // size
-        gates = get_cell(self.cell).gates_r
-        elements = gates * self.DHP * (self.DHP + pad) + 2 * self.batch_tile * (self.DHP + pad)
-        if backward:
-            elements += 2 * self.batch_tile * (gates * self.DHP + pad)
-        return elements * size
+        total = spec.gates_r * DHP * (DHP + pad) * size  # R
+        total += _ring_bytes(spec.gates_x, DHP, size, BT, self.depth)  # x
+        if not self.backward:
+            return total + 2 * BT * (DHP + pad) * size  # h, double-buffered
+        total += 2 * BT * (spec.gates_r * DHP + pad) * size  # drec, double-buffered
+        total += 2 * _ring_bytes(1, DHP, size, BT, self.depth)  # h_{t-1} and dy
+        return total + _ring_bytes(max(spec.num_states - 1, 1), DHP, 4, BT, self.depth)  # saved states, fp32
 
-    def static_shared_memory(self, backward: bool) -> int:
-        return 4 * self.batch_tile + (4 * self.WN * 4 * self.DHP if backward else 0)
+    @property
+    def static_shared_memory(self) -> int:
+        return 4 * self.WN * 4 * self.DHP if self.backward else 0
 
-    def name_expression(self, backward: bool) -> str:
+    @property
+    def name_expression(self) -> str:
         cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
-        if backward:
-            return f"fusedrnn::fused_backward_kernel<{cell}, {storage}, {self.DHP}, {self.NT}, {self.WN}, {fast}>"
+        shape = f"{self.DHP}, {self.NT}, {self.WN}, {self.depth}"
+        if self.backward:
+            return f"fusedrnn::fused_backward_kernel<{cell}, {storage}, {shape}, {fast}>"
         regs = str(self.r_in_registers).lower()
-        return f"fusedrnn::fused_forward_kernel<{cell}, {storage}, {self.DHP}, {self.NT}, {self.WN}, {regs}, {fast}>"
+        return f"fusedrnn::fused_forward_kernel<{cell}, {storage}, {shape}, {regs}, {fast}>"
+
+    def fits(self) -> bool:
+        return (self.threads <= MAX_THREADS
+                and self.shared_memory + self.static_shared_memory <= SHARED_MEMORY_LIMIT)
 
 
 def padded_head_dim(DH: int) -> int:
     return -(-DH // 16) * 16
 
 
-def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int) -> FusedConfig:
-    """The instantiation for a call. Batch sizes fall into two buckets, so a new
-    B (or any T) reuses a compiled kernel."""
+def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool) -> FusedConfig:
+    """The instantiation for a call: the deepest input ring that fits. Batch sizes
+    fall into two buckets, so a new B (or any T) reuses a compiled kernel."""
     DHP = padded_head_dim(DH)
     gates = get_cell(cell).gates_r
     tensor_cores = dtype != torch.float32
     # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: worth it up to 64
-    in_registers = tensor_cores and gates * DHP <= 4 * 64
-    return FusedConfig(cell=cell, dtype=dtype, DHP=DHP, NT=1, WN=1 if B <= 8 else 2,
-                       r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
+    in_registers = tensor_cores and gates * DHP <= 4 * 64 and not backward
+    # a deep ring first, then a wide batch tile; small batches take the narrow tile
+    shapes = [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
+    if B <= 8:
+        shapes = [shape for shape in shapes if shape[0] == 1]
+    config = None
+    for WN, depth in shapes:
+        config = FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
+                             r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
+        if config.fits():
+            break
+    return config
 
 
 def fit_problem(cell: str, dtype: torch.dtype, DH: int, B: int) -> str:
     """Why no instantiation serves this call ('' when one does)."""
-    config = choose_config(cell, dtype, DH, B)
+    config = choose_config(cell, dtype, DH, B, backward=True)
     if config.threads > MAX_THREADS:
         return f"head dim DH={DH} needs {config.threads} threads a block (max {MAX_THREADS})"
-    need = config.shared_memory(backward=True) + config.static_shared_memory(backward=True)
+    need = config.shared_memory + config.static_shared_memory
     if need > SHARED_MEMORY_LIMIT:
         return (f"R of one head and its tiles need {need // 1024} KiB of shared memory in {dtype} at DH={DH}, "
                 f"over the {SHARED_MEMORY_LIMIT // 1024} KiB of one SM; heads split over a cluster are not built yet")
@@ -102,13 +131,12 @@ def forward(x, R, b, states, lengths, cell, need_saved):
     x, R, b, states = (t.contiguous() for t in (x, R, b, states))
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
-    config = choose_config(cell, x.dtype, DH, B)
+    config = choose_config(cell, x.dtype, DH, B, backward=False)
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
     lengths = None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
-    launch(config.name_expression(backward=False), _grid(x, config), config.threads,
-           config.shared_memory(backward=False), x.device,
+    launch(config.name_expression, _grid(x, config), config.threads, config.shared_memory, x.device,
            x, R, b, states, lengths, y, final, saved if need_saved and spec.num_states > 1 else None, B, T, NH, DH)
     return y, final, saved
 
@@ -117,15 +145,14 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     x, R, b, states, dy, dfinal = (t.contiguous() for t in (x, R, b, states, dy, dfinal))
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
-    config = choose_config(cell, x.dtype, DH, B)
+    config = choose_config(cell, x.dtype, DH, B, backward=True)
     grid = _grid(x, config)
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
     db_partial = outputs.empty((grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
     dstates = outputs.empty(states.shape, like=states)
     lengths = None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
-    launch(config.name_expression(backward=True), grid, config.threads, config.shared_memory(backward=True),
-           x.device, x, R, b, states, lengths, y, saved, dy.to(x.dtype), dfinal.to(x.dtype),
+    launch(config.name_expression, grid, config.threads, config.shared_memory, x.device, x, R, b, states, lengths, y, saved, dy.to(x.dtype), dfinal.to(x.dtype),
            dx, drec, db_partial, dstates, B, T, NH, DH)
     dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
     return dx, dR, bias_gradient(db_partial, b.dtype), dstates

@@ -2,52 +2,77 @@
 // reverse with R in shared memory. Per step t it recomputes R h_{t-1} from y
 // (h exactly as the forward's product saw it), runs the cell's gradient, writes
 // dx and drec, sums db, and sends R^T drec back into dh: the only product on
-// the sequential chain. h_{t-2} is staged into shared memory during step t, so
-// one __syncthreads a step serves both double buffers. dR is one large GEMM of
-// drec with h over all steps, on the host side.
+// the sequential chain. Everything a step reads from memory (x, dy, the saved
+// states, h_{t-1}) arrives DEPTH - 1 steps ahead by cp.async; one
+// __syncthreads a step. dR is one large GEMM of drec with h over all steps,
+// on the host side.
 //
 // Adds to the forward's arguments: y, saved (states 1..S-1 entering every step),
 // dy [B, T, NH, DH], dfinal [S, B, NH, DH]; writes dx [B, T, GX, NH, DH],
 // drec [NH, B * T, GR * DH] fp32, db_partial [tiles, GB, NH, DH] fp32, dstates [S, B, NH, DH].
 #pragma once
 #include "recurrent_product.cuh"
+#include "ring.cuh"
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int NT, int WN, bool FAST>
-__global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS)
+template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, bool FAST>
+__global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                           const T* __restrict__ states, const long long* __restrict__ lengths,
                           const T* __restrict__ y, const float* __restrict__ saved, const T* __restrict__ dy,
                           const T* __restrict__ dfinal, T* __restrict__ dx, float* __restrict__ drec,
-                          float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps, int NH, int DH) {
+                          float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps, int NH,
+                          int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, WN>;
+  constexpr int SAVED = Cell::S > 1 ? Cell::S - 1 : 1;
+  using XRing = StepRing<T, Cell::GX, DHP, L::BT, DEPTH>;
+  using HRing = StepRing<T, 1, DHP, L::BT, DEPTH>;  // h_{t-1}: the [BT][LDH] tile ldmatrix reads
+  using SavedRing = StepRing<float, SAVED, DHP, L::BT, DEPTH>;
   extern __shared__ __align__(16) unsigned char smem[];
   T* Rs = reinterpret_cast<T*>(smem);
-  T* hs = Rs + L::R_ELEMS;      // [2][BT][LDH]: h_{t-1} in half t % 2
-  T* ds = hs + 2 * L::H_ELEMS;  // [2][BT][LDD]: drec of step t in half t % 2
-  __shared__ int valid_steps[L::BT];
+  T* ds = Rs + L::R_ELEMS;  // [2][BT][LDD]: drec of the step, double-buffered
+  const XRing xr{ds + 2 * L::D_ELEMS};
+  const HRing hr{xr.base + XRing::ELEMS}, dyr{hr.base + HRing::ELEMS};
+  const SavedRing sr{reinterpret_cast<float*>(dyr.base + HRing::ELEMS)};
   __shared__ float db_sum[L::WN][4][L::DHP];
 
   const int n = blockIdx.x, batch0 = blockIdx.y * L::BT;
   const L at;
   const size_t head_stride = size_t(NH) * DH;
   const size_t state_stride = size_t(B) * head_stride;
-  const size_t y_batch_stride = size_t(steps) * head_stride;
-  // h entering step t: y[:, t-1], or the initial state for t = 0
-  auto stage_h = [&](T* tile, int t) {
-    if (t > 0) load_h_tile<L>(tile, y + size_t(t - 1) * head_stride + n * DH, y_batch_stride, batch0, B, DH);
-    else load_h_tile<L>(tile, states + n * DH, head_stride, batch0, B, DH);
+  // everything step t reads, into ring slot (steps - 1 - t) % DEPTH
+  const auto fill_step = [&](int t) {
+    const int order = steps - 1 - t;
+    xr.fill(order, [=](int c, int g) {
+      return x + ((size_t(batch0 + c) * steps + t) * Cell::GX + g) * head_stride + n * DH;
+    }, batch0, B, DH, L::THREADS);
+    dyr.fill(order, [=](int c, int) { return dy + (size_t(batch0 + c) * steps + t) * head_stride + n * DH; },
+             batch0, B, DH, L::THREADS);
+    hr.fill(order, [=](int c, int) {  // h entering step t: y[:, t-1], or the initial state
+      return t > 0 ? y + (size_t(batch0 + c) * steps + t - 1) * head_stride + n * DH
+                   : states + size_t(batch0 + c) * head_stride + n * DH;
+    }, batch0, B, DH, L::THREADS);
+    if (Cell::S > 1)
+      sr.fill(order, [=](int c, int k) {
+        return saved + (size_t(t) * (Cell::S - 1) + k) * state_stride + size_t(batch0 + c) * head_stride + n * DH;
+      }, batch0, B, DH, L::THREADS);
   };
 
+  xr.zero(L::THREADS);
+  hr.zero(L::THREADS);
+  dyr.zero(L::THREADS);
+  sr.zero(L::THREADS);
   load_recurrent_weights<L>(Rs, R, n, NH, DH);
-  stage_h(hs + ((steps - 1) % 2) * L::H_ELEMS, steps - 1);
-  for (int c = threadIdx.x; c < L::BT; c += L::THREADS)
-    valid_steps[c] = batch0 + c >= B ? 0 : lengths ? int(lengths[batch0 + c]) : steps;
-  __syncthreads();
+  __syncthreads();  // the zeros land before any copy into the rings
+  for (int o = 0; o < DEPTH - 1; ++o) {
+    if (o < steps) fill_step(steps - 1 - o);
+    commit_copies();
+  }
   const WeightFragments<L, T, false> weights(Rs, at);
 
   bool inside[L::NT][4];
+  int valid_steps[L::NT][4];
   size_t offset[L::NT][4];
   float d_state[4][L::NT][4] = {}, b[4][2] = {}, db[4][2] = {};
 #pragma unroll
@@ -56,6 +81,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS)
     for (int e = 0; e < 4; ++e) {
       const int batch = batch0 + at.col(j, e), i = at.row(e);
       inside[j][e] = batch < B && i < DH;
+      valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
       offset[j][e] = inside[j][e] ? size_t(batch) * head_stride + n * DH + i : 0;
 #pragma unroll
       for (int k = 0; k < Cell::S; ++k)
@@ -68,33 +94,42 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS)
       const int i = at.row(2 * half);
       b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
     }
+  // where this thread's elements of step 0 live in dx and drec
+  T* dx_at[L::NT][4];
+  float* drec_at[L::NT][4];
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const size_t batch = size_t(batch0 + at.col(j, e));
+      dx_at[j][e] = dx + batch * steps * Cell::GX * head_stride + n * DH + at.row(e);
+      drec_at[j][e] = drec + (size_t(n) * B + batch) * steps * Cell::GR * DH + at.row(e);
+    }
+  wait_copies<DEPTH - 2>();
+  __syncthreads();
 
   for (int t = steps - 1; t >= 0; --t) {
-    const T* h_prev = hs + (t % 2) * L::H_ELEMS;
-    T* d_tile = ds + (t % 2) * L::D_ELEMS;
-    if (t > 0) stage_h(hs + ((t - 1) % 2) * L::H_ELEMS, t - 1);
+    const int order = steps - 1 - t;
+    if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
+    commit_copies();
+    T* d_tile = ds + (order % 2) * L::D_ELEMS;
 
     float acc[4][L::NT][4] = {};
-    recurrent_product<L>(acc, weights, h_prev, at);
+    recurrent_product<L>(acc, weights, hr.slot(order), at);
     float q[4][L::NT][4] = {};  // d(loss)/d(states entering step t), but for R^T drec
 #pragma unroll
     for (int j = 0; j < L::NT; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = at.col(j, e), i = at.row(e);
-        const bool valid = t < valid_steps[c];
-        const size_t batch = size_t(batch0 + c);
+        const bool valid = t < valid_steps[j][e];
         Gates xg = {}, rg, bg, sg = {}, dg, gx = {}, gr = {}, gb = {}, dprev = {};
-        if (inside[j][e]) {
-          const T* x_row = x + (batch * steps + t) * Cell::GX * head_stride + n * DH + i;
 #pragma unroll
-          for (int g = 0; g < Cell::GX; ++g) xg[g] = Storage<T>::load(x_row[g * head_stride]);
+        for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(order, c, g, i);
 #pragma unroll
-          for (int k = 1; k < Cell::S; ++k)
-            sg[k] = saved[(size_t(t) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]];
-          if (valid) d_state[0][j][e] += Storage<T>::load(dy[(batch * steps + t) * head_stride + n * DH + i]);
-        }
-        sg[0] = Storage<T>::load(h_prev[c * L::LDH + i]);
+        for (int k = 1; k < Cell::S; ++k) sg[k] = sr.at(order, c, k - 1, i);
+        sg[0] = hr.at(order, c, 0, i);
+        if (valid) d_state[0][j][e] += dyr.at(order, c, 0, i);
 #pragma unroll
         for (int g = 0; g < 4; ++g) {
           rg[g] = acc[g][j][e];
@@ -103,12 +138,10 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS)
         }
         Cell::template backward<FAST>(xg, rg, bg, sg, dg, gx, gr, gb, dprev);
         if (inside[j][e]) {
-          T* dx_row = dx + (batch * steps + t) * Cell::GX * head_stride + n * DH + i;
 #pragma unroll
-          for (int g = 0; g < Cell::GX; ++g) dx_row[g * head_stride] = Storage<T>::store(gx[g]);
-          float* drec_row = drec + ((size_t(n) * B + batch) * steps + t) * Cell::GR * DH + i;
+          for (int g = 0; g < Cell::GX; ++g) dx_at[j][e][(size_t(t) * Cell::GX + g) * head_stride] = Storage<T>::store(gx[g]);
 #pragma unroll
-          for (int g = 0; g < Cell::GR; ++g) drec_row[g * DH] = gr[g];
+          for (int g = 0; g < Cell::GR; ++g) drec_at[j][e][(size_t(t) * Cell::GR + g) * DH] = gr[g];
         }
 #pragma unroll
         for (int g = 0; g < Cell::GR; ++g)
@@ -118,6 +151,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS)
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) q[k][j][e] = valid ? dprev[k] : d_state[k][j][e];
       }
+    wait_copies<DEPTH - 2>();  // the next step's inputs (this thread's share)
     __syncthreads();
     float dh[L::NT][4] = {};
     transposed_product<L>(dh, Rs, d_tile, at);
@@ -125,10 +159,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS)
     for (int j = 0; j < L::NT; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const bool valid = t < valid_steps[at.col(j, e)];
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
-        if (valid) d_state[0][j][e] += dh[j][e];
+        if (t < valid_steps[j][e]) d_state[0][j][e] += dh[j][e];
       }
   }
 
