@@ -43,6 +43,7 @@ class FusedConfig:
     NT: int = 1
     WN: int = 2
     depth: int = 4
+    vec: int = 8  # elements of a row copied at once: the largest of 8, 4, 2, 1 dividing DH
     r_in_registers: bool = False
     fast_math: bool = False
 
@@ -74,7 +75,7 @@ class FusedConfig:
     @property
     def name_expression(self) -> str:
         cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
-        shape = f"{self.DHP}, {self.NT}, {self.WN}, {self.depth}"
+        shape = f"{self.DHP}, {self.NT}, {self.WN}, {self.depth}, {self.vec}"
         if self.backward:
             return f"fusedrnn::fused_backward_kernel<{cell}, {storage}, {shape}, {fast}>"
         regs = str(self.r_in_registers).lower()
@@ -104,7 +105,7 @@ def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool
     config = None
     for WN, depth in shapes:
         config = FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
-                             r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
+                             vec=math.gcd(DH, 8), r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
         if config.fits():
             break
     return config

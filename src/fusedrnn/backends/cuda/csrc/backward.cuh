@@ -16,7 +16,7 @@
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, bool FAST>
+template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool FAST>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                           const T* __restrict__ states, const long long* __restrict__ lengths,
@@ -41,30 +41,37 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const L at;
   const size_t head_stride = size_t(NH) * DH;
   const size_t state_stride = size_t(B) * head_stride;
-  // everything step t reads, into ring slot (steps - 1 - t) % DEPTH
-  const auto fill_step = [&](int t) {
-    const int order = steps - 1 - t;
-    xr.fill(order, [=](int c, int g) {
-      return x + ((size_t(batch0 + c) * steps + t) * Cell::GX + g) * head_stride + n * DH;
-    }, batch0, B, DH, L::THREADS);
-    dyr.fill(order, [=](int c, int) { return dy + (size_t(batch0 + c) * steps + t) * head_stride + n * DH; },
-             batch0, B, DH, L::THREADS);
-    hr.fill(order, [=](int c, int) {  // h entering step t: y[:, t-1], or the initial state
-      return t > 0 ? y + (size_t(batch0 + c) * steps + t - 1) * head_stride + n * DH
-                   : states + size_t(batch0 + c) * head_stride + n * DH;
-    }, batch0, B, DH, L::THREADS);
-    if (Cell::S > 1)
-      sr.fill(order, [=](int c, int k) {
-        return saved + (size_t(t) * (Cell::S - 1) + k) * state_stride + size_t(batch0 + c) * head_stride + n * DH;
-      }, batch0, B, DH, L::THREADS);
-  };
-
   xr.zero(L::THREADS);
   hr.zero(L::THREADS);
   dyr.zero(L::THREADS);
   sr.zero(L::THREADS);
   load_recurrent_weights<L>(Rs, R, n, NH, DH);
   __syncthreads();  // the zeros land before any copy into the rings
+  // everything step t reads, into ring slot (steps - 1 - t) % DEPTH
+  const int valid_sequences = min(L::BT, B - batch0);
+  const size_t y_batch = size_t(steps) * head_stride;
+  const RingCopier<XRing, T, Cell::GX, DHP, L::BT, VEC, L::THREADS> x_copier(
+      xr, [&](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH; },
+      valid_sequences, DH, Cell::GX * head_stride);
+  const RingCopier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS> dy_copier(
+      dyr, [&](int c, int) { return dy + (batch0 + c) * y_batch + n * DH; }, valid_sequences, DH, head_stride);
+  // h entering step t >= 1 is y[:, t - 1]; entering step 0, the initial state
+  const RingCopier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS> h_copier(
+      hr, [&](int c, int) { return y + (batch0 + c) * y_batch - head_stride + n * DH; }, valid_sequences, DH,
+      head_stride);
+  const RingCopier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS> h0_copier(
+      hr, [&](int c, int) { return states + (batch0 + c) * head_stride + n * DH; }, valid_sequences, DH, 0);
+  const RingCopier<SavedRing, float, SAVED, DHP, L::BT, VEC, L::THREADS> saved_copier(
+      sr, [&](int c, int k) { return saved + k * state_stride + (batch0 + c) * head_stride + n * DH; },
+      Cell::S > 1 ? valid_sequences : 0, DH, (Cell::S - 1) * state_stride);
+  const auto fill_step = [&](int t) {
+    const int slot = (steps - 1 - t) % DEPTH;
+    x_copier.fill(slot, t);
+    dy_copier.fill(slot, t);
+    if (t > 0) h_copier.fill(slot, t);
+    else h0_copier.fill(slot, 0);
+    saved_copier.fill(slot, t);
+  };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
     commit_copies();
@@ -94,7 +101,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
       const int i = at.row(2 * half);
       b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
     }
-  // where this thread's elements of step 0 live in dx and drec
+  // where this thread's elements of the current step (from the last) go in dx and drec
   T* dx_at[L::NT][4];
   float* drec_at[L::NT][4];
 #pragma unroll
@@ -102,8 +109,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const size_t batch = size_t(batch0 + at.col(j, e));
-      dx_at[j][e] = dx + batch * steps * Cell::GX * head_stride + n * DH + at.row(e);
-      drec_at[j][e] = drec + (size_t(n) * B + batch) * steps * Cell::GR * DH + at.row(e);
+      dx_at[j][e] = dx + (batch * steps + steps - 1) * Cell::GX * head_stride + n * DH + at.row(e);
+      drec_at[j][e] = drec + ((size_t(n) * B + batch) * steps + steps - 1) * Cell::GR * DH + at.row(e);
     }
   wait_copies<DEPTH - 2>();
   __syncthreads();
@@ -139,10 +146,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         Cell::template backward<FAST>(xg, rg, bg, sg, dg, gx, gr, gb, dprev);
         if (inside[j][e]) {
 #pragma unroll
-          for (int g = 0; g < Cell::GX; ++g) dx_at[j][e][(size_t(t) * Cell::GX + g) * head_stride] = Storage<T>::store(gx[g]);
+          for (int g = 0; g < Cell::GX; ++g) dx_at[j][e][g * head_stride] = Storage<T>::store(gx[g]);
 #pragma unroll
-          for (int g = 0; g < Cell::GR; ++g) drec_at[j][e][(size_t(t) * Cell::GR + g) * DH] = gr[g];
+          for (int g = 0; g < Cell::GR; ++g) drec_at[j][e][g * DH] = gr[g];
         }
+        dx_at[j][e] -= Cell::GX * head_stride;
+        drec_at[j][e] -= Cell::GR * DH;
 #pragma unroll
         for (int g = 0; g < Cell::GR; ++g)
           d_tile[c * L::LDD + g * L::DHP + i] = Storage<T>::store(inside[j][e] ? gr[g] : 0.0f);

@@ -12,7 +12,7 @@
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, bool R_IN_REGISTERS, bool FAST>
+template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool R_IN_REGISTERS, bool FAST>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                          const T* __restrict__ states, const long long* __restrict__ lengths, T* __restrict__ y,
@@ -28,16 +28,16 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const L at;
   const size_t head_stride = size_t(NH) * DH;  // one gate or state of one sequence and step
   const size_t state_stride = size_t(B) * head_stride;
-  const auto x_row = [&](int t) {
-    return [=](int c, int g) { return x + ((size_t(batch0 + c) * steps + t) * Cell::GX + g) * head_stride + n * DH; };
-  };
 
   xr.zero(L::THREADS);
   load_recurrent_weights<L>(Rs, R, n, NH, DH);
   load_h_tile<L>(hs, states + n * DH, head_stride, batch0, B, DH);
   __syncthreads();  // the zeros land before any copy into the ring
+  const RingCopier<XRing, T, Cell::GX, DHP, L::BT, VEC, L::THREADS> x_copier(
+      xr, [&](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH; },
+      min(L::BT, B - batch0), DH, Cell::GX * head_stride);
   for (int s = 0; s < DEPTH - 1; ++s) {
-    if (s < steps) xr.fill(s, x_row(s), batch0, B, DH, L::THREADS);
+    if (s < steps) x_copier.fill(s % DEPTH, s);
     commit_copies();
   }
   const WeightFragments<L, T, R_IN_REGISTERS> weights(Rs, at);
@@ -73,15 +73,19 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
-  const size_t y_step = head_stride, saved_step = (Cell::S - 1) * state_stride;
+  // where this thread's elements of the current step go in y and saved
   T* y_at[L::NT][4];
+  float* saved_at[L::NT][4];
 #pragma unroll
   for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) y_at[j][e] = y + (offset[j][e] / head_stride) * steps * head_stride + offset[j][e] % head_stride;
+    for (int e = 0; e < 4; ++e) {
+      y_at[j][e] = y + size_t(batch0 + at.col(j, e)) * steps * head_stride + n * DH + at.row(e);
+      saved_at[j][e] = saved + (Cell::S - 1) * state_stride + offset[j][e];  // slot t + 1
+    }
 
   for (int t = 0; t < steps; ++t) {
-    if (t + DEPTH - 1 < steps) xr.fill(t + DEPTH - 1, x_row(t + DEPTH - 1), batch0, B, DH, L::THREADS);
+    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
     commit_copies();
     const T* h_prev = hs + (t % 2) * L::H_ELEMS;
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
@@ -110,11 +114,13 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         const T h = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
         h_next[c * L::LDH + i] = h;
         if (inside[j][e]) {
-          y_at[j][e][t * y_step] = valid ? h : Storage<T>::store(0.0f);
+          *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
           if (saved)
 #pragma unroll
-            for (int k = 1; k < Cell::S; ++k) saved[(t + 1) * saved_step + (k - 1) * state_stride + offset[j][e]] = s[k][j][e];
+            for (int k = 1; k < Cell::S; ++k) saved_at[j][e][(k - 1) * state_stride] = s[k][j][e];
         }
+        y_at[j][e] += head_stride;
+        saved_at[j][e] += (Cell::S - 1) * state_stride;
       }
     wait_copies<DEPTH - 2>();  // the next step's x (this thread's share)
     __syncthreads();

@@ -88,10 +88,11 @@ template <class L, class T>
 __device__ __forceinline__ void transposed_product(float (&acc)[L::NT][4], const T* Rs, const T* ds, const L& at) {
   if constexpr (Storage<T>::tensor_cores) {
     const int matrix = at.lane >> 3, r = at.lane & 7;
+    float part[L::G][L::NT][4] = {};  // one accumulator a gate: G short chains of mma, not one long one
 #pragma unroll
-    for (int g = 0; g < L::G; ++g) {
+    for (int it = 0; it < L::K_TILES; ++it) {
 #pragma unroll
-      for (int it = 0; it < L::K_TILES; ++it) {
+      for (int g = 0; g < L::G; ++g) {
         const int kt = g * L::K_TILES + it;
         unsigned a[4];
         // matrix m of the fragment is R's block (units it*16 + 8*(m>>1), rows row_block*16 + 8*(m&1)), transposed
@@ -101,10 +102,16 @@ __device__ __forceinline__ void transposed_product(float (&acc)[L::NT][4], const
         for (int j = 0; j < L::NT; ++j) {
           unsigned b0, b1;
           load_matrix_x2(b0, b1, ds + (at.col0 + j * 8 + r) * L::LDD + kt * 16 + (matrix & 1) * 8);
-          Storage<T>::mma(acc[j], a, b0, b1);
+          Storage<T>::mma(part[g][j], a, b0, b1);
         }
       }
     }
+#pragma unroll
+    for (int g = 0; g < L::G; ++g)
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[j][e] += part[g][j][e];
   } else {
 #pragma unroll 4
     for (int k = 0; k < L::G * L::DHP; k += 4) {

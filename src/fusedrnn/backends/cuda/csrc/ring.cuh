@@ -11,16 +11,6 @@
 
 namespace fusedrnn {
 
-__device__ __forceinline__ void copy_async(void* dst, const void* src, int bytes) {
-  const unsigned to = shared_address(dst);
-  switch (bytes) {  // uniform across the kernel: one branch, predictable
-    case 16: asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(to), "l"(src)); break;
-    case 8: asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(to), "l"(src)); break;
-    case 4: asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(to), "l"(src)); break;
-    default: *static_cast<unsigned short*>(dst) = *static_cast<const unsigned short*>(src);  // odd half rows
-  }
-}
-
 __device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;"); }
 
 template <int PENDING>
@@ -43,26 +33,60 @@ struct StepRing {
     return Storage<T>::load(slot(step)[c * C_STRIDE + q * Q_STRIDE + i]);
   }
 
-  // Start copying step `step`'s rows: row (c, q) of DH elements from source(c, q),
-  // for the CTA's sequences c with batch0 + c < B. Rows start at multiples of
-  // DH elements, so the largest chunk dividing a row is aligned too.
-  template <class Source>
-  __device__ void fill(int step, Source source, int batch0, int B, int DH, int threads) const {
-    T* dst = base + (step % DEPTH) * SLOT;
-    const int row_bytes = DH * int(sizeof(T));
-    const int chunk_bytes = row_bytes % 16 == 0 ? 16 : row_bytes % 8 == 0 ? 8 : row_bytes % 4 == 0 ? 4 : 2;
-    const int per_chunk = chunk_bytes / int(sizeof(T));
-    const int chunks = DH / per_chunk;
-    const int valid_rows = min(BT, B - batch0) * Q;
-    for (int idx = threadIdx.x; idx < valid_rows * chunks; idx += threads) {
-      const int row = idx / chunks, k = (idx % chunks) * per_chunk;
-      const int c = row / Q, q = row % Q;
-      copy_async(dst + c * C_STRIDE + q * Q_STRIDE + k, source(c, q) + k, chunk_bytes);
+  __device__ void zero(int threads) const {
+    for (int idx = threadIdx.x; idx < ELEMS; idx += threads) base[idx] = Storage<T>::store(0.0f);
+  }
+};
+
+// One thread's share of filling a ring, worked out once: the same chunks of
+// every step, at a fixed stride per step. VEC elements divide DH (the host
+// picks it), so chunks never straddle the end of a row.
+template <class Ring, class T, int Q, int DHP, int BT, int VEC, int THREADS>
+struct RingCopier {
+  static constexpr int PER_CHUNK = (VEC * sizeof(T) < 16 ? VEC * sizeof(T) : 16) / sizeof(T);
+  static constexpr int CHUNK_BYTES = PER_CHUNK * sizeof(T);
+  static constexpr int CHUNKS_PER_ROW = DHP / PER_CHUNK;
+  static constexpr int TOTAL = BT * Q * CHUNKS_PER_ROW;
+  static constexpr int K = (TOTAL + THREADS - 1) / THREADS;
+
+  const T* src[K];    // at step 0
+  unsigned dst[K];    // shared address in slot 0
+  bool live[K];
+  size_t step_stride;
+
+  // row(c, q): where row q of sequence c starts at step 0 (only called for c < B - batch0)
+  template <class Row>
+  __device__ RingCopier(const Ring& ring, Row row, int valid_sequences, int DH, size_t step_stride_)
+      : step_stride(step_stride_) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int idx = threadIdx.x + k * THREADS;
+      const int chunk = idx % CHUNKS_PER_ROW, r = idx / CHUNKS_PER_ROW;
+      const int c = r / Q, q = r % Q, col = chunk * PER_CHUNK;
+      live[k] = idx < TOTAL && c < valid_sequences && col < DH;
+      src[k] = live[k] ? row(c, q) + col : nullptr;
+      dst[k] = shared_address(ring.base + c * Ring::C_STRIDE + q * Ring::Q_STRIDE + col);
     }
   }
 
-  __device__ void zero(int threads) const {
-    for (int idx = threadIdx.x; idx < ELEMS; idx += threads) base[idx] = Storage<T>::store(0.0f);
+  // start copying step `step` into ring slot `slot`
+  __device__ void fill(int slot, long long step) const {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (!live[k]) continue;
+      const T* from = src[k] + step * (long long)step_stride;
+      const unsigned to = dst[k] + slot * Ring::SLOT * sizeof(T);
+      if constexpr (CHUNK_BYTES == 16) {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(to), "l"(from));
+      } else if constexpr (CHUNK_BYTES == 8) {
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(to), "l"(from));
+      } else if constexpr (CHUNK_BYTES == 4) {
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(to), "l"(from));
+      } else {  // rows of an odd number of half-precision elements: a plain copy
+        unsigned short v = *reinterpret_cast<const unsigned short*>(from);
+        asm volatile("st.shared.u16 [%0], %1;" ::"r"(to), "h"(v));
+      }
+    }
   }
 };
 
