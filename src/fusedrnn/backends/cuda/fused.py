@@ -96,11 +96,13 @@ def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool
     DHP = padded_head_dim(DH)
     gates = get_cell(cell).gates_r
     tensor_cores = dtype != torch.float32
-    # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: worth it up to 64
-    in_registers = tensor_cores and gates * DHP <= 4 * 64 and not backward
+    # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: up to 64 of
+    # them with two warps along the batch, up to 128 with one (measured: DH=128 with R
+    # read from shared memory every step ran slower than two CTAs a head holding it)
+    in_registers = tensor_cores and not backward and gates * DHP <= 4 * 128
     # a deep ring first, then a wide batch tile; small batches take the narrow tile
     shapes = [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
-    if B <= 8:
+    if B <= 8 or (in_registers and gates * DHP > 4 * 64):
         shapes = [shape for shape in shapes if shape[0] == 1]
     config = None
     for WN, depth in shapes:
@@ -109,6 +111,23 @@ def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool
         if config.fits():
             break
     return config
+
+
+def shipped_configs() -> list[FusedConfig]:
+    """Every instantiation a call can select: each cell, dtype and padded head dim,
+    both directions, small and large batches, and each row-copy width (those
+    only differ in how rows are staged, so they are sampled at one head dim)."""
+    configs = set()
+    for cell in CELL_TYPES:
+        for dtype in STORAGE_TYPES:
+            for DHP in range(16, 257, 16):
+                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 48 else []):
+                    for B in (8, 16):
+                        if fit_problem(cell, dtype, DH, B):
+                            continue
+                        for backward in (False, True):
+                            configs.add(choose_config(cell, dtype, DH, B, backward))
+    return sorted(configs, key=lambda c: c.name_expression)
 
 
 def fit_problem(cell: str, dtype: torch.dtype, DH: int, B: int) -> str:

@@ -115,14 +115,23 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
+  // R h_{t-1} does not depend on the gradient chain: each step computes the next
+  // step's while its R^T drec product runs, two independent sets of mma in flight
+  float acc_next[4][L::NT][4] = {};
+  recurrent_product<L>(acc_next, weights, hr.slot(0), at);
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
     T* d_tile = ds + (order % 2) * L::D_ELEMS;
 
-    float acc[4][L::NT][4] = {};
-    recurrent_product<L>(acc, weights, hr.slot(order), at);
+    float acc[4][L::NT][4];
+#pragma unroll
+    for (int g = 0; g < 4; ++g)
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[g][j][e] = acc_next[g][j][e], acc_next[g][j][e] = 0.0f;
     float q[4][L::NT][4] = {};  // d(loss)/d(states entering step t), but for R^T drec
 #pragma unroll
     for (int j = 0; j < L::NT; ++j)
@@ -164,6 +173,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     __syncthreads();
     float dh[L::NT][4] = {};
     transposed_product<L>(dh, Rs, d_tile, at);
+    if (t > 0) recurrent_product<L>(acc_next, weights, hr.slot(order + 1), at);
 #pragma unroll
     for (int j = 0; j < L::NT; ++j)
 #pragma unroll

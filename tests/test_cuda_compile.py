@@ -1,0 +1,97 @@
+"""The CUDA sources on a machine with no GPU: NVRTC compiles every shipped
+kernel instantiation for the H100 (sm_90) with no error and no register spill
+and within its shared memory, and the disk cache survives concurrent
+processes and corrupted entries."""
+import os
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+pytest.importorskip("cuda.core")
+
+from fusedrnn.backends.cuda import compile as nvrtc_compile  # noqa: E402
+from fusedrnn.backends.cuda.fused import SHARED_MEMORY_LIMIT, shipped_configs  # noqa: E402
+
+ARCH = "sm_90"
+
+
+def _build(name_expression):
+    compiled = nvrtc_compile.compile_kernel(name_expression, ARCH)
+    return name_expression, compiled.registers, compiled.spill_bytes, compiled.log
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    os.environ.setdefault("FUSEDRNN_CACHE_DIR", str(tmp_path_factory.mktemp("cubin-cache")))
+    configs = shipped_configs()
+    with ProcessPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        results = list(pool.map(_build, [c.name_expression for c in configs]))
+    return configs, results
+
+
+def test_every_shipped_kernel_compiles_without_spills(built):
+    configs, results = built
+    assert len(configs) > 300  # 5 cells x 3 dtypes x head dims x directions x batch buckets
+    spilled = [(name, spill) for name, _, spill, _ in results if spill]
+    assert not spilled, spilled[:10]
+    for config in configs:
+        assert config.shared_memory + config.static_shared_memory <= SHARED_MEMORY_LIMIT, config
+
+
+def test_largest_head_dims_reported(built):
+    configs, _ = built
+    largest = {}
+    for c in configs:
+        largest[c.dtype] = max(largest.get(c.dtype, 0), c.DHP)
+    # bf16/fp16 fit a 144-wide LSTM head on one SM; fp32 (no tensor cores, 4-byte R) less
+    import torch
+    assert largest[torch.bfloat16] >= 144 and largest[torch.float32] >= 96, largest
+
+
+def test_cache_hit_skips_nvrtc(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
+    name = shipped_configs()[0].name_expression
+    first = nvrtc_compile.compile_kernel(name, ARCH)
+    monkeypatch.setattr(nvrtc_compile, "_nvrtc", lambda *a: pytest.fail("compiled again despite a cached entry"))
+    assert nvrtc_compile.compile_kernel(name, ARCH) == first
+
+
+def test_truncated_entry_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
+    name = shipped_configs()[0].name_expression
+    first = nvrtc_compile.compile_kernel(name, ARCH)
+    (entry,) = list((tmp_path / "cubin").glob("*.entry"))
+    data = entry.read_bytes()
+    for broken in (data[: len(data) // 2], data[:-1] + bytes([data[-1] ^ 1]), b"", b"garbage"):
+        entry.write_bytes(broken)
+        assert nvrtc_compile.read_entry(entry) is None
+        assert nvrtc_compile.compile_kernel(name, ARCH) == first
+        assert nvrtc_compile.read_entry(entry) == first
+
+
+def test_key_covers_source_arch_and_instantiation():
+    name = shipped_configs()[0].name_expression
+    keys = {nvrtc_compile.cache_key(name, ARCH), nvrtc_compile.cache_key(name, "sm_80"),
+            nvrtc_compile.cache_key(name.replace("16,", "32,", 1), ARCH)}
+    assert len(keys) == 3
+
+
+def test_concurrent_processes_share_one_entry(tmp_path):
+    name = shipped_configs()[1].name_expression
+    code = ("import sys; from fusedrnn.backends.cuda.compile import compile_kernel; "
+            f"c = compile_kernel({name!r}, {ARCH!r}); print(len(c.cubin))")
+    env = dict(os.environ, FUSEDRNN_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    sizes = {p.communicate(timeout=300)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(sizes) == 1
+    assert len(list((tmp_path / "cubin").glob("*.entry"))) == 1
+    assert not list((tmp_path / "cubin").glob("*.tmp"))
+
+
+def test_compile_error_is_reported(monkeypatch):
+    with pytest.raises(RuntimeError, match="NVRTC failed"):
+        nvrtc_compile._nvrtc("fusedrnn::no_such_kernel<int>", ARCH)
