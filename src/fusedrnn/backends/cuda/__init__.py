@@ -2,8 +2,6 @@
 NVRTC (csrc/, compile.py), R on chip for the whole sequence, tensor-core MMA."""
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from ...problem import Problem
@@ -14,9 +12,7 @@ from ..registry import Backend, register
 MIN_CAPABILITY = (8, 0)  # mma.sync with bf16 inputs
 
 
-@torch.compiler.assume_constant_result  # torch.compile must not trace into NVRTC
-@functools.lru_cache(maxsize=None)
-def _toolchain():
+def _check_toolchain():
     try:
         import cuda.core  # noqa: F401
         from cuda.bindings import nvrtc  # noqa: F401
@@ -32,13 +28,17 @@ def _toolchain():
     return True, ""
 
 
+# worked out at import (~0.2 s): torch.compile cannot trace into NVRTC's bindings
+_TOOLCHAIN = _check_toolchain()
+
+
 @torch.compiler.assume_constant_result
 def _capability(index):
     return torch.cuda.get_device_capability(index)
 
 
 def available():
-    ok, reason = _toolchain()
+    ok, reason = _TOOLCHAIN
     if not ok:
         return False, reason
     if not torch.cuda.is_available():

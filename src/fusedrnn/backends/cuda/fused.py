@@ -96,16 +96,22 @@ def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool
     DHP = padded_head_dim(DH)
     gates = get_cell(cell).gates_r
     tensor_cores = dtype != torch.float32
-    # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: up to 64 of
-    # them with two warps along the batch, up to 128 with one (measured: DH=128 with R
-    # read from shared memory every step ran slower than two CTAs a head holding it)
-    in_registers = tensor_cores and not backward and gates * DHP <= 4 * 128
-    # a deep ring first, then a wide batch tile; small batches take the narrow tile
+    # a deep ring first, then a wide batch tile; small batches and heads over 128
+    # (over 512 threads a CTA, whose register budget would spill) take the narrow tile
     shapes = [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
-    if B <= 8 or (in_registers and gates * DHP > 4 * 64):
+    if B <= 8 or DHP > 128:
+        shapes = [shape for shape in shapes if shape[0] == 1]
+    # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: when they fit the
+    # register budget beside ~96 others. Measured on the H100 (docs/perf-notes.md): DH=128 holding
+    # R in registers on one warp along the batch beats reading it from shared memory every step.
+    r_registers = 4 * gates * DHP // 16
+    if tensor_cores and not backward and r_registers > 64 and r_registers + 96 <= 255 and DHP <= 128:
         shapes = [shape for shape in shapes if shape[0] == 1]
     config = None
     for WN, depth in shapes:
+        threads = 32 * DHP // 16 * WN
+        in_registers = (tensor_cores and not backward and DHP <= 128
+                        and r_registers + 96 <= min(255, 65536 // threads))
         config = FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
                              vec=math.gcd(DH, 8), r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
         if config.fits():

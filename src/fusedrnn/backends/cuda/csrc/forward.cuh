@@ -33,8 +33,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   load_recurrent_weights<L>(Rs, R, n, NH, DH);
   load_h_tile<L>(hs, states + n * DH, head_stride, batch0, B, DH);
   __syncthreads();  // the zeros land before any copy into the ring
-  const RingCopier<XRing, T, Cell::GX, DHP, L::BT, VEC, L::THREADS> x_copier(
-      xr, [&](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH; },
+  const auto x_copier = make_copier<XRing, T, Cell::GX, DHP, L::BT, VEC, L::THREADS>(
+      xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH; },
       min(L::BT, B - batch0), DH, Cell::GX * head_stride);
   for (int s = 0; s < DEPTH - 1; ++s) {
     if (s < steps) x_copier.fill(s % DEPTH, s);

@@ -38,44 +38,61 @@ struct StepRing {
   }
 };
 
-// One thread's share of filling a ring, worked out once: the same chunks of
-// every step, at a fixed stride per step. VEC elements divide DH (the host
-// picks it), so chunks never straddle the end of a row.
-template <class Ring, class T, int Q, int DHP, int BT, int VEC, int THREADS>
+// One thread's share of filling a ring: the same chunks every step, at a fixed
+// stride per step. Where a thread has few chunks their addresses are worked
+// out once and kept in registers; rows of odd length (many small chunks) work
+// them out every step instead. VEC elements divide DH (the host picks it), so
+// chunks never straddle the end of a row.
+template <class Ring, class T, int Q, int DHP, int BT, int VEC, int THREADS, class Row>
 struct RingCopier {
   static constexpr int PER_CHUNK = (VEC * sizeof(T) < 16 ? VEC * sizeof(T) : 16) / sizeof(T);
   static constexpr int CHUNK_BYTES = PER_CHUNK * sizeof(T);
   static constexpr int CHUNKS_PER_ROW = DHP / PER_CHUNK;
   static constexpr int TOTAL = BT * Q * CHUNKS_PER_ROW;
   static constexpr int K = (TOTAL + THREADS - 1) / THREADS;
+  static constexpr bool KEEP = K <= 4;  // addresses in registers
+  static constexpr int KEPT = KEEP ? K : 1;
 
-  const T* src[K];    // at step 0
-  unsigned dst[K];    // shared address in slot 0
-  bool live[K];
+  Row row;  // row(c, q): where row q of sequence c starts at step 0
+  unsigned base;
+  int valid_sequences, DH;
   size_t step_stride;
+  const T* src[KEPT];
+  unsigned dst[KEPT];
+  bool live[KEPT];
 
-  // row(c, q): where row q of sequence c starts at step 0 (only called for c < B - batch0)
-  template <class Row>
-  __device__ RingCopier(const Ring& ring, Row row, int valid_sequences, int DH, size_t step_stride_)
-      : step_stride(step_stride_) {
+  __device__ RingCopier(const Ring& ring, Row row_, int valid_sequences_, int DH_, size_t step_stride_)
+      : row(row_), base(shared_address(ring.base)), valid_sequences(valid_sequences_), DH(DH_),
+        step_stride(step_stride_) {
+    if constexpr (KEEP) {
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int idx = threadIdx.x + k * THREADS;
-      const int chunk = idx % CHUNKS_PER_ROW, r = idx / CHUNKS_PER_ROW;
-      const int c = r / Q, q = r % Q, col = chunk * PER_CHUNK;
-      live[k] = idx < TOTAL && c < valid_sequences && col < DH;
-      src[k] = live[k] ? row(c, q) + col : nullptr;
-      dst[k] = shared_address(ring.base + c * Ring::C_STRIDE + q * Ring::Q_STRIDE + col);
+      for (int k = 0; k < K; ++k) chunk(threadIdx.x + k * THREADS, live[k], src[k], dst[k]);
     }
+  }
+
+  __device__ void chunk(int idx, bool& is_live, const T*& from, unsigned& to) const {
+    const int piece = idx % CHUNKS_PER_ROW, r = idx / CHUNKS_PER_ROW;
+    const int c = r / Q, q = r % Q, col = piece * PER_CHUNK;
+    is_live = idx < TOTAL && c < valid_sequences && col < DH;
+    from = is_live ? row(c, q) + col : nullptr;
+    to = base + (c * Ring::C_STRIDE + q * Ring::Q_STRIDE + col) * sizeof(T);
   }
 
   // start copying step `step` into ring slot `slot`
   __device__ void fill(int slot, long long step) const {
-#pragma unroll
+#pragma unroll(KEEP ? K : 1)
     for (int k = 0; k < K; ++k) {
-      if (!live[k]) continue;
-      const T* from = src[k] + step * (long long)step_stride;
-      const unsigned to = dst[k] + slot * Ring::SLOT * sizeof(T);
+      bool is_live;
+      const T* from;
+      unsigned to;
+      if constexpr (KEEP) {
+        is_live = live[k], from = src[k], to = dst[k];
+      } else {
+        chunk(threadIdx.x + k * THREADS, is_live, from, to);
+      }
+      if (!is_live) continue;
+      from += step * (long long)step_stride;
+      to += slot * Ring::SLOT * sizeof(T);
       if constexpr (CHUNK_BYTES == 16) {
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(to), "l"(from));
       } else if constexpr (CHUNK_BYTES == 8) {
@@ -89,5 +106,11 @@ struct RingCopier {
     }
   }
 };
+
+template <class Ring, class T, int Q, int DHP, int BT, int VEC, int THREADS, class Row>
+__device__ RingCopier<Ring, T, Q, DHP, BT, VEC, THREADS, Row> make_copier(const Ring& ring, Row row, int valid_sequences,
+                                                                         int DH, size_t step_stride) {
+  return {ring, row, valid_sequences, DH, step_stride};
+}
 
 }  // namespace fusedrnn
