@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# compute-sanitizer memcheck, racecheck and synccheck on a small forward+backward
+# of the cuda_fused kernels (every cell is not needed: the skeleton is shared).
+# Usage on the GPU machine: bash scripts/sanitize_cuda.sh [DHxNH] [T]
+export PYTHONPATH=src
+shape=${1:-48x2}
+steps=${2:-9}
+python3 scripts/cuda_profile.py "$shape" "$steps" > /dev/null 2>&1  # compile outside the sanitizer
+for tool in memcheck racecheck synccheck; do
+  echo "== $tool"
+  compute-sanitizer --tool "$tool" --kernel-name regex:fused_ --print-limit 20 \
+      python3 scripts/cuda_profile.py "$shape" "$steps" 2>&1 | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Error|Hazard" | head -8
+done
