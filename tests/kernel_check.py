@@ -24,7 +24,10 @@ NAMES = ("y", "final", "dx", "dR", "db", "dstates")
 JUMP_SLACK = {"elman_relu": {torch.float16: 2e-3, torch.bfloat16: 1e-2}}
 
 
-def _run(backend, cell, inputs, lengths, seeds):
+def _run(backend, cell, inputs, lengths, seeds, with_grads=True):
+    if not with_grads:
+        with torch.no_grad():
+            return list(fusedrnn.rnn(*inputs, cell=cell, backend=backend, lengths=lengths))
     leaves = [t.detach().clone().requires_grad_() for t in inputs]
     y, final = fusedrnn.rnn(*leaves, cell=cell, backend=backend, lengths=lengths)
     loss = (y.double() * seeds[0]).sum() + (final.double() * seeds[1]).sum()
@@ -32,7 +35,9 @@ def _run(backend, cell, inputs, lengths, seeds):
     return [y, final, *grads]
 
 
-def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True, with_states=True):
+def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True, with_states=True,
+                  with_grads=True):
+    """with_grads=False checks a forward-only call (under no_grad): y and final."""
     x, R, b, s = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=with_states)
     if s is None:
         s = torch.zeros(fusedrnn.CELLS[cell].num_states, B, NH, DH, dtype=dtype, device=device)
@@ -55,8 +60,8 @@ def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True,
         seeds[1][1:] = 0
     ref_grads = torch.autograd.grad((y_ref * seeds[0]).sum() + (final_ref * seeds[1]).sum(), ref_leaves)
     reference = [y_ref, final_ref, *ref_grads]
-    fast = _run(backend, cell, inputs, lengths, seeds)
-    baseline = _run("torch", cell, inputs, lengths, seeds)
+    fast = _run(backend, cell, inputs, lengths, seeds, with_grads)
+    baseline = _run("torch", cell, inputs, lengths, seeds, with_grads)
     report = {}
     for name, got, base, ref in zip(NAMES, fast, baseline, reference):
         assert got.dtype == dtype and got.shape == ref.shape, (name, got.dtype, got.shape)

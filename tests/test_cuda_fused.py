@@ -35,9 +35,23 @@ def test_gpu_wide_batch_no_initial_states(cell):
 
 
 @pytest.mark.gpu
-def test_gpu_refuses_heads_over_one_sm():
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("DH", [200, 256, 520])
+def test_gpu_split_heads_forward_matches_reference(cell, dtype, DH):
+    """Heads over one SM run split over CTAs (forward only)."""
+    problem = fusedrnn.problem.Problem(fusedrnn.CELLS[cell], 11, 29, 2, DH, dtype, torch.device("cuda"), True, False)
+    ok, why = BACKEND.supports(problem)
+    if not ok:
+        assert dtype == torch.float32 and "SMs" in why, why
+        return
+    check_backend("cuda_fused", cell, dtype, B=11, T=29, NH=2, DH=DH, device="cuda", with_grads=False)
+
+
+@pytest.mark.gpu
+def test_gpu_split_heads_refuse_backward():
     ok, why = BACKEND.supports(_problem("lstm", torch.bfloat16, 256))
-    assert not ok and "KiB" in why
+    assert not ok and "KiB" in why and "forward only" in why
 
 
 @pytest.mark.gpu

@@ -37,6 +37,11 @@ def _capability(index):
     return torch.cuda.get_device_capability(index)
 
 
+@torch.compiler.assume_constant_result
+def _sm_count(index):
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 def available():
     ok, reason = _TOOLCHAIN
     if not ok:
@@ -48,6 +53,7 @@ def available():
 
 def supports(problem: Problem):
     from .fused import STORAGE_TYPES, fit_problem
+    from .split import choose_split
 
     if problem.device.type != "cuda":
         return False, f"device {problem.device} (the CUDA kernels need a CUDA GPU)"
@@ -57,7 +63,15 @@ def supports(problem: Problem):
     if capability < MIN_CAPABILITY:
         return False, f"GPU compute capability {capability} < {MIN_CAPABILITY}"
     reason = fit_problem(problem.cell.name, problem.dtype, problem.head_dim, problem.batch)
-    return (not reason), reason
+    if not reason:
+        return True, ""
+    # a head over one SM: split over CTAs, forward only for now
+    if problem.needs_grad:
+        return False, reason + "; heads split over several SMs run forward only (no backward yet)"
+    if choose_split(problem.cell.name, problem.dtype, problem.head_dim, problem.batch, problem.heads,
+                    _sm_count(problem.device.index)) is None:
+        return False, reason + "; and splitting it over CTAs needs more SMs than the GPU has"
+    return True, ""
 
 
 def _forward(*args):

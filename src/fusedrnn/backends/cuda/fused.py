@@ -136,15 +136,19 @@ def shipped_configs() -> list[FusedConfig]:
     return sorted(configs, key=lambda c: c.name_expression)
 
 
+def fits_one_sm(cell: str, dtype: torch.dtype, DH: int, B: int) -> bool:
+    return choose_config(cell, dtype, DH, B, backward=True).fits()
+
+
 def fit_problem(cell: str, dtype: torch.dtype, DH: int, B: int) -> str:
-    """Why no instantiation serves this call ('' when one does)."""
+    """Why no single-SM instantiation serves this call ('' when one does)."""
     config = choose_config(cell, dtype, DH, B, backward=True)
     if config.threads > MAX_THREADS:
         return f"head dim DH={DH} needs {config.threads} threads a block (max {MAX_THREADS})"
     need = config.shared_memory + config.static_shared_memory
     if need > SHARED_MEMORY_LIMIT:
         return (f"R of one head and its tiles need {need // 1024} KiB of shared memory in {dtype} at DH={DH}, "
-                f"over the {SHARED_MEMORY_LIMIT // 1024} KiB of one SM; heads split over a cluster are not built yet")
+                f"over the {SHARED_MEMORY_LIMIT // 1024} KiB of one SM")
     return ""
 
 
@@ -157,11 +161,16 @@ def forward(x, R, b, states, lengths, cell, need_saved):
     x, R, b, states = (t.contiguous() for t in (x, R, b, states))
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
+    lengths = None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
+    if not fits_one_sm(cell, x.dtype, DH, B):
+        from .split import split_forward
+
+        sm_count = torch.cuda.get_device_properties(x.device).multi_processor_count
+        return split_forward(x, R, b, states, lengths, cell, need_saved, sm_count)
     config = choose_config(cell, x.dtype, DH, B, backward=False)
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
-    lengths = None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
     launch(config.name_expression, _grid(x, config), config.threads, config.shared_memory, x.device,
            x, R, b, states, lengths, y, final, saved if need_saved and spec.num_states > 1 else None, B, T, NH, DH)
     return y, final, saved

@@ -58,9 +58,11 @@ def pointer(tensor: torch.Tensor | None) -> np.uint64:
     return np.uint64(0 if tensor is None else tensor.data_ptr())
 
 
-def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, device: torch.device, *args):
+def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, device: torch.device, *args,
+           cooperative: bool = False):
     """Run the kernel on torch's current stream of `device`. Tensors are passed
-    as pointers, Python ints as 32-bit ints."""
+    as pointers, Python ints as 32-bit ints. A cooperative launch guarantees
+    that all CTAs are resident at once (or fails), as a grid barrier needs."""
     from cuda.core import LaunchConfig
     from cuda.core import launch as cuda_launch
 
@@ -68,5 +70,5 @@ def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, dev
     kernel = load_kernel(name_expression, index, dynamic_smem)
     stream = _stream(torch.cuda.current_stream(index).cuda_stream, index)
     converted = [pointer(a) if a is None or isinstance(a, torch.Tensor) else np.int32(a) for a in args]
-    config = LaunchConfig(grid=grid, block=block, shmem_size=dynamic_smem)
+    config = LaunchConfig(grid=grid, block=block, shmem_size=dynamic_smem, is_cooperative=cooperative)
     cuda_launch(stream, config, kernel, *converted)

@@ -1,4 +1,4 @@
-// The translation unit NVRTC compiles: every cell and both kernel skeletons.
+// The translation unit NVRTC compiles: every cell and every kernel skeleton.
 // The host names one instantiation per compile (fused.py).
 #include "cells/elman.cuh"
 #include "cells/gru.cuh"
@@ -6,3 +6,4 @@
 #include "cells/slstm.cuh"
 #include "forward.cuh"
 #include "backward.cuh"
+#include "split_forward.cuh"

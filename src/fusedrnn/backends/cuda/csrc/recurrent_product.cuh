@@ -12,11 +12,12 @@ namespace fusedrnn {
 // when IN_REGISTERS (they cost 4 * G * K_TILES registers), else from shared memory each time.
 template <class L, class T, bool IN_REGISTERS>
 struct WeightFragments {
-  unsigned held[IN_REGISTERS ? L::G : 1][IN_REGISTERS ? L::K_TILES : 1][4];
+  unsigned held[IN_REGISTERS ? L::G : 1][IN_REGISTERS ? L::K_TILES_PER_WARP : 1][4];
   const T* Rs;
 
   __device__ void load(unsigned (&a)[4], const L& at, int g, int kt) const {
-    const T* row = Rs + (g * L::DHP + at.row_block * 16 + (at.lane & 15)) * L::LDR + kt * 16 + (at.lane >> 4) * 8;
+    const T* row = Rs + (g * L::ROWS + at.row_block * 16 + (at.lane & 15)) * L::LDR + (at.k_tile0 + kt) * 16 +
+                   (at.lane >> 4) * 8;
     load_matrix_x4<false>(a, row);
   }
 
@@ -25,7 +26,7 @@ struct WeightFragments {
 #pragma unroll
       for (int g = 0; g < L::G; ++g)
 #pragma unroll
-        for (int kt = 0; kt < L::K_TILES; ++kt) load(held[g][kt], at, g, kt);
+        for (int kt = 0; kt < L::K_TILES_PER_WARP; ++kt) load(held[g][kt], at, g, kt);
     }
   }
 
@@ -39,16 +40,17 @@ struct WeightFragments {
   }
 };
 
+// over this warp's K tiles (all of them unless the CTA splits K); kt counts from k_tile0
 template <class L, class T, class W>
 __device__ __forceinline__ void recurrent_product(float (&acc)[4][L::NT][4], const W& weights, const T* hs,
                                                   const L& at) {
   if constexpr (Storage<T>::tensor_cores) {
 #pragma unroll
-    for (int kt = 0; kt < L::K_TILES; ++kt) {
+    for (int kt = 0; kt < L::K_TILES_PER_WARP; ++kt) {
       unsigned b[L::NT][2];
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
-        load_matrix_x2(b[j][0], b[j][1], hs + (at.col0 + j * 8 + (at.lane & 7)) * L::LDH + kt * 16 +
+        load_matrix_x2(b[j][0], b[j][1], hs + (at.col0 + j * 8 + (at.lane & 7)) * L::LDH + (at.k_tile0 + kt) * 16 +
                                              ((at.lane >> 3) & 1) * 8);
 #pragma unroll
       for (int g = 0; g < L::G; ++g) {
@@ -61,7 +63,7 @@ __device__ __forceinline__ void recurrent_product(float (&acc)[4][L::NT][4], con
   } else {
     const T* Rs = weights.Rs;
 #pragma unroll 4
-    for (int k = 0; k < L::DHP; k += 4) {
+    for (int k = at.k_tile0 * 16; k < (at.k_tile0 + L::K_TILES_PER_WARP) * 16; k += 4) {
       float4 h[L::NT][2];
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
@@ -71,7 +73,7 @@ __device__ __forceinline__ void recurrent_product(float (&acc)[4][L::NT][4], con
       for (int g = 0; g < L::G; ++g) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          const float4 r = *reinterpret_cast<const float4*>(Rs + (g * L::DHP + at.row(2 * half)) * L::LDR + k);
+          const float4 r = *reinterpret_cast<const float4*>(Rs + (g * L::ROWS + at.row(2 * half)) * L::LDR + k);
 #pragma unroll
           for (int j = 0; j < L::NT; ++j)
 #pragma unroll
@@ -86,6 +88,7 @@ __device__ __forceinline__ void recurrent_product(float (&acc)[4][L::NT][4], con
 // acc[j][e] += sum over gates g and units i of R[g][i][row] * d[col][g * DHP + i]
 template <class L, class T>
 __device__ __forceinline__ void transposed_product(float (&acc)[L::NT][4], const T* Rs, const T* ds, const L& at) {
+  static_assert(L::ROWS == L::DHP && L::KSPLIT == 1, "the R^T product needs all of R in one CTA");
   if constexpr (Storage<T>::tensor_cores) {
     const int matrix = at.lane >> 3, r = at.lane & 7;
     float part[L::G][L::NT][4] = {};  // one accumulator a gate: G short chains of mma, not one long one

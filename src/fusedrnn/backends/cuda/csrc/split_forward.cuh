@@ -1,0 +1,168 @@
+// The forward for heads too large for one SM: each head is split over PARTS
+// CTAs (DHP / ROWS), each holding ROWS rows of every gate of R in shared
+// memory. Per step a CTA computes its rows of R h (its warps may split K and
+// sum through shared memory), runs the cell on them, writes its slice of h_t
+// to a global exchange buffer, waits at a barrier of the head's CTAs, and
+// reloads all of h_t from there (an L2 round trip). Same tensors as
+// forward.cuh, plus exchange [2, B, NH, DH] and arrivals [tiles, NH] (zeroed).
+#pragma once
+#include "grid_barrier.cuh"
+#include "recurrent_product.cuh"
+#include "ring.cuh"
+
+namespace fusedrnn {
+
+template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, bool FAST>
+__global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
+    fused_split_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
+                               const T* __restrict__ states, const long long* __restrict__ lengths,
+                               T* __restrict__ y, T* __restrict__ final_states, float* __restrict__ saved,
+                               T* __restrict__ exchange, unsigned* __restrict__ arrivals, int B, int steps, int NH,
+                               int DH) {
+  using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
+  constexpr int PARTS = DHP / ROWS;
+  using XRing = StepRing<T, Cell::GX, ROWS, L::BT, DEPTH>;
+  using HTile = StepRing<T, 1, DHP, L::BT, 1>;  // the whole h_{t-1}, [BT][LDH]
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* Rs = reinterpret_cast<T*>(smem);
+  const HTile ht{Rs + L::R_ELEMS};
+  const XRing xr{ht.base + HTile::ELEMS};
+  float* partial = reinterpret_cast<float*>(xr.base + XRing::ELEMS);  // [KSPLIT-1][ROW_BLOCKS][G][NT][4][32]
+
+  const int n = blockIdx.x / PARTS, row0 = blockIdx.x % PARTS * ROWS, batch0 = blockIdx.y * L::BT;
+  unsigned* arrived = arrivals + blockIdx.y * NH + n;
+  const L at;
+  const bool owner = at.k_split == 0;  // the warps that run the cell on the CTA's rows
+  const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
+  const int valid_sequences = min(L::BT, B - batch0);
+
+  xr.zero(L::THREADS);
+  ht.zero(L::THREADS);
+  load_recurrent_weights<L>(Rs, R, n, NH, DH, row0);
+  __syncthreads();
+  const auto h_copier = make_copier<HTile, T, 1, DHP, L::BT, VEC, L::THREADS>(
+      ht, [=](int c, int) { return exchange + (batch0 + c) * head_stride + n * DH; }, valid_sequences, DH,
+      state_stride);
+  const auto h0_copier = make_copier<HTile, T, 1, DHP, L::BT, VEC, L::THREADS>(
+      ht, [=](int c, int) { return states + (batch0 + c) * head_stride + n * DH; }, valid_sequences, DH, 0);
+  const auto x_copier = make_copier<XRing, T, Cell::GX, ROWS, L::BT, VEC, L::THREADS>(
+      xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH + row0; },
+      valid_sequences, min(ROWS, DH - row0), Cell::GX * head_stride);
+  h0_copier.fill(0, 0);
+  commit_copies();
+  for (int s = 0; s < DEPTH - 1; ++s) {
+    if (s < steps) x_copier.fill(s % DEPTH, s);
+    commit_copies();
+  }
+  const WeightFragments<L, T, false> weights(Rs, at);
+
+  bool inside[L::NT][4];
+  int valid_steps[L::NT][4];
+  size_t offset[L::NT][4];
+  float s[4][L::NT][4] = {}, b[4][2] = {};
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int batch = batch0 + at.col(j, e), i = row0 + at.row(e);
+      inside[j][e] = owner && batch < B && i < DH;
+      valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
+      offset[j][e] = inside[j][e] ? size_t(batch) * head_stride + n * DH + i : 0;
+#pragma unroll
+      for (int k = 0; k < Cell::S; ++k)
+        s[k][j][e] = inside[j][e] ? Storage<T>::load(states[k * state_stride + offset[j][e]]) : 0.0f;
+      if (saved)
+#pragma unroll
+        for (int k = 1; k < Cell::S; ++k)
+          if (inside[j][e]) saved[(k - 1) * state_stride + offset[j][e]] = s[k][j][e];
+    }
+#pragma unroll
+  for (int g = 0; g < Cell::GB; ++g)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int i = row0 + at.row(2 * half);
+      b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
+    }
+  T* y_at[L::NT][4];  // this thread's elements of the current step in y
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      y_at[j][e] = y + size_t(batch0 + at.col(j, e)) * steps * head_stride + n * DH + row0 + at.row(e);
+  wait_copies<DEPTH - 2>();
+  __syncthreads();
+
+  for (int t = 0; t < steps; ++t) {
+    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
+    commit_copies();
+    float acc[4][L::NT][4] = {};
+    recurrent_product<L>(acc, weights, ht.base, at);
+    if constexpr (KSPLIT > 1) {  // the other K slices add into the owners' accumulators
+      constexpr int SLICE = L::ROW_BLOCKS * 4 * L::NT * 4 * 32;
+      float* mine = partial + (at.k_split - 1) * SLICE + at.row_block * (4 * L::NT * 4 * 32) + at.lane;
+      if (!owner)
+#pragma unroll
+        for (int g = 0; g < Cell::GR; ++g)
+#pragma unroll
+          for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) mine[((g * L::NT + j) * 4 + e) * 32] = acc[g][j][e];
+      __syncthreads();
+      if (owner)
+        for (int ks = 1; ks < KSPLIT; ++ks)
+#pragma unroll
+          for (int g = 0; g < Cell::GR; ++g)
+#pragma unroll
+            for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) acc[g][j][e] += mine[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
+    }
+    T* h_out = exchange + (t % 2) * state_stride;
+    if (owner)
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = at.col(j, e), i = at.row(e);
+          Gates xg = {}, rg, bg, sg, next = {};
+#pragma unroll
+          for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(t, c, g, i);
+#pragma unroll
+          for (int g = 0; g < 4; ++g) {
+            rg[g] = acc[g][j][e];
+            bg[g] = b[g][e / 2];
+            sg[g] = s[g][j][e];
+          }
+          Cell::template forward<FAST>(xg, rg, bg, sg, next);
+          const bool valid = t < valid_steps[j][e];
+          if (valid)
+#pragma unroll
+            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = next[k];
+          if (inside[j][e]) {
+            const T h = Storage<T>::store(s[0][j][e]);
+            h_out[offset[j][e]] = h;
+            *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
+            if (saved)
+#pragma unroll
+              for (int k = 1; k < Cell::S; ++k)
+                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s[k][j][e];
+          }
+          y_at[j][e] += head_stride;
+        }
+    grid_barrier(arrived, unsigned(t + 1) * PARTS);
+    h_copier.fill(0, t % 2);  // all of h_t, from every part
+    commit_copies();
+    wait_copies<0>();
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (inside[j][e])
+#pragma unroll
+        for (int k = 0; k < Cell::S; ++k) final_states[k * state_stride + offset[j][e]] = Storage<T>::store(s[k][j][e]);
+}
+
+}  // namespace fusedrnn

@@ -1,0 +1,95 @@
+"""Heads too large for one SM: the forward split over several CTAs a head
+(csrc/split_forward.cuh), which exchange h through global memory every step
+behind a barrier of the head's CTAs. They must all be resident at once, so the
+kernel is launched cooperatively and the plan never asks for more CTAs than
+the GPU has SMs."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ...cells import get_cell
+from .. import outputs
+from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, padded_head_dim
+from .launch import launch
+
+TARGET_WARPS = 8  # a CTA's warps: row blocks x K slices
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    cell: str
+    dtype: torch.dtype
+    DHP: int
+    ROWS: int    # rows of every gate a CTA computes
+    KSPLIT: int  # warps side by side along K
+    NT: int      # column tiles of 8: BT = 8 * NT sequences a CTA
+    depth: int
+    vec: int
+    fast_math: bool
+
+    @property
+    def parts(self) -> int:
+        return self.DHP // self.ROWS
+
+    @property
+    def batch_tile(self) -> int:
+        return 8 * self.NT
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.ROWS // 16 * self.KSPLIT
+
+    @property
+    def shared_memory(self) -> int:
+        spec, size = get_cell(self.cell), self.dtype.itemsize
+        pad = 16 // size
+        total = spec.gates_r * self.ROWS * (self.DHP + pad) * size  # R rows
+        total += self.batch_tile * (self.DHP + pad) * size  # all of h
+        total += _ring_bytes(spec.gates_x, self.ROWS, size, self.batch_tile, self.depth)  # x
+        return total + (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial sums
+
+    @property
+    def name_expression(self) -> str:
+        cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
+        return (f"fusedrnn::fused_split_forward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {self.KSPLIT}, "
+                f"{self.NT}, {self.depth}, {self.vec}, {fast}>")
+
+
+def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
+    """The split with the fewest rows a CTA (least work between barriers) whose CTAs
+    all fit the GPU at once; None when there is none."""
+    DHP = padded_head_dim(DH)
+    k_tiles = DHP // 16
+    NT = 1 if B <= 8 else 2
+    tiles = math.ceil(B / (8 * NT))
+    for ROWS in range(16, DHP, 16):
+        if DHP % ROWS or DHP // ROWS * NH * tiles > sm_count:
+            continue
+        row_blocks = ROWS // 16
+        KSPLIT = max((d for d in range(1, k_tiles + 1) if k_tiles % d == 0 and row_blocks * d <= TARGET_WARPS),
+                     default=1)
+        for depth in (4, 3, 2):
+            config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT, depth=depth,
+                                 vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16)
+            if config.shared_memory <= SHARED_MEMORY_LIMIT:
+                return config
+    return None
+
+
+def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
+    B, T, _, NH, DH = x.shape
+    spec = get_cell(cell)
+    config = choose_split(cell, x.dtype, DH, B, NH, sm_count)
+    tiles = math.ceil(B / config.batch_tile)
+    y = outputs.empty((B, T, NH, DH), like=x)
+    final = outputs.empty(states.shape, like=states)
+    saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
+    exchange = torch.empty((2, B, NH, DH), dtype=x.dtype, device=x.device)
+    arrivals = torch.zeros((tiles, NH), dtype=torch.int32, device=x.device)
+    launch(config.name_expression, (NH * config.parts, tiles, 1), config.threads, config.shared_memory, x.device,
+           x, R, b, states, lengths, y, final, saved if need_saved and spec.num_states > 1 else None,
+           exchange, arrivals, B, T, NH, DH, cooperative=True)
+    return y, final, saved
