@@ -93,20 +93,18 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   __syncthreads();
 
   for (int t = 0; t < steps; ++t) {
-    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
-    commit_copies();
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, ht.base, at);
     if constexpr (KSPLIT > 1) {  // the other K slices add into the owners' accumulators
       constexpr int SLICE = L::ROW_BLOCKS * 4 * L::NT * 4 * 32;
-      float* mine = partial + (at.k_split - 1) * SLICE + at.row_block * (4 * L::NT * 4 * 32) + at.lane;
+      float* block = partial + at.row_block * (4 * L::NT * 4 * 32) + at.lane;  // slice 0 of this row block
       if (!owner)
 #pragma unroll
         for (int g = 0; g < Cell::GR; ++g)
 #pragma unroll
           for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) mine[((g * L::NT + j) * 4 + e) * 32] = acc[g][j][e];
+            for (int e = 0; e < 4; ++e) block[(at.k_split - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32] = acc[g][j][e];
       __syncthreads();
       if (owner)
         for (int ks = 1; ks < KSPLIT; ++ks)
@@ -115,7 +113,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
 #pragma unroll
             for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-              for (int e = 0; e < 4; ++e) acc[g][j][e] += mine[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
+              for (int e = 0; e < 4; ++e) acc[g][j][e] += block[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
     }
     T* h_out = exchange + (t % 2) * state_stride;
     if (owner)
@@ -152,7 +150,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     grid_barrier(arrived, unsigned(t + 1) * PARTS);
     h_copier.fill(0, t % 2);  // all of h_t, from every part
     commit_copies();
-    wait_copies<0>();
+    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
+    commit_copies();
+    wait_copies<(DEPTH > 2 ? 1 : 0)>();  // h_t and the next step's x; a later step's x may still be on its way
     __syncthreads();
   }
 
