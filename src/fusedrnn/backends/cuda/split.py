@@ -12,10 +12,16 @@ import torch
 
 from ...cells import get_cell
 from .. import outputs
-from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, padded_head_dim
+from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes
 from .launch import launch
 
 TARGET_WARPS = 8  # a CTA's warps: row blocks x K slices
+PAD_TO = 128  # split heads are padded to a multiple of 128: few instantiations, K slices of 8
+MAX_HEAD_DIM = 2048
+
+
+def split_head_dim(DH: int) -> int:
+    return -(-DH // PAD_TO) * PAD_TO
 
 
 @dataclass(frozen=True)
@@ -58,24 +64,32 @@ class SplitConfig:
                 f"{self.NT}, {self.depth}, {self.vec}, {fast}>")
 
 
+ROWS_CHOICES = (16, 32)  # rows a CTA: 16 (most CTAs, least work each), or 32 when 16 needs too many CTAs
+
+
+def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int):
+    """The split instantiation with ROWS rows a CTA, the deepest input ring that
+    fits shared memory; None when none fits."""
+    DHP = split_head_dim(DH)
+    k_tiles, row_blocks = DHP // 16, ROWS // 16
+    KSPLIT = max(d for d in range(1, k_tiles + 1) if k_tiles % d == 0 and row_blocks * d <= TARGET_WARPS)
+    for depth in (4, 3, 2):
+        config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=1 if B <= 8 else 2,
+                             depth=depth, vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16)
+        if config.shared_memory <= SHARED_MEMORY_LIMIT:
+            return config
+    return None
+
+
 def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
     """The split with the fewest rows a CTA (least work between barriers) whose CTAs
     all fit the GPU at once; None when there is none."""
-    DHP = padded_head_dim(DH)
-    k_tiles = DHP // 16
-    NT = 1 if B <= 8 else 2
-    tiles = math.ceil(B / (8 * NT))
-    for ROWS in range(16, DHP, 16):
-        if DHP % ROWS or DHP // ROWS * NH * tiles > sm_count:
-            continue
-        row_blocks = ROWS // 16
-        KSPLIT = max((d for d in range(1, k_tiles + 1) if k_tiles % d == 0 and row_blocks * d <= TARGET_WARPS),
-                     default=1)
-        for depth in (4, 3, 2):
-            config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT, depth=depth,
-                                 vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16)
-            if config.shared_memory <= SHARED_MEMORY_LIMIT:
-                return config
+    if DH > MAX_HEAD_DIM:
+        return None
+    for ROWS in ROWS_CHOICES:
+        config = split_config(cell, dtype, DH, B, ROWS)
+        if config is not None and config.parts * NH * math.ceil(B / config.batch_tile) <= sm_count:
+            return config
     return None
 
 
@@ -93,3 +107,20 @@ def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
            x, R, b, states, lengths, y, final, saved if need_saved and spec.num_states > 1 else None,
            exchange, arrivals, B, T, NH, DH, cooperative=True)
     return y, final, saved
+
+
+def shipped_split_configs() -> list[SplitConfig]:
+    """Every split instantiation a call can select: each cell, dtype, padded head
+    dim, rows a CTA, small and large batches; row-copy widths other than 8
+    sampled at one head dim."""
+    configs = set()
+    for cell in CELL_TYPES:
+        for dtype in STORAGE_TYPES:
+            for DHP in range(PAD_TO, MAX_HEAD_DIM + 1, PAD_TO):
+                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
+                    for B in (8, 16):
+                        for ROWS in ROWS_CHOICES:
+                            config = split_config(cell, dtype, DH, B, ROWS)
+                            if config is not None:
+                                configs.add(config)
+    return sorted(configs, key=lambda c: c.name_expression)

@@ -7,9 +7,9 @@
 namespace fusedrnn {
 
 __device__ __forceinline__ void grid_barrier(unsigned* arrived, unsigned target) {
-  __syncthreads();  // the CTA's writes of this step are done
+  __syncthreads();  // the CTA's writes of this step are done; the release below is
+                    // cumulative, so it publishes them device-wide with thread 0's arrival
   if (threadIdx.x == 0) {
-    __threadfence();  // ... and visible device-wide before we say so
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(arrived) : "memory");
     unsigned seen;
     do {
