@@ -53,6 +53,7 @@ def available():
 
 def supports(problem: Problem):
     from .fused import STORAGE_TYPES, fit_problem
+    from .split import MAX_HEAD_DIM as MAX_SPLIT_HEAD_DIM
     from .split import choose_split
 
     if problem.device.type != "cuda":
@@ -65,12 +66,13 @@ def supports(problem: Problem):
     reason = fit_problem(problem.cell.name, problem.dtype, problem.head_dim, problem.batch)
     if not reason:
         return True, ""
-    # a head over one SM: split over CTAs, forward only for now
-    if problem.needs_grad:
-        return False, reason + "; heads split over several SMs run forward only (no backward yet)"
-    if choose_split(problem.cell.name, problem.dtype, problem.head_dim, problem.batch, problem.heads,
-                    _sm_count(problem.device.index)) is None:
-        return False, reason + "; and splitting it over CTAs needs more SMs than the GPU has"
+    # a head over one SM: split over several CTAs, if they all fit the GPU at once
+    sm_count = _sm_count(problem.device.index)
+    for backward in (False, True) if problem.needs_grad else (False,):
+        if choose_split(problem.cell.name, problem.dtype, problem.head_dim, problem.batch, problem.heads, sm_count,
+                        backward) is None:
+            return False, (f"{reason}; split over CTAs ({'backward' if backward else 'forward'}), it needs more "
+                           f"shared memory or SMs than {sm_count} (or DH over {MAX_SPLIT_HEAD_DIM})")
     return True, ""
 
 

@@ -180,15 +180,23 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     x, R, b, states, dy, dfinal = (t.contiguous() for t in (x, R, b, states, dy, dfinal))
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
+    lengths = None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
+    dy, dfinal = dy.to(x.dtype), dfinal.to(x.dtype)
+    if not fits_one_sm(cell, x.dtype, DH, B):
+        from .split import split_backward
+
+        sm_count = torch.cuda.get_device_properties(x.device).multi_processor_count
+        dx, drec, db_partial, dstates = split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count)
+        dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
+        return dx, dR, bias_gradient(db_partial, b.dtype), dstates
     config = choose_config(cell, x.dtype, DH, B, backward=True)
     grid = _grid(x, config)
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
     db_partial = outputs.empty((grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
     dstates = outputs.empty(states.shape, like=states)
-    lengths = None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
-    launch(config.name_expression, grid, config.threads, config.shared_memory, x.device, x, R, b, states, lengths, y, saved, dy.to(x.dtype), dfinal.to(x.dtype),
-           dx, drec, db_partial, dstates, B, T, NH, DH)
+    launch(config.name_expression, grid, config.threads, config.shared_memory, x.device,
+           x, R, b, states, lengths, y, saved, dy, dfinal, dx, drec, db_partial, dstates, B, T, NH, DH)
     dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
     return dx, dR, bias_gradient(db_partial, b.dtype), dstates
 

@@ -1,6 +1,7 @@
-"""Heads too large for one SM: the forward split over several CTAs a head
-(csrc/split_forward.cuh), which exchange h through global memory every step
-behind a barrier of the head's CTAs. They must all be resident at once, so the
+"""Heads too large for one SM: split over several CTAs a head, which exchange
+h (forward, csrc/split_forward.cuh) or partial sums of dh (backward,
+csrc/split_backward.cuh) through global memory every step behind a barrier
+of the head's CTAs. They must all be resident at once, so the
 kernel is launched cooperatively and the plan never asks for more CTAs than
 the GPU has SMs."""
 from __future__ import annotations
@@ -35,6 +36,7 @@ class SplitConfig:
     depth: int
     vec: int
     fast_math: bool
+    backward: bool = False
 
     @property
     def parts(self) -> int:
@@ -50,24 +52,32 @@ class SplitConfig:
 
     @property
     def shared_memory(self) -> int:
-        spec, size = get_cell(self.cell), self.dtype.itemsize
+        """Dynamic shared memory bytes, as the kernels carve it up."""
+        spec, size, BT, ROWS = get_cell(self.cell), self.dtype.itemsize, self.batch_tile, self.ROWS
         pad = 16 // size
-        total = spec.gates_r * self.ROWS * (self.DHP + pad) * size  # R rows
-        total += self.batch_tile * (self.DHP + pad) * size  # all of h
-        total += _ring_bytes(spec.gates_x, self.ROWS, size, self.batch_tile, self.depth)  # x
-        return total + (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial sums
+        total = spec.gates_r * ROWS * (self.DHP + pad) * size  # R rows
+        total += _ring_bytes(spec.gates_x, ROWS, size, BT, self.depth)  # x
+        total += (self.KSPLIT - 1) * ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial products
+        if not self.backward:
+            return total + BT * (self.DHP + pad) * size  # all of h
+        total += BT * (spec.gates_r * ROWS + pad) * size  # drec
+        total += _ring_bytes(1, self.DHP, size, BT, self.depth)  # all of h_{t-1}
+        total += _ring_bytes(1, ROWS, size, BT, self.depth)  # dy
+        total += _ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
+        return total + BT * ROWS * 4  # summed dh
 
     @property
     def name_expression(self) -> str:
         cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
-        return (f"fusedrnn::fused_split_forward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {self.KSPLIT}, "
+        kernel = "fused_split_backward_kernel" if self.backward else "fused_split_forward_kernel"
+        return (f"fusedrnn::{kernel}<{cell}, {storage}, {self.DHP}, {self.ROWS}, {self.KSPLIT}, "
                 f"{self.NT}, {self.depth}, {self.vec}, {fast}>")
 
 
 ROWS_CHOICES = (16, 32)  # rows a CTA: 16 (most CTAs, least work each), or 32 when 16 needs too many CTAs
 
 
-def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int):
+def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, backward: bool = False):
     """The split instantiation with ROWS rows a CTA, the deepest input ring that
     fits shared memory; None when none fits."""
     DHP = split_head_dim(DH)
@@ -75,19 +85,20 @@ def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int):
     KSPLIT = max(d for d in range(1, k_tiles + 1) if k_tiles % d == 0 and row_blocks * d <= TARGET_WARPS)
     for depth in (4, 3, 2):
         config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=1 if B <= 8 else 2,
-                             depth=depth, vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16)
+                             depth=depth, vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16,
+                             backward=backward)
         if config.shared_memory <= SHARED_MEMORY_LIMIT:
             return config
     return None
 
 
-def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
+def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int, backward: bool = False):
     """The split with the fewest rows a CTA (least work between barriers) whose CTAs
     all fit the GPU at once; None when there is none."""
     if DH > MAX_HEAD_DIM:
         return None
     for ROWS in ROWS_CHOICES:
-        config = split_config(cell, dtype, DH, B, ROWS)
+        config = split_config(cell, dtype, DH, B, ROWS, backward)
         if config is not None and config.parts * NH * math.ceil(B / config.batch_tile) <= sm_count:
             return config
     return None
@@ -96,7 +107,7 @@ def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_cou
 def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
-    config = choose_split(cell, x.dtype, DH, B, NH, sm_count)
+    config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=False)
     tiles = math.ceil(B / config.batch_tile)
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
@@ -120,7 +131,25 @@ def shipped_split_configs() -> list[SplitConfig]:
                 for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
                     for B in (8, 16):
                         for ROWS in ROWS_CHOICES:
-                            config = split_config(cell, dtype, DH, B, ROWS)
-                            if config is not None:
-                                configs.add(config)
+                            for backward in (False, True):
+                                config = split_config(cell, dtype, DH, B, ROWS, backward)
+                                if config is not None:
+                                    configs.add(config)
     return sorted(configs, key=lambda c: c.name_expression)
+
+
+def split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count):
+    B, T, _, NH, DH = x.shape
+    spec = get_cell(cell)
+    config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=True)
+    tiles = math.ceil(B / config.batch_tile)
+    dx = outputs.empty(x.shape, like=x)
+    drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
+    db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
+    dstates = outputs.empty(states.shape, like=states)
+    partials = torch.empty((2, config.parts, B, NH, config.DHP), dtype=torch.float32, device=x.device)
+    arrivals = torch.zeros((tiles, NH), dtype=torch.int32, device=x.device)
+    launch(config.name_expression, (NH * config.parts, tiles, 1), config.threads, config.shared_memory, x.device,
+           x, R, b, states, lengths, y, saved, dy, dfinal, dx, drec, db_partial, dstates, partials, arrivals,
+           B, T, NH, DH, cooperative=True)
+    return dx, drec, db_partial, dstates

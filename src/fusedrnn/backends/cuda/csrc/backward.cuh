@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     wait_copies<DEPTH - 2>();  // the next step's inputs (this thread's share)
     __syncthreads();
     float dh[L::NT][4] = {};
-    transposed_product<L>(dh, Rs, d_tile, at);
+    transposed_product<L>(dh, Rs, d_tile, at, at.row_block);
     if (t > 0) recurrent_product<L>(acc_next, weights, hr.slot(order + 1), at);
 #pragma unroll
     for (int j = 0; j < L::NT; ++j)

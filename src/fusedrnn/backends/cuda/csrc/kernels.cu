@@ -7,3 +7,4 @@
 #include "forward.cuh"
 #include "backward.cuh"
 #include "split_forward.cuh"
+#include "split_backward.cuh"

@@ -30,7 +30,7 @@ struct Layout {
   static constexpr int PAD = 16 / sizeof(T);          // 16 bytes a row: conflict-free ldmatrix
   static constexpr int LDR = DHP + PAD;               // R rows: [G * ROWS][LDR]
   static constexpr int LDH = DHP + PAD;               // h rows: [BT][LDH]
-  static constexpr int LDD = G * DHP + PAD;           // drec rows: [BT][LDD]
+  static constexpr int LDD = G * ROWS + PAD;          // drec rows: [BT][LDD]
   static constexpr int R_ELEMS = G * ROWS * LDR;
   static constexpr int H_ELEMS = BT * LDH;
   static constexpr int D_ELEMS = BT * LDD;

@@ -85,21 +85,24 @@ __device__ __forceinline__ void recurrent_product(float (&acc)[4][L::NT][4], con
   }
 }
 
-// acc[j][e] += sum over gates g and units i of R[g][i][row] * d[col][g * DHP + i]
+// acc[j][e] += sum over gates g and the CTA's units i of R[g][i][u] * d[col][g * ROWS + i], for the
+// output units u of 16-row block `out_block` (the warp's own row block when R is whole in the CTA;
+// any block of the head when a split CTA sends its partial sums of R^T drec to the others)
 template <class L, class T>
-__device__ __forceinline__ void transposed_product(float (&acc)[L::NT][4], const T* Rs, const T* ds, const L& at) {
-  static_assert(L::ROWS == L::DHP && L::KSPLIT == 1, "the R^T product needs all of R in one CTA");
+__device__ __forceinline__ void transposed_product(float (&acc)[L::NT][4], const T* Rs, const T* ds, const L& at,
+                                                   int out_block) {
+  constexpr int I_TILES = L::ROWS / 16;
   if constexpr (Storage<T>::tensor_cores) {
     const int matrix = at.lane >> 3, r = at.lane & 7;
     float part[L::G][L::NT][4] = {};  // one accumulator a gate: G short chains of mma, not one long one
 #pragma unroll
-    for (int it = 0; it < L::K_TILES; ++it) {
+    for (int it = 0; it < I_TILES; ++it) {
 #pragma unroll
       for (int g = 0; g < L::G; ++g) {
-        const int kt = g * L::K_TILES + it;
+        const int kt = g * I_TILES + it;
         unsigned a[4];
-        // matrix m of the fragment is R's block (units it*16 + 8*(m>>1), rows row_block*16 + 8*(m&1)), transposed
-        load_matrix_x4<true>(a, Rs + (g * L::DHP + it * 16 + r + (matrix >> 1) * 8) * L::LDR + at.row_block * 16 +
+        // matrix m of the fragment is R's block (units it*16 + 8*(m>>1), columns out_block*16 + 8*(m&1)), transposed
+        load_matrix_x4<true>(a, Rs + (g * L::ROWS + it * 16 + r + (matrix >> 1) * 8) * L::LDR + out_block * 16 +
                                     (matrix & 1) * 8);
 #pragma unroll
         for (int j = 0; j < L::NT; ++j) {
@@ -117,7 +120,7 @@ __device__ __forceinline__ void transposed_product(float (&acc)[L::NT][4], const
         for (int e = 0; e < 4; ++e) acc[j][e] += part[g][j][e];
   } else {
 #pragma unroll 4
-    for (int k = 0; k < L::G * L::DHP; k += 4) {
+    for (int k = 0; k < L::G * L::ROWS; k += 4) {
       float4 d[L::NT][2];
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
@@ -125,9 +128,9 @@ __device__ __forceinline__ void transposed_product(float (&acc)[L::NT][4], const
         for (int e = 0; e < 2; ++e) d[j][e] = *reinterpret_cast<const float4*>(ds + at.col(j, e) * L::LDD + k);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int row = at.row(2 * half);
-        const float r0 = Rs[(k + 0) * L::LDR + row], r1 = Rs[(k + 1) * L::LDR + row];
-        const float r2 = Rs[(k + 2) * L::LDR + row], r3 = Rs[(k + 3) * L::LDR + row];
+        const int u = out_block * 16 + at.lane / 4 + 8 * half;
+        const float r0 = Rs[(k + 0) * L::LDR + u], r1 = Rs[(k + 1) * L::LDR + u];
+        const float r2 = Rs[(k + 2) * L::LDR + u], r3 = Rs[(k + 3) * L::LDR + u];
 #pragma unroll
         for (int j = 0; j < L::NT; ++j)
 #pragma unroll

@@ -1,0 +1,238 @@
+// The backward for heads split over CTAs (the forward is split_forward.cuh).
+// Per step t, in reverse, a CTA: recomputes its rows of R h_{t-1} (h from y,
+// staged ahead like everything else a step reads), runs the cell's gradient on
+// its rows, and multiplies its rows of R^T by its drec for every unit of the
+// head: a partial sum of dh_{t-1} that goes to a global exchange buffer. After
+// a barrier of the head's CTAs each sums, for its own rows, the partials of all
+// parts (in a fixed order: deterministic). Adds to the forward's arguments
+// those of backward.cuh, plus partials [2, PARTS, B, NH, DHP] fp32 and arrivals.
+#pragma once
+#include "grid_barrier.cuh"
+#include "recurrent_product.cuh"
+#include "ring.cuh"
+
+namespace fusedrnn {
+
+template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, bool FAST>
+__global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
+    fused_split_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
+                                const T* __restrict__ states, const long long* __restrict__ lengths,
+                                const T* __restrict__ y, const float* __restrict__ saved, const T* __restrict__ dy,
+                                const T* __restrict__ dfinal, T* __restrict__ dx, float* __restrict__ drec,
+                                float* __restrict__ db_partial, T* __restrict__ dstates, float* __restrict__ partials,
+                                unsigned* __restrict__ arrivals, int B, int steps, int NH, int DH) {
+  using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
+  constexpr int PARTS = DHP / ROWS;
+  constexpr int SAVED = Cell::S > 1 ? Cell::S - 1 : 1;
+  using HRing = StepRing<T, 1, DHP, L::BT, DEPTH>;  // all of h_{t-1}
+  using XRing = StepRing<T, Cell::GX, ROWS, L::BT, DEPTH>;
+  using DyRing = StepRing<T, 1, ROWS, L::BT, DEPTH>;
+  using SavedRing = StepRing<float, SAVED, ROWS, L::BT, DEPTH>;
+  constexpr int SLICE = L::ROW_BLOCKS * 4 * L::NT * 4 * 32;  // one K slice's partial products
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* Rs = reinterpret_cast<T*>(smem);
+  T* d_tile = Rs + L::R_ELEMS;  // [BT][LDD]: this step's drec of the CTA's rows
+  const HRing hr{d_tile + L::D_ELEMS};
+  const XRing xr{hr.base + HRing::ELEMS};
+  const DyRing dyr{xr.base + XRing::ELEMS};
+  const SavedRing sr{reinterpret_cast<float*>(dyr.base + DyRing::ELEMS)};
+  float* dh_tile = sr.base + SavedRing::ELEMS;  // [BT][ROWS]: the summed dh of the CTA's rows
+  float* partial = dh_tile + L::BT * ROWS;      // [KSPLIT-1] slices of the recompute
+
+  const int n = blockIdx.x / PARTS, part = blockIdx.x % PARTS, row0 = part * ROWS, batch0 = blockIdx.y * L::BT;
+  unsigned* arrived = arrivals + blockIdx.y * NH + n;
+  const L at;
+  const bool owner = at.k_split == 0;
+  const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
+  const size_t y_batch = size_t(steps) * head_stride;
+  const int valid_sequences = min(L::BT, B - batch0), my_rows = min(ROWS, DH - row0);
+  const size_t part_stride = size_t(B) * NH * DHP;  // one part's partial sums
+
+  xr.zero(L::THREADS);
+  hr.zero(L::THREADS);
+  dyr.zero(L::THREADS);
+  sr.zero(L::THREADS);
+  load_recurrent_weights<L>(Rs, R, n, NH, DH, row0);
+  __syncthreads();
+  const auto x_copier = make_copier<XRing, T, Cell::GX, ROWS, L::BT, VEC, L::THREADS>(
+      xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH + row0; },
+      valid_sequences, my_rows, Cell::GX * head_stride);
+  const auto dy_copier = make_copier<DyRing, T, 1, ROWS, L::BT, VEC, L::THREADS>(
+      dyr, [=](int c, int) { return dy + (batch0 + c) * y_batch + n * DH + row0; }, valid_sequences, my_rows,
+      head_stride);
+  const auto h_copier = make_copier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS>(
+      hr, [=](int c, int) { return y + (batch0 + c) * y_batch - head_stride + n * DH; }, valid_sequences, DH,
+      head_stride);
+  const auto h0_copier = make_copier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS>(
+      hr, [=](int c, int) { return states + (batch0 + c) * head_stride + n * DH; }, valid_sequences, DH, 0);
+  const auto saved_copier = make_copier<SavedRing, float, SAVED, ROWS, L::BT, VEC, L::THREADS>(
+      sr, [=](int c, int k) { return saved + k * state_stride + (batch0 + c) * head_stride + n * DH + row0; },
+      Cell::S > 1 ? valid_sequences : 0, my_rows, (Cell::S - 1) * state_stride);
+  const auto fill_step = [&](int t) {
+    const int slot = (steps - 1 - t) % DEPTH;
+    x_copier.fill(slot, t);
+    dy_copier.fill(slot, t);
+    if (t > 0) h_copier.fill(slot, t);
+    else h0_copier.fill(slot, 0);
+    saved_copier.fill(slot, t);
+  };
+  for (int o = 0; o < DEPTH - 1; ++o) {
+    if (o < steps) fill_step(steps - 1 - o);
+    commit_copies();
+  }
+  const WeightFragments<L, T, false> weights(Rs, at);
+
+  bool inside[L::NT][4];
+  int valid_steps[L::NT][4];
+  size_t offset[L::NT][4];
+  float d_state[4][L::NT][4] = {}, b[4][2] = {}, db[4][2] = {};
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int batch = batch0 + at.col(j, e), i = row0 + at.row(e);
+      inside[j][e] = owner && batch < B && i < DH;
+      valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
+      offset[j][e] = inside[j][e] ? size_t(batch) * head_stride + n * DH + i : 0;
+#pragma unroll
+      for (int k = 0; k < Cell::S; ++k)
+        d_state[k][j][e] = inside[j][e] ? Storage<T>::load(dfinal[k * state_stride + offset[j][e]]) : 0.0f;
+    }
+#pragma unroll
+  for (int g = 0; g < Cell::GB; ++g)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int i = row0 + at.row(2 * half);
+      b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
+    }
+  wait_copies<DEPTH - 2>();
+  __syncthreads();
+
+  for (int t = steps - 1; t >= 0; --t) {
+    const int order = steps - 1 - t;
+    if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
+    commit_copies();
+
+    float acc[4][L::NT][4] = {};
+    recurrent_product<L>(acc, weights, hr.slot(order), at);
+    if constexpr (KSPLIT > 1) {
+      float* block = partial + at.row_block * (4 * L::NT * 4 * 32) + at.lane;
+      if (!owner)
+#pragma unroll
+        for (int g = 0; g < Cell::GR; ++g)
+#pragma unroll
+          for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) block[(at.k_split - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32] = acc[g][j][e];
+      __syncthreads();
+      if (owner)
+        for (int ks = 1; ks < KSPLIT; ++ks)
+#pragma unroll
+          for (int g = 0; g < Cell::GR; ++g)
+#pragma unroll
+            for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) acc[g][j][e] += block[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
+    }
+
+    float q[4][L::NT][4] = {};
+    if (owner)
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = at.col(j, e), i = at.row(e);
+          const bool valid = t < valid_steps[j][e];
+          Gates xg = {}, rg, bg, sg = {}, dg, gx = {}, gr = {}, gb = {}, dprev = {};
+#pragma unroll
+          for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(order, c, g, i);
+#pragma unroll
+          for (int k = 1; k < Cell::S; ++k) sg[k] = sr.at(order, c, k - 1, i);
+          sg[0] = hr.at(order, c, 0, row0 + i);
+          if (valid) d_state[0][j][e] += dyr.at(order, c, 0, i);
+#pragma unroll
+          for (int g = 0; g < 4; ++g) {
+            rg[g] = acc[g][j][e];
+            bg[g] = b[g][e / 2];
+            dg[g] = valid ? d_state[g][j][e] : 0.0f;
+          }
+          Cell::template backward<FAST>(xg, rg, bg, sg, dg, gx, gr, gb, dprev);
+          if (inside[j][e]) {
+            const size_t batch = size_t(batch0 + c);
+            T* dx_row = dx + (batch * steps + t) * Cell::GX * head_stride + n * DH + row0 + i;
+#pragma unroll
+            for (int g = 0; g < Cell::GX; ++g) dx_row[g * head_stride] = Storage<T>::store(gx[g]);
+            float* drec_row = drec + ((size_t(n) * B + batch) * steps + t) * Cell::GR * DH + row0 + i;
+#pragma unroll
+            for (int g = 0; g < Cell::GR; ++g) drec_row[g * DH] = gr[g];
+          }
+#pragma unroll
+          for (int g = 0; g < Cell::GR; ++g)
+            d_tile[c * L::LDD + g * ROWS + i] = Storage<T>::store(inside[j][e] ? gr[g] : 0.0f);
+#pragma unroll
+          for (int g = 0; g < Cell::GB; ++g) db[g][e / 2] += gb[g];
+#pragma unroll
+          for (int k = 0; k < Cell::S; ++k) q[k][j][e] = valid ? dprev[k] : d_state[k][j][e];
+        }
+    __syncthreads();  // d_tile complete
+
+    // this CTA's share of R^T drec for every unit of the head, to the exchange buffer
+    float* out = partials + ((size_t(t % 2) * PARTS + part) * B * NH + n) * DHP;
+    for (int ob = threadIdx.x / 32; ob < DHP / 16; ob += L::WARPS) {
+      float dh[L::NT][4] = {};
+      transposed_product<L>(dh, Rs, d_tile, at, ob);
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = at.col(j, e);
+          if (c < valid_sequences) out[size_t(batch0 + c) * NH * DHP + ob * 16 + at.lane / 4 + (e >= 2 ? 8 : 0)] = dh[j][e];
+        }
+    }
+    grid_barrier(arrived, unsigned(steps - t) * PARTS);
+    // sum the parts' partials for this CTA's rows, in part order
+    const float* in = partials + (size_t(t % 2) * PARTS * B * NH + n) * DHP + row0;
+    for (int idx = threadIdx.x; idx < valid_sequences * ROWS; idx += L::THREADS) {
+      const int c = idx / ROWS, i = idx % ROWS;
+      const float* from = in + size_t(batch0 + c) * NH * DHP + i;
+      float sum = 0.0f;
+      for (int p = 0; p < PARTS; ++p) sum += from[p * part_stride];
+      dh_tile[c * ROWS + i] = sum;
+    }
+    wait_copies<DEPTH - 2>();  // the next step's inputs (this thread's share)
+    __syncthreads();
+    if (owner)
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+#pragma unroll
+          for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
+          if (t < valid_steps[j][e] && at.col(j, e) < valid_sequences)
+            d_state[0][j][e] += dh_tile[at.col(j, e) * ROWS + at.row(e)];
+        }
+  }
+
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (inside[j][e])
+#pragma unroll
+        for (int k = 0; k < Cell::S; ++k)
+          dstates[k * state_stride + offset[j][e]] = Storage<T>::store(d_state[k][j][e]);
+  // db of the CTA's rows: over this thread's columns (done), then the 4 lanes sharing a row
+  if (owner)
+#pragma unroll
+    for (int g = 0; g < Cell::GB; ++g)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float v = db[g][half];
+        v += __shfl_xor_sync(0xffffffffu, v, 1);
+        v += __shfl_xor_sync(0xffffffffu, v, 2);
+        const int i = row0 + at.row(2 * half);
+        if (at.lane % 4 == 0 && i < DH) db_partial[((size_t(blockIdx.y) * Cell::GB + g) * NH + n) * DH + i] = v;
+      }
+}
+
+}  // namespace fusedrnn
