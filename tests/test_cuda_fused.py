@@ -59,10 +59,11 @@ def test_gpu_refuses_heads_too_large_even_split():
 
 
 @pytest.mark.gpu
-def test_gpu_two_runs_bitwise_identical():
-    x = torch.randn(7, 33, 4, 3, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    R = (torch.randn(4, 3, 64, 64, device="cuda") / 8).bfloat16().requires_grad_()
-    b = torch.randn(4, 3, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+@pytest.mark.parametrize("DH", [64, 256])  # one SM a head; a head split over CTAs
+def test_gpu_two_runs_bitwise_identical(DH):
+    x = torch.randn(7, 33, 4, 3, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, 3, DH, DH, device="cuda") / DH**0.5).bfloat16().requires_grad_()
+    b = torch.randn(4, 3, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     runs = []
     for _ in range(2):
         y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend="cuda_fused")
