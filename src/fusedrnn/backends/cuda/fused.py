@@ -99,7 +99,8 @@ def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool
     # a deep ring first, then a wide batch tile; small batches and heads over 128
     # (over 512 threads a CTA, whose register budget would spill) take the narrow tile
     shapes = [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
-    if B <= 8 or DHP > 128:
+    # (the backward keeps more live registers: over 384 threads a CTA its budget spills)
+    if B <= 8 or DHP > 128 or (backward and DHP > 96):
         shapes = [shape for shape in shapes if shape[0] == 1]
     # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: when they fit the
     # register budget beside ~96 others. Measured on the H100 (docs/perf-notes.md): DH=128 holding
