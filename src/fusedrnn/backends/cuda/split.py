@@ -78,17 +78,17 @@ ROWS_CHOICES = (16, 32)  # rows a CTA: 16 (most CTAs, least work each), or 32 wh
 
 
 def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, backward: bool = False):
-    """The split instantiation with ROWS rows a CTA, the deepest input ring that
-    fits shared memory; None when none fits."""
+    """The split instantiation with ROWS rows a CTA: the widest batch tile, then the
+    deepest input ring, that fits shared memory; None when none fits."""
     DHP = split_head_dim(DH)
     k_tiles, row_blocks = DHP // 16, ROWS // 16
     KSPLIT = max(d for d in range(1, k_tiles + 1) if k_tiles % d == 0 and row_blocks * d <= TARGET_WARPS)
-    for depth in (4, 3, 2):
-        config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=1 if B <= 8 else 2,
-                             depth=depth, vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16,
-                             backward=backward)
-        if config.shared_memory <= SHARED_MEMORY_LIMIT:
-            return config
+    for NT in (2, 1) if B > 8 else (1,):
+        for depth in (4, 3, 2):
+            config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT, depth=depth,
+                                 vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16, backward=backward)
+            if config.shared_memory <= SHARED_MEMORY_LIMIT:
+                return config
     return None
 
 
