@@ -18,8 +18,8 @@ shipped_choose = fused.choose_config
 
 
 def run(DH, NH, variant, backward):
-    def forced(cell, dtype, DH_, B_, backward_):
-        config = shipped_choose(cell, dtype, DH_, B_, backward_)
+    def forced(cell, dtype, DH_, B_, backward):
+        config = shipped_choose(cell, dtype, DH_, B_, backward)
         if variant is None:
             return config
         changed = dataclasses.replace(config, **variant)
