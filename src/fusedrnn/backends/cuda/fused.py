@@ -90,24 +90,25 @@ def padded_head_dim(DH: int) -> int:
     return -(-DH // 16) * 16
 
 
-def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool) -> FusedConfig:
-    """The instantiation for a call: the deepest input ring that fits. Batch sizes
-    fall into two buckets, so a new B (or any T) reuses a compiled kernel."""
+def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, NH: int = 1,
+                  sm_count: int = 132) -> FusedConfig:
+    """The instantiation for a call. Batch tiles of 8 (one warp along the batch)
+    while the CTAs fit the GPU in one wave, else 16; then the deepest input ring
+    that fits. A new B (or any T) reuses a compiled kernel."""
     DHP = padded_head_dim(DH)
     gates = get_cell(cell).gates_r
     tensor_cores = dtype != torch.float32
-    # a deep ring first, then a wide batch tile; small batches and heads over 128
-    # (over 512 threads a CTA, whose register budget would spill) take the narrow tile
-    shapes = [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
-    # (the backward keeps more live registers: over 384 threads a CTA its budget spills)
-    if B <= 8 or DHP > 128 or (backward and DHP > 96):
-        shapes = [shape for shape in shapes if shape[0] == 1]
+    # Measured on the H100 (docs/perf-notes.md, scripts/cuda_variants.py): at B=16 tiles of
+    # 8 beat 16 everywhere (64x12: 0.57 vs 0.74 ms forward, 2.35 vs 3.57 fwd+bwd): the
+    # step is latency-bound, so fewer warps a CTA and twice the CTAs win. Past one wave
+    # the wider tile halves the waves. Heads over 128 (over 512 threads a CTA, whose
+    # register budget would spill) always take the narrow tile.
+    narrow = B <= 8 or NH * math.ceil(B / 8) <= sm_count or DHP > 128 or (backward and DHP > 96)
+    shapes = [(1, 4), (1, 3), (1, 2)] if narrow else [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
     # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: when they fit the
-    # register budget beside ~96 others. Measured on the H100 (docs/perf-notes.md): DH=128 holding
-    # R in registers on one warp along the batch beats reading it from shared memory every step.
+    # register budget beside ~96 others (DH=128 holding them beat reading R from shared memory
+    # every step: 0.87 vs 2.18 ms forward at 128x6)
     r_registers = 4 * gates * DHP // 16
-    if tensor_cores and not backward and r_registers > 64 and r_registers + 96 <= 255 and DHP <= 128:
-        shapes = [shape for shape in shapes if shape[0] == 1]
     config = None
     for WN, depth in shapes:
         threads = 32 * DHP // 16 * WN
@@ -129,11 +130,11 @@ def shipped_configs() -> list[FusedConfig]:
         for dtype in STORAGE_TYPES:
             for DHP in range(16, 257, 16):
                 for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 48 else []):
-                    for B in (8, 16):
+                    for B, NH in ((8, 1), (16, 1), (256, 12)):  # narrow tiles, and wide ones past a wave
                         if fit_problem(cell, dtype, DH, B):
                             continue
                         for backward in (False, True):
-                            configs.add(choose_config(cell, dtype, DH, B, backward))
+                            configs.add(choose_config(cell, dtype, DH, B, backward, NH))
     return sorted(configs, key=lambda c: c.name_expression)
 
 
@@ -153,6 +154,10 @@ def fit_problem(cell: str, dtype: torch.dtype, DH: int, B: int) -> str:
     return ""
 
 
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def _grid(x, config):
     B, _, _, NH, _ = x.shape
     return (NH, math.ceil(B / config.batch_tile), 1)
@@ -166,9 +171,8 @@ def forward(x, R, b, states, lengths, cell, need_saved):
     if not fits_one_sm(cell, x.dtype, DH, B):
         from .split import split_forward
 
-        sm_count = torch.cuda.get_device_properties(x.device).multi_processor_count
-        return split_forward(x, R, b, states, lengths, cell, need_saved, sm_count)
-    config = choose_config(cell, x.dtype, DH, B, backward=False)
+        return split_forward(x, R, b, states, lengths, cell, need_saved, _sm_count(x.device))
+    config = choose_config(cell, x.dtype, DH, B, False, NH, _sm_count(x.device))
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
@@ -186,11 +190,11 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     if not fits_one_sm(cell, x.dtype, DH, B):
         from .split import split_backward
 
-        sm_count = torch.cuda.get_device_properties(x.device).multi_processor_count
-        dx, drec, db_partial, dstates = split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count)
+        dx, drec, db_partial, dstates = split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell,
+                                                       _sm_count(x.device))
         dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
         return dx, dR, bias_gradient(db_partial, b.dtype), dstates
-    config = choose_config(cell, x.dtype, DH, B, backward=True)
+    config = choose_config(cell, x.dtype, DH, B, True, NH, _sm_count(x.device))
     grid = _grid(x, config)
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
