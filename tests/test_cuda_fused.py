@@ -103,3 +103,28 @@ def test_gpu_new_batch_and_length_do_not_recompile():
     for B, T in ((9, 33), (13, 100), (16, 7), (40, 3)):
         fusedrnn.rnn(torch.randn(B, T, 4, 2, 32, device="cuda", dtype=torch.bfloat16), R, b, backend="cuda_fused")
     assert launch.load_kernel.cache_info().currsize == before
+
+
+@pytest.mark.gpu
+def test_gpu_first_call_compiles_fast_and_cache_loads_faster(tmp_path, monkeypatch):
+    """A new kernel: <= 5 s cold (NVRTC); from the disk cache in a fresh process
+    (simulated by clearing the in-process cache): <= 50 ms."""
+    import time
+
+    from fusedrnn.backends.cuda import launch
+
+    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
+    x = torch.randn(3, 5, 3, 2, 40, device="cuda", dtype=torch.float16)  # GRU at DH 40: no other test's kernel
+    R = torch.randn(3, 2, 40, 40, device="cuda", dtype=torch.float16) / 7
+    b = torch.zeros(4, 2, 40, device="cuda", dtype=torch.float16)
+    timings = []
+    for _ in range(2):
+        launch.load_kernel.cache_clear()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fusedrnn.rnn(x, R, b, cell="gru", backend="cuda_fused")
+        torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    cold, warm = timings
+    assert cold <= 5.0, timings
+    assert warm <= 0.05, timings
