@@ -11,6 +11,6 @@ steps=${2:-9}
 python3 scripts/cuda_profile.py "$shape" "$steps" > /dev/null 2>&1  # compile outside the sanitizer
 for tool in memcheck racecheck synccheck; do
   echo "== $tool"
-  compute-sanitizer --tool "$tool" --kernel-name regex:fused_ --report-api-errors no --print-limit 20 \
+  compute-sanitizer --tool "$tool" --kernel-name kns=fused_ --report-api-errors no --print-limit 20 \
       python3 scripts/cuda_profile.py "$shape" "$steps" 2>&1 | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Error|Hazard" | head -8
 done
