@@ -104,6 +104,11 @@ def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_cou
     return None
 
 
+def _arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
+    """One flag a CTA, each on its own 128-byte line (csrc/grid_barrier.cuh), zeroed."""
+    return torch.zeros((tiles, NH, parts, 32), dtype=torch.int32, device=device)
+
+
 def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
@@ -113,7 +118,7 @@ def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
     exchange = torch.empty((2, B, NH, DH), dtype=x.dtype, device=x.device)
-    arrivals = torch.zeros((tiles, NH), dtype=torch.int32, device=x.device)
+    arrivals = _arrival_flags(tiles, NH, config.parts, x.device)
     launch(config.name_expression, (NH * config.parts, tiles, 1), config.threads, config.shared_memory, x.device,
            x, R, b, states, lengths, y, final, saved if need_saved and spec.num_states > 1 else None,
            exchange, arrivals, B, T, NH, DH, cooperative=True)
@@ -148,7 +153,7 @@ def split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_coun
     db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
     dstates = outputs.empty(states.shape, like=states)
     partials = torch.empty((2, config.parts, B, NH, config.DHP), dtype=torch.float32, device=x.device)
-    arrivals = torch.zeros((tiles, NH), dtype=torch.int32, device=x.device)
+    arrivals = _arrival_flags(tiles, NH, config.parts, x.device)
     launch(config.name_expression, (NH * config.parts, tiles, 1), config.threads, config.shared_memory, x.device,
            x, R, b, states, lengths, y, saved, dy, dfinal, dx, drec, db_partial, dstates, partials, arrivals,
            B, T, NH, DH, cooperative=True)

@@ -5,7 +5,7 @@
 // head: a partial sum of dh_{t-1} that goes to a global exchange buffer. After
 // a barrier of the head's CTAs each sums, for its own rows, the partials of all
 // parts (in a fixed order: deterministic). Adds to the forward's arguments
-// those of backward.cuh, plus partials [2, PARTS, B, NH, DHP] fp32 and arrivals.
+// those of backward.cuh, plus partials [2, PARTS, B, NH, DHP] fp32 and arrival flags.
 #pragma once
 #include "grid_barrier.cuh"
 #include "recurrent_product.cuh"
@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   float* partial = dh_tile + L::BT * ROWS;      // [KSPLIT-1] slices of the recompute
 
   const int n = blockIdx.x / PARTS, part = blockIdx.x % PARTS, row0 = part * ROWS, batch0 = blockIdx.y * L::BT;
-  unsigned* arrived = arrivals + blockIdx.y * NH + n;
+  unsigned* flags = arrivals + (size_t(blockIdx.y) * NH + n) * PARTS * FLAG_STRIDE;  // this head's
   const L at;
   const bool owner = at.k_split == 0;
   const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           if (c < valid_sequences) out[size_t(batch0 + c) * NH * DHP + ob * 16 + at.lane / 4 + (e >= 2 ? 8 : 0)] = dh[j][e];
         }
     }
-    grid_barrier(arrived, unsigned(steps - t) * PARTS);
+    grid_barrier<PARTS>(flags, part, unsigned(steps - t));
     // sum the parts' partials for this CTA's rows, in part order
     const float* in = partials + (size_t(t % 2) * PARTS * B * NH + n) * DHP + row0;
     for (int idx = threadIdx.x; idx < valid_sequences * ROWS; idx += L::THREADS) {

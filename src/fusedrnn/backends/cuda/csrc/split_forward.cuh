@@ -4,7 +4,7 @@
 // sum through shared memory), runs the cell on them, writes its slice of h_t
 // to a global exchange buffer, waits at a barrier of the head's CTAs, and
 // reloads all of h_t from there (an L2 round trip). Same tensors as
-// forward.cuh, plus exchange [2, B, NH, DH] and arrivals [tiles, NH] (zeroed).
+// forward.cuh, plus exchange [2, B, NH, DH] and arrival flags [tiles, NH, PARTS, 32] (zeroed).
 #pragma once
 #include "grid_barrier.cuh"
 #include "recurrent_product.cuh"
@@ -29,8 +29,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const XRing xr{ht.base + HTile::ELEMS};
   float* partial = reinterpret_cast<float*>(xr.base + XRing::ELEMS);  // [KSPLIT-1][ROW_BLOCKS][G][NT][4][32]
 
-  const int n = blockIdx.x / PARTS, row0 = blockIdx.x % PARTS * ROWS, batch0 = blockIdx.y * L::BT;
-  unsigned* arrived = arrivals + blockIdx.y * NH + n;
+  const int n = blockIdx.x / PARTS, part = blockIdx.x % PARTS, row0 = part * ROWS, batch0 = blockIdx.y * L::BT;
+  unsigned* flags = arrivals + (size_t(blockIdx.y) * NH + n) * PARTS * FLAG_STRIDE;  // this head's
   const L at;
   const bool owner = at.k_split == 0;  // the warps that run the cell on the CTA's rows
   const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           }
           y_at[j][e] += head_stride;
         }
-    grid_barrier(arrived, unsigned(t + 1) * PARTS);
+    grid_barrier<PARTS>(flags, part, unsigned(t + 1));
     h_copier.fill(0, t % 2);  // all of h_t, from every part
     commit_copies();
     if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
