@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import fusedrnn
+import fusedrnn.nn
 from kernel_check import check_backend
 
 CELLS = list(fusedrnn.CELLS)
