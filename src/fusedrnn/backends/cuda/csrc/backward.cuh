@@ -11,6 +11,7 @@
 // dy [B, T, NH, DH], dfinal [S, B, NH, DH]; writes dx [B, T, GX, NH, DH],
 // drec [NH, B * T, GR * DH] fp32, db_partial [tiles, GB, NH, DH] fp32, dstates [S, B, NH, DH].
 #pragma once
+#include "elements.cuh"
 #include "recurrent_product.cuh"
 #include "ring.cuh"
 
@@ -78,29 +79,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   }
   const WeightFragments<L, T, false> weights(Rs, at);
 
-  bool inside[L::NT][4];
-  int valid_steps[L::NT][4];
-  size_t offset[L::NT][4];
+  const ThreadElements<L> el(at, true, batch0, 0, n, B, NH, DH, steps, lengths);
+  const auto& inside = el.inside;
+  const auto& valid_steps = el.valid_steps;
   float d_state[4][L::NT][4] = {}, b[4][2] = {}, db[4][2] = {};
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int batch = batch0 + at.col(j, e), i = at.row(e);
-      inside[j][e] = batch < B && i < DH;
-      valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
-      offset[j][e] = inside[j][e] ? size_t(batch) * head_stride + n * DH + i : 0;
-#pragma unroll
-      for (int k = 0; k < Cell::S; ++k)
-        d_state[k][j][e] = inside[j][e] ? Storage<T>::load(dfinal[k * state_stride + offset[j][e]]) : 0.0f;
-    }
-#pragma unroll
-  for (int g = 0; g < Cell::GB; ++g)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int i = at.row(2 * half);
-      b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
-    }
+  el.template load<Cell::S>(d_state, dfinal, state_stride);
+  load_biases<Cell::GB>(b, bias, at, 0, n, NH, DH);
   // where this thread's elements of the current step (from the last) go in dx and drec
   T* dx_at[L::NT][4];
   float* drec_at[L::NT][4];
@@ -184,14 +168,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
       }
   }
 
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (inside[j][e])
-#pragma unroll
-        for (int k = 0; k < Cell::S; ++k)
-          dstates[k * state_stride + offset[j][e]] = Storage<T>::store(d_state[k][j][e]);
+  el.template store<Cell::S>(dstates, d_state, state_stride);
 
   // db: over this thread's columns (done), the 4 lanes sharing a row, then the
   // warps side by side, in a fixed order so two runs give the same bits

@@ -7,6 +7,7 @@
 // x [B, T, GX, NH, DH], R [GR, NH, DH, DH], b [GB, NH, DH], states/final [S, B, NH, DH],
 // lengths [B] int64 or null, y [B, T, NH, DH], saved [T + 1, S - 1, B, NH, DH] fp32 or null.
 #pragma once
+#include "elements.cuh"
 #include "recurrent_product.cuh"
 #include "ring.cuh"
 
@@ -42,34 +43,14 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   }
   const WeightFragments<L, T, R_IN_REGISTERS> weights(Rs, at);
 
-  // this thread's elements: 2 rows x 2 columns per column tile
-  bool inside[L::NT][4];
-  int valid_steps[L::NT][4];
-  size_t offset[L::NT][4];  // of (batch, head n, row) in a [B, NH, DH] tensor
+  const ThreadElements<L> el(at, true, batch0, 0, n, B, NH, DH, steps, lengths);
+  const auto& inside = el.inside;
+  const auto& valid_steps = el.valid_steps;
+  const auto& offset = el.offset;
   float s[4][L::NT][4] = {}, b[4][2] = {};
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int batch = batch0 + at.col(j, e), i = at.row(e);
-      inside[j][e] = batch < B && i < DH;
-      valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
-      offset[j][e] = inside[j][e] ? size_t(batch) * head_stride + n * DH + i : 0;
-#pragma unroll
-      for (int k = 0; k < Cell::S; ++k)
-        s[k][j][e] = inside[j][e] ? Storage<T>::load(states[k * state_stride + offset[j][e]]) : 0.0f;
-      if (saved)
-#pragma unroll
-        for (int k = 1; k < Cell::S; ++k)
-          if (inside[j][e]) saved[(k - 1) * state_stride + offset[j][e]] = s[k][j][e];
-    }
-#pragma unroll
-  for (int g = 0; g < Cell::GB; ++g)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int i = at.row(2 * half);
-      b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
-    }
+  el.template load<Cell::S>(s, states, state_stride);
+  if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
+  load_biases<Cell::GB>(b, bias, at, 0, n, NH, DH);
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
@@ -126,13 +107,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     __syncthreads();
   }
 
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (inside[j][e])
-#pragma unroll
-        for (int k = 0; k < Cell::S; ++k) final_states[k * state_stride + offset[j][e]] = Storage<T>::store(s[k][j][e]);
+  el.template store<Cell::S>(final_states, s, state_stride);
 }
 
 }  // namespace fusedrnn

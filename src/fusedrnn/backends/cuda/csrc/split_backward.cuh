@@ -8,6 +8,7 @@
 // those of backward.cuh, plus partials [2, PARTS, B, NH, DHP] fp32 and arrival flags.
 #pragma once
 #include "grid_barrier.cuh"
+#include "elements.cuh"
 #include "recurrent_product.cuh"
 #include "ring.cuh"
 
@@ -28,7 +29,6 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   using XRing = StepRing<T, Cell::GX, ROWS, L::BT, DEPTH>;
   using DyRing = StepRing<T, 1, ROWS, L::BT, DEPTH>;
   using SavedRing = StepRing<float, SAVED, ROWS, L::BT, DEPTH>;
-  constexpr int SLICE = L::ROW_BLOCKS * 4 * L::NT * 4 * 32;  // one K slice's partial products
   extern __shared__ __align__(16) unsigned char smem[];
   T* Rs = reinterpret_cast<T*>(smem);
   T* d_tile = Rs + L::R_ELEMS;  // [BT][LDD]: this step's drec of the CTA's rows
@@ -82,29 +82,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   }
   const WeightFragments<L, T, false> weights(Rs, at);
 
-  bool inside[L::NT][4];
-  int valid_steps[L::NT][4];
-  size_t offset[L::NT][4];
+  const ThreadElements<L> el(at, owner, batch0, row0, n, B, NH, DH, steps, lengths);
+  const auto& inside = el.inside;
+  const auto& valid_steps = el.valid_steps;
   float d_state[4][L::NT][4] = {}, b[4][2] = {}, db[4][2] = {};
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int batch = batch0 + at.col(j, e), i = row0 + at.row(e);
-      inside[j][e] = owner && batch < B && i < DH;
-      valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
-      offset[j][e] = inside[j][e] ? size_t(batch) * head_stride + n * DH + i : 0;
-#pragma unroll
-      for (int k = 0; k < Cell::S; ++k)
-        d_state[k][j][e] = inside[j][e] ? Storage<T>::load(dfinal[k * state_stride + offset[j][e]]) : 0.0f;
-    }
-#pragma unroll
-  for (int g = 0; g < Cell::GB; ++g)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int i = row0 + at.row(2 * half);
-      b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
-    }
+  el.template load<Cell::S>(d_state, dfinal, state_stride);
+  load_biases<Cell::GB>(b, bias, at, row0, n, NH, DH);
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
@@ -115,25 +98,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
 
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, hr.slot(order), at);
-    if constexpr (KSPLIT > 1) {
-      float* block = partial + at.row_block * (4 * L::NT * 4 * 32) + at.lane;
-      if (!owner)
-#pragma unroll
-        for (int g = 0; g < Cell::GR; ++g)
-#pragma unroll
-          for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) block[(at.k_split - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32] = acc[g][j][e];
-      __syncthreads();
-      if (owner)
-        for (int ks = 1; ks < KSPLIT; ++ks)
-#pragma unroll
-          for (int g = 0; g < Cell::GR; ++g)
-#pragma unroll
-            for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) acc[g][j][e] += block[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
-    }
+    add_k_slices<Cell::GR>(acc, partial, at);
 
     float q[4][L::NT][4] = {};
     if (owner)
@@ -213,14 +178,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
         }
   }
 
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (inside[j][e])
-#pragma unroll
-        for (int k = 0; k < Cell::S; ++k)
-          dstates[k * state_stride + offset[j][e]] = Storage<T>::store(d_state[k][j][e]);
+  el.template store<Cell::S>(dstates, d_state, state_stride);
   // db of the CTA's rows: over this thread's columns (done), then the 4 lanes sharing a row
   if (owner)
 #pragma unroll

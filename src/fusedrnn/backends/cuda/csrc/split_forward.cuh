@@ -7,6 +7,7 @@
 // forward.cuh, plus exchange [2, B, NH, DH] and arrival flags [tiles, NH, PARTS, 32] (zeroed).
 #pragma once
 #include "grid_barrier.cuh"
+#include "elements.cuh"
 #include "recurrent_product.cuh"
 #include "ring.cuh"
 
@@ -56,33 +57,14 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   }
   const WeightFragments<L, T, false> weights(Rs, at);
 
-  bool inside[L::NT][4];
-  int valid_steps[L::NT][4];
-  size_t offset[L::NT][4];
+  const ThreadElements<L> el(at, owner, batch0, row0, n, B, NH, DH, steps, lengths);
+  const auto& inside = el.inside;
+  const auto& valid_steps = el.valid_steps;
+  const auto& offset = el.offset;
   float s[4][L::NT][4] = {}, b[4][2] = {};
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int batch = batch0 + at.col(j, e), i = row0 + at.row(e);
-      inside[j][e] = owner && batch < B && i < DH;
-      valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
-      offset[j][e] = inside[j][e] ? size_t(batch) * head_stride + n * DH + i : 0;
-#pragma unroll
-      for (int k = 0; k < Cell::S; ++k)
-        s[k][j][e] = inside[j][e] ? Storage<T>::load(states[k * state_stride + offset[j][e]]) : 0.0f;
-      if (saved)
-#pragma unroll
-        for (int k = 1; k < Cell::S; ++k)
-          if (inside[j][e]) saved[(k - 1) * state_stride + offset[j][e]] = s[k][j][e];
-    }
-#pragma unroll
-  for (int g = 0; g < Cell::GB; ++g)
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int i = row0 + at.row(2 * half);
-      b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
-    }
+  el.template load<Cell::S>(s, states, state_stride);
+  if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
+  load_biases<Cell::GB>(b, bias, at, row0, n, NH, DH);
   T* y_at[L::NT][4];  // this thread's elements of the current step in y
 #pragma unroll
   for (int j = 0; j < L::NT; ++j)
@@ -95,26 +77,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   for (int t = 0; t < steps; ++t) {
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, ht.base, at);
-    if constexpr (KSPLIT > 1) {  // the other K slices add into the owners' accumulators
-      constexpr int SLICE = L::ROW_BLOCKS * 4 * L::NT * 4 * 32;
-      float* block = partial + at.row_block * (4 * L::NT * 4 * 32) + at.lane;  // slice 0 of this row block
-      if (!owner)
-#pragma unroll
-        for (int g = 0; g < Cell::GR; ++g)
-#pragma unroll
-          for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) block[(at.k_split - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32] = acc[g][j][e];
-      __syncthreads();
-      if (owner)
-        for (int ks = 1; ks < KSPLIT; ++ks)
-#pragma unroll
-          for (int g = 0; g < Cell::GR; ++g)
-#pragma unroll
-            for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) acc[g][j][e] += block[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
-    }
+    add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
     T* h_out = exchange + (t % 2) * state_stride;
     if (owner)
 #pragma unroll
@@ -156,13 +119,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     __syncthreads();
   }
 
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (inside[j][e])
-#pragma unroll
-        for (int k = 0; k < Cell::S; ++k) final_states[k * state_stride + offset[j][e]] = Storage<T>::store(s[k][j][e]);
+  el.template store<Cell::S>(final_states, s, state_stride);
 }
 
 }  // namespace fusedrnn

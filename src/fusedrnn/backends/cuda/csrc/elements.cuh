@@ -1,0 +1,96 @@
+// The elements of the head a thread runs the cell on (2 rows x 2 columns of
+// each column tile, see layout.cuh), and what every kernel does with them
+// besides the step itself: where they live in a [B, NH, DH] tensor, which
+// steps are valid for their sequence, and loading and storing states and biases.
+#pragma once
+#include "layout.cuh"
+
+namespace fusedrnn {
+
+template <class L>
+struct ThreadElements {
+  bool inside[L::NT][4];       // a real (sequence, unit): not padding
+  int valid_steps[L::NT][4];   // the sequence's length (0 past B)
+  size_t offset[L::NT][4];     // of (batch, head n, unit) in a [B, NH, DH] tensor
+
+  // `owner`: whether this thread runs the cell at all (split CTAs: the first K slice's warps);
+  // row0: the first unit of the CTA's rows
+  __device__ ThreadElements(const L& at, bool owner, int batch0, int row0, int n, int B, int NH, int DH,
+                            int steps, const long long* __restrict__ lengths) {
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int batch = batch0 + at.col(j, e), i = row0 + at.row(e);
+        inside[j][e] = owner && batch < B && i < DH;
+        valid_steps[j][e] = batch >= B ? 0 : lengths ? int(lengths[batch]) : steps;
+        offset[j][e] = inside[j][e] ? (size_t(batch) * NH + n) * DH + i : 0;
+      }
+  }
+
+  // S states of an [S, B, NH, DH] tensor (zeros outside) into fp32 registers
+  template <int S, class T>
+  __device__ void load(float (&s)[4][L::NT][4], const T* __restrict__ src, size_t state_stride) const {
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+#pragma unroll
+        for (int k = 0; k < S; ++k)
+          s[k][j][e] = inside[j][e] ? Storage<T>::load(src[k * state_stride + offset[j][e]]) : 0.0f;
+  }
+
+  // states FIRST..S-1 into an [S - FIRST, B, NH, DH] tensor
+  template <int S, int FIRST = 0, class T>
+  __device__ void store(T* __restrict__ dst, const float (&s)[4][L::NT][4], size_t state_stride) const {
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (inside[j][e])
+#pragma unroll
+          for (int k = FIRST; k < S; ++k) dst[(k - FIRST) * state_stride + offset[j][e]] = Storage<T>::store(s[k][j][e]);
+  }
+};
+
+// the biases of the thread's two rows, per gate
+template <int GB, class L, class T>
+__device__ void load_biases(float (&b)[4][2], const T* __restrict__ bias, const L& at, int row0, int n, int NH,
+                            int DH) {
+#pragma unroll
+  for (int g = 0; g < GB; ++g)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int i = row0 + at.row(2 * half);
+      b[g][half] = i < DH ? Storage<T>::load(bias[(size_t(g) * NH + n) * DH + i]) : 0.0f;
+    }
+}
+
+// Split K (KSPLIT warps a row block): the other slices' partial products are
+// added into the first slice's accumulators, through `partial` in shared memory
+// ([KSPLIT-1][ROW_BLOCKS][G][NT][4][32] floats). Every thread of the CTA calls it.
+template <int GR, class L>
+__device__ void add_k_slices(float (&acc)[4][L::NT][4], float* partial, const L& at) {
+  if constexpr (L::KSPLIT > 1) {
+    constexpr int SLICE = L::ROW_BLOCKS * 4 * L::NT * 4 * 32;
+    float* block = partial + at.row_block * (4 * L::NT * 4 * 32) + at.lane;
+    if (at.k_split > 0)
+#pragma unroll
+      for (int g = 0; g < GR; ++g)
+#pragma unroll
+        for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) block[(at.k_split - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32] = acc[g][j][e];
+    __syncthreads();
+    if (at.k_split == 0)
+      for (int ks = 1; ks < L::KSPLIT; ++ks)
+#pragma unroll
+        for (int g = 0; g < GR; ++g)
+#pragma unroll
+          for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[g][j][e] += block[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
+  }
+}
+
+}  // namespace fusedrnn
