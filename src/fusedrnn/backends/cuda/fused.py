@@ -112,8 +112,9 @@ def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool
     config = None
     for WN, depth in shapes:
         threads = 32 * DHP // 16 * WN
+        # the rest of the forward takes ~96 registers, ~128 with two warps along the batch
         in_registers = (tensor_cores and not backward and DHP <= 128
-                        and r_registers + 96 <= min(255, 65536 // threads))
+                        and r_registers + 96 + 32 * (WN - 1) <= min(255, 65536 // threads))
         config = FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
                              vec=math.gcd(DH, 8), r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
         if config.fits():
