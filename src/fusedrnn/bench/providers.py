@@ -58,31 +58,42 @@ def _ours(backend):
     return make
 
 
-def _cudnn(dtype):
-    modules = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}
+TORCH_MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}
 
+
+def _cudnn(dtype):
     def make(case: Case):
-        if case.cell not in modules:
-            raise Unavailable(f"cuDNN has no {case.cell}")
         if not torch.backends.cudnn.is_available() or case.device != "cuda":
             raise Unavailable("cuDNN needs a CUDA GPU")
-        # cuDNN runs the dense hidden x hidden recurrence (no heads) and also the
-        # input projection: it does more work than a block-diagonal recurrence
-        module = modules[case.cell](case.hidden, case.hidden, batch_first=True, device=case.device, dtype=dtype)
-        inp = torch.randn(case.B, case.T, case.hidden, device=case.device, dtype=dtype)
-        if not case.backward:
-            def fwd():
-                with torch.no_grad():
-                    return module(inp)
-            return fwd
-        inp.requires_grad_()
-        dout = torch.randn_like(inp)
-
-        def fwd_bwd():
-            out, _ = module(inp)
-            return torch.autograd.grad(out, [inp, *module.parameters()], dout)
-        return fwd_bwd
+        return _torch_module(case, dtype)
     return make
+
+
+def _torch_nn(case: Case):
+    """torch.nn.LSTM / GRU / RNN in the case's dtype on its device: cuDNN on a
+    GPU, oneDNN (or torch's own kernels) on a CPU."""
+    return _torch_module(case, case.dtype)
+
+
+def _torch_module(case: Case, dtype):
+    if case.cell not in TORCH_MODULES:
+        raise Unavailable(f"torch.nn has no {case.cell}")
+    # torch.nn runs the dense hidden x hidden recurrence (no heads) and also the
+    # input projection: it does more work than a block-diagonal recurrence
+    module = TORCH_MODULES[case.cell](case.hidden, case.hidden, batch_first=True, device=case.device, dtype=dtype)
+    inp = torch.randn(case.B, case.T, case.hidden, device=case.device, dtype=dtype)
+    if not case.backward:
+        def fwd():
+            with torch.no_grad():
+                return module(inp)
+        return fwd
+    inp.requires_grad_()
+    dout = torch.randn_like(inp)
+
+    def fwd_bwd():
+        out, _ = module(inp)
+        return torch.autograd.grad(out, [inp, *module.parameters()], dout)
+    return fwd_bwd
 
 
 def _sdpa(case: Case):
@@ -112,6 +123,7 @@ PROVIDERS = {
     "cuda_fused": _ours("cuda_fused"),
     "cuda_alternating": _ours("cuda_alternating"),
     "torch": _ours("torch"),
+    "torch_nn": _torch_nn,
     "cudnn_fp16": _cudnn(torch.float16),
     "cudnn_bf16": _cudnn(torch.bfloat16),
     "sdpa": _sdpa,

@@ -17,6 +17,21 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 HEAD_SPLITS = [(16, 48), (32, 24), (64, 12), (128, 6), (256, 3), (768, 1)]  # DH x NH, hidden 768
 
 
+# without a GPU: a small sweep in fp32 against torch.nn on the CPU
+CPU_DEFAULTS = dict(providers=["torch", "torch_nn"], dtypes=["float32"], splits=[(16, 8), (32, 4), (64, 2)],
+                    batch=4, length=64)
+GPU_DEFAULTS = dict(providers=list(PROVIDERS), dtypes=["bfloat16"], splits=HEAD_SPLITS, batch=16, length=1024)
+
+
+def resolve_defaults(args) -> None:
+    """Options the user left out take the defaults of the machine: the GPU sweep of
+    DESIGN.md section 6 with a GPU, a small CPU one without."""
+    defaults = GPU_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
 def cases(args) -> list[Case]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = []
@@ -25,10 +40,12 @@ def cases(args) -> list[Case]:
             for backward in [p == "fwd+bwd" for p in args.passes]:
                 if args.sweep == "head":
                     shapes = [(args.batch, args.length, nh, dh) for dh, nh in args.splits]
-                elif args.sweep == "batch":
-                    shapes = [(b, args.length, 12, 64) for b in (2, 4, 8, 16, 32, 64, 128, 256)]
+                elif args.sweep == "batch":  # at the first head split
+                    DH, NH = args.splits[0] if args.splits != HEAD_SPLITS else (64, 12)
+                    shapes = [(b, args.length, NH, DH) for b in (2, 4, 8, 16, 32, 64, 128, 256)]
                 else:
-                    shapes = [(args.batch, t, 12, 64) for t in (256, 512, 1024, 2048, 4096, 8192)]
+                    DH, NH = args.splits[0] if args.splits != HEAD_SPLITS else (64, 12)
+                    shapes = [(args.batch, t, NH, DH) for t in (256, 512, 1024, 2048, 4096, 8192)]
                 for B, T, NH, DH in shapes:
                     out.append(Case(cell, DTYPES[dtype], B, T, NH, DH, backward, device))
     return out
@@ -46,6 +63,7 @@ def table(rows) -> str:
 
 
 def run(args) -> list[dict]:
+    resolve_defaults(args)
     rows = []
     todo = [(p, c) for c in cases(args) for p in args.providers]
     for provider, case in tqdm(todo, desc="bench", dynamic_ncols=True):
@@ -64,17 +82,25 @@ def run(args) -> list[dict]:
     with open(stem + ".md", "w") as f:
         f.write(text)
     print(text)
+    try:
+        from .plot import plot
+
+        print("plot:", plot(stem + ".json", stem + ".png"))
+    except ImportError as error:  # matplotlib is in the `bench` extra
+        print(f"no plot: {error}; pip install 'fusedrnn[bench]'")
     return rows
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--providers", nargs="+", default=list(PROVIDERS), choices=list(PROVIDERS))
+    parser.add_argument("--providers", nargs="+", choices=list(PROVIDERS),
+                        help="default: all with a GPU; torch and torch_nn without")
     parser.add_argument("--cells", nargs="+", default=["lstm"])
-    parser.add_argument("--dtypes", nargs="+", default=["bfloat16"], choices=list(DTYPES))
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), help="default: bfloat16 (GPU), float32 (CPU)")
     parser.add_argument("--passes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     parser.add_argument("--sweep", default="head", choices=["head", "batch", "length"])
     parser.add_argument("--splits", nargs="+", type=lambda s: tuple(int(v) for v in s.split("x")),
-                        default=HEAD_SPLITS, help="DHxNH pairs for the head sweep, e.g. 64x12 128x6")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=1024)
+                        help="DHxNH pairs for the head sweep, e.g. 64x12 128x6 (the first also sets the "
+                             "shape of the batch and length sweeps); default: hidden 768 split 6 ways")
+    parser.add_argument("--batch", type=int, help="default: 16 (GPU), 4 (CPU)")
+    parser.add_argument("--length", type=int, help="default: 1024 (GPU), 64 (CPU)")
     parser.add_argument("--out", default="results")
