@@ -1,4 +1,4 @@
-"""The `fusedrnn` command: demo, info (and bench, tune as they land)."""
+"""The `fusedrnn` command: demo, info, bench, numerics (and tune as it lands)."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,12 @@ def bench(args) -> None:
     run(args)
 
 
+def numerics(args) -> None:
+    from .bench.numerics import run
+
+    run(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fusedrnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +62,11 @@ def main(argv=None) -> int:
 
     bench_arguments(bench_parser)
     bench_parser.set_defaults(func=bench)
+    numerics_parser = sub.add_parser("numerics", help="error against float64 at every step of a long sequence")
+    from .bench.numerics import add_arguments as numerics_arguments
+
+    numerics_arguments(numerics_parser)
+    numerics_parser.set_defaults(func=numerics)
     args = parser.parse_args(argv)
     args.func(args)
     return 0
