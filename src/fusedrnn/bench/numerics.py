@@ -92,8 +92,17 @@ def table(results: list[dict], window: int) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[dict], meta: dict, out_png: str) -> str:
-    """One panel per shape: max (solid) and mean (dotted) error against the step, log scale."""
+def _binned(values: list[float], points: int, reduce) -> tuple[list[int], list[float]]:
+    """`values` reduced over consecutive bins so a long curve stays readable:
+    the last step of each bin and the bin's reduction."""
+    size = max(1, len(values) // points)
+    bins = [values[start:start + size] for start in range(0, len(values), size)]
+    return [min(start + size, len(values)) for start in range(0, len(values), size)], [reduce(b) for b in bins]
+
+
+def plot(results: list[dict], meta: dict, out_png: str, points: int = 256) -> str:
+    """One panel per shape: max (solid) and mean (dotted) error against the step,
+    log scale, binned to about `points` points (the max of each bin, the mean of each)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,9 +112,9 @@ def plot(results: list[dict], meta: dict, out_png: str) -> str:
     for ax, result in zip(axes[0], results):
         for index, (name, curve) in enumerate(c for c in result["curves"].items() if "note" not in c[1]):
             color = f"C{index}"
-            steps = range(1, len(curve["max"]) + 1)
-            ax.plot(steps, curve["max"], color=color, linewidth=0.6, label=f"{name} max")
-            ax.plot(steps, curve["mean"], color=color, linewidth=0.6, linestyle=":", label=f"{name} mean")
+            ax.plot(*_binned(curve["max"], points, max), color=color, linewidth=0.8, label=f"{name} max")
+            ax.plot(*_binned(curve["mean"], points, lambda b: sum(b) / len(b)), color=color, linewidth=0.8,
+                    linestyle=":", label=f"{name} mean")
         ax.set_yscale("log")
         ax.set_xlabel("time step")
         ax.set_ylabel("|h − h_float64|")
