@@ -125,3 +125,13 @@ def test_custom_ops_pass_opcheck():
     x, R, b, s = _lstm(dtype=torch.float64)
     args = (x.requires_grad_(), R.requires_grad_(), b, s, torch.tensor([3, 1]), "lstm", True)
     torch.library.opcheck(torch.ops.fusedrnn.torch_fwd.default, args)
+
+
+def test_bare_import_reaches_the_modules():
+    # the README's `import fusedrnn` then `fusedrnn.nn.LSTM(...)`, in a fresh interpreter
+    import subprocess
+    import sys
+
+    code = "import fusedrnn; print(fusedrnn.nn.LSTM.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "LSTM", out.stderr[-2000:]
