@@ -48,6 +48,12 @@ def numerics(args) -> None:
     run(args)
 
 
+def tune(args) -> None:
+    from .tune.command import run
+
+    run(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fusedrnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +68,11 @@ def main(argv=None) -> int:
 
     bench_arguments(bench_parser)
     bench_parser.set_defaults(func=bench)
+    tune_parser = sub.add_parser("tune", help="tune the cuda_fused kernels for call shapes (or --table of head dims)")
+    from .tune.command import add_arguments as tune_arguments
+
+    tune_arguments(tune_parser)
+    tune_parser.set_defaults(func=tune)
     numerics_parser = sub.add_parser("numerics", help="error against float64 at every step of a long sequence")
     from .bench.numerics import add_arguments as numerics_arguments
 

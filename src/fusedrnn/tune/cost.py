@@ -1,0 +1,131 @@
+"""A cost model that ranks the feasible configurations of a call.
+
+The kernels are latency-bound: a time step is a dependent chain on each warp
+(the R h product, the cell's pointwise step, the store of h, a barrier), and
+steps cannot overlap. So a step costs the longest of
+  - the chain of one warp: the products' mma (and, where R is not held in
+    registers, the ldmatrix of R in front of each), the pointwise step of its
+    NT column tiles, the SM's scattered global stores (y; dx and drec
+    backward), which stall the warps that issue them; for a split head also
+    the sum of K slices through shared memory, the grid barrier and the
+    reload of the exchanged values from L2;
+  - the issue time of one warp scheduler, shared by every warp resident on it
+    (the warps of the CTA, and of other CTAs on the same SM past one wave):
+    the tensor pipe's share of every mma and the pointwise instructions;
+  - the latency of the step's staged inputs over the DEPTH - 1 steps the
+    cp.async ring runs ahead;
+and a call costs T steps times the waves of CTAs the grid needs.
+
+The cycle constants were fitted to the H100 measurements of 2026-11-25 (LSTM,
+bf16, B=16, T=1024: docs/perf-notes.md, results/h100-2026-11-25-cuda/);
+tests/test_tune.py compares the model's ranking with them and docs/tuning.md
+reports how well it agrees. Other cells scale the pointwise terms by their
+count of transcendental operations (not measured).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..backends.cuda.split import SplitConfig
+from ..cells import get_cell
+from .limits import WARP_SCHEDULERS, DeviceLimits
+from .registers import registers_needed
+
+
+@dataclass(frozen=True)
+class Cycles:
+    """Costs in cycles of the SM clock, for one direction of the kernels."""
+    pointwise: float  # one column tile of the LSTM cell's pointwise step on a warp's chain
+    issue: float  # a scheduler's issue time for one column tile's pointwise step
+    products: int  # matrix products a step: R h forward; R h and R^T drec backward
+    store: float  # the SM's memory pipeline, one scattered store instruction of a warp
+    mma: float = 14  # a scheduler's tensor pipe, one mma.m16n8k16
+    fma_tile: float = 96  # fp32 on FMA units: one 16x16 by 8 tile, 64 FMAs a lane plus its loads
+    ldmatrix: float = 90  # one ldmatrix.x4 of R on the chain (R read from shared memory)
+    memory: float = 1300  # until a staged step's inputs land
+    barrier: float = 2000  # a split head's grid barrier: release, then every CTA's acquire
+    exchange: float = 1000  # the L2 round trip that reloads the exchanged values
+    l2_bytes: float = 64  # bytes an SM reloads from L2 a cycle
+    k_reduce: float = 700  # K slices summed through shared memory behind one more barrier
+
+
+FORWARD = Cycles(pointwise=860, issue=420, products=1, store=10)
+# the backward's loads of R run ahead of its products (cheap ldmatrix); its exchange
+# also waits for every part's partial sums to land
+BACKWARD = Cycles(pointwise=1550, issue=1300, products=2, ldmatrix=27, store=8, exchange=5200)
+
+# pointwise work of each cell relative to the LSTM's, from their transcendental
+# counts (LSTM 5: three sigmoids, two tanh) plus ~2 of FMAs: (2 + count) / 7
+POINTWISE_WEIGHT = {"lstm": 1.0, "gru": 5 / 7, "elman": 3 / 7, "elman_relu": 2 / 7, "slstm": 9 / 7}
+
+
+def resident_ctas(config, limits: DeviceLimits) -> int:
+    """CTAs of this instantiation one SM can hold at once."""
+    shared = config.shared_memory + getattr(config, "static_shared_memory", 0)
+    registers = -(-registers_needed(config) // 8) * 8 * config.threads
+    return max(1, min(limits.max_blocks_per_sm, limits.max_threads_per_sm // config.threads,
+                      limits.shared_memory_per_sm // (shared + limits.reserved_shared_memory_per_block),
+                      limits.registers_per_sm // registers))
+
+
+def step_cycles(config, NH: int, B: int, limits: DeviceLimits) -> float:
+    """Cycles of one time step on the busiest SM."""
+    c = BACKWARD if config.backward else FORWARD
+    spec = get_cell(config.cell)
+    split = isinstance(config, SplitConfig)
+    ctas = grid_ctas(config, NH, B)
+    on_sm = 1 if split else min(resident_ctas(config, limits), math.ceil(ctas / limits.sm_count))
+    warps_per_scheduler = math.ceil(config.threads // 32 * on_sm / WARP_SCHEDULERS)
+    k_tiles = config.DHP // 16 // (config.KSPLIT if split else 1)
+    tile = c.mma if config.dtype != torch.float32 else c.fma_tile
+    product = c.products * spec.gates_r * k_tiles * config.NT * tile
+    weight = POINTWISE_WEIGHT[config.cell]
+    chain = config.NT * c.pointwise * weight + product
+    if not getattr(config, "r_in_registers", False):
+        chain += c.products * spec.gates_r * k_tiles * c.ldmatrix
+    # store instructions (32 lanes each) of the SM's CTAs; columns past B store nothing
+    rows = config.ROWS if split else config.DHP
+    stores = on_sm * min(config.batch_tile, B) * rows * stores_per_element(spec, config.backward) / 32
+    chain += stores * c.store
+    if split:
+        chain += (c.k_reduce if config.KSPLIT > 1 else 0) + c.barrier + c.exchange
+        chain += exchanged_bytes(config) / c.l2_bytes
+    issue = warps_per_scheduler * (config.NT * c.issue * weight + product)
+    return max(chain, issue, c.memory / (config.depth - 1))
+
+
+def stores_per_element(spec, backward: bool) -> int:
+    """Global stores a thread issues for one element a step: y forward (inference;
+    training also stores the states the backward reads); dx and drec of every
+    gate backward."""
+    return spec.gates_x + spec.gates_r if backward else 1
+
+
+def exchanged_bytes(config: SplitConfig) -> int:
+    """Bytes a split CTA moves through L2 a step: forward, it reloads all of h;
+    backward, it writes its partial sums (fp32) for every unit of the head and
+    reads back every part's for its own rows."""
+    if config.backward:
+        return 2 * config.batch_tile * config.DHP * 4
+    return config.batch_tile * config.DHP * config.dtype.itemsize
+
+
+def grid_ctas(config, NH: int, B: int) -> int:
+    tiles = math.ceil(B / config.batch_tile)
+    return NH * tiles * (config.parts if isinstance(config, SplitConfig) else 1)
+
+
+def estimated_ms(config, NH: int, B: int, limits: DeviceLimits, T: int = 1024) -> float:
+    """The model's time of one kernel over T steps, in milliseconds."""
+    split = isinstance(config, SplitConfig)
+    waves = 1 if split else math.ceil(grid_ctas(config, NH, B) / (limits.sm_count * resident_ctas(config, limits)))
+    return waves * T * step_cycles(config, NH, B, limits) / (limits.clock_mhz * 1e3)
+
+
+def rank(configs, NH: int, B: int, limits: DeviceLimits) -> list:
+    """The configurations, fastest first by the model; among equals the deeper ring
+    (more slack for the memory latency), then fewer threads."""
+    return sorted(configs, key=lambda c: (estimated_ms(c, NH, B, limits), -c.depth, c.threads, c.name_expression))

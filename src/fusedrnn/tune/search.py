@@ -1,0 +1,119 @@
+"""The search: rank a call's feasible configurations by the cost model, time
+the best few (or all) of each direction, keep the fastest in the cache.
+
+The timer is injectable: `timer(config, call) -> milliseconds` (math.inf to
+reject a configuration); it may also have `prepare(configs)`, called once
+with everything it is about to time. Without one, the GPU timer
+(tune/timing.py) runs the kernels."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from tqdm.auto import tqdm
+
+from . import cache
+from .cost import estimated_ms, rank
+from .limits import DeviceLimits, device_limits
+from .space import feasible_configs
+
+
+@dataclass(frozen=True)
+class Call:
+    cell: str
+    dtype: torch.dtype
+    DH: int
+    NH: int
+    B: int
+    T: int = 1024
+
+
+@dataclass(frozen=True)
+class Candidate:
+    config: object
+    estimated_ms: float
+    measured_ms: float | None = None  # None: not timed; inf: rejected by the timer
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One direction's feasible configurations, fastest first by the model."""
+    backward: bool
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def timed(self) -> list[Candidate]:
+        return sorted((c for c in self.candidates if c.measured_ms is not None), key=lambda c: c.measured_ms)
+
+    @property
+    def best(self) -> Candidate:
+        return self.timed[0]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    call: Call
+    device: str
+    forward: Ranking
+    backward: Ranking
+
+
+def model_ranking(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+                  limits: DeviceLimits, T: int = 1024) -> Ranking:
+    """Every feasible configuration of one direction, by the cost model alone."""
+    configs = feasible_configs(cell, dtype, DH, NH, B, backward, limits)
+    if not configs:
+        raise ValueError(f"no cuda_fused configuration runs cell={cell!r} dtype={dtype} DH={DH} on "
+                         f"{limits.name} (backward={backward})")
+    ranked = rank(configs, NH, B, limits)
+    return Ranking(backward, tuple(Candidate(c, estimated_ms(c, NH, B, limits, T)) for c in ranked))
+
+
+def distinct(candidates) -> list[Candidate]:
+    """The candidates the model tells apart: of those with the same estimate
+    (say, rings of different depth that all hide the memory latency) only the
+    first, so that timing spends its budget on different predictions."""
+    kept = []
+    for candidate in candidates:
+        if all(abs(candidate.estimated_ms - k.estimated_ms) > 1e-3 * k.estimated_ms for k in kept):
+            kept.append(candidate)
+    return kept
+
+
+def tune(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device=None, *, top_k: int = 3,
+         exhaustive: bool = False, T: int = 1024, limits: DeviceLimits | None = None, timer=None,
+         use_cache: bool = True, progress: bool = True) -> TuneResult:
+    """Tune the `cuda_fused` kernels for one call shape: for the forward and the
+    backward kernel, time the `top_k` configurations the cost model ranks
+    fastest (every feasible one with `exhaustive`) and cache the winner."""
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
+    if limits is None:
+        limits = device_limits(None if device is None else torch.device(device).index)
+    if timer is None:
+        from .timing import GpuTimer
+
+        timer = GpuTimer(device)
+    call = Call(cell, dtype, DH, NH, B, T)
+    models = [model_ranking(cell, dtype, DH, NH, B, backward, limits, T) for backward in (False, True)]
+    chosen = [m.candidates if exhaustive else distinct(m.candidates)[:top_k] for m in models]
+    if hasattr(timer, "prepare"):
+        timer.prepare([c.config for candidates in chosen for c in candidates])
+    rankings = []
+    with tqdm(total=sum(map(len, chosen)), desc=f"tune {cell} {str(dtype)[6:]} {DH}x{NH} B={B}",
+              disable=not progress) as bar:
+        for model, timed in zip(models, chosen):
+            measured = {}
+            for candidate in timed:
+                measured[candidate.config] = float(timer(candidate.config, call))
+                bar.update()
+            ranking = Ranking(model.backward, tuple(replace(c, measured_ms=measured.get(c.config))
+                                                    for c in model.candidates))
+            if not math.isfinite(ranking.best.measured_ms):
+                raise RuntimeError(f"every timed configuration was rejected for {call} (backward={model.backward})")
+            if use_cache:
+                key = cache.cache_key(limits.name, cell, dtype, DH, NH, B, model.backward)
+                cache.store(key, ranking.best.config, ranking.best.measured_ms)
+            rankings.append(ranking)
+    return TuneResult(call, limits.name, *rankings)

@@ -1,0 +1,146 @@
+"""The configurations of the `cuda_fused` kernels that can run a call on a
+device, stated as an integer constraint model (python-constraint2).
+
+Variables are the kernels' template knobs, over the values the kernels are
+written for. Constraints are the device's limits: threads a block, shared
+memory a block (the byte counts of FusedConfig / SplitConfig themselves),
+registers a thread (tune/registers.py) within the block's share, a batch tile
+no wider than the batch bucket, and for a head split over CTAs, every CTA of
+the grid resident at once (the cooperative launch of its grid barrier; the
+kernels' __launch_bounds__(THREADS, 1) lets ptxas take a whole SM's
+registers, so one CTA an SM is all that is certain). Head dims stay within
+the range the shipped kernels are instantiated and compiled for.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from ..backends.cuda.fused import STORAGE_TYPES, FusedConfig, padded_head_dim, shipped_configs
+from ..backends.cuda.split import MAX_HEAD_DIM, ROWS_CHOICES, SplitConfig, split_head_dim
+from ..cells import get_cell
+from .limits import DeviceLimits
+from .registers import registers_needed
+
+FUSED_KNOBS = {"NT": (1, 2), "WN": (1, 2, 4), "depth": (2, 3, 4), "r_in_registers": (False, True)}
+SPLIT_KNOBS = {"ROWS": ROWS_CHOICES, "NT": (1, 2), "depth": (2, 3, 4)}
+# warps of a split CTA (row blocks x K slices): 1, 2 or 4 on each of the 4 schedulers
+SPLIT_WARPS = (4, 8, 16)
+
+
+def batch_bucket(B: int) -> int:
+    """The power of two at or above B (at least 8, one column tile): calls whose
+    batch falls in the same bucket share a tuned configuration."""
+    if not isinstance(B, int) or B < 1:
+        raise ValueError(f"B: expected a positive int, got {B!r}")
+    return max(8, 1 << (B - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=None)
+def one_sm_head_dims() -> frozenset[int]:
+    """The padded head dims of the shipped single-SM kernels (what CI compiles)."""
+    return frozenset(c.DHP for c in shipped_configs())
+
+
+def _check_call(cell: str, dtype: torch.dtype, DH: int, NH: int) -> None:
+    get_cell(cell)  # raises on an unknown cell
+    if dtype not in STORAGE_TYPES:
+        raise TypeError(f"dtype: expected one of {list(STORAGE_TYPES)}, got {dtype!r}")
+    for name, value in (("DH", DH), ("NH", NH)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+
+
+def _solutions(knobs: dict, constraints: list) -> list[dict]:
+    try:
+        from constraint import Problem
+    except ImportError as error:
+        message = "the tuner's constraint model needs python-constraint2: pip install 'fusedrnn[tune]'"
+        raise ImportError(message) from error
+
+    problem = Problem()
+    for name, values in knobs.items():
+        problem.addVariable(name, list(values))
+    for function, variables in constraints:
+        problem.addConstraint(function, variables)
+    solutions = problem.getSolutions()
+    return sorted(solutions, key=lambda s: [s[name] for name in knobs])
+
+
+def fused_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+                limits: DeviceLimits) -> list[FusedConfig]:
+    """Every single-SM instantiation that can run the call on the device."""
+    _check_call(cell, dtype, DH, NH)
+    DHP, bucket = padded_head_dim(DH), batch_bucket(B)
+    if DHP not in one_sm_head_dims():
+        return []
+
+    def config(NT=1, WN=1, depth=2, r_in_registers=False):
+        return FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, NT=NT, WN=WN, depth=depth,
+                           vec=math.gcd(DH, 8), r_in_registers=r_in_registers, fast_math=dtype == torch.bfloat16)
+
+    knobs = dict(FUSED_KNOBS)
+    # only the tensor-core forward reads R from registers (the backward and fp32 read shared memory)
+    if backward or dtype == torch.float32:
+        knobs["r_in_registers"] = (False,)
+    constraints = [
+        (lambda NT, WN: 8 * NT * WN <= bucket, ["NT", "WN"]),
+        (lambda WN: config(WN=WN).threads <= limits.max_threads_per_block, ["WN"]),
+        (lambda NT, WN, depth: _shared_memory(config(NT, WN, depth)) <= limits.shared_memory_per_block,
+         ["NT", "WN", "depth"]),
+        (lambda NT, WN, r_in_registers: _registers_fit(config(NT, WN, r_in_registers=r_in_registers), limits),
+         ["NT", "WN", "r_in_registers"]),
+    ]
+    return [config(**s) for s in _solutions(knobs, constraints)]
+
+
+def split_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+                limits: DeviceLimits) -> list[SplitConfig]:
+    """Every instantiation that splits each head over CTAs and can run the call."""
+    _check_call(cell, dtype, DH, NH)
+    DHP, bucket = split_head_dim(DH), batch_bucket(B)
+    if DHP > MAX_HEAD_DIM:
+        return []
+    k_tiles = DHP // 16
+
+    def config(ROWS=16, KSPLIT=1, NT=1, depth=2):
+        return SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT, depth=depth,
+                           vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16, backward=backward)
+
+    knobs = dict(SPLIT_KNOBS, KSPLIT=[d for d in range(1, k_tiles + 1) if k_tiles % d == 0])
+    constraints = [
+        (lambda NT: 8 * NT <= bucket, ["NT"]),
+        (lambda ROWS, KSPLIT: ROWS // 16 * KSPLIT in SPLIT_WARPS, ["ROWS", "KSPLIT"]),
+        (lambda ROWS, KSPLIT: config(ROWS, KSPLIT).threads <= limits.max_threads_per_block, ["ROWS", "KSPLIT"]),
+        # the cooperative launch needs every CTA resident, one an SM, for any batch of the bucket
+        (lambda ROWS, NT: DHP // ROWS * NH * math.ceil(bucket / (8 * NT)) <= limits.sm_count, ["ROWS", "NT"]),
+        (lambda ROWS, KSPLIT, NT: _registers_fit(config(ROWS, KSPLIT, NT), limits), ["ROWS", "KSPLIT", "NT"]),
+        (lambda ROWS, KSPLIT, NT, depth: _shared_memory(config(ROWS, KSPLIT, NT, depth))
+         <= limits.shared_memory_per_block, ["ROWS", "KSPLIT", "NT", "depth"]),
+    ]
+    return [config(**s) for s in _solutions(knobs, constraints)]
+
+
+def one_sm_fits(cell: str, dtype: torch.dtype, DH: int, B: int, limits: DeviceLimits) -> bool:
+    """Whether a head runs on one SM: the backward, the larger kernel, fits there
+    (the dispatch rule of backends/cuda/fused.py, for this device)."""
+    return bool(fused_space(cell, dtype, DH, 1, B, True, limits))
+
+
+def feasible_configs(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+                     limits: DeviceLimits) -> list:
+    """The instantiations the backend may run the call with: single-SM ones when
+    the head fits one SM, else split ones."""
+    if one_sm_fits(cell, dtype, DH, B, limits):
+        return fused_space(cell, dtype, DH, NH, B, backward, limits)
+    return split_space(cell, dtype, DH, NH, B, backward, limits)
+
+
+def _shared_memory(config) -> int:
+    return config.shared_memory + getattr(config, "static_shared_memory", 0)
+
+
+def _registers_fit(config, limits: DeviceLimits) -> bool:
+    return registers_needed(config) <= limits.register_cap(config.threads)
