@@ -52,12 +52,12 @@ for NH, DH in ((12, 64), (6, 128)):
     for (name, GX, GR, fwd_cell, bwd_cell), fast in itertools.product(VARIANTS, (False, True)):
         name = name + (" tanh.approx" if fast else "")
         meta = dict(NH=NH, DH=DH, DH_P=DH, BLOCK_B=16, GX=GX, GR=GR, GB=4, S=2, WIDE_OFFSETS=False, FAST_MATH=fast,
-                    HAS_LENGTHS=False, PRECISION="tf32", num_warps=warps, num_stages=1)
-        bwd_meta = dict(PREFETCH=True, DB_EACH_STEP=DH <= 64)
-        fwd = lambda: recurrence_fwd_kernel[(NH, 1)](x, R, b, s, x, y, final, saved, B, T, CELL=fwd_cell,  # noqa
-                                                     SAVE=False, **meta)
-        bwd = lambda: recurrence_bwd_kernel[(NH, 1)](x, R, b, s, x, y, saved, dy, dfinal, dx, drec, db, ds,  # noqa
-                                                     B, T, CELL=bwd_cell, **bwd_meta, **meta)
+                    HAS_LENGTHS=False, PRECISION="tf32", STACK_GATES=False, num_warps=warps, num_stages=1)
+        bwd_meta = dict(PREFETCH=True, DB_EACH_STEP=DH <= 64, LOAD_PRODUCTS=False, DX_DB_FROM_DREC=False)
+        fwd = lambda: recurrence_fwd_kernel[(NH, 1)](x, R, b, s, x, y, final, saved, saved, B, T,  # noqa
+                                                     CELL=fwd_cell, SAVE=False, SAVE_PRODUCTS=False, **meta)
+        bwd = lambda: recurrence_bwd_kernel[(NH, 1)](x, R, b, s, x, y, saved, saved, dy, dfinal, dx, drec, db,  # noqa
+                                                     ds, B, T, CELL=bwd_cell, **bwd_meta, **meta)
         times = [triton.testing.do_bench(f, warmup=10, rep=50, return_mode="median") for f in (fwd, bwd)]
         rows.append((f"{DH}x{NH}", name, *times))
         print(rows[-1], flush=True)

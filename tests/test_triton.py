@@ -8,28 +8,34 @@ import pytest
 import torch
 
 import fusedrnn
+from fusedrnn.backends.triton.variants import code_paths, variant
 from kernel_check import check_backend
 
 CELLS = list(fusedrnn.CELLS)
 triton_ok = fusedrnn.backends()["triton"].available
 needs_triton = pytest.mark.skipif(not triton_ok, reason=fusedrnn.backends()["triton"].reason)
+VARIANTS = code_paths()  # the shipped kernels and every other code path of fusedrnn.backends.triton.variants
 
 
 @needs_triton
+@pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_interpreter_matches_reference(cell, dtype):
+def test_interpreter_matches_reference(cell, dtype, name):
     if torch.cuda.is_available():
         pytest.skip("interpreter test; the GPU runs test_gpu_matches_reference")
-    check_backend("triton", cell, dtype, B=3, T=5, NH=2, DH=16, device="cpu")
+    with variant(name):
+        check_backend("triton", cell, dtype, B=3, T=5, NH=2, DH=16, device="cpu")
 
 
 @needs_triton
+@pytest.mark.parametrize("name", VARIANTS)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_interpreter_padded_head_dim_and_zero_states(cell):
+def test_interpreter_padded_head_dim_and_zero_states(cell, name):
     if torch.cuda.is_available():
         pytest.skip("interpreter test")
-    check_backend("triton", cell, torch.float32, B=2, T=4, NH=1, DH=12, device="cpu", with_states=False)
+    with variant(name):
+        check_backend("triton", cell, torch.float32, B=2, T=4, NH=1, DH=12, device="cpu", with_states=False)
 
 
 def test_interpreter_never_chosen_by_auto():
@@ -65,6 +71,16 @@ def test_gpu_matches_reference(cell, dtype, DH):
         assert dtype == torch.float32 and DH == 128 and "KiB" in why
         return
     check_backend("triton", cell, dtype, B=5, T=37, NH=3, DH=DH, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", [name for name in VARIANTS if name != "shipped"])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("DH", [64, 128])
+def test_gpu_variant_matches_reference(cell, DH, name):
+    """The variants not shipped yet, in bf16 at the benchmark's head dims (scripts/triton_variants.py times them)."""
+    with variant(name):
+        check_backend("triton", cell, torch.bfloat16, B=5, T=37, NH=3, DH=DH, device="cuda")
 
 
 @pytest.mark.gpu

@@ -2,7 +2,12 @@
 budget: shared memory under the 227 KiB a block may take; no register spills
 in the forward of the 1-2 state cells; a bounded stack in the backward, whose
 one-warpgroup launch spills a little yet measured faster than two warpgroups
-without spills (docs/perf-notes.md). Runs on CPU."""
+without spills (docs/perf-notes.md). The same for every variant of
+fusedrnn.backends.triton.variants at the benchmark's head dims. Runs on CPU.
+
+The reports (registers, spills, shared memory, and the time loop's SASS:
+instructions, barriers, spill accesses, wgmma and their waits, fences) come
+from `python -m fusedrnn.backends.triton.compile_check SPEC...`."""
 import json
 import os
 import subprocess
@@ -11,11 +16,17 @@ import sys
 import pytest
 
 pytest.importorskip("triton")
+from fusedrnn.backends.triton.variants import VARIANTS  # noqa: E402
 
 H100_SHARED_PER_BLOCK = 232448
 CELLS = ["lstm", "gru", "elman", "elman_relu", "slstm"]
 SPECS = [f"{cell},bfloat16,{DH},{B},{d}" for cell in CELLS for DH in (16, 32, 64, 128) for B in (16, 256)
          for d in ("fwd", "bwd")] + ["lstm,float32,64,16,bwd", "gru,float16,48,16,fwd"]
+SPECS += [f"lstm,bfloat16,{DH},16,{d},variant={name}" for name in VARIANTS if name != "shipped"
+          for DH in (64, 128) for d in ("fwd", "bwd")]
+# issue 3's kernels, the LSTM backward at the benchmark's head dims, spill little: with Triton 3.6
+# 16 B of stack at DH=64 and 64 B at DH=128 (88 B and 160 B before lstm_backward grouped its factors)
+SMALL_STACK = {"lstm,bfloat16,64,16,bwd": 128, "lstm,bfloat16,128,16,bwd": 128}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +41,9 @@ def reports():
 @pytest.mark.parametrize("spec", SPECS)
 def test_fits_an_h100(reports, spec):
     report = reports[spec]
-    cell, _, DH, _, direction = spec.split(",")
+    cell, _, DH, _, direction = spec.split(",")[:5]
     assert report["shared"] <= H100_SHARED_PER_BLOCK, report
     if direction == "fwd" and cell != "slstm":
         assert report["spill_stores"] == 0, report
     assert report["stack"] < 2048, report
+    assert report["stack"] <= SMALL_STACK.get(spec, 2048), report

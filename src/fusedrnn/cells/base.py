@@ -35,6 +35,9 @@ class Cell:
     state_names: tuple[str, ...]  # S names; the first is always "h"
     forward: Forward
     backward: Backward
+    # whether every gate enters the step only as the sum x_g + rec_g + b_g, so that
+    # dx, drec and the per-sample db are one tensor (not GRU: r scales R_n h + b_nhid)
+    gates_are_sums: bool = True
 
     @property
     def num_states(self) -> int:

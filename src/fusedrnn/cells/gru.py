@@ -35,4 +35,4 @@ def gru_backward(x, rec, b, states, d_new):
     return dx, drec, db, (dh_new * z,)
 
 
-GRU = Cell("gru", 3, 3, 4, ("h",), gru_forward, gru_backward)
+GRU = Cell("gru", 3, 3, 4, ("h",), gru_forward, gru_backward, gates_are_sums=False)

@@ -6,7 +6,6 @@ import os
 import torch
 
 from ...problem import Problem
-from .. import outputs
 from ..custom_op import define_recurrence_ops
 from ..registry import Backend, register
 
@@ -51,6 +50,12 @@ def supports(problem: Problem):
     return False, f"device {problem.device} (the Triton kernels need CUDA, or CPU with TRITON_INTERPRET=1)"
 
 
+def saved_like(*args):
+    from .saved import saved_like
+
+    return saved_like(*args)
+
+
 def _forward(*args):
     from .launch import forward  # triton is imported when the backend is first used
 
@@ -66,7 +71,7 @@ def _backward(*args):
 TRITON = register(
     Backend(
         name="triton", priority=20, available=available, supports=supports,
-        run=define_recurrence_ops("triton", _forward, _backward, outputs.saved_states_like),
+        run=define_recurrence_ops("triton", _forward, _backward, saved_like),
         auto_eligible=lambda problem: problem.device.type == "cuda",  # never the interpreter
     )
 )

@@ -1,8 +1,11 @@
 """Compile the kernels for a GPU that is not here and read their resources.
 
 Triton compiles for any target on a CPU-only machine; its bundled ptxas then
-reports registers, spills and the stack frame. CI uses this to keep every
-shipped configuration inside an H100's budget.
+reports registers, spills and the stack frame, and its nvdisasm the time
+loop's instructions. CI uses this to keep every shipped configuration inside
+an H100's budget; variants are compared with it before any GPU time.
+Pointers are declared 16-byte aligned, as the launcher specialises them: without
+that the loads do not vectorise and the reports overstate spills several-fold.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import re
 import subprocess
 import tempfile
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -19,69 +23,129 @@ from ...cells import get_cell
 from .backward import recurrence_bwd_kernel
 from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
-from . import padded_head_dim
+from . import padded_head_dim, saved, variants
 from .launch import batch_tile, launch_options
 
 _TYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-_FLOAT_ARGS = {
-    False: ["x_ptr", "R_ptr", "b_ptr", "s0_ptr", "y_ptr", "final_ptr"],
-    True: ["x_ptr", "R_ptr", "b_ptr", "s0_ptr", "y_ptr", "dy_ptr", "dfinal_ptr", "dx_ptr", "ds0_ptr"],
-}
-_FP32_ARGS = {
-    False: ["saved_states_ptr"],
-    True: ["saved_states_ptr", "drec_ptr", "db_ptr"],
-}
+_FP32_ARGS = ("saved_states_ptr", "drec_ptr", "db_ptr")
+_KNOBS = ("PREFETCH", "DB_EACH_STEP", "DX_DB_FROM_DREC", "STACK_GATES")  # kernel constants among the launch options
 
 
-def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90) -> dict:
+def _products(dtype: str, DH_P: int, products: str) -> str | None:
+    """The products_ptr element type for `products` = none|fp32|input|shipped (what saved.py picks)."""
+    if products == "shipped":
+        chosen = saved.products_dtype(getattr(torch, dtype), DH_P)
+        return None if chosen is None else _TYPES[str(chosen).removeprefix("torch.")]
+    return {"none": None, "fp32": "fp32", "input": _TYPES[dtype]}[products]
+
+
+def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
+                products: str = "shipped", **overrides) -> dict:
+    """Registers, spills, shared memory and the time loop's instruction mix of one
+    configuration; `overrides` replace launch options (num_warps, PREFETCH, ...)."""
+    compiled, options, constants, product_type = compile_kernel(cell, dtype, DH, B, backward, arch, products,
+                                                                **overrides)
+    knobs = {k: constants[k] for k in _KNOBS if k in constants}
+    return dict(shared=compiled.metadata.shared, **options, products=product_type or "none", **knobs,
+                **ptxas_report(compiled.asm["ptx"], arch), **loop_report(compiled.asm["cubin"]))
+
+
+def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
+                   products: str = "shipped", **overrides):
+    """The compiled kernel (its .asm holds ttgir, ptx, cubin), its launch options, its
+    constants and the products' element type (None: not saved)."""
     spec = get_cell(cell)
     kernel = recurrence_bwd_kernel if backward else recurrence_fwd_kernel
     DH_P = padded_head_dim(DH)
     BLOCK_B = batch_tile(B, DH_P)
-    signature = {name: "*" + _TYPES[dtype] for name in _FLOAT_ARGS[backward]}
-    signature.update({name: "*fp32" for name in _FP32_ARGS[backward]})
-    signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32"})
+    product_type = _products(dtype, DH_P, products)
+    signature = {name: "*" + _TYPES[dtype] for name in kernel.arg_names if name.endswith("_ptr")}
+    signature.update({name: "*fp32" for name in _FP32_ARGS if name in signature})
+    signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32", "products_ptr": "*" + (product_type or "fp32")})
     constants = dict(NH=12, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
-                     GB=spec.gates_b, S=spec.num_states, CELL=POINTWISE[cell][int(backward)], HAS_LENGTHS=True, WIDE_OFFSETS=False,
-                     FAST_MATH=dtype == "bfloat16",
+                     GB=spec.gates_b, S=spec.num_states, CELL=POINTWISE[cell][int(backward)], HAS_LENGTHS=True,
+                     WIDE_OFFSETS=False, FAST_MATH=dtype == "bfloat16",
                      PRECISION="ieee" if dtype == "float32" else "tf32")
+    constants["LOAD_PRODUCTS" if backward else "SAVE_PRODUCTS"] = product_type is not None
     if not backward:
         constants["SAVE"] = True
+    options = {**launch_options(DH_P, BLOCK_B, backward, spec.gates_r), **overrides}  # as asked, even for Elman
+    constants.update({knob: options.pop(knob) for knob in _KNOBS if knob in options})
+    constants["STACK_GATES"] = constants["STACK_GATES"] and spec.gates_r > 1  # as launch.py
+    if "DX_DB_FROM_DREC" in constants:  # as launch.py: only where dx and db equal drec
+        constants["DX_DB_FROM_DREC"] = constants["DX_DB_FROM_DREC"] and spec.gates_are_sums
     signature.update({name: "constexpr" for name in constants})
-    options = launch_options(DH_P, BLOCK_B, backward, spec.gates_r)
-    for knob in ("PREFETCH", "DB_EACH_STEP"):  # kernel constants among the launch options
-        if knob in options:
-            constants[knob] = options.pop(knob)
-            signature[knob] = "constexpr"
-    source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})
+    # as the launcher specialises them: every buffer torch allocates is 16-byte aligned (B, T are not specialised)
+    aligned = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
+               for name in signature if name.endswith("_ptr")}
+    source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()},
+                       attrs=aligned)
     compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
-    return dict(shared=compiled.metadata.shared, **options, **ptxas_report(compiled.asm["ptx"], arch))
+    return compiled, options, constants, product_type
+
+
+def _tool(name: str) -> str:
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
 
 
 def ptxas_report(ptx: str, arch: int) -> dict:
-    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.ptx")
         with open(path, "w") as f:
             f.write(ptx)
-        out = subprocess.run([ptxas, f"-arch=sm_{arch}a", "-v", path, "-o", os.path.join(tmp, "k.cubin")],
+        out = subprocess.run([_tool("ptxas"), f"-arch=sm_{arch}a", "-v", path, "-o", os.path.join(tmp, "k.cubin")],
                              capture_output=True, text=True, check=True).stderr
     number = lambda pattern: int(re.search(pattern, out).group(1))  # noqa: E731
     return dict(registers=number(r"Used (\d+) registers"), spill_stores=number(r"(\d+) bytes spill stores"),
                 stack=number(r"(\d+) bytes stack frame"))
 
 
-def main(argv=None) -> None:
-    """python -m fusedrnn.backends.triton.compile_check CELL,DTYPE,DH,B,fwd|bwd ... -> JSON lines.
+def loop_report(cubin: bytes) -> dict:
+    """SASS instructions a warp runs per time step (the longest loop: the time
+    loop), with its barriers, local-memory (spill) accesses, wgmma, waits for
+    wgmma and memory fences (one before each product whose operand was just
+    staged in shared memory). A step is a chain of these, so fewer is the
+    CPU-side proxy for faster."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        sass = subprocess.run([_tool("nvdisasm"), "-c", path], capture_output=True, text=True, check=True).stdout
+    lines = sass.splitlines()
+    labels = {m.group(1): i for i, line in enumerate(lines) if (m := re.match(r"^(\.L_x_\d+):", line))}
+    loops = [(labels[m.group(1)], i) for i, line in enumerate(lines)
+             if (m := re.search(r"BRA `\((\.L_x_\d+)\)", line)) and labels.get(m.group(1), i) < i]
+    first, last = max(loops, key=lambda span: span[1] - span[0])
+    body = [line.split("*/", 1)[1] for line in lines[first:last + 1] if re.match(r"\s+/\*[0-9a-f]{4,}\*/", line)]
+    count = lambda pattern: sum(1 for line in body if re.search(pattern, line))  # noqa: E731
+    return dict(loop_instructions=len(body), loop_barriers=count(r"\bBAR\.SYNC"),
+                loop_local=count(r"\b(LDL|STL)\b"), loop_wgmma=count(r"\bHGMMA\b"),
+                loop_wgmma_waits=count(r"WARPGROUP\.DEPBAR"), loop_fences=count(r"\bMEMBAR\b"))
 
+
+def _value(text: str):
+    if text in ("true", "false"):
+        return text == "true"
+    return int(text) if text.isdigit() else text
+
+
+def main(argv=None) -> None:
+    """python -m fusedrnn.backends.triton.compile_check CELL,DTYPE,DH,B,fwd|bwd[,key=value...] ... -> JSON lines.
+
+    Keys: variant=NAME (variants.py), products=none|fp32|input|shipped and any
+    launch option (num_warps=8, PREFETCH=false, DX_DB_FROM_DREC=true, STACK_GATES=true).
     A separate process, because under TRITON_INTERPRET=1 (as in the CPU tests)
     the kernels are interpreted functions that cannot be compiled."""
     import json
     import sys
 
     for spec in (argv if argv is not None else sys.argv[1:]):
-        cell, dtype, DH, B, direction = spec.split(",")
-        report = compile_for(cell, dtype, int(DH), int(B), direction == "bwd")
+        cell, dtype, DH, B, direction, *rest = spec.split(",")
+        overrides = {key: _value(value) for key, value in (item.split("=") for item in rest)}
+        if "variant" in overrides:
+            named = variants.compile_overrides(overrides.pop("variant"), direction == "bwd")
+            overrides = {**named["overrides"], "products": named["products"], **overrides}
+        report = compile_for(cell, dtype, int(DH), int(B), direction == "bwd", **overrides)
         print(json.dumps({"spec": spec, **report}), flush=True)
 
 

@@ -3,6 +3,7 @@ T steps with its head's recurrent weights held on chip for the whole sequence.""
 import triton
 import triton.language as tl
 
+from .stacked import load_stacked_weights, stacked_products
 from .tiles import (
     load_biases, load_slices, load_weights, recurrent_product, save_carried_states, select_state, store_slices,
 )
@@ -11,12 +12,12 @@ from .tiles import (
 @triton.jit(do_not_specialize=["B", "T"])
 def recurrence_fwd_kernel(
     x_ptr, R_ptr, b_ptr, s0_ptr, len_ptr,  # inputs
-    y_ptr, final_ptr, saved_states_ptr,  # outputs
+    y_ptr, final_ptr, saved_states_ptr, products_ptr,  # outputs
     B, T,
     NH: tl.constexpr, DH: tl.constexpr, DH_P: tl.constexpr, BLOCK_B: tl.constexpr,
     GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
     WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    SAVE: tl.constexpr, PRECISION: tl.constexpr,
+    SAVE: tl.constexpr, SAVE_PRODUCTS: tl.constexpr, PRECISION: tl.constexpr, STACK_GATES: tl.constexpr,
 ):
     n = tl.program_id(0)
     d = tl.arange(0, DH_P)[:, None]
@@ -26,13 +27,18 @@ def recurrence_fwd_kernel(
     mask = (d < DH) & (batch < B)
     zero = tl.zeros((DH_P, BLOCK_B), dtype=tl.float32)
     head = n * DH + d
-    # x: [B, T, G, NH, DH]; y: [B, T, NH, DH]; states: [S, B, NH, DH]; saved: [T + 1, S - 1, B, NH, DH]
+    # x: [B, T, G, NH, DH]; y: [B, T, NH, DH]; states: [S, B, NH, DH]; saved: [T + 1, S - 1, B, NH, DH];
+    # products: [B, T, GR, NH, DH] (saved.py)
     x_rows = x_ptr + batch * T * GX * NH * DH + head
+    product_rows = products_ptr + batch * T * GR * NH * DH + head
     y_rows = y_ptr + batch * T * NH * DH + head
     state_offsets = batch * NH * DH + head
     state_stride = B * NH * DH
 
-    W0, W1, W2, W3 = load_weights(R_ptr, n, GR, NH, DH, DH_P)
+    if STACK_GATES:  # one product for all gates (stacked.py)
+        W = load_stacked_weights(R_ptr, n, GR, NH, DH, DH_P)
+    else:
+        W0, W1, W2, W3 = load_weights(R_ptr, n, GR, NH, DH, DH_P)
     b0, b1, b2, b3 = load_biases(b_ptr, n, GB, NH, DH, DH_P)
     s0, s1, s2, s3 = load_slices(s0_ptr, state_offsets, mask, S, state_stride, zero)
     if HAS_LENGTHS:
@@ -49,10 +55,13 @@ def recurrence_fwd_kernel(
         x0n, x1n, x2n, x3n = load_slices(x_rows, next_offset, next_mask, GX, gate_stride, zero)
 
         h = s0.to(R_ptr.dtype.element_ty)
-        r0 = recurrent_product(W0, h, 0, GR, zero, PRECISION)
-        r1 = recurrent_product(W1, h, 1, GR, zero, PRECISION)
-        r2 = recurrent_product(W2, h, 2, GR, zero, PRECISION)
-        r3 = recurrent_product(W3, h, 3, GR, zero, PRECISION)
+        if STACK_GATES:
+            r0, r1, r2, r3 = stacked_products(W, h, PRECISION)
+        else:
+            r0 = recurrent_product(W0, h, 0, GR, zero, PRECISION)
+            r1 = recurrent_product(W1, h, 1, GR, zero, PRECISION)
+            r2 = recurrent_product(W2, h, 2, GR, zero, PRECISION)
+            r3 = recurrent_product(W3, h, 3, GR, zero, PRECISION)
         n0, n1, n2, n3 = CELL(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, FAST_MATH)
         if HAS_LENGTHS:
             valid = t < lengths
@@ -68,6 +77,8 @@ def recurrence_fwd_kernel(
         if SAVE:
             for_save = saved_states_ptr + (t + 1) * (S - 1) * state_stride + state_offsets
             save_carried_states(for_save, mask, s1, s2, s3, S, state_stride)
+        if SAVE_PRODUCTS:  # for the backward to read instead of recomputing
+            store_slices(product_rows, t * GR * NH * DH, mask, r0, r1, r2, r3, GR, gate_stride)
         x0, x1, x2, x3 = x0n, x1n, x2n, x3n
 
     store_slices(final_ptr, state_offsets, mask, s0, s1, s2, s3, S, state_stride)

@@ -23,10 +23,12 @@ def lstm_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3
     g = tanh(x2 + r2 + b2, FAST)
     o = sigmoid(x3 + r3 + b3, FAST)
     tanh_c = tanh(f * s1 + i * g, FAST)
-    dc = d1 + d0 * o * (1.0 - tanh_c * tanh_c)
-    di = dc * g * i * (1.0 - i)
-    df = dc * s1 * f * (1.0 - f)
-    dg = dc * i * (1.0 - g * g)
-    do = d0 * tanh_c * o * (1.0 - o)
+    # each gradient is (incoming gradient) x (a factor of the step's own values): the
+    # kernels hold the two sides in different layouts and convert only the factors
+    dc = d1 + d0 * (o * (1.0 - tanh_c * tanh_c))
+    di = dc * (g * i * (1.0 - i))
+    df = dc * (s1 * f * (1.0 - f))
+    dg = dc * (i * (1.0 - g * g))
+    do = d0 * (tanh_c * o * (1.0 - o))
     zero = tl.zeros_like(s0)
     return (di, df, dg, do, di, df, dg, do, di, df, dg, do, zero, dc * f, zero, zero)

@@ -1,0 +1,78 @@
+"""Named variants of the Triton kernels, so that one process can run the same
+call several ways side by side (scripts/triton_variants.py times them,
+tests/test_triton.py checks each, compile_check.py reports each).
+
+A variant overrides launch options of the forward and/or the backward kernel
+(knobs that launch_options picks per head dim) and may make the forward save
+the recurrent products R h for the backward (saved.py): "fp32" or "input"
+(the input dtype). "shipped" is what launch_options and saved.py pick today.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+_DREC_ONLY = dict(DX_DB_FROM_DREC=True)  # dx, db derived from drec after the loop: 4 stores a step fewer
+_STACKED = dict(STACK_GATES=True)  # one product for all gates, each way: 1 wait instead of 4
+VARIANTS = {  # the most promising first: scripts/triton_variants.py times them in this order
+    "shipped": {},
+    "stacked+drec-only": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY}),
+    "drec-only": dict(backward=_DREC_ONLY),
+    "stacked": dict(forward=_STACKED, backward=_STACKED),
+    # the backward reads R h instead of recomputing it: 1 (stacked) or 4 products a step fewer,
+    # 4 stores a step more in the forward
+    "stacked+drec-only+saved-products": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY},
+                                             products="fp32"),
+    "stacked+drec-only+saved-products-input-dtype": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY},
+                                                         products="input"),
+    "saved-products": dict(products="fp32"),
+    # launch options only (the same code as stacked+drec-only)
+    "stacked+drec-only+4-warps": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY, "num_warps": 4}),
+    "stacked+drec-only+8-warps": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY, "num_warps": 8}),
+}
+
+# the variant in force: launch.py applies its option overrides, saved.py its products
+_active: dict = {}
+
+
+def overrides(backward: bool) -> dict:
+    """Launch-option overrides of the active variant for one kernel."""
+    return _active.get("backward" if backward else "forward", {})
+
+
+def products() -> str | None:
+    """The active variant's products ("none", "fp32", "input"), or None to keep saved.py's choice."""
+    return _active.get("products")
+
+
+@contextmanager
+def variant(name: str):
+    """Run the Triton backend as variant `name` inside the block (not thread-safe: for scripts and tests)."""
+    global _active
+    if name not in VARIANTS:
+        raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {name!r}")
+    previous, _active = _active, VARIANTS[name]
+    try:
+        yield
+    finally:
+        _active = previous
+
+
+def compile_overrides(name: str, backward: bool) -> dict:
+    """The same variant as compile_check.compile_for arguments."""
+    chosen = VARIANTS[name]
+    return dict(overrides=chosen.get("backward" if backward else "forward", {}),
+                products=chosen.get("products", "shipped"))
+
+
+def code_paths() -> list[str]:
+    """One variant per distinct kernel code (launch options such as num_warps
+    aside): what the interpreter tests run, since the interpreter ignores those."""
+    seen, names = set(), []
+    for name, chosen in VARIANTS.items():
+        key = (chosen.get("products"),) + tuple(
+            tuple(sorted((k, v) for k, v in chosen.get(kernel, {}).items() if k not in ("num_warps", "num_stages")))
+            for kernel in ("forward", "backward"))
+        if key not in seen:
+            seen.add(key)
+            names.append(name)
+    return names
