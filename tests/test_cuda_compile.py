@@ -1,8 +1,9 @@
 """The CUDA sources on a machine with no GPU: NVRTC compiles every shipped
 kernel instantiation for the H100 (sm_90) with no error and no register spill
 and within its shared memory, and the disk cache survives concurrent
-processes and corrupted entries."""
+processes and corrupted entries. The cluster plan's shapes for the issue's heads."""
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -12,6 +13,7 @@ import pytest
 pytest.importorskip("cuda.core")
 
 from fusedrnn.backends.cuda import compile as nvrtc_compile  # noqa: E402
+from fusedrnn.backends.cuda.cluster import choose_cluster, shipped_cluster_configs  # noqa: E402
 from fusedrnn.backends.cuda.fused import SHARED_MEMORY_LIMIT, shipped_configs  # noqa: E402
 from fusedrnn.backends.cuda.split import shipped_split_configs  # noqa: E402
 
@@ -23,10 +25,14 @@ def _build(name_expression):
     return name_expression, compiled.registers, compiled.spill_bytes, compiled.log
 
 
+def _stack_bytes(log):
+    return max((int(n) for n in re.findall(r"(\d+) bytes stack frame", log)), default=0)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     os.environ.setdefault("FUSEDRNN_CACHE_DIR", str(tmp_path_factory.mktemp("cubin-cache")))
-    configs = shipped_configs() + shipped_split_configs()
+    configs = shipped_configs() + shipped_split_configs() + shipped_cluster_configs()
     with ProcessPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         results = list(pool.map(_build, [c.name_expression for c in configs]))
     return configs, results
@@ -39,6 +45,28 @@ def test_every_shipped_kernel_compiles_without_spills(built):
     assert not spilled, spilled[:10]
     for config in configs:
         assert config.shared_memory + getattr(config, "static_shared_memory", 0) <= SHARED_MEMORY_LIMIT, config
+
+
+def test_cluster_kernels_keep_r_in_registers(built):
+    """The cluster kernels index their fragments of R with constants only: no local memory."""
+    _, results = built
+    cluster_names = {c.name_expression for c in shipped_cluster_configs()}
+    in_memory = [(name, _stack_bytes(log)) for name, _, _, log in results
+                 if name in cluster_names and _stack_bytes(log)]
+    assert len(cluster_names) > 100 and not in_memory, in_memory[:10]
+
+
+def test_cluster_plan_for_the_issue_heads():
+    import torch
+
+    # 768x1: R is 4.7 MB; only 16 CTAs of 48 rows hold it, partly in registers
+    big = choose_cluster("lstm", torch.bfloat16, 768, 16, 1, 132)
+    assert big.parts == 16 and big.ROWS == 48 and big.reg_tiles > 0 and big.shared_tiles > 0
+    assert big.shared_memory <= SHARED_MEMORY_LIMIT
+    # 256x3: a portable cluster holding all of R in registers
+    small = choose_cluster("lstm", torch.bfloat16, 256, 16, 3, 132)
+    assert small.parts <= 8 and small.shared_tiles == 0
+    assert choose_cluster("lstm", torch.bfloat16, 1024, 16, 1, 132) is None  # R over 16 SMs' registers and shared
 
 
 def test_largest_head_dims_reported(built):

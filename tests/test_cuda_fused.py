@@ -1,6 +1,7 @@
 """The `cuda_fused` backend on the GPU against the float64 reference: every
 cell x dtype x head size (non-powers of two included) at odd B and T, with
-lengths and initial states; torch.compile; determinism; no recompiles.
+lengths and initial states; heads split over a cooperative grid and over a
+thread-block cluster (FUSEDRNN_SPLIT); torch.compile; determinism; no recompiles.
 (tests/test_cuda_compile.py compiles every shipped kernel on CPU.)"""
 import pytest
 import torch
@@ -40,8 +41,9 @@ def test_gpu_wide_batch_no_initial_states(cell):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("DH", [200, 256, 520])
 @pytest.mark.parametrize("with_grads", [False, True])
-def test_gpu_split_heads_match_reference(cell, dtype, DH, with_grads):
-    """Heads over one SM run split over CTAs, forward and backward."""
+def test_gpu_split_heads_match_reference(cell, dtype, DH, with_grads, monkeypatch):
+    """Heads over one SM run split over the CTAs of a cooperative grid, forward and backward."""
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "grid")
     problem = fusedrnn.problem.Problem(fusedrnn.CELLS[cell], 11, 29, 2, DH, dtype, torch.device("cuda"), True,
                                        with_grads)
     ok, why = BACKEND.supports(problem)
@@ -49,6 +51,74 @@ def test_gpu_split_heads_match_reference(cell, dtype, DH, with_grads):
         assert dtype == torch.float32 and DH > 256 and "split over CTAs" in why, why
         return
     check_backend("cuda_fused", cell, dtype, B=11, T=29, NH=2, DH=DH, device="cuda", with_grads=with_grads)
+
+
+def _cluster(cell, dtype, DH, B, NH):
+    from fusedrnn.backends.cuda.cluster import choose_cluster
+
+    return choose_cluster(cell, dtype, DH, B, NH, torch.cuda.get_device_properties(0).multi_processor_count)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("DH", [200, 201, 256, 520, 768])
+@pytest.mark.parametrize("with_grads", [False, True])
+def test_gpu_cluster_heads_match_reference(cell, dtype, DH, with_grads, monkeypatch):
+    """Heads over one SM split over the CTAs of a thread-block cluster (sm_90): the forward
+    exchanges h through DSMEM (the backward is the grid's, reading what the forward saved).
+    DH 201: an odd head (R padded to even rows for the register fragments); 520: a
+    cluster of 10 (non-portable, not a power of two) with whole CTAs of padding rows."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")  # raises rather than falling back to the grid
+    problem = fusedrnn.problem.Problem(fusedrnn.CELLS[cell], 11, 29, 2, DH, dtype, torch.device("cuda"), True,
+                                       with_grads)
+    if not BACKEND.supports(problem)[0] or _cluster(cell, dtype, DH, 11, 2) is None:
+        assert dtype == torch.float32 and DH > 256  # fp32 R of the larger heads fits no cluster
+        return
+    check_backend("cuda_fused", cell, dtype, B=11, T=29, NH=2, DH=DH, device="cuda", with_grads=with_grads)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell, B, T, NH, DH", [("lstm", 1, 1, 1, 768), ("lstm", 3, 2, 3, 256),
+                                                ("slstm", 17, 13, 1, 384), ("gru", 5, 9, 1, 896),
+                                                ("elman", 9, 40, 1, 1536)])
+def test_gpu_cluster_odd_shapes(cell, B, T, NH, DH, monkeypatch):
+    """One step of one sequence, a batch over two tiles, the largest cluster heads of
+    GRU (14 CTAs) and Elman, without initial states; forward only."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    assert _cluster(cell, torch.bfloat16, DH, B, NH) is not None
+    check_backend("cuda_fused", cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda", with_states=False,
+                  with_grads=False)
+
+
+@pytest.mark.gpu
+def test_gpu_cluster_two_column_tiles(monkeypatch):
+    """Batch tiles of 16 (two column tiles a warp), which the plan takes for many clusters."""
+    from fusedrnn.backends.cuda import cluster
+
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    wide = next(c for c in cluster.cluster_configs("lstm", torch.bfloat16, 256, 8, True) if c.NT == 2)
+    monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: wide)
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    check_backend("cuda_fused", "lstm", torch.bfloat16, B=21, T=9, NH=2, DH=256, device="cuda", with_grads=False)
+
+
+@pytest.mark.gpu
+def test_gpu_cluster_is_the_default_split_on_hopper():
+    from fusedrnn.backends.cuda.split import _cluster_plan
+
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+    for DH, NH in ((768, 1), (256, 3)):
+        x = torch.empty(16, 4, 4, NH, DH, device="cuda", dtype=torch.bfloat16)
+        config = _cluster_plan("lstm", x, sm_count)
+        assert config is not None and config.parts <= 16, (DH, NH, config)
 
 
 @pytest.mark.gpu
@@ -60,8 +130,12 @@ def test_gpu_refuses_heads_too_large_even_split():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("DH", [64, 256])  # one SM a head; a head split over CTAs
-def test_gpu_two_runs_bitwise_identical(DH):
+@pytest.mark.parametrize("DH, split", [(64, "auto"), (256, "grid"), (256, "cluster"), (768, "cluster")])
+def test_gpu_two_runs_bitwise_identical(DH, split, monkeypatch):
+    """One SM a head; a head split over a cooperative grid or a cluster."""
+    if split == "cluster" and torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    monkeypatch.setenv("FUSEDRNN_SPLIT", split)
     x = torch.randn(7, 33, 4, 3, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     R = (torch.randn(4, 3, DH, DH, device="cuda") / DH**0.5).bfloat16().requires_grad_()
     b = torch.randn(4, 3, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)

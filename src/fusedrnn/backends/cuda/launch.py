@@ -25,9 +25,10 @@ def _cuda_device(index: int):
 
 
 @functools.lru_cache(maxsize=None)
-def load_kernel(name_expression: str, device_index: int, dynamic_smem: int):
+def load_kernel(name_expression: str, device_index: int, dynamic_smem: int, large_clusters: bool = False):
     """The kernel, compiled (or taken from the disk cache) and loaded on the device,
-    allowed `dynamic_smem` bytes of dynamic shared memory."""
+    allowed `dynamic_smem` bytes of dynamic shared memory and, with `large_clusters`,
+    clusters of more than the 8 CTAs every GPU with clusters supports."""
     from cuda.bindings import driver
     from cuda.core import ObjectCode
 
@@ -40,6 +41,11 @@ def load_kernel(name_expression: str, device_index: int, dynamic_smem: int):
         (error,) = driver.cuKernelSetAttribute(attribute, dynamic_smem, kernel.handle, device.device_id)
         if error != driver.CUresult.CUDA_SUCCESS:
             raise RuntimeError(f"cannot give {name_expression} {dynamic_smem} bytes of shared memory: {error}")
+    if large_clusters:
+        attribute = driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED
+        (error,) = driver.cuKernelSetAttribute(attribute, 1, kernel.handle, device.device_id)
+        if error != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"cannot allow {name_expression} clusters over 8 CTAs: {error}")
     return kernel
 
 
@@ -59,16 +65,19 @@ def pointer(tensor: torch.Tensor | None) -> np.uint64:
 
 
 def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, device: torch.device, *args,
-           cooperative: bool = False):
+           cooperative: bool = False, cluster: int | None = None):
     """Run the kernel on torch's current stream of `device`. Tensors are passed
     as pointers, Python ints as 32-bit ints. A cooperative launch guarantees
-    that all CTAs are resident at once (or fails), as a grid barrier needs."""
+    that all CTAs are resident at once (or fails), as a grid barrier needs.
+    With `cluster`, CTAs run in clusters of that many along x and `grid`
+    counts clusters (cuda.core's convention), not CTAs."""
     from cuda.core import LaunchConfig
     from cuda.core import launch as cuda_launch
 
     index = device.index if device.index is not None else torch.cuda.current_device()
-    kernel = load_kernel(name_expression, index, dynamic_smem)
+    kernel = load_kernel(name_expression, index, dynamic_smem, bool(cluster and cluster > 8))
     stream = _stream(torch.cuda.current_stream(index).cuda_stream, index)
     converted = [pointer(a) if a is None or isinstance(a, torch.Tensor) else np.int32(a) for a in args]
-    config = LaunchConfig(grid=grid, block=block, shmem_size=dynamic_smem, is_cooperative=cooperative)
+    config = LaunchConfig(grid=grid, cluster=(cluster, 1, 1) if cluster else None, block=block,
+                          shmem_size=dynamic_smem, is_cooperative=cooperative)
     cuda_launch(stream, config, kernel, *converted)

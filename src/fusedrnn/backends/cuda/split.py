@@ -3,10 +3,16 @@ h (forward, csrc/split_forward.cuh) or partial sums of dh (backward,
 csrc/split_backward.cuh) through global memory every step behind a barrier
 of the head's CTAs. They must all be resident at once, so the
 kernel is launched cooperatively and the plan never asks for more CTAs than
-the GPU has SMs."""
+the GPU has SMs.
+
+On Hopper and later the forward runs instead, where the head fits 16 CTAs, on
+the CTAs of a thread-block cluster that exchange h through each other's shared
+memory (cluster.py). FUSEDRNN_SPLIT=grid or =cluster forces one way (the
+latter raises where no cluster can run the call)."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -109,7 +115,35 @@ def _arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
     return torch.zeros((tiles, NH, parts, 32), dtype=torch.int32, device=device)
 
 
+def _cluster_plan(cell, x, sm_count):
+    """The cluster instantiation for this forward, or None for the cooperative grid."""
+    from .cluster import choose_cluster, clusters_resident
+
+    mode = os.environ.get("FUSEDRNN_SPLIT", "auto")
+    if mode not in ("auto", "cluster", "grid"):
+        raise ValueError(f"FUSEDRNN_SPLIT={mode!r}: expected 'auto', 'cluster' or 'grid'")
+    if mode == "grid":
+        return None
+    B, _, _, NH, DH = x.shape
+    capability = torch.cuda.get_device_capability(x.device)
+    config, why = None, f"compute capability {capability} < (9, 0)"
+    if capability >= (9, 0):
+        # one plan per power-of-two batch bucket: a new batch size seldom compiles a kernel
+        bucket = 1 << (B - 1).bit_length()
+        config, why = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count), f"no cluster of <= 16 CTAs holds DH={DH}"
+        if config is not None and clusters_resident(config, x.device.index) < 1:
+            config, why = None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
+    if config is None and mode == "cluster":
+        raise ValueError(f"FUSEDRNN_SPLIT=cluster: {why}")
+    return config
+
+
 def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
+    cluster = _cluster_plan(cell, x, sm_count)
+    if cluster is not None:
+        from .cluster import cluster_forward
+
+        return cluster_forward(cluster, x, R, b, states, lengths, need_saved)
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
     config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=False)

@@ -8,3 +8,4 @@
 #include "backward.cuh"
 #include "split_forward.cuh"
 #include "split_backward.cuh"
+#include "cluster_forward.cuh"

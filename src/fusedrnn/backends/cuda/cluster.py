@@ -1,0 +1,206 @@
+"""Heads too large for one SM, split over the CTAs of one thread-block cluster
+(Hopper and later; csrc/cluster_forward.cuh): each CTA holds its rows of R in
+registers and shared memory and pushes its slice of h into every other CTA's
+shared memory each step, then the cluster meets at one barrier. No round trip
+through L2 as the cooperative grid split (split.py) makes; that stays the
+fallback for older GPUs, larger heads and the backward.
+
+The plan picks, among the shapes that fit, the one a small cost model of a
+step says is fastest: the product is bound by shared-memory reads (R not in
+registers, h, the K slices' partial sums) or by the tensor cores, then one
+cluster barrier (0.57-0.65 us measured on the H100) and the cell."""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ...cells import get_cell
+from .. import outputs
+from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, fits_one_sm
+from .launch import _stream, launch, load_kernel
+from .split import MAX_HEAD_DIM, PAD_TO, split_head_dim
+
+MAX_CLUSTER = 16  # CTAs in a cluster on Hopper; over 8 needs the non-portable attribute (launch.py)
+PARTITION_REGISTERS = 16384  # an SM's 4 partitions hold 16K registers each; a warp takes them from one
+# Registers a thread needs beside its fragments of R (accumulators, states, pointers): fitted to
+# ptxas's reports so that every shipped kernel holds as many tiles as it can without a spill
+# (tests/test_cuda_compile.py checks them all); more for each state and column tile.
+OTHER_REGISTERS = 72
+OTHER_PER_STATE = 4
+OTHER_PER_COLUMN_TILE = 40
+# the step cost model (cycles): shared memory delivers 128 bytes a cycle; mma.sync m16n8k16 issues
+# about every 6.4 cycles on an SM partition (0.6 of the wgmma peak) and returns after ~33; the cluster barrier
+# with its DSMEM stores; the cell and the two __syncthreads
+SHARED_BYTES_PER_CYCLE = 128
+MMA_CYCLES = 6.4
+MMA_LATENCY = 33
+BARRIER_CYCLES = {True: 1150, False: 1300}  # portable cluster (<= 8 CTAs) or not
+CELL_CYCLES = 400
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    cell: str
+    dtype: torch.dtype
+    DHP: int
+    ROWS: int       # rows of every gate a CTA computes; the cluster has DHP / ROWS CTAs
+    KSPLIT: int     # warps side by side along K
+    NT: int         # column tiles of 8: BT = 8 * NT sequences a cluster
+    depth: int
+    vec: int
+    reg_tiles: int  # of each warp's K tiles of R, those held in registers
+    fast_math: bool
+
+    @property
+    def parts(self) -> int:
+        return self.DHP // self.ROWS
+
+    @property
+    def batch_tile(self) -> int:
+        return 8 * self.NT
+
+    @property
+    def warps(self) -> int:
+        return self.ROWS // 16 * self.KSPLIT
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.warps
+
+    @property
+    def shared_tiles(self) -> int:
+        return self.DHP // 16 // self.KSPLIT - self.reg_tiles
+
+    @property
+    def shared_memory(self) -> int:
+        """Dynamic shared memory bytes, as the kernel carves it up."""
+        spec, size, BT = get_cell(self.cell), self.dtype.itemsize, self.batch_tile
+        pad = 16 // size
+        lds = self.KSPLIT * self.shared_tiles * 16 + pad if self.shared_tiles else 0
+        total = spec.gates_r * self.ROWS * lds * size  # R not in registers
+        total += 2 * BT * (self.DHP + pad) * size  # all of h, double-buffered
+        total += _ring_bytes(spec.gates_x, self.ROWS, size, BT, self.depth)  # x
+        return total + (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial products
+
+    @property
+    def name_expression(self) -> str:
+        cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
+        return (f"fusedrnn::fused_cluster_forward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {self.KSPLIT}, "
+                f"{self.NT}, {self.depth}, {self.vec}, {self.reg_tiles}, {fast}>")
+
+    def step_cycles(self) -> float:
+        """The cost model's estimate of one step."""
+        G, size, BT = get_cell(self.cell).gates_r, self.dtype.itemsize, self.batch_tile
+        macs = G * self.ROWS * BT * self.DHP
+        if self.dtype == torch.float32:  # FMA units, 128 a cycle, with their shared-memory loads
+            product = macs / 64
+        else:
+            shared = (G * self.ROWS * self.KSPLIT * self.shared_tiles * 16 * size  # R
+                      + self.ROWS // 16 * BT * self.DHP * size  # h, read by every row block
+                      + 2 * (self.KSPLIT - 1) * G * self.ROWS * BT * 4)  # partial sums written, read
+            per_partition = math.ceil(self.warps / 4) * macs / 2048 / self.warps
+            chain = self.DHP // 16 // self.KSPLIT * MMA_LATENCY  # a gate's mma one after another
+            product = max(shared / SHARED_BYTES_PER_CYCLE, per_partition * MMA_CYCLES, chain)
+        return product + BARRIER_CYCLES[self.parts <= 8] + CELL_CYCLES * self.NT
+
+
+def register_cap(threads: int) -> int:
+    """Registers a thread may use at one CTA an SM: a partition hosts ceil(warps / 4) warps."""
+    per_partition = math.ceil(threads // 32 / 4)
+    return min(255, PARTITION_REGISTERS // (32 * per_partition) // 8 * 8)
+
+
+def register_tiles(cell: str, dtype: torch.dtype, threads: int, NT: int, k_tiles_per_warp: int) -> int:
+    """How many of a warp's K tiles of R its threads can hold as fragments (4 registers
+    a gate and tile) beside everything else, without spilling."""
+    if dtype == torch.float32:  # no tensor cores: R is read from shared memory by the FMA product
+        return 0
+    spec = get_cell(cell)
+    other = OTHER_REGISTERS + OTHER_PER_STATE * spec.num_states * NT + OTHER_PER_COLUMN_TILE * (NT - 1)
+    return max(0, min(k_tiles_per_warp, (register_cap(threads) - other) // (4 * spec.gates_r)))
+
+
+def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: bool):
+    """Every cluster shape that fits one SM a CTA: rows a CTA, K split, column tiles
+    (two only for `wide` batches), with the deepest input ring that fits."""
+    for parts in range(2, MAX_CLUSTER + 1):
+        ROWS = DHP // parts
+        if DHP % parts or ROWS % 16:
+            continue
+        k_tiles = DHP // 16
+        for KSPLIT in (d for d in range(1, k_tiles + 1) if k_tiles % d == 0):
+            if not 4 <= ROWS // 16 * KSPLIT <= 16:  # a warp a partition at least; 512 threads at most
+                continue
+            for NT in (1, 2) if wide else (1,):
+                reg_tiles = register_tiles(cell, dtype, 32 * ROWS // 16 * KSPLIT, NT, k_tiles // KSPLIT)
+                for depth in (4, 3, 2):
+                    config = ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
+                                           depth=depth, vec=vec, reg_tiles=reg_tiles,
+                                           fast_math=dtype == torch.bfloat16)
+                    if config.shared_memory <= SHARED_MEMORY_LIMIT:
+                        yield config
+                        break
+
+
+@functools.lru_cache(maxsize=None)  # planned once per shape: enumerating the shapes costs ~0.5 ms
+def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
+    """The cluster shape with the least estimated time for the whole call (steps times
+    waves of clusters), or None when no cluster of at most 16 CTAs holds the head."""
+    if DH > MAX_HEAD_DIM:
+        return None
+    best, best_cost = None, math.inf
+    for config in cluster_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8), B > 8):
+        clusters = NH * math.ceil(B / config.batch_tile)
+        waves = math.ceil(clusters / max(1, sm_count // config.parts))
+        cost = config.step_cycles() * waves
+        if cost < best_cost:
+            best, best_cost = config, cost
+    return best
+
+
+@functools.lru_cache(maxsize=None)
+def clusters_resident(config: ClusterConfig, device_index: int) -> int:
+    """How many clusters of this kernel the GPU runs at once (0: it cannot run one)."""
+    from cuda.core import LaunchConfig
+
+    kernel = load_kernel(config.name_expression, device_index, config.shared_memory, config.parts > 8)
+    launch_config = LaunchConfig(grid=(1, 1, 1), cluster=(config.parts, 1, 1), block=config.threads,
+                                 shmem_size=config.shared_memory)
+    stream = _stream(torch.cuda.current_stream(device_index).cuda_stream, device_index)
+    return kernel.occupancy.max_active_clusters(launch_config, stream=stream)
+
+
+def cluster_forward(config: ClusterConfig, x, R, b, states, lengths, need_saved):
+    """The forward of a head split over a cluster (inputs contiguous, lengths int64 or None)."""
+    B, T, _, NH, DH = x.shape
+    spec = get_cell(config.cell)
+    y = outputs.empty((B, T, NH, DH), like=x)
+    final = outputs.empty(states.shape, like=states)
+    saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
+    if config.reg_tiles and DH % 2:  # register fragments load R a pair of columns (one word) at a time
+        R = torch.nn.functional.pad(R, (0, 1, 0, 1))
+    launch(config.name_expression, (NH, math.ceil(B / config.batch_tile), 1), config.threads,
+           config.shared_memory, x.device, x, R, b, states, lengths, y, final,
+           saved if need_saved and spec.num_states > 1 else None, R.shape[-1], B, T, NH, DH, cluster=config.parts)
+    return y, final, saved
+
+
+def shipped_cluster_configs() -> list[ClusterConfig]:
+    """Every cluster instantiation a call can select: each cell, dtype and padded
+    head dim of a head over one SM, narrow and wide batches; row-copy widths other
+    than 8 sampled at one head dim."""
+    configs = set()
+    for cell in CELL_TYPES:
+        for dtype in STORAGE_TYPES:
+            for DHP in range(PAD_TO, MAX_HEAD_DIM + 1, PAD_TO):
+                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
+                    for B, NH in ((8, 1), (16, 1), (16, 3), (64, 12)):
+                        if fits_one_sm(cell, dtype, DH, B):
+                            continue
+                        config = choose_cluster(cell, dtype, DH, B, NH, 132)
+                        if config is not None:
+                            configs.add(config)
+    return sorted(configs, key=lambda c: c.name_expression)

@@ -1,0 +1,135 @@
+// The forward for heads too large for one SM, split over the PARTS = DHP / ROWS
+// CTAs of one thread-block cluster (sm_90): CTA `rank` computes rows
+// rank * ROWS .. + ROWS of every gate, holding those rows of R partly in
+// registers and partly in shared memory (cluster_weights.cuh), and keeps a
+// whole copy of h in its shared memory, double-buffered. Per step t a CTA:
+//   1. multiplies its rows of R by h_{t-1} (buffer t % 2; warps may split K and
+//      sum their slices through shared memory),
+//   2. runs the cell on its rows, writing its slice of h_t into its own buffer (t + 1) % 2,
+//   3. after a __syncthreads, stores that slice into buffer (t + 1) % 2 of every
+//      other CTA of the cluster (DSMEM, 16 bytes a store),
+//   4. meets the cluster at one barrier (arrive.release / wait.acquire), which
+//      publishes h_t to every CTA; y and the saved states are stored meanwhile.
+// A buffer written at step t was last read at step t - 1, before the barrier
+// that ended it, and is next read at step t + 1, after the barrier that ends
+// step t: one barrier a step orders both. The last step's barrier also lets
+// every CTA exit: nothing writes into another CTA's shared memory after it.
+// Same tensors as forward.cuh, R with rows of ldr elements (DH, or DH + 1 padded where DH
+// is odd); grid: (NH * PARTS, tiles), clusters of (PARTS, 1, 1).
+#pragma once
+#include "cluster.cuh"
+#include "cluster_weights.cuh"
+#include "elements.cuh"
+#include "recurrent_product.cuh"
+#include "ring.cuh"
+
+namespace fusedrnn {
+
+template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, int REG_TILES, bool FAST>
+__global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
+    fused_cluster_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
+                                 const T* __restrict__ states, const long long* __restrict__ lengths,
+                                 T* __restrict__ y, T* __restrict__ final_states, float* __restrict__ saved,
+                                 int ldr, int B, int steps, int NH, int DH) {
+  using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
+  using W = SplitWeights<L, T, REG_TILES>;
+  using XRing = StepRing<T, Cell::GX, ROWS, L::BT, DEPTH>;
+  constexpr int PARTS = DHP / ROWS;
+  static_assert(PARTS >= 2 && PARTS <= 16 && DHP % ROWS == 0, "a cluster of 2 to 16 CTAs");
+  static_assert(L::K_TILES % KSPLIT == 0, "whole K tiles a warp");
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* Rs = reinterpret_cast<T*>(smem);
+  T* hs = Rs + W::ELEMS;  // [2][BT][LDH]: all of h_{t-1} in half t % 2
+  const XRing xr{hs + 2 * L::H_ELEMS};
+  float* partial = reinterpret_cast<float*>(xr.base + XRing::ELEMS);  // [KSPLIT-1][ROW_BLOCKS][G][NT][4][32]
+
+  const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * L::BT;
+  const L at;
+  const bool owner = at.k_split == 0;  // the warps that run the cell on the CTA's rows
+  const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
+  const int valid_sequences = min(L::BT, B - batch0);
+
+  xr.zero(L::THREADS);
+  load_shared_weights<L, W>(Rs, R, ldr, n, NH, DH, row0);
+  load_h_tile<L>(hs, states + n * DH, head_stride, batch0, B, DH);  // h_0, all of it
+  __syncthreads();  // the ring's zeros land before any copy into it
+  const auto x_copier = make_copier<XRing, T, Cell::GX, ROWS, L::BT, VEC, L::THREADS>(
+      xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH + row0; },
+      valid_sequences, min(ROWS, DH - row0), Cell::GX * head_stride);
+  for (int s = 0; s < DEPTH - 1; ++s) {
+    if (s < steps) x_copier.fill(s % DEPTH, s);
+    commit_copies();
+  }
+  const W weights(Rs, at, R, ldr, n, NH, DH, row0);
+
+  const ThreadElements<L> el(at, owner, batch0, row0, n, B, NH, DH, steps, lengths);
+  const auto& inside = el.inside;
+  const auto& valid_steps = el.valid_steps;
+  const auto& offset = el.offset;
+  float s[4][L::NT][4] = {}, b[4][2] = {};
+  el.template load<Cell::S>(s, states, state_stride);
+  if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
+  load_biases<Cell::GB>(b, bias, at, row0, n, NH, DH);
+  T* y_at[L::NT][4];  // this thread's elements of the current step in y
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      y_at[j][e] = y + size_t(batch0 + at.col(j, e)) * steps * head_stride + n * DH + row0 + at.row(e);
+  wait_copies<DEPTH - 2>();
+  cluster_sync();  // every CTA of the cluster runs (its shared memory may be written) and has step 0's x
+
+  for (int t = 0; t < steps; ++t) {
+    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
+    commit_copies();
+    T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
+    float acc[4][L::NT][4] = {};
+    recurrent_product<L>(acc, weights, hs + (t % 2) * L::H_ELEMS, at);
+    add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
+    if (owner)
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int c = at.col(j, e), i = at.row(e);
+          Gates xg = {}, rg, bg, sg, next = {};
+#pragma unroll
+          for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(t, c, g, i);
+#pragma unroll
+          for (int g = 0; g < 4; ++g) {
+            rg[g] = acc[g][j][e];
+            bg[g] = b[g][e / 2];
+            sg[g] = s[g][j][e];
+          }
+          Cell::template forward<FAST>(xg, rg, bg, sg, next);
+          if (t < valid_steps[j][e])
+#pragma unroll
+            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = next[k];
+          // padding (units past DH, sequences past B) stays 0: the next product reads it
+          h_next[c * L::LDH + row0 + i] = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
+        }
+    __syncthreads();  // the CTA's slice of h_t is complete
+    broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS>(h_next, row0, rank);
+    wait_copies<DEPTH - 2>();  // the next step's x (this thread's share), published by the barrier
+    cluster_arrive();
+    if (owner)  // y and the saved states while the barrier completes
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (inside[j][e]) {
+            *y_at[j][e] = t < valid_steps[j][e] ? Storage<T>::store(s[0][j][e]) : Storage<T>::store(0.0f);
+            if (saved)
+#pragma unroll
+              for (int k = 1; k < Cell::S; ++k)
+                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s[k][j][e];
+          }
+          y_at[j][e] += head_stride;
+        }
+    cluster_wait();
+  }
+
+  el.template store<Cell::S>(final_states, s, state_stride);
+}
+
+}  // namespace fusedrnn
