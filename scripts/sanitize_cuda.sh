@@ -11,7 +11,7 @@
 export PYTHONPATH=src
 shape=${1:-48x2}
 steps=${2:-9}
-export FUSEDRNN_SPLIT=${3:-auto}
+export FUSEDRNN_SPLIT=${3:-grid}
 python3 scripts/cuda_profile.py "$shape" "$steps" > /dev/null 2>&1  # compile outside the sanitizer
 for tool in memcheck racecheck synccheck; do
   echo "== $tool ($shape, T=$steps, split $FUSEDRNN_SPLIT)"

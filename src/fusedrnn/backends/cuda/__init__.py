@@ -94,3 +94,5 @@ CUDA_FUSED = register(
         run=define_recurrence_ops("cuda_fused", _forward, _backward, outputs.saved_states_like),
     )
 )
+
+from . import alternating_backend  # noqa: E402,F401  (registers cuda_alternating)

@@ -7,8 +7,9 @@ the GPU has SMs.
 
 On Hopper and later the forward runs instead, where the head fits 16 CTAs, on
 the CTAs of a thread-block cluster that exchange h through each other's shared
-memory (cluster.py). FUSEDRNN_SPLIT=grid or =cluster forces one way (the
-latter raises where no cluster can run the call)."""
+memory (cluster.py). FUSEDRNN_SPLIT picks: `grid`, `cluster` (raises where no
+cluster can run the call) or `auto` (a cluster where one can run the call).
+The default stays `grid` until the cluster kernel has passed the GPU tests."""
 from __future__ import annotations
 
 import math
@@ -115,11 +116,14 @@ def _arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
     return torch.zeros((tiles, NH, parts, 32), dtype=torch.int32, device=device)
 
 
+DEFAULT_SPLIT = "grid"  # "auto" once the cluster kernel is verified on a GPU
+
+
 def _cluster_plan(cell, x, sm_count):
     """The cluster instantiation for this forward, or None for the cooperative grid."""
     from .cluster import choose_cluster, clusters_resident
 
-    mode = os.environ.get("FUSEDRNN_SPLIT", "auto")
+    mode = os.environ.get("FUSEDRNN_SPLIT", DEFAULT_SPLIT)
     if mode not in ("auto", "cluster", "grid"):
         raise ValueError(f"FUSEDRNN_SPLIT={mode!r}: expected 'auto', 'cluster' or 'grid'")
     if mode == "grid":
