@@ -1,0 +1,220 @@
+"""Host side of the `cuda_alternating` backend: per time step one batched GEMM
+over all heads (cuBLAS through torch) and one fused pointwise kernel (NVRTC),
+forward and backward, the step loop replayed from CUDA graphs.
+
+Forward, step t:   rec = h_{t-1} W (GEMM, W[n] = R[:, n] stacked [DH, GR*DH]),
+                   then the cell's forward on every (b, n, i): states, h_t, y_t.
+Backward, step t:  the cell's backward: dx_t, drec_t (kept for dR), db; then
+                   dh = drec_t W^T (GEMM), added to dh_{t-1} by the next step.
+                   The products R h_{t-1} are recomputed a chunk at a time, as
+                   one GEMM of 64 steps' h with W (nothing extra kept from the forward).
+After the loop: dR = one GEMM over all steps (weight_gradient.py), db = one sum.
+
+Floor (H100, LSTM bf16, B=16, T=1024, hidden 768): two dependent kernels a
+step, each paying a graph node's launch latency (~1 us) plus its run time: a
+GEMM (64x12: ~2-3 us; 768x1 reads 4.7 MB of R from L2 a step: ~3-4 us) and
+the pointwise (~1.5 us: one memory round trip). About 4.5-6 ms forward at
+64x12 and 5.5-7 ms at 768x1; forward+backward about 2.2x that.
+
+FUSEDRNN_ALTERNATING_GRAPHS=0 runs the same loop launch by launch (debugging).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import torch
+
+from ...cells import get_cell
+from .. import outputs
+from ..weight_gradient import bias_gradient, recurrent_weight_gradient
+from .alternating_pointwise import Call, NvrtcPointwise
+from .alternating_workspace import DONE, Shape, chunk_plan, chunk_sizes, workspace
+
+
+def _pointwise(pointwise):
+    return NvrtcPointwise() if pointwise is None else pointwise
+
+
+@functools.lru_cache(maxsize=None)
+def _fp32_products_supported(device: torch.device) -> bool:
+    """Whether torch asks cuBLAS for an fp32 result from half inputs (bmm's out_dtype, torch >= 2.8)."""
+    try:
+        a, out = (torch.ones(1, 1, 1, device=device, dtype=d) for d in (torch.bfloat16, torch.float32))
+        torch.bmm(a, a, torch.float32, out=out)  # no .item(): the first call may be inside a capture
+        return True
+    except (TypeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def product_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """fp32 GEMM results (as cuda_fused keeps its accumulators), unless torch cannot or
+    FUSEDRNN_ALTERNATING_PRODUCT=storage asks for the storage type."""
+    if dtype == torch.float32:
+        return dtype
+    if os.environ.get("FUSEDRNN_ALTERNATING_PRODUCT") == "storage" or not _fp32_products_supported(device):
+        return dtype
+    return torch.float32
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out = a @ b per head, written in place (a CUDA graph keeps the address)."""
+    if out.dtype == a.dtype:
+        torch.bmm(a, b, out=out)
+    else:
+        torch.bmm(a, b, out.dtype, out=out)
+
+
+@contextlib.contextmanager
+def _exact_fp32():
+    """fp32 products in fp32, as the torch backend: no TF32, also inside captured graphs."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def _advance(ws, chunk: int) -> None:
+    ws.call[DONE:DONE + 1].add_(chunk)
+
+
+def _forward_chunk(ws, pointwise, chunk: int) -> None:
+    pointwise.stage(ws, chunk)
+    for k in range(chunk):
+        _product(ws.h_operand, ws.W, ws.rec)
+        pointwise.step(ws, k, chunk)
+    _advance(ws, chunk)
+
+
+def _backward_chunk(ws, pointwise, chunk: int) -> None:
+    pointwise.stage(ws, chunk)
+    _warm_products(ws, chunk)  # R h_{t-1} of the chunk's steps, one GEMM
+    W_transposed = ws.W.transpose(1, 2)
+    for k in range(chunk):
+        pointwise.step(ws, k, chunk)
+        _product(ws.drec_step, W_transposed, ws.dh)
+    _advance(ws, chunk)
+
+
+def _graphs_enabled(device: torch.device) -> bool:
+    return (device.type == "cuda" and os.environ.get("FUSEDRNN_ALTERNATING_GRAPHS", "1") != "0"
+            and not torch.cuda.is_current_stream_capturing())  # inside a caller's capture: launch into it
+
+
+@functools.lru_cache(maxsize=None)
+def _capture_stream(device: torch.device):
+    return torch.cuda.Stream(device)
+
+
+def run_steps(ws, T: int, pointwise, run_chunk) -> None:
+    """All T steps as chunks: replayed graphs, or launches where graphs are off.
+    A workspace's first call launches its steps one by one on the capture stream
+    (loading the kernels and setting cuBLAS up there), runs each GEMM shape any
+    chunk size takes once, then captures one graph per chunk size for the calls after."""
+    plan = chunk_plan(T, ws.capacity)
+    if not _graphs_enabled(ws.shape.device):
+        for chunk in plan:
+            run_chunk(ws, pointwise, chunk)
+        return
+    if ws.warm:
+        for chunk in plan:
+            ws.graphs[chunk].replay()
+        return
+    side, current = _capture_stream(ws.shape.device), torch.cuda.current_stream(ws.shape.device)
+    sizes = chunk_sizes(ws.capacity)
+    side.wait_stream(current)
+    with torch.cuda.stream(side):
+        for chunk in plan:
+            run_chunk(ws, pointwise, chunk)
+        for chunk in sizes:  # nothing reads what these write before a chunk rewrites it
+            _warm_products(ws, chunk)
+    current.wait_stream(side)
+    for chunk in sizes:
+        ws.graphs[chunk] = _capture(ws, pointwise, run_chunk, chunk, side)
+    ws.warm = True
+
+
+def _warm_products(ws, chunk: int) -> None:
+    """The GEMMs whose shape depends on the chunk size: the backward's recomputed products."""
+    if ws.shape.backward:
+        s = ws.shape
+        _product(ws.chunk_view("h_chunk", (s.NH, chunk * s.B, s.DH)), ws.W,
+                 ws.chunk_view("rec_chunk", (s.NH, chunk * s.B, ws.W.shape[2])))
+
+
+def _capture(ws, pointwise, run_chunk, chunk: int, side):
+    """One chunk as a graph; capture records, it runs nothing."""
+    if ws.pool is None:
+        ws.pool = torch.cuda.graph_pool_handle()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=ws.pool, stream=side, capture_error_mode="thread_local"):
+        run_chunk(ws, pointwise, chunk)
+    return graph
+
+
+def _shape(x: torch.Tensor, cell: str, backward: bool) -> Shape:
+    B, _, _, NH, DH = x.shape
+    stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
+    return Shape(x.device, stream, backward, cell, x.dtype, product_dtype(x.dtype, x.device), B, NH, DH)
+
+
+def _load_weights(ws, R, b, lengths, T: int) -> None:
+    """R into the GEMM layout W[n, j, g*DH + i] = R[g, n, i, j]; the biases; the lengths (T where none)."""
+    GR, NH, DH, _ = R.shape
+    ws.W.view(NH, DH, GR, DH).copy_(R.permute(1, 3, 0, 2))
+    ws.bias.copy_(b)
+    if lengths is None:
+        ws.lengths.fill_(T)
+    else:
+        ws.lengths.copy_(lengths)
+
+
+def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None):
+    x, R, b, states = (t.contiguous() for t in (x, R, b, states))
+    B, T, _, NH, DH = x.shape
+    S = get_cell(cell).num_states
+    pointwise = _pointwise(pointwise)
+    ws = workspace(_shape(x, cell, backward=False))
+    y = outputs.empty((B, T, NH, DH), like=x)
+    final = outputs.empty(states.shape, like=states)
+    saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
+    keep = need_saved and S > 1
+    _load_weights(ws, R, b, lengths, T)
+    ws.state.copy_(states)
+    ws.h_operand.copy_(states[0].transpose(0, 1))
+    if keep:
+        saved[0].copy_(states[1:])  # slot 0: the initial states 1..S-1; the steps write slots 1..T
+    pointwise.set_call(ws, Call(steps=T, x=x, y=y, saved=saved if keep else None))
+    with _exact_fp32():
+        run_steps(ws, T, pointwise, _forward_chunk)
+    final.copy_(ws.state)
+    return y, final, saved
+
+
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointwise=None):
+    x, R, b, states, y, saved = (t.contiguous() for t in (x, R, b, states, y, saved))
+    dy, dfinal = dy.to(x.dtype).contiguous(), dfinal.to(x.dtype).contiguous()
+    B, T, _, NH, DH = x.shape
+    spec = get_cell(cell)
+    pointwise = _pointwise(pointwise)
+    ws = workspace(_shape(x, cell, backward=True))
+    dx = outputs.empty(x.shape, like=x)
+    drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
+    dstates = outputs.empty(states.shape, like=states)
+    _load_weights(ws, R, b, lengths, T)
+    ws.d_state.copy_(dfinal)
+    ws.db_acc.zero_()
+    call = Call(steps=T, x=x, h0=states[0], y_in=y, dy=dy, saved_in=saved if spec.num_states > 1 else None,
+                dx=dx, drec=drec)
+    pointwise.set_call(ws, call)
+    with _exact_fp32():
+        run_steps(ws, T, pointwise, _backward_chunk)
+    # R^T drec of step 0 flows into the initial h, where step 0 was valid
+    started = (ws.lengths > 0).view(B, 1, 1)
+    dstates[0].copy_(ws.d_state[0] + torch.where(started, ws.dh.transpose(0, 1).float(), 0.0))
+    dstates[1:].copy_(ws.d_state[1:])
+    dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
+    return dx, dR, bias_gradient(ws.db_acc, b.dtype), dstates

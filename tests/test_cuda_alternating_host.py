@@ -1,0 +1,255 @@
+"""The host side of the cuda_alternating backend on CPU: its step loop, chunks,
+GEMMs, lengths handling, saving and backward orchestration, run with the step
+kernels' contract written in torch from the reference cells (no second copy of
+the cell math) against the torch backend and the float64 reference; the chunk
+plan; the workspace cache; supports(). (The kernels themselves: GPU tests in
+test_cuda_alternating.py; their NVRTC compile: test_cuda_alternating_compile.py.)"""
+import contextlib
+import dataclasses
+
+import pytest
+import torch
+
+import fusedrnn
+from fusedrnn.backends import torch_loop
+from fusedrnn.backends.cuda import alternating
+from fusedrnn.backends.cuda import alternating_workspace as workspaces
+from fusedrnn.backends.cuda.alternating_backend import supports
+from fusedrnn.backends.cuda.alternating_workspace import DONE, Shape, chunk_plan
+from reference import random_problem, reference_rnn
+
+CELLS = list(fusedrnn.CELLS)
+
+
+class TorchPointwise:
+    """What the staging and step kernels do (csrc/alternating_*.cuh), in torch."""
+
+    def set_call(self, ws, call):
+        self.call = call
+        ws.call.zero_()
+
+    def _steps(self, ws, chunk):
+        done, T = int(ws.call[DONE]), self.call.steps
+        return [T - 1 - done - k if ws.shape.backward else done + k for k in range(chunk)]
+
+    def stage(self, ws, chunk):
+        s, spec, call = ws.shape, fusedrnn.CELLS[ws.shape.cell], self.call
+        steps = self._steps(ws, chunk)
+        ws.chunk_view("x_chunk", (chunk, s.B, spec.gates_x, s.NH, s.DH)).copy_(call.x[:, steps].transpose(0, 1))
+        if not s.backward:
+            return
+        ws.chunk_view("dy_chunk", (chunk, s.B, s.NH, s.DH)).copy_(call.dy[:, steps].transpose(0, 1))
+        if call.saved_in is not None:
+            ws.chunk_view("saved_chunk", (chunk, *call.saved_in.shape[1:])).copy_(call.saved_in[steps])
+        h_prev = torch.cat([call.h0[:, None], call.y_in[:, :-1]], 1)[:, steps]  # [B, chunk, NH, DH]
+        ws.chunk_view("h_chunk", (s.NH, chunk, s.B, s.DH)).copy_(h_prev.permute(2, 1, 0, 3))
+
+    def step(self, ws, k, chunk):
+        s, spec, call = ws.shape, fusedrnn.CELLS[ws.shape.cell], self.call
+        t = self._steps(ws, chunk)[k]
+        length = ws.lengths.view(s.B, 1, 1)
+        x = ws.chunk_view("x_chunk", (chunk, s.B, spec.gates_x, s.NH, s.DH))[k].float()
+        bias = ws.bias.float()
+        if not s.backward:
+            rec = ws.rec.view(s.NH, s.B, spec.gates_r, s.DH).permute(1, 2, 0, 3).float()
+            states = list(ws.state.unbind(0))
+            new = [torch.where(t < length, n, p) for n, p in zip(spec.forward(x, rec, bias, states), states)]
+            ws.state.copy_(torch.stack(new))
+            ws.h_operand.copy_(new[0].transpose(0, 1))
+            call.y[:, t] = torch.where(t < length, new[0], 0.0)
+            if call.saved is not None:
+                call.saved[t + 1] = torch.stack(new[1:])
+            return
+        d = list(ws.d_state.unbind(0))
+        d[0] = (d[0] + torch.where(t + 1 < length, ws.dh.transpose(0, 1).float(), 0.0)
+                + torch.where(t < length, ws.chunk_view("dy_chunk", (chunk, s.B, s.NH, s.DH))[k].float(), 0.0))
+        h = ws.chunk_view("h_chunk", (s.NH, chunk, s.B, s.DH))[:, k].transpose(0, 1).float()
+        saved = ws.chunk_view("saved_chunk", (chunk, spec.num_states - 1, s.B, s.NH, s.DH))[k].unbind(0)
+        rec = ws.chunk_view("rec_chunk", (s.NH, chunk, s.B, spec.gates_r, s.DH))[:, k].permute(1, 2, 0, 3).float()
+        dg = [torch.where(t < length, q, 0.0) for q in d]
+        dx, drec, db, dprev = spec.backward(x, rec, bias, [h, *saved], dg)
+        call.dx[:, t] = dx
+        call.drec.view(s.NH, s.B, call.steps, spec.gates_r, s.DH)[:, :, t] = drec.permute(2, 0, 1, 3)
+        ws.drec_step.view(s.NH, s.B, spec.gates_r, s.DH).copy_(drec.permute(2, 0, 1, 3))
+        ws.db_acc.add_(db)
+        ws.d_state.copy_(torch.stack([torch.where(t < length, g, q) for g, q in zip(dprev, d)]))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_workspaces(monkeypatch):
+    monkeypatch.setattr(workspaces, "MAX_CHUNK", 8)  # T=37: chunks 8, 8, 8, 8, 4, 1
+    workspaces.clear_workspaces()
+    yield
+    workspaces.clear_workspaces()
+
+
+def _run(cell, inputs, lengths, dy, dfinal, backend, pointwise=None):
+    x, R, b, s = inputs
+    extra = {} if backend is torch_loop else dict(pointwise=pointwise or TorchPointwise())
+    y, final, saved = backend.forward(x, R, b, s, lengths, cell, True, **extra)
+    grads = backend.backward(dy, dfinal, x, R, b, s, lengths, y, final, saved, cell, **extra)
+    return [y, final, *grads]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("lengths", [None, [37, 1, 20], [0, 37, 8]])
+def test_loop_matches_torch_backend_and_reference(cell, lengths):
+    B, T, NH, DH = 3, 37, 2, 5
+    inputs = random_problem(cell, B, T, NH, DH, dtype=torch.float32)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    dy = torch.randn(B, T, NH, DH)
+    dfinal = torch.randn(fusedrnn.CELLS[cell].num_states, B, NH, DH)
+    got = _run(cell, inputs, lengths, dy, dfinal, alternating)
+    want = _run(cell, inputs, lengths, dy, dfinal, torch_loop)
+    for name, g, w in zip(("y", "final", "dx", "dR", "db", "dstates"), got, want):
+        assert torch.isfinite(g).all(), name
+        torch.testing.assert_close(g, w, rtol=2e-4, atol=2e-5, msg=name)
+    leaves = [t.double().requires_grad_() for t in inputs]
+    y, final = reference_rnn(cell, *leaves, lengths=lengths)
+    ref = torch.autograd.grad((y * dy.double()).sum() + (final * dfinal.double()).sum(), leaves)
+    for name, g, r in zip(("y", "final", "dx", "dR", "db", "dstates"), got, [y, final, *ref]):
+        torch.testing.assert_close(g.double(), r, rtol=1e-3, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_loop_in_half_precision_stays_close(dtype):
+    inputs = random_problem("lstm", 3, 11, 2, 8, dtype=dtype)
+    dy, dfinal = torch.randn(3, 11, 2, 8, dtype=dtype), torch.randn(2, 3, 2, 8, dtype=dtype)
+    got = _run("lstm", inputs, torch.tensor([11, 4, 9]), dy, dfinal, alternating)
+    want = _run("lstm", inputs, torch.tensor([11, 4, 9]), dy, dfinal, torch_loop)
+    for g, w in zip(got, want):
+        assert g.dtype == dtype and torch.isfinite(g).all()
+        torch.testing.assert_close(g.float(), w.float(), rtol=5e-2, atol=5e-2)
+
+
+def test_carrying_final_equals_one_call():
+    x, R, b, s = random_problem("slstm", 2, 23, 2, 4, dtype=torch.float32)
+    pointwise = TorchPointwise()
+    y, final, _ = alternating.forward(x, R, b, s, None, "slstm", False, pointwise=pointwise)
+    y1, mid, _ = alternating.forward(x[:, :9], R, b, s, None, "slstm", False, pointwise=pointwise)
+    y2, end, _ = alternating.forward(x[:, 9:], R, b, mid, None, "slstm", False, pointwise=pointwise)
+    torch.testing.assert_close(torch.cat([y1, y2], 1), y)
+    torch.testing.assert_close(end, final)
+
+
+def test_replayed_chunks_equal_launched_ones(monkeypatch):
+    """The graph path's control flow: a workspace's first call runs eagerly and
+    captures every chunk size once, later calls (any T) only replay (a fake graph
+    re-runs the captured chunk), and results do not change."""
+    captured = []
+
+    class FakeGraph:
+        def __init__(self, ws, pointwise, run_chunk, chunk):
+            self.replay = lambda: run_chunk(ws, pointwise, chunk)
+            captured.append(chunk)
+
+    class FakeStream:
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(alternating, "_graphs_enabled", lambda device: True)
+    monkeypatch.setattr(alternating, "_capture_stream", lambda device: FakeStream())
+    monkeypatch.setattr(alternating, "_capture", lambda ws, pw, run, chunk, side: FakeGraph(ws, pw, run, chunk))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    x, R, b, s = random_problem("gru", 3, 37, 2, 5, dtype=torch.float32)
+    dy, dfinal = torch.randn(3, 37, 2, 5), torch.randn(1, 3, 2, 5)
+    pointwise = TorchPointwise()  # a graph bakes what it captured: the same object every call
+    runs = [_run("gru", (x, R, b, s), None, dy, dfinal, alternating, pointwise) for _ in range(3)]
+    assert sorted(captured) == [1, 1, 2, 2, 4, 4, 8, 8]  # forward and backward workspaces
+    short = alternating.forward(x[:, :6], R, b, s, None, "gru", False, pointwise=pointwise)
+    assert len(captured) == 8
+    for run in runs[1:]:
+        for got, first in zip(run, runs[0]):
+            assert torch.equal(got, first)
+    torch.testing.assert_close(short[0], runs[0][0][:, :6])
+
+
+@pytest.mark.parametrize("T, capacity, plan", [
+    (1, 64, [1]), (37, 64, [32, 4, 1]), (64, 64, [64]), (1024, 64, [64] * 16), (130, 64, [64, 64, 2]),
+    (37, 8, [8, 8, 8, 8, 4, 1]), (5, 1, [1] * 5), (0, 4, []),
+])
+def test_chunk_plan(T, capacity, plan):
+    assert chunk_plan(T, capacity) == plan and sum(plan) == T
+
+
+def test_chunk_sizes_cover_every_plan():
+    for capacity in (1, 8, 64):
+        assert all(set(chunk_plan(T, capacity)) <= set(workspaces.chunk_sizes(capacity)) for T in range(300))
+    assert workspaces.chunk_sizes(8) == [8, 4, 2, 1]
+
+
+def test_chunk_plan_rejects_a_capacity_not_a_power_of_two():
+    with pytest.raises(ValueError, match="capacity"):
+        chunk_plan(10, 6)
+
+
+def _shape(**change):
+    base = Shape(torch.device("cpu"), 0, False, "lstm", torch.float32, torch.float32, 3, 2, 8)
+    return dataclasses.replace(base, **change)
+
+
+def test_chunk_capacity_shrinks_with_large_steps(monkeypatch):
+    monkeypatch.setattr(workspaces, "MAX_CHUNK", 64)
+    assert workspaces.chunk_capacity(_shape()) == 64
+    big = _shape(backward=True, B=64, NH=1, DH=4096)  # ~11 MiB a step
+    capacity = workspaces.chunk_capacity(big)
+    assert capacity & (capacity - 1) == 0 and capacity * workspaces.step_bytes(big) <= workspaces.CHUNK_BUDGET
+    assert 2 * capacity * workspaces.step_bytes(big) > workspaces.CHUNK_BUDGET
+
+
+def test_workspace_cache_keys_and_evicts(monkeypatch):
+    first = workspaces.workspace(_shape())
+    assert workspaces.workspace(_shape()) is first
+    assert workspaces.workspace(_shape(backward=True)) is not first
+    assert workspaces.workspace(_shape(stream=7)) is not first  # another stream, other buffers
+    for B in range(4, 4 + workspaces.MAX_WORKSPACES):
+        workspaces.workspace(_shape(B=B))
+    assert len(workspaces._WORKSPACES) == workspaces.MAX_WORKSPACES and _shape() not in workspaces._WORKSPACES
+    monkeypatch.setattr(workspaces, "WORKSPACE_BUDGET", 1)
+    last = workspaces.workspace(_shape(B=99))
+    assert list(workspaces._WORKSPACES.values()) == [last]  # the most recent stays, whatever its size
+
+
+def test_workspace_buffers_match_the_kernels_layouts():
+    ws = workspaces.workspace(_shape(backward=True, cell="gru", product_dtype=torch.float16, dtype=torch.float16))
+    assert ws.W.shape == (2, 8, 24) and ws.bias.shape == (4, 2, 8) and ws.db_acc.shape == (3, 4, 2, 8)
+    assert ws.rec_chunk.numel() == 2 * ws.capacity * 3 * 24 and ws.rec_chunk.dtype == torch.float16
+    assert ws.call.numel() == 11 and ws.call.dtype == torch.int64  # struct AlternatingCall
+    view = ws.chunk_view("h_chunk", (2, 3 * 3, 8))
+    assert view.is_contiguous() and view.data_ptr() == ws.h_chunk.data_ptr()
+
+
+def _problem(**change):
+    base = fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 2, 3, 1, 4096, torch.bfloat16, torch.device("cuda", 0),
+                                    False, True)
+    return dataclasses.replace(base, **change)
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(device=torch.device("cpu")), ["device cpu", "CUDA GPU"]),
+    (dict(dtype=torch.float64), ["float64", "float16, bfloat16, float32"]),
+    (dict(batch=2**20, heads=64), ["B * NH * DH", "2147483647"]),
+])
+def test_supports_names_the_limit(change, words):
+    ok, why = supports(_problem(**change))
+    assert not ok and all(w in why for w in words), why
+
+
+def test_supports_any_head_size_on_a_recent_gpu(monkeypatch):
+    from fusedrnn.backends.cuda import alternating_backend
+
+    monkeypatch.setattr(alternating_backend, "_capability", lambda index: (9, 0))
+    assert supports(_problem()) == (True, "")
+    monkeypatch.setattr(alternating_backend, "_capability", lambda index: (7, 5))
+    ok, why = supports(_problem())
+    assert not ok and "(7, 5)" in why
+
+
+def test_registered_below_the_fused_backends():
+    from fusedrnn.backends import registry
+
+    order = registry.names()
+    assert order.index("cuda_fused") < order.index("triton") < order.index("cuda_alternating") < order.index("torch")
+    if not torch.cuda.is_available():
+        assert not fusedrnn.backends()["cuda_alternating"].available
