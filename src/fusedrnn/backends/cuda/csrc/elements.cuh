@@ -3,6 +3,7 @@
 // besides the step itself: where they live in a [B, NH, DH] tensor, which
 // steps are valid for their sequence, and loading and storing states and biases.
 #pragma once
+#include "cells/cell.cuh"
 #include "layout.cuh"
 
 namespace fusedrnn {
@@ -91,6 +92,26 @@ __device__ void add_k_slices(float (&acc)[4][L::NT][4], float* partial, const L&
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[g][j][e] += block[(ks - 1) * SLICE + ((g * L::NT + j) * 4 + e) * 32];
   }
+}
+
+// The cell's forward step on the thread's element (j, e) of step t: x from the
+// input ring, R h from the accumulators, biases and states from registers.
+// `next` gets the new states; what to keep of them is the caller's business.
+template <class Cell, bool FAST, class L, class Ring>
+__device__ __forceinline__ void cell_forward_at(const Ring& xr, const float (&acc)[4][L::NT][4],
+                                                const float (&b)[4][2], const float (&s)[4][L::NT][4],
+                                                const L& at, int t, int j, int e, Gates& next) {
+  const int c = at.col(j, e), i = at.row(e);
+  Gates xg = {}, rg, bg, sg;
+#pragma unroll
+  for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(t, c, g, i);
+#pragma unroll
+  for (int g = 0; g < 4; ++g) {
+    rg[g] = acc[g][j][e];
+    bg[g] = b[g][e / 2];
+    sg[g] = s[g][j][e];
+  }
+  Cell::template forward<FAST>(xg, rg, bg, sg, next);
 }
 
 }  // namespace fusedrnn

@@ -85,16 +85,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int c = at.col(j, e), i = at.row(e);
-          Gates xg = {}, rg, bg, sg, next = {};
-#pragma unroll
-          for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(t, c, g, i);
-#pragma unroll
-          for (int g = 0; g < 4; ++g) {
-            rg[g] = acc[g][j][e];
-            bg[g] = b[g][e / 2];
-            sg[g] = s[g][j][e];
-          }
-          Cell::template forward<FAST>(xg, rg, bg, sg, next);
+          Gates next = {};
+          cell_forward_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, next);
           const bool valid = t < valid_steps[j][e];
           if (valid)
 #pragma unroll
