@@ -119,12 +119,12 @@ def test_gpu_carrying_final_equals_one_call(cell):
 
 @pytest.mark.gpu
 def test_gpu_side_stream_and_new_shapes_compile_nothing():
-    from fusedrnn.backends.cuda import alternating_compile
+    from fusedrnn.backends.cuda.launch import load_kernel
 
     inputs = _inputs("lstm", torch.bfloat16, 5, 20, 2, 32)
     with torch.no_grad():
         want = fusedrnn.rnn(*inputs, backend=BACKEND)
-        before = alternating_compile.load_kernel.cache_info().currsize
+        before = load_kernel.cache_info().currsize
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -135,7 +135,7 @@ def test_gpu_side_stream_and_new_shapes_compile_nothing():
     for y, final in runs:  # eager, then replayed, on another stream
         torch.testing.assert_close(y, want[0])
         torch.testing.assert_close(final, want[1])
-    assert alternating_compile.load_kernel.cache_info().currsize == before
+    assert load_kernel.cache_info().currsize == before
     assert len(alternating_workspace._WORKSPACES) <= alternating_workspace.MAX_WORKSPACES
 
 

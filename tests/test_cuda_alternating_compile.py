@@ -23,7 +23,7 @@ SHIPPED = alternating_compile.shipped_alternating_kernels()
 
 def _build(job):
     name, arch = job
-    compiled = alternating_compile.compile_kernel(name, arch)
+    compiled = nvrtc_compile.compile_kernel(name, arch, alternating_compile.SOURCE)
     return name, arch, compiled.registers, compiled.spill_bytes
 
 
@@ -45,8 +45,9 @@ def test_every_shipped_kernel_compiles_without_spills(built):
 
 def test_cache_key_is_not_kernels_cu_one():
     name = SHIPPED[0]
-    assert alternating_compile.cache_key(name, "sm_90") != nvrtc_compile.cache_key(name, "sm_90")
-    assert alternating_compile.cache_key(name, "sm_90") != alternating_compile.cache_key(name, "sm_80")
+    key = nvrtc_compile.cache_key(name, "sm_90", alternating_compile.SOURCE)
+    assert key != nvrtc_compile.cache_key(name, "sm_90")
+    assert key != nvrtc_compile.cache_key(name, "sm_80", alternating_compile.SOURCE)
 
 
 def _ptx_parameters(name_expression):

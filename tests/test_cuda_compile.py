@@ -125,4 +125,4 @@ def test_concurrent_processes_share_one_entry(tmp_path):
 
 def test_compile_error_is_reported(monkeypatch):
     with pytest.raises(RuntimeError, match="NVRTC failed"):
-        nvrtc_compile._nvrtc("fusedrnn::no_such_kernel<int>", ARCH)
+        nvrtc_compile._nvrtc("fusedrnn::no_such_kernel<int>", ARCH, nvrtc_compile.KERNELS)

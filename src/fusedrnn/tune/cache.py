@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -84,16 +82,7 @@ def read_entries(path: Path) -> dict:
 
 def write_entries(path: Path, entries: dict) -> None:
     text = json.dumps(dict(version=VERSION, sha256=_digest(entries), entries=entries), indent=1, sort_keys=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    nvrtc_compile.write_atomically(path, text.encode())
 
 
 def _digest(entries: dict) -> str:

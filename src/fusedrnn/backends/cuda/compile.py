@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CSRC = Path(__file__).parent / "csrc"
+KERNELS = "kernels.cu"  # the persistent kernels; alternating.cu holds the per-step ones
 ENTRY_MAGIC = b"fusedrnn-cubin-v1\n"
 OPTIONS = dict(std="c++17", ptxas_options=["-v"])
 
@@ -82,15 +83,15 @@ def include_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def cache_key(name_expression: str, arch: str) -> str:
-    parts = [sources_digest(), name_expression, arch, nvrtc_version(), json.dumps(OPTIONS, sort_keys=True)]
+def cache_key(name_expression: str, arch: str, source: str = KERNELS) -> str:
+    parts = [sources_digest(), source, name_expression, arch, nvrtc_version(), json.dumps(OPTIONS, sort_keys=True)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def compile_kernel(name_expression: str, arch: str) -> Compiled:
+def compile_kernel(name_expression: str, arch: str, source: str = KERNELS) -> Compiled:
     """The cubin of one kernel instantiation, e.g. `fused_forward_kernel<Lstm, __half, 64, 1, 2, true, false>`,
-    for `arch` such as "sm_90": from the cache, or compiled and cached."""
-    path = cache_dir() / f"{cache_key(name_expression, arch)}.entry"
+    of the translation unit csrc/`source`, for `arch` such as "sm_90": from the cache, or compiled and cached."""
+    path = cache_dir() / f"{cache_key(name_expression, arch, source)}.entry"
     entry = read_entry(path)
     if entry is not None:
         return entry
@@ -100,20 +101,20 @@ def compile_kernel(name_expression: str, arch: str) -> Compiled:
     with FileLock(str(path) + ".lock"):
         entry = read_entry(path)  # another process may have built it while we waited
         if entry is None:
-            entry = _nvrtc(name_expression, arch)
+            entry = _nvrtc(name_expression, arch, source)
             write_entry(path, entry)
     return entry
 
 
-def _nvrtc(name_expression: str, arch: str) -> Compiled:
+def _nvrtc(name_expression: str, arch: str, source: str) -> Compiled:
     from cuda.core import Program, ProgramOptions
 
-    options = ProgramOptions(name="kernels.cu", arch=arch, include_path=[str(CSRC), *include_dirs()],
+    options = ProgramOptions(name=source, arch=arch, include_path=[str(CSRC), *include_dirs()],
                              define_macro=[("FUSEDRNN_NVRTC", "1")], **OPTIONS)
-    source = (CSRC / "kernels.cu").read_text()
     log = io.StringIO()
     try:
-        code = Program(source, "c++", options).compile("cubin", name_expressions=[name_expression], logs=log)
+        code = Program((CSRC / source).read_text(), "c++", options).compile(
+            "cubin", name_expressions=[name_expression], logs=log)
     except Exception as error:
         raise RuntimeError(f"NVRTC failed to compile {name_expression} for {arch}:\n{log.getvalue()}\n{error}") from error
     mangled = code.symbol_mapping[name_expression]
@@ -124,10 +125,16 @@ def _nvrtc(name_expression: str, arch: str) -> Compiled:
 def write_entry(path: Path, entry: Compiled) -> None:
     header = json.dumps(dict(mangled_name=entry.mangled_name, length=len(entry.cubin), log=entry.log,
                              sha256=hashlib.sha256(entry.cubin).hexdigest())).encode()
+    write_atomically(path, ENTRY_MAGIC + header + b"\n" + entry.cubin)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` into `path` through a temporary file renamed into place: a reader
+    sees the old file or the whole new one, never a part."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as file:
-            file.write(ENTRY_MAGIC + header + b"\n" + entry.cubin)
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

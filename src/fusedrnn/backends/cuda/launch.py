@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import torch
 
-from .compile import compile_kernel
+from .compile import KERNELS, compile_kernel
 
 
 def device_arch(device: torch.device) -> str:
@@ -25,15 +25,16 @@ def _cuda_device(index: int):
 
 
 @functools.lru_cache(maxsize=None)
-def load_kernel(name_expression: str, device_index: int, dynamic_smem: int, large_clusters: bool = False):
-    """The kernel, compiled (or taken from the disk cache) and loaded on the device,
-    allowed `dynamic_smem` bytes of dynamic shared memory and, with `large_clusters`,
-    clusters of more than the 8 CTAs every GPU with clusters supports."""
+def load_kernel(name_expression: str, device_index: int, dynamic_smem: int, large_clusters: bool = False,
+                source: str = KERNELS):
+    """The kernel of csrc/`source`, compiled (or taken from the disk cache) and loaded
+    on the device, allowed `dynamic_smem` bytes of dynamic shared memory and, with
+    `large_clusters`, clusters of more than the 8 CTAs every GPU with clusters supports."""
     from cuda.bindings import driver
     from cuda.core import ObjectCode
 
     device = _cuda_device(device_index)
-    compiled = compile_kernel(name_expression, device_arch(torch.device("cuda", device_index)))
+    compiled = compile_kernel(name_expression, device_arch(torch.device("cuda", device_index)), source)
     code = ObjectCode.from_cubin(compiled.cubin, symbol_mapping={name_expression: compiled.mangled_name.encode()})
     kernel = code.get_kernel(name_expression)
     if dynamic_smem > 48 * 1024:
@@ -65,7 +66,7 @@ def pointer(tensor: torch.Tensor | None) -> np.uint64:
 
 
 def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, device: torch.device, *args,
-           cooperative: bool = False, cluster: int | None = None):
+           cooperative: bool = False, cluster: int | None = None, source: str = KERNELS):
     """Run the kernel on torch's current stream of `device`. Tensors are passed
     as pointers, Python ints as 32-bit ints. A cooperative launch guarantees
     that all CTAs are resident at once (or fails), as a grid barrier needs.
@@ -75,7 +76,7 @@ def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, dev
     from cuda.core import launch as cuda_launch
 
     index = device.index if device.index is not None else torch.cuda.current_device()
-    kernel = load_kernel(name_expression, index, dynamic_smem, bool(cluster and cluster > 8))
+    kernel = load_kernel(name_expression, index, dynamic_smem, bool(cluster and cluster > 8), source)
     stream = _stream(torch.cuda.current_stream(index).cuda_stream, index)
     converted = [pointer(a) if a is None or isinstance(a, torch.Tensor) else np.int32(a) for a in args]
     config = LaunchConfig(grid=grid, cluster=(cluster, 1, 1) if cluster else None, block=block,
