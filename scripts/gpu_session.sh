@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Everything that waits for the lent GPU, in phases that each fit one device
+# call (< 10 minutes). Run from the repository root through the device tool:
+#   bash scripts/gpu_session.sh PHASE
+# PHASE: check    GPU tests of every backend, then the Triton and cluster variants
+#        perf     alternating bench, tuner check, the head sweep, numerics over time
+#        lm       the language model: tokens/s of the three mixers (bf16, fp16),
+#                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
+#                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
+# Every phase writes its logs and result files into $OUT/PHASE.tgz (the device
+# tool returns at most 8 files) and prints a short summary last.
+# python-constraint2 (the tuner) is not on the GPU image: carry its wheel in
+# .whl/ (see /work/.library/device/README.md) and it is installed first.
+set -u
+phase=${1:?usage: bash scripts/gpu_session.sh check|perf|lm}
+export PYTHONPATH=src PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+work=$(mktemp -d)/$phase
+mkdir -p "$work" "$OUT"
+if ls .whl/*.whl > /dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=src:/tmp/site
+fi
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader | tee "$work/gpu.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$work/gpu.txt"
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $work/NAME.txt
+  local name=$1 limit=$2; shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" > "$work/$name.txt" 2>&1
+  echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$work/steps.txt"
+}
+
+case $phase in
+  check)
+    step pytest 300 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests
+    step triton-variants 150 python3 scripts/triton_variants.py --out "$work"
+    step cluster-variants 90 python3 scripts/cluster_variants.py "$work"
+    ;;
+  perf)
+    step alternating 90 python3 scripts/alternating_bench.py
+    step tune-check 110 python3 scripts/tune_check.py "$work"
+    step bench 270 python3 -m fusedrnn.cli bench --out "$work"
+    step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
+    ;;
+  lm)
+    step lm 540 bash examples/lm/measure_gpu.sh "$work"
+    ;;
+  *) echo "unknown phase $phase" >&2; exit 2 ;;
+esac
+
+tar czf "$OUT/$phase.tgz" -C "$(dirname "$work")" "$phase"
+echo "== steps"; cat "$work/steps.txt"
+for log in "$work"/*.txt; do
+  case $(basename "$log") in gpu.txt|steps.txt) continue ;; esac
+  echo "== $(basename "$log" .txt)"
+  grep -E "passed|failed|error|Error|^\|" "$log" | tail -30 | cut -c1-160
+done
