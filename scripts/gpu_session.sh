@@ -39,8 +39,9 @@ case $phase in
   perf)
     step alternating 90 python3 scripts/alternating_bench.py
     step tune-check 110 python3 scripts/tune_check.py "$work"
-    step bench 270 python3 -m fusedrnn.cli bench --out "$work"
+    step bench 240 python3 -m fusedrnn.cli bench --out "$work"
     step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
+    step streaming 40 python3 scripts/streaming_latency.py --out "$work"
     ;;
   lm)
     step lm 540 bash examples/lm/measure_gpu.sh "$work"
