@@ -18,8 +18,8 @@ shipped_choose = fused.choose_config
 
 
 def run(DH, NH, variant, backward):
-    def forced(cell, dtype, DH_, B_, backward):
-        config = shipped_choose(cell, dtype, DH_, B_, backward)
+    def forced(*args, **kwargs):  # choose_config's signature, whatever it grows
+        config = shipped_choose(*args, **kwargs)
         if variant is None:
             return config
         changed = dataclasses.replace(config, **variant)

@@ -2,9 +2,9 @@
 using fusedrnn's cells: one plain loop over time, gradients by autograd."""
 from __future__ import annotations
 
-import math
-
 import torch
+
+from fusedrnn.testing import random_problem  # noqa: F401  (the inputs the tests draw, shared with the tuner's gate)
 
 COUNTS = {  # cell: (Gx, Gr, Gb, S)
     "lstm": (4, 4, 4, 2),
@@ -64,22 +64,3 @@ def reference_rnn(cell, x, R, b, states=None, lengths=None):
             ys.append(new[0])
         s = new
     return torch.stack(ys, 1), torch.stack(s)
-
-
-def random_problem(cell, B, T, NH, DH, dtype=torch.float64, device="cpu", with_states=True, generator=None):
-    """Fresh inputs of a realistic scale: R ~ 1/sqrt(DH), x and b ~ 1."""
-    Gx, Gr, Gb, S = COUNTS[cell]
-    kw = dict(dtype=torch.float64, device=device, generator=generator)
-    x = torch.randn(B, T, Gx, NH, DH, **kw)
-    # a relu recurrence at spectral radius ~1 is chaotic: its gradient flips with
-    # any rounding; trained relu RNNs are contractive, so test one
-    R = torch.randn(Gr, NH, DH, DH, **kw) / math.sqrt(DH) * (0.5 if cell == "elman_relu" else 1.0)
-    b = torch.randn(Gb, NH, DH, **kw) * 0.5
-    states = None
-    if with_states:
-        states = torch.randn(S, B, NH, DH, **kw)
-        if cell == "slstm":  # n > 0, m a plausible log-scale
-            states[2] = states[2].abs() + 0.5
-            states[3] = states[3] * 0.5
-    cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
-    return cast(x), cast(R), cast(b), cast(states)

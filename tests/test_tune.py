@@ -1,6 +1,6 @@
 """The tuner on a CPU: the constraint model over recorded device limits (H100,
 A100, RTX 4090), the cost model against the H100 measurements on record, the
-search with a fake timer, the on-disk cache and the `fusedrnn tune` command."""
+search with a fake timer and correctness check, the on-disk cache and the `fusedrnn tune` command."""
 import dataclasses
 import json
 import math
@@ -22,6 +22,7 @@ from fusedrnn.tune.choice import model_choice  # noqa: E402
 from fusedrnn.tune.cost import estimated_ms, rank  # noqa: E402
 from fusedrnn.tune.registers import registers_needed  # noqa: E402
 from fusedrnn.tune.space import batch_bucket, feasible_configs, fused_space, split_space  # noqa: E402
+from tune_fakes import FakeCheck, FakeTimer  # noqa: E402
 
 BF16 = torch.bfloat16
 BENCH_SHAPES = [(16, 48), (32, 24), (64, 12), (128, 6), (256, 3), (768, 1)]  # hidden 768, DH x NH
@@ -181,22 +182,6 @@ def test_cost_model_sanity():
     assert (ranked[0].NT, ranked[0].WN, ranked[0].r_in_registers) == (1, 1, True)  # measured best at B=16
 
 
-class FakeTimer:
-    """Times are the model's estimate, scaled per configuration; some are rejected."""
-
-    def __init__(self, scale=None, reject=()):
-        self.scale, self.reject, self.calls, self.prepared = scale or {}, set(reject), [], []
-
-    def prepare(self, configs):
-        self.prepared.append(list(configs))
-
-    def __call__(self, config, call):
-        self.calls.append(config)
-        if config in self.reject:
-            return math.inf
-        return estimated_ms(config, call.NH, call.B, H100_SXM, call.T) * self.scale.get(config, 1.0)
-
-
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
@@ -207,7 +192,8 @@ def test_search_times_the_models_best_and_caches_the_winner(cache_dir):
     space = rank(feasible_configs("lstm", BF16, 64, 12, 16, False, H100_SXM), 12, 16, H100_SXM)
     slow_first = {space[0]: 3.0}  # the model's favourite measures slow: the timed runner-up must win
     timer = FakeTimer(scale=slow_first)
-    result = tune("lstm", BF16, 64, 12, 16, top_k=2, limits=H100_SXM, timer=timer, progress=False)
+    result = tune("lstm", BF16, 64, 12, 16, top_k=2, limits=H100_SXM, timer=timer, check=FakeCheck(),
+                  progress=False)
     assert len(timer.prepared) == 1 and len(timer.prepared[0]) == len(timer.calls) == 4  # 2 a direction
     timed = result.forward.timed
     assert len(timed) == 2 and timed[0].config != space[0] and result.forward.best.config == timed[0].config
@@ -221,17 +207,19 @@ def test_search_times_the_models_best_and_caches_the_winner(cache_dir):
 def test_search_skips_rejected_and_times_everything_when_exhaustive(cache_dir):
     space = feasible_configs("lstm", BF16, 768, 1, 16, False, H100_SXM)
     timer = FakeTimer(reject=space[:3])
-    result = tune("lstm", BF16, 768, 1, 16, exhaustive=True, limits=H100_SXM, timer=timer, progress=False)
+    result = tune("lstm", BF16, 768, 1, 16, exhaustive=True, limits=H100_SXM, timer=timer, check=FakeCheck(),
+                  progress=False)
     assert len([c for c in timer.calls if not c.backward]) == len(space)
     assert result.forward.best.config not in space[:3] and math.isfinite(result.forward.best.measured_ms)
     with pytest.raises(RuntimeError, match="rejected"):
         tune("lstm", BF16, 768, 1, 16, exhaustive=True, limits=H100_SXM, progress=False,
-             timer=FakeTimer(reject=split_space("lstm", BF16, 768, 1, 16, False, H100_SXM)))
+             check=FakeCheck(), timer=FakeTimer(reject=split_space("lstm", BF16, 768, 1, 16, False, H100_SXM)))
 
 
 def test_top_k_skips_configurations_the_model_cannot_tell_apart(cache_dir):
     timer = FakeTimer()
-    tune("lstm", BF16, 64, 12, 16, top_k=3, limits=H100_SXM, timer=timer, use_cache=False, progress=False)
+    tune("lstm", BF16, 64, 12, 16, top_k=3, limits=H100_SXM, timer=timer, check=FakeCheck(), use_cache=False,
+         progress=False)
     forward = [c for c in timer.calls if not c.backward]
     estimates = [estimated_ms(c, 12, 16, H100_SXM) for c in forward]
     assert len(forward) == 3 and len({round(e, 6) for e in estimates}) == 3
@@ -319,9 +307,9 @@ def test_bad_input_names_the_argument():
     with pytest.raises(TypeError, match="dtype: expected one of"):
         feasible_configs("lstm", torch.float64, 64, 1, 16, False, H100_SXM)
     with pytest.raises(ValueError, match="top_k: expected a positive int, got 0"):
-        tune("lstm", BF16, 64, 12, 16, top_k=0, limits=H100_SXM, timer=FakeTimer())
+        tune("lstm", BF16, 64, 12, 16, top_k=0, limits=H100_SXM, check=FakeCheck(), timer=FakeTimer())
     with pytest.raises(ValueError, match="no cuda_fused configuration runs"):
-        tune("lstm", BF16, 4096, 1, 16, limits=H100_SXM, timer=FakeTimer(), progress=False)
+        tune("lstm", BF16, 4096, 1, 16, limits=H100_SXM, check=FakeCheck(), timer=FakeTimer(), progress=False)
     assert best_config("lstm", BF16, 4096, 1, 16, False, H100_SXM, use_cache=False) is None
 
 

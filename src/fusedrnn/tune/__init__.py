@@ -1,10 +1,11 @@
 """The hardware-aware tuner of the `cuda_fused` kernels: the configurations a
 call can run with on a device as a constraint model over the device's limits
-(space.py), ranked by a cost model (cost.py), the best few timed (search.py)
-and the winner cached on disk (cache.py). docs/tuning.md explains the model.
+(space.py), ranked by a cost model (cost.py), the best few checked
+(correctness.py) and timed (search.py) and the winner cached on disk
+(cache.py), where the backend finds it. docs/tuning.md explains the model.
 
-    best_config(cell, dtype, DH, NH, B, backward)  # what the backend runs
-    tune(cell, dtype, DH, NH, B)                    # time and cache (GPU)
+    best_config(cell, dtype, DH, NH, B, backward)  # the tuner's pick
+    tune(cell, dtype, DH, NH, B)                    # check, time and cache (GPU)
     largest_head_dims(preset("a100"))               # per cell and dtype
 """
 from .choice import best_config

@@ -8,12 +8,20 @@ Several processes may tune at once: updates run under a file lock and replace
 the file atomically. The file carries the SHA-256 of its entries; a file that
 does not parse or whose digest does not match is treated as empty and
 rewritten by the next update.
+
+The backend looks a winner up on every call (streaming inference calls it once
+a token), so the file is parsed once and then identified by its stat: while
+the stat is unchanged a lookup costs that one `stat` and two dict lookups.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,7 +36,12 @@ KINDS = {"fused": FusedConfig, "split": SplitConfig}
 
 
 def cache_path() -> Path:
-    return nvrtc_compile.cache_dir().parent / "tune.json"
+    return _beside(nvrtc_compile.cache_dir())
+
+
+@functools.lru_cache(maxsize=8)
+def _beside(cubin_dir: Path) -> Path:  # memoised: the backend asks on every call
+    return cubin_dir.parent / "tune.json"
 
 
 def cache_key(gpu: str, cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
@@ -42,11 +55,21 @@ def cache_key(gpu: str, cell: str, dtype: torch.dtype, DH: int, NH: int, B: int,
 def lookup(key: str):
     """The cached configuration for `key`, or None (also when the entry was written
     for configuration fields this version does not have)."""
-    entry = read_entries(cache_path()).get(key)
-    try:
-        return None if entry is None else config_from_json(entry["config"])
-    except (KeyError, TypeError, AttributeError):
-        return None
+    snapshot = _snapshot(cache_path())
+    if key not in snapshot.configs:
+        snapshot.configs[key] = _parse(snapshot.entries.get(key))
+    return snapshot.configs[key]
+
+
+def tuned_winner(kind: type, gpu: str, cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+                 DHP: int):
+    """The winner cached for this call on `gpu` if it is a `kind` (FusedConfig or
+    SplitConfig) instantiated for the call: its cell, dtype, padded head dim DHP,
+    direction, and a row-copy width that divides DH; else None."""
+    config = lookup(cache_key(gpu, cell, dtype, DH, NH, B, backward))
+    matches = (isinstance(config, kind) and config.cell == cell and config.dtype == dtype and config.DHP == DHP
+               and config.backward == backward and DH % config.vec == 0)
+    return config if matches else None
 
 
 def store(key: str, config, measured_ms: float) -> None:
@@ -60,24 +83,74 @@ def store(key: str, config, measured_ms: float) -> None:
         write_entries(path, entries)
 
 
-_parsed = {"text": None, "entries": {}}  # the last file read: the backend looks up on every call
+# A file whose mtime is this close to the time it was read may still change within the same
+# timestamp tick (a jiffy; 2 s on FAT) without changing its stat: it is read again next time.
+RACY_NS = 2_000_000_000
+
+
+@dataclass
+class _Snapshot:
+    """The tune file as last read: its path, its stat then, its entries, and the
+    configurations parsed from them so far."""
+    path: str | None = None
+    stamp: tuple | None = None  # (inode, size, mtime_ns); None: no file
+    settled: bool = False  # the stamp alone identifies the contents (not racy)
+    text: str | None = None
+    entries: dict = field(default_factory=dict)
+    configs: dict = field(default_factory=dict)
+
+
+_last = _Snapshot()
+
+
+def _snapshot(path: Path) -> _Snapshot:
+    """The file's snapshot: the last one while its stat is unchanged, else read again."""
+    global _last
+    name = str(path)
+    try:
+        info = os.stat(name)
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+    except FileNotFoundError:
+        stamp = None
+    last = _last
+    if last.path == name and last.stamp == stamp and last.settled:
+        return last
+    try:
+        text = None if stamp is None else Path(name).read_text()
+    except FileNotFoundError:  # replaced or removed since the stat
+        text, stamp = None, None
+    snapshot = last
+    if (last.path, last.text) != (name, text):  # new contents: parse again
+        snapshot = _Snapshot(path=name, text=text, entries=_parse_entries(text))
+    snapshot.stamp = stamp
+    snapshot.settled = stamp is None or time.time_ns() - stamp[2] > RACY_NS
+    _last = snapshot
+    return snapshot
 
 
 def read_entries(path: Path) -> dict:
     """The entries in the file at `path`; {} when it is missing or corrupted."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    return dict(_snapshot(path).entries)
+
+
+def _parse_entries(text: str | None) -> dict:
+    if text is None:
         return {}
-    if text != _parsed["text"]:
-        try:
-            document = json.loads(text)
-            entries = document["entries"]
-            intact = document["version"] == VERSION and document["sha256"] == _digest(entries)
-        except (ValueError, KeyError, TypeError):
-            intact = False
-        _parsed.update(text=text, entries=entries if intact else {})
-    return dict(_parsed["entries"])
+    try:
+        document = json.loads(text)
+        entries = document["entries"]
+        intact = (isinstance(entries, dict) and document["version"] == VERSION
+                  and document["sha256"] == _digest(entries))
+    except (ValueError, KeyError, TypeError):
+        intact = False
+    return entries if intact else {}
+
+
+def _parse(entry):
+    try:
+        return None if entry is None else config_from_json(entry["config"])
+    except (KeyError, TypeError, AttributeError):
+        return None
 
 
 def write_entries(path: Path, entries: dict) -> None:

@@ -1,5 +1,7 @@
-"""What the backend runs: the tuned winner for the call's shape when the cache
-has one, else the cost model's first choice."""
+"""The tuner's pick for a call: the tuned winner for the call's shape when the
+cache has one, else the cost model's first choice. The backend runs the
+winner too, but without one its own heuristic, not the model's untimed choice
+(backends/cuda/fused.choose_config, split.choose_split)."""
 from __future__ import annotations
 
 import functools

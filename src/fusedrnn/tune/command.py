@@ -52,9 +52,11 @@ def run(args) -> None:
     print("| DH x NH | kernel | configuration | model ms | measured ms |\n|---|---|---|---|---|")
     for DH, NH in zip(args.dh, args.nh):
         for ranking in rankings(args, limits, dtype, DH, NH):
-            shown = distinct(ranking.candidates)[:args.top_k] if args.device else ranking.timed
+            shown = distinct(ranking.candidates)[:args.top_k] if args.device else ranking.timed + ranking.failed
             for candidate in shown:
                 measured = "—" if candidate.measured_ms is None else f"{candidate.measured_ms:.3f}"
+                if candidate.failed_check is not None:
+                    measured = "failed the correctness check"
                 print(f"| {DH}x{NH} | {'backward' if ranking.backward else 'forward'} | {describe(candidate.config)} "
                       f"| {candidate.estimated_ms:.3f} | {measured} |")
 

@@ -4,7 +4,12 @@ the best few (or all) of each direction, keep the fastest in the cache.
 The timer is injectable: `timer(config, call) -> milliseconds` (math.inf to
 reject a configuration); it may also have `prepare(configs)`, called once
 with everything it is about to time. Without one, the GPU timer
-(tune/timing.py) runs the kernels."""
+(tune/timing.py) runs the kernels.
+
+So is the correctness gate that runs before the timer: `check(config, call)
+-> str`, '' when the configuration computes the right thing, else why not.
+A candidate that fails is reported and never timed, so never cached. Without
+one, the GPU check (tune/correctness.py) runs the kernels."""
 from __future__ import annotations
 
 import math
@@ -34,6 +39,7 @@ class Candidate:
     config: object
     estimated_ms: float
     measured_ms: float | None = None  # None: not timed; inf: rejected by the timer
+    failed_check: str | None = None  # why it failed the correctness check (then it is not timed)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,10 @@ class Ranking:
     @property
     def timed(self) -> list[Candidate]:
         return sorted((c for c in self.candidates if c.measured_ms is not None), key=lambda c: c.measured_ms)
+
+    @property
+    def failed(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.failed_check is not None]
 
     @property
     def best(self) -> Candidate:
@@ -83,37 +93,59 @@ def distinct(candidates) -> list[Candidate]:
 
 def tune(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device=None, *, top_k: int = 3,
          exhaustive: bool = False, T: int = 1024, limits: DeviceLimits | None = None, timer=None,
-         use_cache: bool = True, progress: bool = True) -> TuneResult:
+         check=None, use_cache: bool = True, progress: bool = True) -> TuneResult:
     """Tune the `cuda_fused` kernels for one call shape: for the forward and the
-    backward kernel, time the `top_k` configurations the cost model ranks
-    fastest (every feasible one with `exhaustive`) and cache the winner."""
+    backward kernel, check and time the `top_k` configurations the cost model
+    ranks fastest (every feasible one with `exhaustive`) and cache the fastest
+    that passed the check."""
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
     if limits is None:
         limits = device_limits(None if device is None else torch.device(device).index)
+    call = Call(cell, dtype, DH, NH, B, T)
+    models = [model_ranking(cell, dtype, DH, NH, B, backward, limits, T) for backward in (False, True)]
+    chosen = [m.candidates if exhaustive else distinct(m.candidates)[:top_k] for m in models]
     if timer is None:
         from .timing import GpuTimer
 
         timer = GpuTimer(device)
-    call = Call(cell, dtype, DH, NH, B, T)
-    models = [model_ranking(cell, dtype, DH, NH, B, backward, limits, T) for backward in (False, True)]
-    chosen = [m.candidates if exhaustive else distinct(m.candidates)[:top_k] for m in models]
+    if check is None:
+        from .correctness import GpuCheck
+
+        check = GpuCheck(device)
     if hasattr(timer, "prepare"):
         timer.prepare([c.config for candidates in chosen for c in candidates])
     rankings = []
     with tqdm(total=sum(map(len, chosen)), desc=f"tune {cell} {str(dtype)[6:]} {DH}x{NH} B={B}",
               disable=not progress) as bar:
         for model, timed in zip(models, chosen):
-            measured = {}
-            for candidate in timed:
-                measured[candidate.config] = float(timer(candidate.config, call))
-                bar.update()
-            ranking = Ranking(model.backward, tuple(replace(c, measured_ms=measured.get(c.config))
-                                                    for c in model.candidates))
-            if not math.isfinite(ranking.best.measured_ms):
-                raise RuntimeError(f"every timed configuration was rejected for {call} (backward={model.backward})")
+            ranking = check_and_time(model, timed, call, check, timer, bar if progress else None)
             if use_cache:
                 key = cache.cache_key(limits.name, cell, dtype, DH, NH, B, model.backward)
                 cache.store(key, ranking.best.config, ranking.best.measured_ms)
             rankings.append(ranking)
     return TuneResult(call, limits.name, *rankings)
+
+
+def check_and_time(model: Ranking, chosen: list[Candidate], call: Call, check, timer, bar=None) -> Ranking:
+    """The model's ranking with the chosen candidates checked, and those that pass
+    timed; a failure is written to the progress `bar` (if any) as it happens."""
+    measured, failures = {}, {}
+    for candidate in chosen:
+        failure = check(candidate.config, call)
+        if failure:
+            failures[candidate.config] = failure
+            if bar is not None:
+                bar.write(f"failed the correctness check, not timed: {candidate.config.name_expression}: {failure}")
+        else:
+            measured[candidate.config] = float(timer(candidate.config, call))
+        if bar is not None:
+            bar.update()
+    ranking = Ranking(model.backward, tuple(
+        replace(c, measured_ms=measured.get(c.config), failed_check=failures.get(c.config))
+        for c in model.candidates))
+    if not ranking.timed or not math.isfinite(ranking.best.measured_ms):
+        why = "".join(f"\n  {config.name_expression}: {failure}" for config, failure in failures.items())
+        raise RuntimeError(f"every candidate was rejected for {call} (backward={model.backward}): "
+                           f"{len(failures)} by the correctness check, {len(ranking.timed)} by the timer{why}")
+    return ranking

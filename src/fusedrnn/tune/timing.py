@@ -6,7 +6,9 @@ A configuration is forced by standing in for the backend's choice
 the call itself is the benchmark's (bench/providers.py), so what is timed is
 exactly what `fusedrnn.rnn` runs: forward, or forward+backward for a
 backward configuration (the forward then as the backend picks it, the same
-for every candidate)."""
+for every candidate: the forward winner when one is cached). Standing in for
+the functions bypasses their lookup of tuned winners, so the forced
+configuration wins over the cache."""
 from __future__ import annotations
 
 import contextlib

@@ -45,8 +45,15 @@ class Compiled:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("FUSEDRNN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fusedrnn")
+    # memoised per value of the environment: the tune cache beside it is looked up on every call
+    environ = os.environ
+    return _cache_dir(environ.get("FUSEDRNN_CACHE_DIR"), environ.get("XDG_CACHE_HOME"), environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_dir(fusedrnn_cache_dir: str | None, xdg_cache_home: str | None, home: str | None) -> Path:
+    """The directory for these values of the environment variables it depends on."""
+    root = fusedrnn_cache_dir or os.path.join(xdg_cache_home or os.path.expanduser("~/.cache"), "fusedrnn")
     return Path(root) / "cubin"
 
 

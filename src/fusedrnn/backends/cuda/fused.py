@@ -10,7 +10,7 @@ import torch
 from ...cells import get_cell
 from .. import outputs
 from ..weight_gradient import bias_gradient, recurrent_weight_gradient
-from .launch import launch
+from .launch import gpu_name, launch
 
 # the C++ type of each cell (csrc/cells/*.cuh)
 CELL_TYPES = {
@@ -91,11 +91,19 @@ def padded_head_dim(DH: int) -> int:
 
 
 def choose_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, NH: int = 1,
-                  sm_count: int = 132) -> FusedConfig:
-    """The instantiation for a call. Batch tiles of 8 (one warp along the batch)
+                  sm_count: int = 132, *, tuned_for: str | None = None) -> FusedConfig:
+    """The instantiation for a call. With `tuned_for` (a GPU's name), the winner
+    `fusedrnn.tune` measured for the call on that GPU, when its cache holds one
+    that still fits. Otherwise batch tiles of 8 (one warp along the batch)
     while the CTAs fit the GPU in one wave, else 16; then the deepest input ring
     that fits. A new B (or any T) reuses a compiled kernel."""
     DHP = padded_head_dim(DH)
+    if tuned_for is not None:
+        from ...tune.cache import tuned_winner  # not at the top: the tuner imports this module
+
+        tuned = tuned_winner(FusedConfig, tuned_for, cell, dtype, DH, NH, B, backward, DHP)
+        if tuned is not None and tuned.fits():
+            return tuned
     gates = get_cell(cell).gates_r
     tensor_cores = dtype != torch.float32
     # Measured on the H100 (docs/perf-notes.md, scripts/cuda_variants.py): at B=16 tiles of
@@ -173,7 +181,7 @@ def forward(x, R, b, states, lengths, cell, need_saved):
         from .split import split_forward
 
         return split_forward(x, R, b, states, lengths, cell, need_saved, _sm_count(x.device))
-    config = choose_config(cell, x.dtype, DH, B, False, NH, _sm_count(x.device))
+    config = choose_config(cell, x.dtype, DH, B, False, NH, _sm_count(x.device), tuned_for=gpu_name(x.device))
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
@@ -195,7 +203,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
                                                        _sm_count(x.device))
         dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
         return dx, dR, bias_gradient(db_partial, b.dtype), dstates
-    config = choose_config(cell, x.dtype, DH, B, True, NH, _sm_count(x.device))
+    config = choose_config(cell, x.dtype, DH, B, True, NH, _sm_count(x.device), tuned_for=gpu_name(x.device))
     grid = _grid(x, config)
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)

@@ -15,6 +15,16 @@ def device_arch(device: torch.device) -> str:
     return f"sm_{major}{minor}"
 
 
+def gpu_name(device: torch.device) -> str:
+    """The GPU's name, as the tune cache keys its winners."""
+    return _gpu_name(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_name(index: int) -> str:  # memoised: asked on every call of the backend
+    return torch.cuda.get_device_name(index)
+
+
 @functools.lru_cache(maxsize=None)
 def _cuda_device(index: int):
     from cuda.core import Device

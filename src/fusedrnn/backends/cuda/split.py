@@ -20,8 +20,8 @@ import torch
 
 from ...cells import get_cell
 from .. import outputs
-from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes
-from .launch import launch
+from .fused import CELL_TYPES, MAX_THREADS, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes
+from .launch import gpu_name, launch
 
 TARGET_WARPS = 8  # a CTA's warps: row blocks x K slices
 PAD_TO = 128  # split heads are padded to a multiple of 128: few instantiations, K slices of 8
@@ -73,6 +73,14 @@ class SplitConfig:
         total += _ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
         return total + BT * ROWS * 4  # summed dh
 
+    def fits(self, NH: int, B: int, sm_count: int) -> bool:
+        """Whether it can run NH heads of B sequences on a GPU of `sm_count` SMs: a
+        block within the limits, the head in whole CTAs and K slices, and every CTA
+        of the cooperative grid resident at once (one an SM)."""
+        return (self.threads <= MAX_THREADS and self.shared_memory <= SHARED_MEMORY_LIMIT
+                and self.DHP % self.ROWS == 0 and (self.DHP // 16) % self.KSPLIT == 0
+                and self.parts * NH * math.ceil(B / self.batch_tile) <= sm_count)
+
     @property
     def name_expression(self) -> str:
         cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
@@ -99,14 +107,23 @@ def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, back
     return None
 
 
-def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int, backward: bool = False):
-    """The split with the fewest rows a CTA (least work between barriers) whose CTAs
-    all fit the GPU at once; None when there is none."""
+def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int, backward: bool = False,
+                 *, tuned_for: str | None = None):
+    """With `tuned_for` (a GPU's name), the winner `fusedrnn.tune` measured for the
+    call on that GPU, when its cache holds one that still fits. Otherwise the split
+    with the fewest rows a CTA (least work between barriers) whose CTAs all fit the
+    GPU at once; None when there is none."""
     if DH > MAX_HEAD_DIM:
         return None
+    if tuned_for is not None:
+        from ...tune.cache import tuned_winner  # not at the top: the tuner imports this module
+
+        tuned = tuned_winner(SplitConfig, tuned_for, cell, dtype, DH, NH, B, backward, split_head_dim(DH))
+        if tuned is not None and tuned.fits(NH, B, sm_count):
+            return tuned
     for ROWS in ROWS_CHOICES:
         config = split_config(cell, dtype, DH, B, ROWS, backward)
-        if config is not None and config.parts * NH * math.ceil(B / config.batch_tile) <= sm_count:
+        if config is not None and config.fits(NH, B, sm_count):
             return config
     return None
 
@@ -150,7 +167,7 @@ def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
         return cluster_forward(cluster, x, R, b, states, lengths, need_saved)
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
-    config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=False)
+    config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=False, tuned_for=gpu_name(x.device))
     tiles = math.ceil(B / config.batch_tile)
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
@@ -184,7 +201,7 @@ def shipped_split_configs() -> list[SplitConfig]:
 def split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count):
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
-    config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=True)
+    config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=True, tuned_for=gpu_name(x.device))
     tiles = math.ceil(B / config.batch_tile)
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
