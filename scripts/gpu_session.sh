@@ -10,7 +10,10 @@
 # Every phase writes its logs and result files into $OUT/PHASE.tgz (the device
 # tool returns at most 8 files) and prints a short summary last.
 # python-constraint2 (the tuner) is not on the GPU image: carry its wheel in
-# .whl/ (see /work/.library/device/README.md) and it is installed first.
+# .whl/ (ignored by git; see /work/.library/device/README.md), fetched with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
+# and it is installed first.
 set -u
 phase=${1:?usage: bash scripts/gpu_session.sh check|perf|lm}
 export PYTHONPATH=src PYTHONUNBUFFERED=1
