@@ -16,7 +16,7 @@ import triton.language as tl
 
 from .stacked import load_stacked_weights, stacked_products, stacked_products_t
 from .tiles import (
-    accumulate, load_biases, load_slice, load_slices, load_weights, recurrent_product, recurrent_product_t,
+    accumulate, gate_products, load_biases, load_slice, load_slices, load_weights, recurrent_product_t,
     select_state, store_slices,
 )
 
@@ -102,10 +102,7 @@ def recurrence_bwd_kernel(
         elif STACK_GATES:
             r0, r1, r2, r3 = stacked_products(W, h, PRECISION)
         else:
-            r0 = recurrent_product(W0, h, 0, GR, zero, PRECISION)
-            r1 = recurrent_product(W1, h, 1, GR, zero, PRECISION)
-            r2 = recurrent_product(W2, h, 2, GR, zero, PRECISION)
-            r3 = recurrent_product(W3, h, 3, GR, zero, PRECISION)
+            r0, r1, r2, r3 = gate_products(W0, W1, W2, W3, h, GR, zero, PRECISION)
         if HAS_LENGTHS:
             valid = t < lengths
             ds0 += tl.where(valid, dy, 0.0)

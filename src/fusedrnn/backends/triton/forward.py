@@ -5,7 +5,7 @@ import triton.language as tl
 
 from .stacked import load_stacked_weights, stacked_products
 from .tiles import (
-    load_biases, load_slices, load_weights, recurrent_product, save_carried_states, select_state, store_slices,
+    gate_products, load_biases, load_slices, load_weights, save_carried_states, select_state, store_slices,
 )
 
 
@@ -58,10 +58,7 @@ def recurrence_fwd_kernel(
         if STACK_GATES:
             r0, r1, r2, r3 = stacked_products(W, h, PRECISION)
         else:
-            r0 = recurrent_product(W0, h, 0, GR, zero, PRECISION)
-            r1 = recurrent_product(W1, h, 1, GR, zero, PRECISION)
-            r2 = recurrent_product(W2, h, 2, GR, zero, PRECISION)
-            r3 = recurrent_product(W3, h, 3, GR, zero, PRECISION)
+            r0, r1, r2, r3 = gate_products(W0, W1, W2, W3, h, GR, zero, PRECISION)
         n0, n1, n2, n3 = CELL(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, FAST_MATH)
         if HAS_LENGTHS:
             valid = t < lengths

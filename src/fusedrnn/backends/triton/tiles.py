@@ -95,6 +95,13 @@ def recurrent_product(W, h, g: tl.constexpr, G: tl.constexpr, zero, PRECISION: t
 
 
 @triton.jit
+def gate_products(W0, W1, W2, W3, h, G: tl.constexpr, zero, PRECISION: tl.constexpr):
+    """R_g @ h in fp32 for the four gate slots, one product a gate (`zero` past G)."""
+    return (recurrent_product(W0, h, 0, G, zero, PRECISION), recurrent_product(W1, h, 1, G, zero, PRECISION),
+            recurrent_product(W2, h, 2, G, zero, PRECISION), recurrent_product(W3, h, 3, G, zero, PRECISION))
+
+
+@triton.jit
 def recurrent_product_t(W, v, g: tl.constexpr, G: tl.constexpr, zero, PRECISION: tl.constexpr):
     """W^T @ v in fp32 (the gradient's way back through R); `zero` past the cell's gates."""
     if g < G:
