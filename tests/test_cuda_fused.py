@@ -136,9 +136,10 @@ def test_gpu_two_runs_bitwise_identical(DH, split, monkeypatch):
     if split == "cluster" and torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90")
     monkeypatch.setenv("FUSEDRNN_SPLIT", split)
-    x = torch.randn(7, 33, 4, 3, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    R = (torch.randn(4, 3, DH, DH, device="cuda") / DH**0.5).bfloat16().requires_grad_()
-    b = torch.randn(4, 3, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    NH = 3 if DH <= 256 else 1  # the grid backward of a 768 head takes most SMs
+    x = torch.randn(7, 33, 4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, NH, DH, DH, device="cuda") / DH**0.5).bfloat16().requires_grad_()
+    b = torch.randn(4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     runs = []
     for _ in range(2):
         y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend="cuda_fused")

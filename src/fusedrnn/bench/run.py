@@ -10,6 +10,7 @@ from datetime import date
 import torch
 from tqdm import tqdm
 
+from .auto_choice import auto_table
 from .harness import as_dict, measure
 from .providers import PROVIDERS, Case
 
@@ -78,7 +79,7 @@ def run(args) -> list[dict]:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    text = f"{meta}\n\n{table(rows)}\n"
+    text = f"{meta}\n\n{table(rows)}\n\nbackend='auto' against the fastest of ours, measured above:\n\n{auto_table(rows)}\n"
     with open(stem + ".md", "w") as f:
         f.write(text)
     print(text)

@@ -153,9 +153,12 @@ _WORKSPACES: collections.OrderedDict[Shape, Workspace] = collections.OrderedDict
 
 def workspace(shape: Shape) -> Workspace:
     """The workspace of `shape`, most recently used last; the least recently used
-    ones go beyond MAX_WORKSPACES or WORKSPACE_BUDGET bytes."""
+    ones go beyond MAX_WORKSPACES or WORKSPACE_BUDGET bytes (not while the caller
+    captures a graph: releasing one waits for the device)."""
     found = _WORKSPACES.pop(shape, None) or make_workspace(shape)
     _WORKSPACES[shape] = found
+    if shape.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return found  # inside a caller's capture nothing may wait; the next eager call trims
     while len(_WORKSPACES) > 1 and (len(_WORKSPACES) > MAX_WORKSPACES
                                     or sum(w.nbytes for w in _WORKSPACES.values()) > WORKSPACE_BUDGET):
         _release(_WORKSPACES.popitem(last=False)[1])

@@ -92,13 +92,15 @@ class SplitConfig:
 ROWS_CHOICES = (16, 32)  # rows a CTA: 16 (most CTAs, least work each), or 32 when 16 needs too many CTAs
 
 
-def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, backward: bool = False):
-    """The split instantiation with ROWS rows a CTA: the widest batch tile, then the
-    deepest input ring, that fits shared memory; None when none fits."""
+def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, backward: bool = False,
+                 NT_choices: tuple[int, ...] = (2, 1)):
+    """The split instantiation with ROWS rows a CTA: the first batch tile of
+    NT_choices (8 * NT sequences; only 8 for B <= 8), then the deepest input ring,
+    that fits shared memory; None when none fits."""
     DHP = split_head_dim(DH)
     k_tiles, row_blocks = DHP // 16, ROWS // 16
     KSPLIT = max(d for d in range(1, k_tiles + 1) if k_tiles % d == 0 and row_blocks * d <= TARGET_WARPS)
-    for NT in (2, 1) if B > 8 else (1,):
+    for NT in NT_choices if B > 8 else (1,):
         for depth in (4, 3, 2):
             config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT, depth=depth,
                                  vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16, backward=backward)
@@ -111,8 +113,10 @@ def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_cou
                  *, tuned_for: str | None = None):
     """With `tuned_for` (a GPU's name), the winner `fusedrnn.tune` measured for the
     call on that GPU, when its cache holds one that still fits. Otherwise the split
-    with the fewest rows a CTA (least work between barriers) whose CTAs all fit the
-    GPU at once; None when there is none."""
+    with the fewest rows a CTA (least work between barriers), then the narrowest
+    batch tile (more CTAs, each with less to do: 768x1 at B=16 runs 1.4x faster
+    on 96 CTAs of 8 sequences than on 48 of 16, docs/perf-notes.md), whose CTAs
+    all fit the GPU at once; None when there is none."""
     if DH > MAX_HEAD_DIM:
         return None
     if tuned_for is not None:
@@ -122,9 +126,10 @@ def choose_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_cou
         if tuned is not None and tuned.fits(NH, B, sm_count):
             return tuned
     for ROWS in ROWS_CHOICES:
-        config = split_config(cell, dtype, DH, B, ROWS, backward)
-        if config is not None and config.fits(NH, B, sm_count):
-            return config
+        for NT in (1, 2):
+            config = split_config(cell, dtype, DH, B, ROWS, backward, NT_choices=(NT,))
+            if config is not None and config.fits(NH, B, sm_count):
+                return config
     return None
 
 
