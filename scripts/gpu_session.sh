@@ -3,7 +3,8 @@
 # call (< 10 minutes). Run from the repository root through the device tool:
 #   bash scripts/gpu_session.sh PHASE
 # PHASE: check    GPU tests of every backend, then the Triton and cluster variants
-#        perf     alternating bench, tuner check, the head sweep, numerics over time
+#        perf     alternating bench, tuner check and table, the head, batch and length
+#                 sweeps, numerics over time (NUMERICS=0 skips it), streaming latency
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -37,14 +38,20 @@ case $phase in
   check)
     step pytest 300 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests
     step triton-variants 150 python3 scripts/triton_variants.py --out "$work"
+    [ -f scripts/triton_stacked_check.py ] && step triton-stacked 90 python3 scripts/triton_stacked_check.py
     step cluster-variants 90 python3 scripts/cluster_variants.py "$work"
     ;;
   perf)
     step alternating 90 python3 scripts/alternating_bench.py
     step tune-check 110 python3 scripts/tune_check.py "$work"
-    step bench 240 python3 -m fusedrnn.cli bench --out "$work"
-    step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
-    step streaming 40 python3 scripts/streaming_latency.py --out "$work"
+    step tune-table 30 python3 -m fusedrnn.cli tune --table
+    step bench 200 python3 -m fusedrnn.cli bench --out "$work"
+    for sweep in batch length; do
+      step "bench-$sweep" 60 python3 -m fusedrnn.cli bench --sweep $sweep --passes fwd+bwd \
+        --providers cuda_fused triton cudnn_fp16 sdpa --out "$work"
+    done
+    [ "${NUMERICS:-1}" = 1 ] && step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
+    step streaming 60 python3 scripts/streaming_latency.py --profile --out "$work"
     ;;
   lm)
     step lm 540 bash examples/lm/measure_gpu.sh "$work"

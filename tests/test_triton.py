@@ -38,6 +38,17 @@ def test_interpreter_padded_head_dim_and_zero_states(cell, name):
         check_backend("triton", cell, torch.float32, B=2, T=4, NH=1, DH=12, device="cpu", with_states=False)
 
 
+@needs_triton
+@pytest.mark.parametrize("name", [name for name in VARIANTS if "stacked" in name])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_interpreter_stacked_gates_in_pairs(cell, name):
+    # at DH_P=128 the backward holds the stacked R as two tiles of two gates (stacked.py)
+    if torch.cuda.is_available():
+        pytest.skip("interpreter test")
+    with variant(name):
+        check_backend("triton", cell, torch.float16, B=2, T=3, NH=1, DH=128, device="cpu")
+
+
 def test_interpreter_never_chosen_by_auto():
     # on CPU under TRITON_INTERPRET=1 the triton backend is available and supports fp32
     problem = fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 2, 3, 1, 16, torch.float32, torch.device("cpu"),

@@ -74,8 +74,8 @@ def recurrence_bwd_kernel(
     state_offsets = batch * NH * DH + head
     state_stride = B * NH * DH
 
-    if STACK_GATES:  # one product for all gates, each way (stacked.py)
-        W = load_stacked_weights(R_ptr, n, GR, NH, DH, DH_P)
+    if STACK_GATES:  # one product for all gates, each way (stacked.py; two at DH_P=128)
+        W01, W23 = load_stacked_weights(R_ptr, n, GR, NH, DH, DH_P, True)
     else:
         W0, W1, W2, W3 = load_weights(R_ptr, n, GR, NH, DH, DH_P)
     b0, b1, b2, b3 = load_biases(b_ptr, n, GB, NH, DH, DH_P)
@@ -100,7 +100,7 @@ def recurrence_bwd_kernel(
         if LOAD_PRODUCTS:
             r0, r1, r2, r3 = l0, l1, l2, l3
         elif STACK_GATES:
-            r0, r1, r2, r3 = stacked_products(W, h, PRECISION)
+            r0, r1, r2, r3 = stacked_products(W01, W23, h, PRECISION)
         else:
             r0, r1, r2, r3 = gate_products(W0, W1, W2, W3, h, GR, zero, PRECISION)
         if HAS_LENGTHS:
@@ -117,7 +117,7 @@ def recurrence_bwd_kernel(
             x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, p0, p1, p2, p3, e0, e1, e2, e3, FAST_MATH
         )
         if STACK_GATES:
-            dh = stacked_products_t(W, gr0, gr1, gr2, gr3, PRECISION)
+            dh = stacked_products_t(W01, W23, gr0, gr1, gr2, gr3, PRECISION)
         else:
             dh = recurrent_product_t(W0, gr0, 0, GR, zero, PRECISION)
             dh += recurrent_product_t(W1, gr1, 1, GR, zero, PRECISION)

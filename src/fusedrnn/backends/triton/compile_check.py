@@ -47,7 +47,8 @@ def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: in
                                                                 **overrides)
     knobs = {k: constants[k] for k in _KNOBS if k in constants}
     return dict(shared=compiled.metadata.shared, **options, products=product_type or "none", **knobs,
-                **ptxas_report(compiled.asm["ptx"], arch), **loop_report(compiled.asm["cubin"]))
+                **ptxas_report(compiled.asm["ptx"], arch), **loop_report(compiled.asm["cubin"]),
+                transposed_a_jumps=transposed_a_jumps(compiled.asm["ptx"]))
 
 
 def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
@@ -121,6 +122,36 @@ def loop_report(cubin: bytes) -> dict:
     return dict(loop_instructions=len(body), loop_barriers=count(r"\bBAR\.SYNC"),
                 loop_local=count(r"\b(LDL|STL)\b"), loop_wgmma=count(r"\bHGMMA\b"),
                 loop_wgmma_waits=count(r"WARPGROUP\.DEPBAR"), loop_fences=count(r"\bMEMBAR\b"))
+
+
+_DESCRIPTOR = re.compile(r"(?:or\.b64|add\.s64)\s+(%rd\d+),\s*(%rd\d+),\s*(-?\d+);")
+_WGMMA = re.compile(r"wgmma\.mma_async\.sync\.aligned\.\S+\s+\{([^}]*)\},\s*(%rd\d+),\s*%rd\d+,\s*([^,]+),"
+                    r"\s*-?1,\s*-?1,\s*([01]),\s*[01];")
+
+
+def transposed_a_jumps(ptx: str) -> int:
+    """Irregular K steps of wgmma A operands read transposed (M-major, the R^T
+    products: tl.trans of a tile in shared memory). Their K runs along the
+    tile's rows, which lie a fixed stride apart in every slab, so the start
+    addresses of successive K steps of one product on one allocation must be
+    evenly spaced. Triton 3.6 breaks this for a [512, 128] 16-bit tile (stacked.py:
+    the transposed view assumes slabs of 256 rows): then this counts its jumps."""
+    bases = {m.group(1): (m.group(2), int(m.group(3)) & 0x3FFF) for m in _DESCRIPTOR.finditer(ptx)}
+    running: dict = {}  # accumulator registers -> [(base, start address / 16)] of the product running into them
+    chains = []
+    for m in _WGMMA.finditer(ptx):
+        if m.group(4) != "1":
+            continue
+        if m.group(3).strip() == "0" or m.group(1) not in running:  # a product starts: accumulator not read
+            running[m.group(1)] = []
+            chains.append(running[m.group(1)])
+        running[m.group(1)].append(bases.get(m.group(2), (m.group(2), 0)))
+    jumps = 0
+    for steps in chains:
+        for base in {b for b, _ in steps}:
+            offsets = [o for b, o in steps if b == base]
+            jumps += len({b - a for a, b in zip(offsets, offsets[1:])}) > 1
+    return jumps
 
 
 def _value(text: str):

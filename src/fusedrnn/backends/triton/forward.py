@@ -36,7 +36,7 @@ def recurrence_fwd_kernel(
     state_stride = B * NH * DH
 
     if STACK_GATES:  # one product for all gates (stacked.py)
-        W = load_stacked_weights(R_ptr, n, GR, NH, DH, DH_P)
+        W01, W23 = load_stacked_weights(R_ptr, n, GR, NH, DH, DH_P, False)
     else:
         W0, W1, W2, W3 = load_weights(R_ptr, n, GR, NH, DH, DH_P)
     b0, b1, b2, b3 = load_biases(b_ptr, n, GB, NH, DH, DH_P)
@@ -56,7 +56,7 @@ def recurrence_fwd_kernel(
 
         h = s0.to(R_ptr.dtype.element_ty)
         if STACK_GATES:
-            r0, r1, r2, r3 = stacked_products(W, h, PRECISION)
+            r0, r1, r2, r3 = stacked_products(W01, W23, h, PRECISION)
         else:
             r0, r1, r2, r3 = gate_products(W0, W1, W2, W3, h, GR, zero, PRECISION)
         n0, n1, n2, n3 = CELL(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, FAST_MATH)
