@@ -39,7 +39,7 @@ case $phase in
     step pytest 300 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests
     step triton-variants 150 python3 scripts/triton_variants.py --out "$work"
     [ -f scripts/triton_stacked_check.py ] && step triton-stacked 90 python3 scripts/triton_stacked_check.py
-    step cluster-variants 90 python3 scripts/cluster_variants.py "$work"
+    step cluster-variants 150 python3 scripts/cluster_variants.py "$work" --probes
     ;;
   perf)
     step alternating 90 python3 scripts/alternating_bench.py

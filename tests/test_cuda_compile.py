@@ -22,7 +22,8 @@ ARCH = "sm_90"
 
 def _build(name_expression):
     compiled = nvrtc_compile.compile_kernel(name_expression, ARCH)
-    return name_expression, compiled.registers, compiled.spill_bytes, compiled.log
+    return (name_expression, compiled.registers, compiled.spill_bytes, compiled.log,
+            compiled.local_memory_instructions)
 
 
 def _stack_bytes(log):
@@ -41,19 +42,55 @@ def built(tmp_path_factory):
 def test_every_shipped_kernel_compiles_without_spills(built):
     configs, results = built
     assert len(configs) > 1000  # 5 cells x 3 dtypes x head dims x directions x batch buckets (x split rows)
-    spilled = [(name, spill) for name, _, spill, _ in results if spill]
+    spilled = [(name, spill) for name, _, spill, _, _ in results if spill]
     assert not spilled, spilled[:10]
     for config in configs:
         assert config.shared_memory + getattr(config, "static_shared_memory", 0) <= SHARED_MEMORY_LIMIT, config
 
 
 def test_cluster_kernels_keep_r_in_registers(built):
-    """The cluster kernels index their fragments of R with constants only: no local memory."""
+    """The cluster kernels index their fragments of R with constants only: no local memory, neither
+    as a stack frame in ptxas's report nor as a load or store of local memory (LDL/STL) in the code."""
     _, results = built
     cluster_names = {c.name_expression for c in shipped_cluster_configs()}
-    in_memory = [(name, _stack_bytes(log)) for name, _, _, log in results
-                 if name in cluster_names and _stack_bytes(log)]
+    in_memory = [(name, _stack_bytes(log), local) for name, _, _, log, local in results
+                 if name in cluster_names and (_stack_bytes(log) or local)]
     assert len(cluster_names) > 100 and not in_memory, in_memory[:10]
+
+
+def test_cluster_local_memory_scan_finds_ldl_and_stl(tmp_path, monkeypatch):
+    """The cubin scan behind the test above counts what a disassembler shows: none in the plan's
+    768x1 kernel, some in one holding more tiles of R than its registers can (it spills)."""
+    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
+    import torch
+
+    plan = choose_cluster("lstm", torch.bfloat16, 768, 16, 1, 132)
+    assert nvrtc_compile.compile_kernel(plan.name_expression, ARCH).local_memory_instructions == 0
+    spilling = plan.name_expression.replace(f", {plan.reg_tiles}, true>", f", {plan.reg_tiles + 4}, true>")
+    compiled = nvrtc_compile.compile_kernel(spilling, ARCH)
+    assert compiled.spill_bytes and compiled.local_memory_instructions > 0
+
+
+def test_cluster_variants_compile_without_local_memory():
+    """The exchange of h by st.async and mbarriers (ClusterOptions::ASYNC_PUSH) and the timing probes
+    of scripts/cluster_variants.py, on the plan's 768x1 and 256x3 shapes."""
+    import dataclasses
+
+    import torch
+
+    from fusedrnn.backends.cuda import cluster
+
+    plans = [choose_cluster("lstm", torch.bfloat16, 768, 16, 1, 132),
+             choose_cluster("lstm", torch.bfloat16, 256, 16, 3, 132)]
+    probes = [cluster.NO_PUSH, cluster.RELAXED_ARRIVE, cluster.NO_PUSH | cluster.RELAXED_ARRIVE,
+              cluster.REGISTER_TILES_ONLY, cluster.NO_PRODUCT, cluster.NO_OUTPUT]
+    configs = [dataclasses.replace(p, options=cluster.ASYNC_PUSH) for p in plans]
+    configs += [dataclasses.replace(plans[0], options=o) for o in probes]
+    with ProcessPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        results = list(pool.map(_build, [c.name_expression for c in configs]))
+    for config, (name, _, spill, log, local) in zip(configs, results):
+        assert not spill and not _stack_bytes(log) and not local, (name, spill, _stack_bytes(log), local)
+        assert config.shared_memory <= SHARED_MEMORY_LIMIT, config
 
 
 def test_cluster_plan_for_the_issue_heads():

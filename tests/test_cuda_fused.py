@@ -96,6 +96,31 @@ def test_gpu_cluster_odd_shapes(cell, B, T, NH, DH, monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cell, dtype, B, T, NH, DH", [("lstm", torch.bfloat16, 11, 29, 1, 768),
+                                                       ("lstm", torch.bfloat16, 1, 1, 1, 768),
+                                                       ("lstm", torch.bfloat16, 3, 2, 3, 256),
+                                                       ("gru", torch.float16, 21, 9, 2, 520),
+                                                       ("elman", torch.float32, 9, 17, 1, 201),
+                                                       ("slstm", torch.bfloat16, 17, 13, 1, 384)])
+def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, monkeypatch):
+    """The exchange of h by st.async and mbarriers (ClusterOptions::ASYNC_PUSH, a candidate for
+    768x1, csrc/cluster_forward.cuh) on the plan's shapes: K split, odd head, one step, two batch
+    tiles, a cluster of 10, fp32."""
+    import dataclasses
+
+    from fusedrnn.backends.cuda import cluster
+
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    planned = _cluster(cell, dtype, DH, B, NH)
+    assert planned is not None
+    async_push = dataclasses.replace(planned, options=cluster.ASYNC_PUSH)
+    monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: async_push)
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    check_backend("cuda_fused", cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=False)
+
+
+@pytest.mark.gpu
 def test_gpu_cluster_two_column_tiles(monkeypatch):
     """Batch tiles of 16 (two column tiles a warp), which the plan takes for many clusters."""
     from fusedrnn.backends.cuda import cluster

@@ -39,6 +39,9 @@ MMA_CYCLES = 6.4
 MMA_LATENCY = 33
 BARRIER_CYCLES = {True: 1150, False: 1300}  # portable cluster (<= 8 CTAs) or not
 CELL_CYCLES = 400
+# ClusterOptions bits of csrc/cluster_forward.cuh: an exchange of h by st.async and mbarriers, and the
+# timing probes that leave one part of a step out (wrong results; scripts/cluster_variants.py)
+ASYNC_PUSH, NO_PUSH, RELAXED_ARRIVE, REGISTER_TILES_ONLY, NO_PRODUCT, NO_OUTPUT = 1, 2, 4, 8, 16, 32
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class ClusterConfig:
     vec: int
     reg_tiles: int  # of each warp's K tiles of R, those held in registers
     fast_math: bool
+    # bits of csrc ClusterOptions: ASYNC_PUSH (st.async + mbarriers instead of the cluster barrier)
+    # or timing probes (scripts/cluster_variants.py); 0 in every planned config
+    options: int = 0
 
     @property
     def parts(self) -> int:
@@ -83,13 +89,15 @@ class ClusterConfig:
         total = spec.gates_r * self.ROWS * lds * size  # R not in registers
         total += 2 * BT * (self.DHP + pad) * size  # all of h, double-buffered
         total += _ring_bytes(spec.gates_x, self.ROWS, size, BT, self.depth)  # x
-        return total + (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial products
+        total += (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial products
+        return total + (16 if self.options & ASYNC_PUSH else 0)  # the two mbarriers
 
     @property
     def name_expression(self) -> str:
         cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
         return (f"fusedrnn::fused_cluster_forward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {self.KSPLIT}, "
-                f"{self.NT}, {self.depth}, {self.vec}, {self.reg_tiles}, {fast}>")
+                f"{self.NT}, {self.depth}, {self.vec}, {self.reg_tiles}, {fast}"
+                + (f", {self.options}>" if self.options else ">"))
 
     def step_cycles(self) -> float:
         """The cost model's estimate of one step."""

@@ -43,6 +43,42 @@ class Compiled:
         found = re.findall(r"Used (\d+) registers", self.log)
         return max((int(n) for n in found), default=0)
 
+    @property
+    def stack_bytes(self) -> int:
+        """The stack frame ptxas reported: local memory (arrays it could not keep in registers, spills)."""
+        return max((int(n) for n in re.findall(r"(\d+) bytes stack frame", self.log)), default=0)
+
+    @property
+    def local_memory_instructions(self) -> int:
+        """LDL and STL instructions in the cubin's code (sm_90 encodings; no disassembler needed)."""
+        return local_memory_instructions(self.cubin)
+
+
+# The low 12 bits of an sm_90 instruction's first 64-bit word select its opcode (with its operand
+# form): LDL and STL in every form ptxas emits (checked against cuobjdump -sass on sm_90 cubins)
+_LOCAL_MEMORY_OPCODES = (0x983, 0x387)
+
+
+def local_memory_instructions(cubin: bytes) -> int:
+    """How many instructions of the ELF cubin's code sections (.text.*) load or store local memory."""
+    import struct
+
+    if cubin[:4] != b"\x7fELF" or cubin[4] != 2:  # ELF64
+        raise ValueError("not a 64-bit ELF cubin")
+    shoff, = struct.unpack_from("<Q", cubin, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", cubin, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", cubin, shoff + i * shentsize) for i in range(shnum)]
+    names_at = headers[shstrndx][4]
+    count = 0
+    for name, _, _, _, offset, size in headers:
+        end = cubin.index(b"\0", names_at + name)
+        if not cubin[names_at + name:end].startswith(b".text."):
+            continue
+        for at in range(offset, offset + size - 15, 16):  # 128-bit instructions
+            word, = struct.unpack_from("<Q", cubin, at)
+            count += (word & 0xFFF) in _LOCAL_MEMORY_OPCODES
+    return count
+
 
 def cache_dir() -> Path:
     # memoised per value of the environment: the tune cache beside it is looked up on every call

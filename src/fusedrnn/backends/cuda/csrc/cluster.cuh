@@ -35,6 +35,59 @@ __device__ __forceinline__ void cluster_sync() {
   cluster_wait();
 }
 
+// An arrive that orders nothing (no MEMBAR.ALL.GPU before it, which the .release form costs on
+// sm_90): for timing probes only, it does not publish the DSMEM stores.
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+  __syncwarp();
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+}
+
+// mbarriers (sm_90) that count the bytes other CTAs of the cluster store into this one by
+// st.async: a phase completes once its one arrival (arm) and all its expected bytes came.
+__device__ __forceinline__ void mbarrier_init(unsigned bar, unsigned arrivals) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(arrivals) : "memory");
+}
+
+// the inits visible to the other CTAs of the cluster (before the cluster barrier that precedes any st.async)
+__device__ __forceinline__ void fence_mbarrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+
+// the one arrival of the barrier's current phase, which also expects `bytes` of st.async stores
+__device__ __forceinline__ void mbarrier_arm(unsigned bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.relaxed.cta.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+
+// until the phase of parity `parity` completed; acquire at cluster scope: the st.async stores it
+// counted (from other CTAs) are visible to this thread afterwards
+__device__ __forceinline__ void mbarrier_wait(unsigned bar, unsigned parity) {
+  unsigned done;
+  do {
+    asm volatile(
+        "{\n\t.reg .pred p;\n\t"
+        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n\t"
+        "selp.u32 %0, 1, 0, p;\n\t}"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+__device__ __forceinline__ unsigned map_to_rank(unsigned local, int rank) {
+  unsigned remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+  return remote;
+}
+
+// 16 bytes into CTA `rank` at this CTA's offset `local`, counted by that CTA's mbarrier at offset `bar`
+__device__ __forceinline__ void store_async_to_rank(unsigned local, unsigned bar, int rank, const uint4& v) {
+  asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(
+                   map_to_rank(local, rank)),
+               "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w), "r"(map_to_rank(bar, rank))
+               : "memory");
+}
+
 // 16 bytes of this CTA's shared memory at `local` into the same offset of CTA
 // `rank` of the cluster (a fire-and-forget store; the barrier publishes it).
 __device__ __forceinline__ void store_to_rank(unsigned local, int rank, const uint4& v) {
@@ -49,8 +102,11 @@ __device__ __forceinline__ void store_to_rank(unsigned local, int rank, const ui
 // written locally) into the same place of the tile in every other CTA of the
 // cluster, in 16-byte pieces. Threads that share a piece of the tile send it to
 // several CTAs; each starts at its own rank, so the CTAs do not all hit rank 0 first.
-template <class T, int COLS, int LD, int BT, int PARTS, int THREADS>
-__device__ __forceinline__ void broadcast_columns(const T* tile, int col0, int rank) {
+// With ASYNC the stores are st.async, each counted by the destination's mbarrier at offset `bar`
+// (which expects (PARTS - 1) * BT * COLS * sizeof(T) bytes a phase); otherwise plain DSMEM
+// stores that a cluster barrier publishes.
+template <class T, int COLS, int LD, int BT, int PARTS, int THREADS, bool ASYNC = false>
+__device__ __forceinline__ void broadcast_columns(const T* tile, int col0, int rank, unsigned bar = 0) {
   constexpr int PER_PIECE = 16 / sizeof(T);
   static_assert(COLS % PER_PIECE == 0 && (LD * sizeof(T)) % 16 == 0, "16-byte pieces");
   constexpr int PIECES_PER_ROW = COLS / PER_PIECE;
@@ -65,7 +121,11 @@ __device__ __forceinline__ void broadcast_columns(const T* tile, int col0, int r
     for (int d = group; d < OTHERS; d += GROUPS) {
       int dest = rank + 1 + d;
       if (dest >= PARTS) dest -= PARTS;
-      store_to_rank(local, dest, v);
+      if constexpr (ASYNC) {
+        store_async_to_rank(local, bar, dest, v);
+      } else {
+        store_to_rank(local, dest, v);
+      }
     }
   }
 }

@@ -16,6 +16,11 @@
 // every CTA exit: nothing writes into another CTA's shared memory after it.
 // Same tensors as forward.cuh, R with rows of ldr elements (DH, or DH + 1 padded where DH
 // is odd); grid: (NH * PARTS, tiles), clusters of (PARTS, 1, 1).
+//
+// OPTIONS (a bit mask of ClusterOptions, 0 in every kernel the plan picks) builds other forms of
+// the step: ASYNC_PUSH exchanges h with st.async stores that the receiving CTA's mbarrier counts
+// (no cluster barrier and no MEMBAR.ALL.GPU a step); the others are timing probes for
+// scripts/cluster_variants.py, each leaving out one part of the step (their results are wrong).
 #pragma once
 #include "cluster.cuh"
 #include "cluster_weights.cuh"
@@ -25,7 +30,21 @@
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, int REG_TILES, bool FAST>
+struct ClusterOptions {
+  // h_t into the other CTAs by st.async, counted by an mbarrier a buffer in each receiver, which
+  // waits for its (PARTS - 1) slices: one-way signals instead of the cluster barrier and its
+  // release fence (MEMBAR.ALL.GPU on sm_90). Correct; 16 more bytes of shared memory (the barriers).
+  static constexpr int ASYNC_PUSH = 1;
+  // timing probes (wrong results):
+  static constexpr int NO_PUSH = 2;              // no DSMEM stores of h
+  static constexpr int RELAXED_ARRIVE = 4;       // barrier.cluster.arrive.relaxed: no fence (racy)
+  static constexpr int REGISTER_TILES_ONLY = 8;  // the product over the register tiles of R only
+  static constexpr int NO_PRODUCT = 16;          // no product at all
+  static constexpr int NO_OUTPUT = 32;           // no y or saved states stored
+};
+
+template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, int REG_TILES, bool FAST,
+          int OPTIONS = 0>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_cluster_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                  const T* __restrict__ states, const long long* __restrict__ lengths,
@@ -35,6 +54,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   using W = SplitWeights<L, T, REG_TILES>;
   using XRing = StepRing<T, Cell::GX, ROWS, L::BT, DEPTH>;
   constexpr int PARTS = DHP / ROWS;
+  constexpr bool ASYNC = OPTIONS & ClusterOptions::ASYNC_PUSH;
+  constexpr unsigned SLICE_BYTES = L::BT * ROWS * sizeof(T);  // one CTA's h_t: (PARTS - 1) of them arrive a step
   static_assert(PARTS >= 2 && PARTS <= 16 && DHP % ROWS == 0, "a cluster of 2 to 16 CTAs");
   static_assert(L::K_TILES % KSPLIT == 0, "whole K tiles a warp");
   extern __shared__ __align__(16) unsigned char smem[];
@@ -42,6 +63,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   T* hs = Rs + W::ELEMS;  // [2][BT][LDH]: all of h_{t-1} in half t % 2
   const XRing xr{hs + 2 * L::H_ELEMS};
   float* partial = reinterpret_cast<float*>(xr.base + XRing::ELEMS);  // [KSPLIT-1][ROW_BLOCKS][G][NT][4][32]
+  // ASYNC: after the partial sums, 2 mbarriers; arrivals[b] counts the stores of h into buffer b
+  const unsigned arrivals = shared_address(partial + (KSPLIT - 1) * L::ROW_BLOCKS * 4 * NT * 4 * 32);
 
   const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * L::BT;
   const L at;
@@ -49,6 +72,15 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
   const int valid_sequences = min(L::BT, B - batch0);
 
+  if constexpr (ASYNC) {
+    if (threadIdx.x == 0) {  // both armed for their first use: h_0 into buffer 1, h_1 into buffer 0
+      mbarrier_init(arrivals, 1);
+      mbarrier_init(arrivals + 8, 1);
+      fence_mbarrier_init();  // published to the cluster by the cluster_sync before the loop
+      mbarrier_arm(arrivals, (PARTS - 1) * SLICE_BYTES);
+      mbarrier_arm(arrivals + 8, (PARTS - 1) * SLICE_BYTES);
+    }
+  }
   xr.zero(L::THREADS);
   load_shared_weights<L, W>(Rs, R, ldr, n, NH, DH, row0);
   load_h_tile<L>(hs, states + n * DH, head_stride, batch0, B, DH);  // h_0, all of it
@@ -84,7 +116,11 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     commit_copies();
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
     float acc[4][L::NT][4] = {};
-    recurrent_product<L>(acc, weights, hs + (t % 2) * L::H_ELEMS, at);
+    if constexpr (OPTIONS & ClusterOptions::REGISTER_TILES_ONLY) {
+      recurrent_product<L, REG_TILES>(acc, weights, hs + (t % 2) * L::H_ELEMS, at);
+    } else if constexpr (!(OPTIONS & ClusterOptions::NO_PRODUCT)) {
+      recurrent_product<L>(acc, weights, hs + (t % 2) * L::H_ELEMS, at);
+    }
     add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
     if (owner)
 #pragma unroll
@@ -101,10 +137,21 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           h_next[c * L::LDH + row0 + i] = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
         }
     __syncthreads();  // the CTA's slice of h_t is complete
-    broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS>(h_next, row0, rank);
+    const bool more = t + 1 < steps;  // ASYNC: the last h_t goes nowhere (no one waits for it)
+    if constexpr (ASYNC) {
+      if (more)
+        broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS, true>(h_next, row0, rank,
+                                                                           arrivals + ((t + 1) % 2) * 8);
+    } else if constexpr (!(OPTIONS & ClusterOptions::NO_PUSH)) {
+      broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS>(h_next, row0, rank);
+    }
     wait_copies<DEPTH - 2>();  // the next step's x (this thread's share), published by the barrier
-    cluster_arrive();
-    if (owner)  // y and the saved states while the barrier completes
+    if constexpr (OPTIONS & ClusterOptions::RELAXED_ARRIVE) {
+      cluster_arrive_relaxed();
+    } else if constexpr (!ASYNC) {
+      cluster_arrive();
+    }
+    if (owner && !(OPTIONS & ClusterOptions::NO_OUTPUT))  // y and the saved states while the barrier completes
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
 #pragma unroll
@@ -118,8 +165,20 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           }
           y_at[j][e] += head_stride;
         }
-    cluster_wait();
+    if constexpr (ASYNC) {
+      // h_t from every other CTA. Buffer (t + 1) % 2 was last read by this CTA at step t - 1, and
+      // each sender stored into it only after it had h_{t-1} from here, sent after that read.
+      if (more) {
+        const unsigned bar = arrivals + ((t + 1) % 2) * 8;
+        mbarrier_wait(bar, (t >> 1) & 1);  // its (t / 2)-th phase: h_t for even t into buffer 1, odd into 0
+        if (threadIdx.x == 0) mbarrier_arm(bar, (PARTS - 1) * SLICE_BYTES);  // for h_{t+2}
+      }
+      if constexpr (KSPLIT == 1) __syncthreads();  // every thread's share of the next x (add_k_slices syncs otherwise)
+    } else {
+      cluster_wait();
+    }
   }
+  if constexpr (ASYNC) cluster_sync();  // no CTA leaves while another may still store into it
 
   el.template store<Cell::S>(final_states, s, state_stride);
 }

@@ -40,13 +40,14 @@ struct WeightFragments {
   }
 };
 
-// over this warp's K tiles (all of them unless the CTA splits K); kt counts from k_tile0
-template <class L, class T, class W>
+// over this warp's K tiles (all of them unless the CTA splits K); kt counts from k_tile0. KT_END
+// stops the tensor-core product early (a timing probe of the cluster kernel; never in a result)
+template <class L, int KT_END = L::K_TILES_PER_WARP, class T, class W>
 __device__ __forceinline__ void recurrent_product(float (&acc)[4][L::NT][4], const W& weights, const T* hs,
                                                   const L& at) {
   if constexpr (Storage<T>::tensor_cores) {
 #pragma unroll
-    for (int kt = 0; kt < L::K_TILES_PER_WARP; ++kt) {
+    for (int kt = 0; kt < KT_END; ++kt) {
       unsigned b[L::NT][2];
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
