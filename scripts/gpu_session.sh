@@ -5,6 +5,7 @@
 # PHASE: check    GPU tests of every backend, then the Triton and cluster variants
 #        perf     alternating bench, tuner check and table, the head, batch and length
 #                 sweeps, numerics over time (NUMERICS=0 skips it), streaming latency
+#        release  check's tests, then perf without numerics (one call, ~8 minutes)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -34,28 +35,30 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $work/NA
   echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$work/steps.txt"
 }
 
+tests() { step pytest 300 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests; }
+variants() {
+  step triton-variants 150 python3 scripts/triton_variants.py --out "$work"
+  [ -f scripts/triton_stacked_check.py ] && step triton-stacked 90 python3 scripts/triton_stacked_check.py
+  step cluster-variants 150 python3 scripts/cluster_variants.py "$work" --probes
+}
+perf() {
+  step alternating 90 python3 scripts/alternating_bench.py
+  step tune-check 110 python3 scripts/tune_check.py "$work"
+  step tune-table 30 python3 -m fusedrnn.cli tune --table
+  step bench 200 python3 -m fusedrnn.cli bench --out "$work"
+  for sweep in batch length; do
+    step "bench-$sweep" 60 python3 -m fusedrnn.cli bench --sweep $sweep --passes fwd+bwd \
+      --providers cuda_fused triton cudnn_fp16 sdpa --out "$work"
+  done
+  [ "${NUMERICS:-1}" = 1 ] && step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
+  step streaming 60 python3 scripts/streaming_latency.py --profile --out "$work"
+}
+
 case $phase in
-  check)
-    step pytest 300 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests
-    step triton-variants 150 python3 scripts/triton_variants.py --out "$work"
-    [ -f scripts/triton_stacked_check.py ] && step triton-stacked 90 python3 scripts/triton_stacked_check.py
-    step cluster-variants 150 python3 scripts/cluster_variants.py "$work" --probes
-    ;;
-  perf)
-    step alternating 90 python3 scripts/alternating_bench.py
-    step tune-check 110 python3 scripts/tune_check.py "$work"
-    step tune-table 30 python3 -m fusedrnn.cli tune --table
-    step bench 200 python3 -m fusedrnn.cli bench --out "$work"
-    for sweep in batch length; do
-      step "bench-$sweep" 60 python3 -m fusedrnn.cli bench --sweep $sweep --passes fwd+bwd \
-        --providers cuda_fused triton cudnn_fp16 sdpa --out "$work"
-    done
-    [ "${NUMERICS:-1}" = 1 ] && step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
-    step streaming 60 python3 scripts/streaming_latency.py --profile --out "$work"
-    ;;
-  lm)
-    step lm 540 bash examples/lm/measure_gpu.sh "$work"
-    ;;
+  check) tests; variants ;;
+  perf) perf ;;
+  release) tests; NUMERICS=0 perf ;;  # the GPU tests, then the measurements, in one call
+  lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
 

@@ -134,16 +134,21 @@ def test_gpu_cluster_two_column_tiles(monkeypatch):
 
 
 @pytest.mark.gpu
-def test_gpu_cluster_is_the_default_split_on_hopper():
+def test_gpu_cluster_is_the_default_split_on_hopper(monkeypatch):
+    """By default a split head runs on a cluster where R fits its registers (256x3),
+    on the grid where part of it would be read from shared memory (768x1)."""
     from fusedrnn.backends.cuda.split import _cluster_plan
 
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90")
+    monkeypatch.delenv("FUSEDRNN_SPLIT", raising=False)
     sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+    plans = {}
     for DH, NH in ((768, 1), (256, 3)):
         x = torch.empty(16, 4, 4, NH, DH, device="cuda", dtype=torch.bfloat16)
-        config = _cluster_plan("lstm", x, sm_count)
-        assert config is not None and config.parts <= 16, (DH, NH, config)
+        plans[DH] = _cluster_plan("lstm", x, sm_count)
+    assert plans[256] is not None and plans[256].parts <= 16 and plans[256].shared_tiles == 0, plans
+    assert plans[768] is None, plans
 
 
 @pytest.mark.gpu

@@ -31,6 +31,7 @@ PARTITION_REGISTERS = 16384  # an SM's 4 partitions hold 16K registers each; a w
 OTHER_REGISTERS = 72
 OTHER_PER_STATE = 4
 OTHER_PER_COLUMN_TILE = 40
+ASYNC_PUSH_REGISTERS = 8  # the st.async exchange's addresses and mbarrier phases (one shape spilled 8 B without)
 # the step cost model (cycles): shared memory delivers 128 bytes a cycle; mma.sync m16n8k16 issues
 # about every 6.4 cycles on an SM partition (0.6 of the wgmma peak) and returns after ~33; the cluster barrier
 # with its DSMEM stores; the cell and the two __syncthreads
@@ -42,6 +43,9 @@ CELL_CYCLES = 400
 # ClusterOptions bits of csrc/cluster_forward.cuh: an exchange of h by st.async and mbarriers, and the
 # timing probes that leave one part of a step out (wrong results; scripts/cluster_variants.py)
 ASYNC_PUSH, NO_PUSH, RELAXED_ARRIVE, REGISTER_TILES_ONLY, NO_PRODUCT, NO_OUTPUT = 1, 2, 4, 8, 16, 32
+# what the plan runs: the st.async exchange, measured 1.16 us a step against the cluster barrier's 1.62
+# at 256x3 on the H100 (docs/perf-notes.md, 2026-11-26)
+PLANNED_OPTIONS = ASYNC_PUSH
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class ClusterConfig:
     reg_tiles: int  # of each warp's K tiles of R, those held in registers
     fast_math: bool
     # bits of csrc ClusterOptions: ASYNC_PUSH (st.async + mbarriers instead of the cluster barrier)
-    # or timing probes (scripts/cluster_variants.py); 0 in every planned config
+    # or timing probes (scripts/cluster_variants.py); PLANNED_OPTIONS in every planned config
     options: int = 0
 
     @property
@@ -121,13 +125,15 @@ def register_cap(threads: int) -> int:
     return min(255, PARTITION_REGISTERS // (32 * per_partition) // 8 * 8)
 
 
-def register_tiles(cell: str, dtype: torch.dtype, threads: int, NT: int, k_tiles_per_warp: int) -> int:
+def register_tiles(cell: str, dtype: torch.dtype, threads: int, NT: int, k_tiles_per_warp: int,
+                   options: int = 0) -> int:
     """How many of a warp's K tiles of R its threads can hold as fragments (4 registers
     a gate and tile) beside everything else, without spilling."""
     if dtype == torch.float32:  # no tensor cores: R is read from shared memory by the FMA product
         return 0
     spec = get_cell(cell)
     other = OTHER_REGISTERS + OTHER_PER_STATE * spec.num_states * NT + OTHER_PER_COLUMN_TILE * (NT - 1)
+    other += ASYNC_PUSH_REGISTERS if options & ASYNC_PUSH else 0
     return max(0, min(k_tiles_per_warp, (register_cap(threads) - other) // (4 * spec.gates_r)))
 
 
@@ -143,11 +149,12 @@ def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: boo
             if not 4 <= ROWS // 16 * KSPLIT <= 16:  # a warp a partition at least; 512 threads at most
                 continue
             for NT in (1, 2) if wide else (1,):
-                reg_tiles = register_tiles(cell, dtype, 32 * ROWS // 16 * KSPLIT, NT, k_tiles // KSPLIT)
+                reg_tiles = register_tiles(cell, dtype, 32 * ROWS // 16 * KSPLIT, NT, k_tiles // KSPLIT,
+                                           PLANNED_OPTIONS)
                 for depth in (4, 3, 2):
                     config = ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
                                            depth=depth, vec=vec, reg_tiles=reg_tiles,
-                                           fast_math=dtype == torch.bfloat16)
+                                           fast_math=dtype == torch.bfloat16, options=PLANNED_OPTIONS)
                     if config.shared_memory <= SHARED_MEMORY_LIMIT:
                         yield config
                         break

@@ -8,8 +8,12 @@ the GPU has SMs.
 On Hopper and later the forward runs instead, where the head fits 16 CTAs, on
 the CTAs of a thread-block cluster that exchange h through each other's shared
 memory (cluster.py). FUSEDRNN_SPLIT picks: `grid`, `cluster` (raises where no
-cluster can run the call) or `auto` (a cluster where one can run the call).
-The default stays `grid` until the cluster kernel has passed the GPU tests."""
+cluster can run the call) or `auto`, the default: a cluster where one holds all
+of R in registers, the grid elsewhere. Measured on the H100 (docs/perf-notes.md,
+2026-11-26): at 256x3 the cluster runs 1.19 ms against the grid's 2.41; where
+part of R is read from shared memory each step (768x1) it runs 6-11 ms against
+3.2, for a reason not yet found (the timing probes of scripts/cluster_variants.py
+put it in the product's shared-memory reads)."""
 from __future__ import annotations
 
 import math
@@ -138,7 +142,7 @@ def _arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
     return torch.zeros((tiles, NH, parts, 32), dtype=torch.int32, device=device)
 
 
-DEFAULT_SPLIT = "grid"  # "auto" once the cluster kernel is verified on a GPU
+DEFAULT_SPLIT = "auto"
 
 
 def _cluster_plan(cell, x, sm_count):
@@ -157,6 +161,8 @@ def _cluster_plan(cell, x, sm_count):
         # one plan per power-of-two batch bucket: a new batch size seldom compiles a kernel
         bucket = 1 << (B - 1).bit_length()
         config, why = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count), f"no cluster of <= 16 CTAs holds DH={DH}"
+        if mode == "auto" and config is not None and config.shared_tiles:
+            return None  # part of R in shared memory: the grid is faster today (see above)
         if config is not None and clusters_resident(config, x.device.index) < 1:
             config, why = None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
     if config is None and mode == "cluster":

@@ -41,11 +41,14 @@ def launch_options(DH_P: int, BLOCK_B: int, backward: bool, gates_r: int = 4, ov
         # two up to DH=64 (3.0 vs 4.4 ms); prefetching the next step's loads beats
         # loading late (3.0 vs 3.1; 4.9 vs 5.4); reducing db every step frees registers
         # and pays with one warpgroup (2.6 vs 3.0), not with two (5.1 vs 4.9)
+        # 2026-11-26, LSTM bf16 fwd+bwd: stacked gates with dx, db derived from drec run
+        # 128x6 in 5.72 ms (7.01 before), 64x12 in 3.69 (3.86); variants.py, perf-notes.md
         small = DH_P <= 64
         options = dict(num_warps=4 if small else 8, num_stages=1, PREFETCH=True, DB_EACH_STEP=small,
-                       DX_DB_FROM_DREC=False, STACK_GATES=False)
+                       DX_DB_FROM_DREC=DH_P >= 64, STACK_GATES=DH_P >= 64)
     else:
-        options = dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1, STACK_GATES=False)
+        # a stacked forward is faster at 128x6 (1.68 vs 1.86 ms) and slower at 64x12 (1.22 vs 0.92)
+        options = dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1, STACK_GATES=DH_P >= 128)
     return {**options, **(overrides or {})}
 
 
