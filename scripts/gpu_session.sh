@@ -6,6 +6,7 @@
 #        perf     alternating bench, tuner check and table, the head, batch and length
 #                 sweeps, numerics over time (NUMERICS=0 skips it), streaming latency
 #        release  check's tests, then perf without numerics (one call, ~8 minutes)
+#        verify   check's tests, the head sweep, streaming latency (~5 minutes)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -58,6 +59,10 @@ case $phase in
   check) tests; variants ;;
   perf) perf ;;
   release) tests; NUMERICS=0 perf ;;  # the GPU tests, then the measurements, in one call
+  verify)  # the GPU tests, the head sweep and the streaming latency (~5 minutes)
+    tests
+    step bench 200 python3 -m fusedrnn.cli bench --out "$work"
+    step streaming 60 python3 scripts/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

@@ -31,7 +31,9 @@ PARTITION_REGISTERS = 16384  # an SM's 4 partitions hold 16K registers each; a w
 OTHER_REGISTERS = 72
 OTHER_PER_STATE = 4
 OTHER_PER_COLUMN_TILE = 40
-ASYNC_PUSH_REGISTERS = 8  # the st.async exchange's addresses and mbarrier phases (one shape spilled 8 B without)
+# the st.async exchange's addresses and mbarrier phases, a column tile (LSTM bf16 256, 128 rows, 2 column
+# tiles spilled 8 B with 8 for both)
+ASYNC_PUSH_REGISTERS = 8
 # the step cost model (cycles): shared memory delivers 128 bytes a cycle; mma.sync m16n8k16 issues
 # about every 6.4 cycles on an SM partition (0.6 of the wgmma peak) and returns after ~33; the cluster barrier
 # with its DSMEM stores; the cell and the two __syncthreads
@@ -133,7 +135,7 @@ def register_tiles(cell: str, dtype: torch.dtype, threads: int, NT: int, k_tiles
         return 0
     spec = get_cell(cell)
     other = OTHER_REGISTERS + OTHER_PER_STATE * spec.num_states * NT + OTHER_PER_COLUMN_TILE * (NT - 1)
-    other += ASYNC_PUSH_REGISTERS if options & ASYNC_PUSH else 0
+    other += ASYNC_PUSH_REGISTERS * NT if options & ASYNC_PUSH else 0
     return max(0, min(k_tiles_per_warp, (register_cap(threads) - other) // (4 * spec.gates_r)))
 
 

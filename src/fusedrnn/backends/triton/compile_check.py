@@ -24,7 +24,7 @@ from .backward import recurrence_bwd_kernel
 from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
 from . import padded_head_dim, saved, variants
-from .launch import batch_tile, launch_options
+from .launch import batch_tile, launch_options, stacks_gates
 
 _TYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _FP32_ARGS = ("saved_states_ptr", "drec_ptr", "db_ptr")
@@ -72,7 +72,7 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
         constants["SAVE"] = True
     options = {**launch_options(DH_P, BLOCK_B, backward, spec.gates_r), **overrides}  # as asked, even for Elman
     constants.update({knob: options.pop(knob) for knob in _KNOBS if knob in options})
-    constants["STACK_GATES"] = constants["STACK_GATES"] and spec.gates_r > 1  # as launch.py
+    constants["STACK_GATES"] = stacks_gates(constants["STACK_GATES"], spec, dtype == "float32", DH_P)  # as launch.py
     if "DX_DB_FROM_DREC" in constants:  # as launch.py: only where dx and db equal drec
         constants["DX_DB_FROM_DREC"] = constants["DX_DB_FROM_DREC"] and spec.gates_are_sums
     signature.update({name: "constexpr" for name in constants})

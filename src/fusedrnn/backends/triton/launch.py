@@ -61,6 +61,13 @@ def _lengths_arg(lengths, x):
     return (x, False) if lengths is None else (lengths.to(x.device), True)
 
 
+def stacks_gates(requested: bool, spec, fp32: bool, DH_P: int) -> bool:
+    """Whether a kernel stacks the gates as asked: not for one gate (one product
+    anyway), nor for fp32 from DH=128, whose stacked tiles need more shared memory
+    than an SM has (GRU's backward asked for 272 KiB on the H100)."""
+    return requested and spec.gates_r > 1 and not (fp32 and DH_P >= 128)
+
+
 def _common_meta(x, cell, backward):
     spec = get_cell(cell)
     B, T, _, NH, DH = x.shape
@@ -71,7 +78,7 @@ def _common_meta(x, cell, backward):
                 WIDE_OFFSETS=largest >= 2**31, FAST_MATH=FAST_MATH_FOR_BF16 and x.dtype == torch.bfloat16,
                 GB=spec.gates_b, S=spec.num_states, PRECISION=_precision(x.dtype),
                 **launch_options(DH_P, BLOCK_B, backward, spec.gates_r, variants.overrides(backward)))
-    meta["STACK_GATES"] = meta["STACK_GATES"] and spec.gates_r > 1  # one gate is one product anyway
+    meta["STACK_GATES"] = stacks_gates(meta["STACK_GATES"], spec, x.dtype == torch.float32, DH_P)
     if backward:
         meta["DX_DB_FROM_DREC"] = meta["DX_DB_FROM_DREC"] and spec.gates_are_sums
     return spec, (NH, triton.cdiv(B, BLOCK_B)), meta
