@@ -76,12 +76,26 @@ def probe_variants(DH, NH):
         found += [(f"cluster P={c.parts} K={c.KSPLIT} NT={c.NT} reg_tiles={c.reg_tiles}", c, False) for c in others]
         found += [(f"cluster P={c.parts} K={c.KSPLIT}, async push", dataclasses.replace(c, options=cluster.ASYNC_PUSH),
                    False) for c in others]
-    return found + [("cluster (plan), async push", with_options(cluster.ASYNC_PUSH), False)]
+    fitted = fit(chosen, device_arch(torch.device("cuda")))
+    if fitted is not None and fitted != chosen:
+        found.append((f"cluster (plan) fitted to this NVRTC: reg_tiles={fitted.reg_tiles} depth={fitted.depth}",
+                      fitted, False))
+    if DH == 768:  # the 12-warp shape, fitted too
+        for c in others:
+            fitted = fit(c, device_arch(torch.device("cuda")))
+            if fitted is not None and fitted != c:
+                found.append((f"cluster P={c.parts} K={c.KSPLIT} fitted: reg_tiles={fitted.reg_tiles}", fitted, False))
+    return found
+
+
+fit = cluster.fit_to_compiler
 
 
 def use(config):
+    """Run `config` as it is (not fitted to the compiler), or the grid for None."""
     os.environ["FUSEDRNN_SPLIT"] = "grid" if config is None else "cluster"
     cluster.choose_cluster = plan if config is None else (lambda *args, **kwargs: config)
+    cluster.fit_to_compiler = fit if config is None else (lambda config, arch: config)
 
 
 def inputs(DH, NH, steps, grad=False):
@@ -149,6 +163,7 @@ def main():
             if config is not None:  # a spilling variant runs, slower: worth knowing
                 compiled = compile_kernel(config.name_expression, device_arch(torch.device("cuda")))
                 row["spill_bytes"], row["registers"] = compiled.spill_bytes, compiled.registers
+                row["local_memory_instructions"] = compiled.local_memory_instructions
                 row["clusters_at_once"] = cluster.clusters_resident(config, 0)
             if timing_only:
                 row["ok"] = True  # a probe's values are wrong by design: not checked
@@ -169,16 +184,18 @@ def main():
     name = "cluster-probes.json" if probes else "cluster-variants.json"
     with open(os.path.join(out, name), "w") as f:
         json.dump(dict(meta=meta, results=results), f, indent=1)
-    print(f"\n{meta}\n| shape | variant | CTAs a head | clusters at once | registers | error | fwd ms "
-          "| us/step | fwd+bwd ms | model us/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    from fusedrnn.backends.cuda.compile import nvrtc_version
+
+    print(f"\n{meta}, NVRTC {nvrtc_version()}\n| shape | variant | CTAs a head | clusters at once | registers "
+          "| LDL/STL | error | fwd ms | us/step | fwd+bwd ms | model us/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         fwd, both = (f"{r[k]:.3f}" if k in r else "-" for k in ("fwd_ms", "fwd_bwd_ms"))
         step = f"{r['fwd_ms'] * 1000 / T:.2f}" if "fwd_ms" in r else "-"
         err = f"{r['error']:.2e}" if "error" in r else r.get("failure", "-")
         model = f"{r['model_us_per_step']:.2f}" if r["model_us_per_step"] else "-"
         print(f"| {r['shape']} | {r['variant']} | {r['ctas'] or '-'} | {r.get('clusters_at_once', '-')} "
-              f"| {r.get('registers', '-')} | {err}{'' if r['ok'] else ' WRONG'} | {fwd} | {step} | {both} | {model} |")
+              f"| {r.get('registers', '-')} | {r.get('local_memory_instructions', '-')} | {err}{'' if r['ok'] else ' WRONG'} | {fwd} | {step} | {both} | {model} |")
 
 
 if __name__ == "__main__":

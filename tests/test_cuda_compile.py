@@ -163,3 +163,30 @@ def test_concurrent_processes_share_one_entry(tmp_path):
 def test_compile_error_is_reported(monkeypatch):
     with pytest.raises(RuntimeError, match="NVRTC failed"):
         nvrtc_compile._nvrtc("fusedrnn::no_such_kernel<int>", ARCH, nvrtc_compile.KERNELS)
+
+
+def test_cluster_plan_fitted_to_a_compiler_that_needs_more_registers(monkeypatch):
+    """Where the NVRTC in use keeps register tiles in local memory, the plan moves
+    tiles to shared memory (a shallower input ring if need be) until it does not;
+    None when shared memory cannot take them."""
+    import dataclasses
+
+    import torch
+
+    from fusedrnn.backends.cuda import cluster
+
+    plan = cluster.choose_cluster("lstm", torch.bfloat16, 768, 16, 1, 132)
+    for limit in range(plan.reg_tiles, -1, -1):
+        monkeypatch.setattr(cluster, "_touches_local_memory", lambda config, arch: config.reg_tiles > limit)
+        cluster.fit_to_compiler.cache_clear()
+        fitted = cluster.fit_to_compiler(plan, "sm_90")
+        shapes = [dataclasses.replace(plan, reg_tiles=limit, depth=depth) for depth in range(plan.depth, 1, -1)]
+        if any(shape.shared_memory <= SHARED_MEMORY_LIMIT for shape in shapes):
+            assert fitted.reg_tiles == limit and fitted.shared_memory <= SHARED_MEMORY_LIMIT
+            assert dataclasses.replace(fitted, reg_tiles=plan.reg_tiles, depth=plan.depth) == plan
+        else:
+            assert fitted is None
+            break
+    else:
+        raise AssertionError("R fitted shared memory with no register tiles at all")
+    cluster.fit_to_compiler.cache_clear()

@@ -11,6 +11,7 @@ registers, h, the K slices' partial sums) or by the tensor cores, then one
 cluster barrier (0.57-0.65 us measured on the H100) and the cell."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -176,6 +177,35 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_c
         if cost < best_cost:
             best, best_cost = config, cost
     return best
+
+
+def _touches_local_memory(config: ClusterConfig, arch: str) -> bool:
+    from .compile import compile_kernel
+
+    compiled = compile_kernel(config.name_expression, arch)
+    return bool(compiled.spill_bytes or compiled.stack_bytes or compiled.local_memory_instructions)
+
+
+@functools.lru_cache(maxsize=None)
+def fit_to_compiler(config: ClusterConfig, arch: str) -> ClusterConfig | None:
+    """The plan with as many register tiles as the NVRTC in use compiles without
+    local memory. register_tiles() counts what ptxas needs beside the fragments
+    from one compiler's reports; another version may need more and keep
+    fragments in local memory, reloaded every step (768x1 on the H100 image's
+    NVRTC: 754K local loads in 64 steps, 10.9 us a step). Each tile fewer moves
+    4 x ROWS x 16 elements of R to shared memory, paid for with a shallower input
+    ring where needed; None when no such shape fits."""
+    while _touches_local_memory(config, arch):
+        if config.reg_tiles == 0:
+            return None
+        for depth in range(config.depth, 1, -1):
+            fewer = dataclasses.replace(config, reg_tiles=config.reg_tiles - 1, depth=depth)
+            if fewer.shared_memory <= SHARED_MEMORY_LIMIT:
+                break
+        else:
+            return None
+        config = fewer
+    return config
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,7 +25,7 @@ import torch
 from ...cells import get_cell
 from .. import outputs
 from .fused import CELL_TYPES, MAX_THREADS, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes
-from .launch import gpu_name, launch
+from .launch import device_arch, gpu_name, launch
 
 TARGET_WARPS = 8  # a CTA's warps: row blocks x K slices
 PAD_TO = 128  # split heads are padded to a multiple of 128: few instantiations, K slices of 8
@@ -147,7 +147,7 @@ DEFAULT_SPLIT = "auto"
 
 def _cluster_plan(cell, x, sm_count):
     """The cluster instantiation for this forward, or None for the cooperative grid."""
-    from .cluster import choose_cluster, clusters_resident
+    from .cluster import choose_cluster, clusters_resident, fit_to_compiler
 
     mode = os.environ.get("FUSEDRNN_SPLIT", DEFAULT_SPLIT)
     if mode not in ("auto", "cluster", "grid"):
@@ -161,6 +161,10 @@ def _cluster_plan(cell, x, sm_count):
         # one plan per power-of-two batch bucket: a new batch size seldom compiles a kernel
         bucket = 1 << (B - 1).bit_length()
         config, why = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count), f"no cluster of <= 16 CTAs holds DH={DH}"
+        if config is not None:
+            planned = config
+            config = fit_to_compiler(planned, device_arch(x.device))
+            why = f"{planned.name_expression} needs local memory with this NVRTC, also with fewer register tiles"
         if mode == "auto" and config is not None and config.shared_tiles:
             return None  # part of R in shared memory: the grid is faster today (see above)
         if config is not None and clusters_resident(config, x.device.index) < 1:
