@@ -62,12 +62,14 @@ def test_cluster_local_memory_scan_finds_ldl_and_stl(tmp_path, monkeypatch):
     """The cubin scan behind the test above counts what a disassembler shows: none in the plan's
     768x1 kernel, some in one holding more tiles of R than its registers can (it spills)."""
     monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
+    import dataclasses
+
     import torch
 
     plan = choose_cluster("lstm", torch.bfloat16, 768, 16, 1, 132)
     assert nvrtc_compile.compile_kernel(plan.name_expression, ARCH).local_memory_instructions == 0
-    spilling = plan.name_expression.replace(f", {plan.reg_tiles}, true>", f", {plan.reg_tiles + 4}, true>")
-    compiled = nvrtc_compile.compile_kernel(spilling, ARCH)
+    spilling = dataclasses.replace(plan, reg_tiles=plan.reg_tiles + 4)
+    compiled = nvrtc_compile.compile_kernel(spilling.name_expression, ARCH)
     assert compiled.spill_bytes and compiled.local_memory_instructions > 0
 
 

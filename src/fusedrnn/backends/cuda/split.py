@@ -8,12 +8,14 @@ the GPU has SMs.
 On Hopper and later the forward runs instead, where the head fits 16 CTAs, on
 the CTAs of a thread-block cluster that exchange h through each other's shared
 memory (cluster.py). FUSEDRNN_SPLIT picks: `grid`, `cluster` (raises where no
-cluster can run the call) or `auto`, the default: a cluster where one holds all
-of R in registers, the grid elsewhere. Measured on the H100 (docs/perf-notes.md,
-2026-11-26): at 256x3 the cluster runs 1.19 ms against the grid's 2.41; where
-part of R is read from shared memory each step (768x1) it runs 6-11 ms against
-3.2, for a reason not yet found (the timing probes of scripts/cluster_variants.py
-put it in the product's shared-memory reads)."""
+cluster can run the call; runs the plan even where it needs local memory, slower
+but correct) or `auto`, the default: a cluster where the NVRTC in
+use compiles the plan without local memory (cluster.fit_to_compiler), the grid
+elsewhere. Measured on the H100 (docs/perf-notes.md, 2026-11-26): 256x3 runs
+1.20 ms on a cluster against 2.41 on the grid; 768x1 2.59 against 3.21 with
+NVRTC 13.5, while NVRTC 13.0 spills that plan (680 B, reloaded every step:
+10.5 ms) and no plan with fewer register tiles fits shared memory, so there it
+stays on the grid."""
 from __future__ import annotations
 
 import math
@@ -161,12 +163,10 @@ def _cluster_plan(cell, x, sm_count):
         # one plan per power-of-two batch bucket: a new batch size seldom compiles a kernel
         bucket = 1 << (B - 1).bit_length()
         config, why = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count), f"no cluster of <= 16 CTAs holds DH={DH}"
-        if config is not None:
-            planned = config
-            config = fit_to_compiler(planned, device_arch(x.device))
-            why = f"{planned.name_expression} needs local memory with this NVRTC, also with fewer register tiles"
-        if mode == "auto" and config is not None and config.shared_tiles:
-            return None  # part of R in shared memory: the grid is faster today (see above)
+        if config is not None:  # `cluster` forces the kernel: the plan as it is where no fitted one exists
+            fitted = fit_to_compiler(config, device_arch(x.device))
+            if fitted is not None or mode == "auto":
+                config, why = fitted, f"{config.name_expression} needs local memory with this NVRTC"
         if config is not None and clusters_resident(config, x.device.index) < 1:
             config, why = None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
     if config is None and mode == "cluster":
