@@ -166,7 +166,8 @@ def test_gpu_check_forces_the_candidate_on_poisoned_outputs(monkeypatch):
 
 def test_host_code_runs_the_winner_for_the_gpu_it_is_on(monkeypatch):
     """fused.forward / backward and split_forward / split_backward look the winner up under
-    the GPU's name (the launch replaced: CPU tensors)."""
+    the GPU's name (the launch replaced: CPU tensors; split heads on the grid, which the tuner covers)."""
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "grid")
     launched = []
     for module in (fused, split):
         monkeypatch.setattr(module, "launch", lambda name, *args, **kwargs: launched.append(name))
