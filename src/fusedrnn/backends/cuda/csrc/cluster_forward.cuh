@@ -108,6 +108,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
 #pragma unroll
     for (int e = 0; e < 4; ++e)
       y_at[j][e] = y + size_t(batch0 + at.col(j, e)) * steps * head_stride + n * DH + row0 + at.row(e);
+  // this lane's ldmatrix row of h in buffer 0 (the product's one address of h)
+  const unsigned h_row =
+      shared_address(hs + (at.col0 + (at.lane & 7)) * L::LDH + at.k_tile0 * 16 + ((at.lane >> 3) & 1) * 8);
   wait_copies<DEPTH - 2>();
   cluster_sync();  // every CTA of the cluster runs (its shared memory may be written) and has step 0's x
 
@@ -116,9 +119,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     commit_copies();
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
     float acc[4][L::NT][4] = {};
-    if constexpr (OPTIONS & ClusterOptions::REGISTER_TILES_ONLY) {
-      recurrent_product<L, REG_TILES>(acc, weights, hs + (t % 2) * L::H_ELEMS, at);
-    } else if constexpr (!(OPTIONS & ClusterOptions::NO_PRODUCT)) {
+    constexpr int KT_END = OPTIONS & ClusterOptions::NO_PRODUCT           ? 0
+                           : OPTIONS & ClusterOptions::REGISTER_TILES_ONLY ? REG_TILES
+                                                                           : L::K_TILES_PER_WARP;
+    if constexpr (Storage<T>::tensor_cores) {
+      split_recurrent_product<L, T, KT_END>(acc, weights, h_row + (t % 2) * unsigned(L::H_ELEMS * sizeof(T)));
+    } else if constexpr (KT_END > 0) {
       recurrent_product<L>(acc, weights, hs + (t % 2) * L::H_ELEMS, at);
     }
     add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators

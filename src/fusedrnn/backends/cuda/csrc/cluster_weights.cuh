@@ -23,12 +23,15 @@ struct SplitWeights {
 
   unsigned held[REG_TILES ? L::G : 1][REG_TILES ? REG_TILES : 1][4];
   const T* Rs;
+  unsigned shared_row;  // shared address of this lane's ldmatrix row in the warp's first shared tile of gate 0
 
   // the register fragments of this warp (rows of this CTA starting at row0), straight from R [G, NH, ldr, ldr]
   // (ldr: DH, or DH + 1 zero-padded by the host where DH is odd, so every pair of columns is one aligned word)
   __device__ SplitWeights(const T* Rs_, const L& at, const T* __restrict__ R, int ldr, int n, int NH, int DH,
                           int row0)
-      : Rs(Rs_) {
+      : Rs(Rs_),
+        shared_row(shared_address(Rs_ + (at.row_block * 16 + (at.lane & 15)) * LDS + at.k_split * SHARED_TILES * 16 +
+                                  (at.lane >> 4) * 8)) {
     if constexpr (REG_TILES > 0) {
 #pragma unroll
       for (int g = 0; g < L::G; ++g)
@@ -45,16 +48,53 @@ struct SplitWeights {
     }
   }
 
-  __device__ void get(unsigned (&a)[4], const L& at, int g, int kt) const {
-    if (kt < REG_TILES) {  // kt is a constant in the unrolled product: no run-time branch
+  // fragment (gate G, K tile KT of this warp): from registers, or by ldmatrix at a fixed distance
+  // from this lane's row of the first shared tile (an immediate of the instruction: one address register)
+  template <int G, int KT>
+  __device__ __forceinline__ void get(unsigned (&a)[4]) const {
+    if constexpr (KT < REG_TILES) {
 #pragma unroll
-      for (int q = 0; q < 4; ++q) a[q] = held[REG_TILES ? g : 0][kt < REG_TILES ? kt : 0][q];
+      for (int q = 0; q < 4; ++q) a[q] = held[G][KT][q];
     } else {
-      const int column = (at.k_split * SHARED_TILES + kt - REG_TILES) * 16 + (at.lane >> 4) * 8;
-      load_matrix_x4<false>(a, Rs + (g * L::ROWS + at.row_block * 16 + (at.lane & 15)) * LDS + column);
+      load_matrix_x4_at<(G * L::ROWS * LDS + (KT - REG_TILES) * 16) * int(sizeof(T))>(a, shared_row);
     }
   }
 };
+
+// acc[g] += R[g] h on tensor cores over the warp's K tiles KT .. KT_END - 1 (KT_END short of all of
+// them only in a timing probe): h_row is the shared address of this lane's ldmatrix row of h (the
+// warp's first column and K tile of the [BT][LDH] tile). Every fragment is read at a constant distance
+// from it or from the weights' one address (the tile indices are template arguments, the distances
+// immediates of the instructions), so the product keeps two addresses however many tiles it reads.
+template <class L, class T, int KT, int J = 0>
+__device__ __forceinline__ void load_h_fragments(unsigned (&b)[L::NT][2], unsigned h_row) {
+  if constexpr (J < L::NT) {
+    load_matrix_x2_at<(J * 8 * L::LDH + KT * 16) * int(sizeof(T))>(b[J][0], b[J][1], h_row);
+    load_h_fragments<L, T, KT, J + 1>(b, h_row);
+  }
+}
+
+template <class L, class T, int KT, int G = 0, class W>
+__device__ __forceinline__ void multiply_gates(float (&acc)[4][L::NT][4], const W& weights,
+                                               const unsigned (&b)[L::NT][2]) {
+  if constexpr (G < L::G) {
+    unsigned a[4];
+    weights.template get<G, KT>(a);
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j) Storage<T>::mma(acc[G][j], a, b[j][0], b[j][1]);
+    multiply_gates<L, T, KT, G + 1>(acc, weights, b);
+  }
+}
+
+template <class L, class T, int KT_END, int KT = 0, class W>
+__device__ __forceinline__ void split_recurrent_product(float (&acc)[4][L::NT][4], const W& weights, unsigned h_row) {
+  if constexpr (KT < KT_END) {
+    unsigned b[L::NT][2];
+    load_h_fragments<L, T, KT>(b, h_row);
+    multiply_gates<L, T, KT>(acc, weights, b);
+    split_recurrent_product<L, T, KT_END, KT + 1>(acc, weights, h_row);
+  }
+}
 
 // The shared-memory part of SplitWeights: rows row0 .. row0 + ROWS of each gate of head n, zero-padded
 template <class L, class W, class T>

@@ -66,4 +66,20 @@ __device__ __forceinline__ void load_matrix_x2(unsigned& r0, unsigned& r1, const
                : "=r"(r0), "=r"(r1) : "r"(shared_address(row)));
 }
 
+// The same at shared address `base` + OFFSET bytes, the offset an immediate of the instruction: a
+// product that reads many fragments at fixed distances from one per-lane address keeps that one
+// address in a register, whatever the compiler's loop-invariant hoisting does (NVRTC 13.0's ptxas
+// kept one register an address where they were computed as separate pointers: 76 at LSTM 768x1).
+template <int OFFSET>
+__device__ __forceinline__ void load_matrix_x4_at(unsigned (&r)[4], unsigned base) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4+%5];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(base), "n"(OFFSET));
+}
+
+template <int OFFSET>
+__device__ __forceinline__ void load_matrix_x2_at(unsigned& r0, unsigned& r1, unsigned base) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2+%3];"
+               : "=r"(r0), "=r"(r1) : "r"(base), "n"(OFFSET));
+}
+
 }  // namespace fusedrnn
