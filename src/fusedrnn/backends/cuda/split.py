@@ -12,10 +12,9 @@ cluster can run the call; runs the plan even where it needs local memory, slower
 but correct) or `auto`, the default: a cluster where the NVRTC in
 use compiles the plan without local memory (cluster.fit_to_compiler), the grid
 elsewhere. Measured on the H100 (docs/perf-notes.md, 2026-11-26): 256x3 runs
-1.20 ms on a cluster against 2.41 on the grid; 768x1 2.59 against 3.21 with
-NVRTC 13.5, while NVRTC 13.0 spills that plan (680 B, reloaded every step:
-10.5 ms) and no plan with fewer register tiles fits shared memory, so there it
-stays on the grid."""
+1.20 ms on a cluster against 2.41 on the grid, 768x1 2.63 against 3.11. (Before
+the cluster product read its fragments at immediate offsets, NVRTC 13.0 spilled
+the 768x1 plan, 10.5 ms; the check keeps such a compiler on the grid.)"""
 from __future__ import annotations
 
 import math
