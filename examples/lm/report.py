@@ -26,6 +26,12 @@ def write_json(path: str, payload: dict) -> None:
     print(f"wrote {path}")
 
 
+def write_run(args, device: torch.device, **results) -> None:
+    """A run's results to args.out beside its options (all but --out) and the environment."""
+    config = {k: v for k, v in vars(args).items() if k != "out"}
+    write_json(args.out, {"config": config, "environment": environment(device), **results})
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

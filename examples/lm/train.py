@@ -15,7 +15,7 @@ import torch
 from data import VOCAB_SIZE, WindowSampler, load_corpus, split_corpus
 from model import KINDS, build_model, count_parameters
 from options import add_model_choice, add_model_options, add_training_options, check_options
-from report import environment, markdown_table, mean_tail, write_json
+from report import markdown_table, mean_tail, write_run
 from training import evaluate, train
 
 LABELS = {"fused": "fusedrnn LSTM", "cudnn": "torch.nn.LSTM", "attention": "causal attention (SDPA)"}
@@ -74,8 +74,7 @@ def main(argv=None) -> list[dict]:
     rows = [run_model(kind, args, device, corpus) for kind in kinds]
     print(f"\n{table(rows)}")
     if args.out:
-        config = {k: v for k, v in vars(args).items() if k != "out"}
-        write_json(args.out, {"config": config, "environment": environment(device), "results": rows})
+        write_run(args, device, results=rows)
     return rows
 
 

@@ -17,7 +17,7 @@ from data import VOCAB_SIZE, WindowSampler, load_corpus, split_corpus
 from distributed import STRATEGIES, init_from_torchrun, is_main_process, wrap
 from model import build_model, count_parameters
 from options import add_model_choice, add_model_options, add_training_options, check_options
-from report import environment, markdown_table, mean_tail, write_json
+from report import markdown_table, mean_tail, write_run
 from training import evaluate, train
 
 
@@ -63,8 +63,7 @@ def run(parser: argparse.ArgumentParser, args, device: torch.device) -> dict:
             [[args.strategy, world, args.model, f"{result.tokens_per_second:,.0f}",
               f"{summary['train_loss_rank0']:.3f}", "-" if val_loss is None else f"{val_loss:.3f}"]]))
         if args.out:
-            config = {k: v for k, v in vars(args).items() if k != "out"}
-            write_json(args.out, {"config": config, "environment": environment(device), "result": summary})
+            write_run(args, device, result=summary)
     return summary
 
 

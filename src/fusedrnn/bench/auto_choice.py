@@ -8,8 +8,6 @@ from ..backends import registry
 from ..cells import get_cell
 from ..problem import Problem
 
-OURS = tuple(registry.names())
-
 
 def auto_choice(row: dict) -> str:
     """The backend auto runs for the call a bench row measured."""
@@ -25,10 +23,10 @@ def auto_choice(row: dict) -> str:
 def auto_table(rows: list[dict]) -> str:
     """One line per call: auto's pick, its measured time, the fastest of ours and
     the ratio (1.00: auto picked the fastest)."""
-    calls: dict[tuple, dict[str, float]] = {}
+    ours, calls = set(registry.names()), {}  # names asked here: every backend registers on import
     for r in rows:
         key = (r["cell"], r["dtype"], r["B"], r["T"], r["DH"], r["NH"], r["passes"])
-        if r["provider"] in OURS and r["median_ms"] is not None:
+        if r["provider"] in ours and r["median_ms"] is not None:
             calls.setdefault(key, {})[r["provider"]] = r["median_ms"]
     lines = ["| cell | dtype | B | T | DH×NH | pass | auto picks | its ms | fastest of ours | ms | ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -22,7 +22,7 @@ from ...cells import get_cell
 from .. import outputs
 from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, fits_one_sm
 from .launch import _stream, launch, load_kernel
-from .split import MAX_HEAD_DIM, PAD_TO, split_head_dim
+from .split import MAX_HEAD_DIM, PAD_TO, SplitShape, split_head_dim
 
 MAX_CLUSTER = 16  # CTAs in a cluster on Hopper; over 8 needs the non-portable attribute (launch.py)
 PARTITION_REGISTERS = 16384  # an SM's 4 partitions hold 16K registers each; a warp takes them from one
@@ -52,36 +52,11 @@ PLANNED_OPTIONS = ASYNC_PUSH
 
 
 @dataclass(frozen=True)
-class ClusterConfig:
-    cell: str
-    dtype: torch.dtype
-    DHP: int
-    ROWS: int       # rows of every gate a CTA computes; the cluster has DHP / ROWS CTAs
-    KSPLIT: int     # warps side by side along K
-    NT: int         # column tiles of 8: BT = 8 * NT sequences a cluster
-    depth: int
-    vec: int
+class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT sequences a cluster
     reg_tiles: int  # of each warp's K tiles of R, those held in registers
-    fast_math: bool
     # bits of csrc ClusterOptions: ASYNC_PUSH (st.async + mbarriers instead of the cluster barrier)
     # or timing probes (scripts/cluster_variants.py); PLANNED_OPTIONS in every planned config
     options: int = 0
-
-    @property
-    def parts(self) -> int:
-        return self.DHP // self.ROWS
-
-    @property
-    def batch_tile(self) -> int:
-        return 8 * self.NT
-
-    @property
-    def warps(self) -> int:
-        return self.ROWS // 16 * self.KSPLIT
-
-    @property
-    def threads(self) -> int:
-        return 32 * self.warps
 
     @property
     def shared_tiles(self) -> int:

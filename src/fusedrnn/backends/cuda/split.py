@@ -26,7 +26,7 @@ import torch
 from ...cells import get_cell
 from .. import outputs
 from .fused import CELL_TYPES, MAX_THREADS, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes
-from .launch import device_arch, gpu_name, launch
+from .launch import gpu_name, launch
 
 TARGET_WARPS = 8  # a CTA's warps: row blocks x K slices
 PAD_TO = 128  # split heads are padded to a multiple of 128: few instantiations, K slices of 8
@@ -38,17 +38,18 @@ def split_head_dim(DH: int) -> int:
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitShape:
+    """What every kernel of a head split over CTAs is made of (the cooperative
+    grid's here, the cluster's in cluster.py)."""
     cell: str
     dtype: torch.dtype
     DHP: int
-    ROWS: int    # rows of every gate a CTA computes
+    ROWS: int    # rows of every gate a CTA computes: DHP / ROWS CTAs a head
     KSPLIT: int  # warps side by side along K
     NT: int      # column tiles of 8: BT = 8 * NT sequences a CTA
     depth: int
     vec: int
     fast_math: bool
-    backward: bool = False
 
     @property
     def parts(self) -> int:
@@ -59,8 +60,17 @@ class SplitConfig:
         return 8 * self.NT
 
     @property
+    def warps(self) -> int:
+        return self.ROWS // 16 * self.KSPLIT
+
+    @property
     def threads(self) -> int:
-        return 32 * self.ROWS // 16 * self.KSPLIT
+        return 32 * self.warps
+
+
+@dataclass(frozen=True)
+class SplitConfig(SplitShape):
+    backward: bool = False
 
     @property
     def shared_memory(self) -> int:
@@ -163,7 +173,7 @@ def _cluster_plan(cell, x, sm_count):
         bucket = 1 << (B - 1).bit_length()
         config, why = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count), f"no cluster of <= 16 CTAs holds DH={DH}"
         if config is not None:  # `cluster` forces the kernel: the plan as it is where no fitted one exists
-            fitted = fit_to_compiler(config, device_arch(x.device))
+            fitted = fit_to_compiler(config, "sm_{}{}".format(*capability))
             if fitted is not None or mode == "auto":
                 config, why = fitted, f"{config.name_expression} needs local memory with this NVRTC"
         if config is not None and clusters_resident(config, x.device.index) < 1:

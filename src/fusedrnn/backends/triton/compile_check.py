@@ -14,7 +14,6 @@ import re
 import subprocess
 import tempfile
 
-import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -31,12 +30,12 @@ _FP32_ARGS = ("saved_states_ptr", "drec_ptr", "db_ptr")
 _KNOBS = ("PREFETCH", "DB_EACH_STEP", "DX_DB_FROM_DREC", "STACK_GATES")  # kernel constants among the launch options
 
 
-def _products(dtype: str, DH_P: int, products: str) -> str | None:
-    """The products_ptr element type for `products` = none|fp32|input|shipped (what saved.py picks)."""
+def _products(DH_P: int, products: str) -> str | None:
+    """The products_ptr element type for `products` = none|fp32|shipped (what saved.py picks)."""
     if products == "shipped":
-        chosen = saved.products_dtype(getattr(torch, dtype), DH_P)
+        chosen = saved.products_dtype(DH_P)
         return None if chosen is None else _TYPES[str(chosen).removeprefix("torch.")]
-    return {"none": None, "fp32": "fp32", "input": _TYPES[dtype]}[products]
+    return {"none": None, "fp32": "fp32"}[products]
 
 
 def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
@@ -59,7 +58,7 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
     kernel = recurrence_bwd_kernel if backward else recurrence_fwd_kernel
     DH_P = padded_head_dim(DH)
     BLOCK_B = batch_tile(B, DH_P)
-    product_type = _products(dtype, DH_P, products)
+    product_type = _products(DH_P, products)
     signature = {name: "*" + _TYPES[dtype] for name in kernel.arg_names if name.endswith("_ptr")}
     signature.update({name: "*fp32" for name in _FP32_ARGS if name in signature})
     signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32", "products_ptr": "*" + (product_type or "fp32")})

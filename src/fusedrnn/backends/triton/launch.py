@@ -90,7 +90,7 @@ def kernel_options(x, cell, backward: bool) -> dict:
     like `x` (with saved products as the forward of a training call), so that
     scripts can tell variants apart that run the same kernels."""
     meta = _common_meta(x, cell, backward)[2]
-    return dict(meta, products=saved_buffers.products_dtype(x.dtype, meta["DH_P"]))
+    return dict(meta, products=saved_buffers.products_dtype(meta["DH_P"]))
 
 
 def forward(x, R, b, states, lengths, cell, need_saved):

@@ -6,8 +6,7 @@ them, the recurrent products R h of every step, [B, T, GR, NH, DH], so that
 the backward runs each cell's gradient on the very (x, R h, b, states) the
 forward saw instead of recomputing R h: one round of gate products a step
 fewer and no h operand to stage, for 4 more tile stores a step in the forward. Saving R h, not x + R h + b, is what every cell can use
-unchanged (GRU scales R_n h + b_nhid by its reset gate). Products in a 2-byte
-dtype are bit-cast into the same fp32 buffer.
+unchanged (GRU scales R_n h + b_nhid by its reset gate).
 
 Imports no triton: the custom op's fake kernel calls `saved_like`.
 """
@@ -19,22 +18,22 @@ from ...cells import get_cell
 from .. import outputs
 from . import padded_head_dim, variants
 
-# Per padded head dim, the products the forward saves unless a variant says
-# otherwise (variants.py): "fp32" or "input" (the input dtype: 2 bytes instead
-# of 4, R h rounded once). None yet: scripts/triton_variants.py measures whether they pay.
+# Per padded head dim, the products the forward saves ("fp32") unless a variant
+# says otherwise (variants.py). None: measured slower than recomputing them
+# (docs/perf-notes.md, 2026-11-26).
 SAVED_PRODUCTS: dict[int, str] = {}
 
 
-def products_dtype(dtype: torch.dtype, DH_P: int) -> torch.dtype | None:
+def products_dtype(DH_P: int) -> torch.dtype | None:
     """The dtype the forward saves R h in for this call, or None when the backward recomputes it."""
     choice = variants.products() or SAVED_PRODUCTS.get(DH_P, "none")
-    return {"none": None, "fp32": torch.float32, "input": dtype}[choice]
+    return {"none": None, "fp32": torch.float32}[choice]
 
 
 def _sizes(x, states, cell, need_saved):
     B, T, _, NH, DH = x.shape
     state_shape = (T + 1, states.shape[0] - 1, B, NH, DH)
-    dtype = products_dtype(x.dtype, padded_head_dim(DH)) if need_saved else None
+    dtype = products_dtype(padded_head_dim(DH)) if need_saved else None
     product_shape = (B, T, get_cell(cell).gates_r, NH, DH) if dtype is not None else None
     return state_shape, product_shape, dtype
 

@@ -4,9 +4,9 @@ tests/test_triton.py checks each, compile_check.py reports each).
 
 A variant overrides launch options of the forward and/or the backward kernel
 (knobs that launch_options picks per head dim) and may make the forward save
-the recurrent products R h for the backward (saved.py): "fp32" or "input"
-(the input dtype; measured no faster, and it fails the tolerance for relu's
-kink at DH=128, so no variant uses it). "shipped" is what launch_options and
+the recurrent products R h for the backward (saved.py) in fp32 (2-byte products
+were measured no faster and broke the tolerance for relu's kink at DH=128, so
+they are gone). "shipped" is what launch_options and
 saved.py pick today: since 2026-11-26 the stacked backward with dx, db from drec
 from DH=64, and the stacked forward from DH=128.
 """
@@ -43,7 +43,7 @@ def overrides(backward: bool) -> dict:
 
 
 def products() -> str | None:
-    """The active variant's products ("none", "fp32", "input"), or None to keep saved.py's choice."""
+    """The active variant's products ("none", "fp32"), or None to keep saved.py's choice."""
     return _active.get("products")
 
 
