@@ -103,11 +103,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
   load_biases<Cell::GB>(b, bias, at, row0, n, NH, DH);
   T* y_at[L::NT][4];  // this thread's elements of the current step in y
-#pragma unroll
-  for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      y_at[j][e] = y + size_t(batch0 + at.col(j, e)) * steps * head_stride + n * DH + row0 + at.row(e);
+  output_pointers(y_at, y, at, batch0, row0, n, DH, steps, head_stride);
   // this lane's ldmatrix row of h in buffer 0 (the product's one address of h)
   const unsigned h_row =
       shared_address(hs + (at.col0 + (at.lane & 7)) * L::LDH + at.k_tile0 * 16 + ((at.lane >> 3) & 1) * 8);

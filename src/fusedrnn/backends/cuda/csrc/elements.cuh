@@ -70,6 +70,18 @@ __device__ void load_biases(float (&b)[4][2], const T* __restrict__ bias, const 
 // Split K (KSPLIT warps a row block): the other slices' partial products are
 // added into the first slice's accumulators, through `partial` in shared memory
 // ([KSPLIT-1][ROW_BLOCKS][G][NT][4][32] floats). Every thread of the CTA calls it.
+// Where this thread's elements of step 0 go in y [B, T, NH, DH] (units from row0); step t is
+// t * head_stride further
+template <class L, class T>
+__device__ void output_pointers(T* (&y_at)[L::NT][4], T* y, const L& at, int batch0, int row0, int n, int DH,
+                                int steps, size_t head_stride) {
+#pragma unroll
+  for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      y_at[j][e] = y + size_t(batch0 + at.col(j, e)) * steps * head_stride + n * DH + row0 + at.row(e);
+}
+
 template <int GR, class L>
 __device__ void add_k_slices(float (&acc)[4][L::NT][4], float* partial, const L& at) {
   if constexpr (L::KSPLIT > 1) {

@@ -56,14 +56,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 
   // where this thread's elements of the current step go in y and saved
   T* y_at[L::NT][4];
+  output_pointers(y_at, y, at, batch0, 0, n, DH, steps, head_stride);
   float* saved_at[L::NT][4];
 #pragma unroll
   for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      y_at[j][e] = y + size_t(batch0 + at.col(j, e)) * steps * head_stride + n * DH + at.row(e);
-      saved_at[j][e] = saved + (Cell::S - 1) * state_stride + offset[j][e];  // slot t + 1
-    }
+    for (int e = 0; e < 4; ++e) saved_at[j][e] = saved + (Cell::S - 1) * state_stride + offset[j][e];  // slot t + 1
 
   for (int t = 0; t < steps; ++t) {
     if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
