@@ -14,6 +14,8 @@ pytest.importorskip("cuda.core")
 
 from fusedrnn.backends.cuda import compile as nvrtc_compile  # noqa: E402
 from fusedrnn.backends.cuda.cluster import choose_cluster, shipped_cluster_configs  # noqa: E402
+from fusedrnn.backends.cuda.cluster_backward import (  # noqa: E402
+    choose_cluster_backward, shipped_cluster_backward_configs)
 from fusedrnn.backends.cuda.fused import SHARED_MEMORY_LIMIT, shipped_configs  # noqa: E402
 from fusedrnn.backends.cuda.split import shipped_split_configs  # noqa: E402
 
@@ -33,7 +35,8 @@ def _stack_bytes(log):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     os.environ.setdefault("FUSEDRNN_CACHE_DIR", str(tmp_path_factory.mktemp("cubin-cache")))
-    configs = shipped_configs() + shipped_split_configs() + shipped_cluster_configs()
+    configs = (shipped_configs() + shipped_split_configs() + shipped_cluster_configs()
+               + shipped_cluster_backward_configs())
     with ProcessPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         results = list(pool.map(_build, [c.name_expression for c in configs]))
     return configs, results
@@ -106,6 +109,29 @@ def test_cluster_plan_for_the_issue_heads():
     small = choose_cluster("lstm", torch.bfloat16, 256, 16, 3, 132)
     assert small.parts <= 8 and small.shared_tiles == 0
     assert choose_cluster("lstm", torch.bfloat16, 1024, 16, 1, 132) is None  # R over 16 SMs' registers and shared
+
+
+def test_cluster_backward_kernels_stay_out_of_local_memory(built):
+    """The cluster backward keeps its blocks of R^T in registers without a stack frame: each
+    a lane loads from a staging tile by ldmatrix, not from global memory an element at a time."""
+    _, results = built
+    names = {c.name_expression for c in shipped_cluster_backward_configs()}
+    in_memory = [name for name, _, _, log, local in results if name in names and (_stack_bytes(log) or local)]
+    assert len(names) > 50 and not in_memory, in_memory[:10]
+
+
+def test_cluster_backward_plan_for_the_issue_heads():
+    import torch
+
+    # 768x1: 16 CTAs of 48 units, three of each warp's six blocks of R^T in registers
+    big = choose_cluster_backward("lstm", torch.bfloat16, 768, 16, 1, 132)
+    assert big.parts == 16 and big.ROWS == 48 and big.reg_blocks == 3 and big.shared_memory <= SHARED_MEMORY_LIMIT
+    # 256x3: clusters of 16 (6 of them: 96 SMs), all of R in registers
+    small = choose_cluster_backward("lstm", torch.bfloat16, 256, 16, 3, 132)
+    assert small.parts == 16 and small.reg_blocks == small.blocks_per_warp
+    # fp32 (no tensor cores) and heads that fit one SM have none
+    assert choose_cluster_backward("lstm", torch.float32, 768, 16, 1, 132) is None
+    assert choose_cluster_backward("lstm", torch.bfloat16, 128, 16, 1, 132) is None
 
 
 def test_largest_head_dims_reported(built):

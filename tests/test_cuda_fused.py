@@ -66,7 +66,8 @@ def _cluster(cell, dtype, DH, B, NH):
 @pytest.mark.parametrize("with_grads", [False, True])
 def test_gpu_cluster_heads_match_reference(cell, dtype, DH, with_grads, monkeypatch):
     """Heads over one SM split over the CTAs of a thread-block cluster (sm_90): the forward
-    exchanges h through DSMEM (the backward is the grid's, reading what the forward saved).
+    exchanges h through DSMEM; the backward is the cluster's where it has a plan (half types,
+    DH 200 to 768 here), else the grid's, reading what the forward saved.
     DH 201: an odd head (R padded to even rows for the register fragments); 520: a
     cluster of 10 (non-portable, not a power of two) with whole CTAs of padding rows."""
     if torch.cuda.get_device_capability() < (9, 0):
@@ -118,6 +119,65 @@ def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, mon
     monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: async_push)
     monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
     check_backend("cuda_fused", cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=False)
+
+
+def _cluster_backward(cell, dtype, DH, B, NH):
+    from fusedrnn.backends.cuda.cluster_backward import choose_cluster_backward
+
+    return choose_cluster_backward(cell, dtype, DH, B, NH, torch.cuda.get_device_properties(0).multi_processor_count)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("B, T, NH, DH", [(11, 29, 2, 201), (11, 29, 2, 256), (11, 29, 2, 768), (5, 17, 1, 384)])
+def test_gpu_cluster_backward_matches_reference(cell, dtype, B, T, NH, DH, monkeypatch):
+    """The backward on a cluster (csrc/cluster_backward.cuh): every cell and half type; an odd
+    head (scalar copies, padding units), clusters of 16 with R partly in registers, two batch
+    tiles (the second part padding), lengths and initial states."""
+    from fusedrnn.backends.cuda.fused import fits_one_sm
+
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    if _cluster_backward(cell, dtype, DH, B, NH) is None:
+        # Elman heads of 256 are not split at all; sLSTM's three fp32 saved states do not fit
+        # beside R at 768 (its backward is the grid's)
+        assert fits_one_sm(cell, dtype, DH, B) or (cell == "slstm" and DH == 768)
+        return
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    check_backend("cuda_fused", cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell, B, T, NH, DH", [("lstm", 1, 1, 1, 768), ("elman", 3, 7, 1, 1280),
+                                                ("gru", 16, 33, 3, 512), ("slstm", 2, 2, 1, 256)])
+def test_gpu_cluster_backward_odd_shapes(cell, B, T, NH, DH, monkeypatch):
+    """One step of one sequence; the largest Elman head; three heads of GRU; no initial states."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    assert _cluster_backward(cell, torch.bfloat16, DH, B, NH) is not None
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    check_backend("cuda_fused", cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda", with_states=False)
+
+
+@pytest.mark.gpu
+def test_gpu_cluster_backward_is_deterministic(monkeypatch):
+    """Two runs, the same bits: every dh is summed over the cluster in rank order."""
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    torch.manual_seed(0)
+    B, T, NH, DH = 13, 50, 1, 768
+    x = torch.randn(B, T, 4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, NH, DH, DH, device="cuda") / DH ** 0.5).bfloat16().requires_grad_()
+    b = torch.randn(4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    dy = torch.randn(B, T, NH, DH, device="cuda", dtype=torch.bfloat16)
+    runs = []
+    for _ in range(2):
+        y, _ = fusedrnn.rnn(x, R, b, cell="lstm", backend="cuda_fused")
+        runs.append(torch.autograd.grad(y, (x, R, b), dy))
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)
 
 
 @pytest.mark.gpu

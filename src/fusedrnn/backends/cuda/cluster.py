@@ -54,6 +54,7 @@ PLANNED_OPTIONS = ASYNC_PUSH
 @dataclass(frozen=True)
 class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT sequences a cluster
     reg_tiles: int  # of each warp's K tiles of R, those held in registers
+    REGISTER_FIELD = "reg_tiles"  # what fit_to_compiler lowers (a class attribute, not a field)
     # bits of csrc ClusterOptions: ASYNC_PUSH (st.async + mbarriers instead of the cluster barrier)
     # or timing probes (scripts/cluster_variants.py); PLANNED_OPTIONS in every planned config
     options: int = 0
@@ -154,7 +155,7 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_c
     return best
 
 
-def _touches_local_memory(config: ClusterConfig, arch: str) -> bool:
+def _touches_local_memory(config, arch: str) -> bool:
     from .compile import compile_kernel
 
     compiled = compile_kernel(config.name_expression, arch)
@@ -162,19 +163,21 @@ def _touches_local_memory(config: ClusterConfig, arch: str) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def fit_to_compiler(config: ClusterConfig, arch: str) -> ClusterConfig | None:
-    """The plan with as many register tiles as the NVRTC in use compiles without
-    local memory. register_tiles() counts what ptxas needs beside the fragments
-    from one compiler's reports; another version may need more and keep
-    fragments in local memory, reloaded every step (768x1 on the H100 image's
-    NVRTC: 754K local loads in 64 steps, 10.9 us a step). Each tile fewer moves
-    4 x ROWS x 16 elements of R to shared memory, paid for with a shallower input
-    ring where needed; None when no such shape fits."""
+def fit_to_compiler(config, arch: str):
+    """The plan (a ClusterConfig, or a ClusterBackwardConfig) with as many fragments
+    of R in registers as the NVRTC in use compiles without local memory. The register
+    models count what ptxas needs beside the fragments from one compiler's reports;
+    another version may need more and keep fragments in local memory, reloaded every
+    step (768x1 on the H100 image's NVRTC: 754K local loads in 64 steps, 10.9 us a
+    step). Each register tile (forward) or block (backward) fewer moves its fragments
+    to shared memory, paid for with a shallower input ring where needed; None when
+    no such shape fits."""
+    field = config.REGISTER_FIELD
     while _touches_local_memory(config, arch):
-        if config.reg_tiles == 0:
+        if getattr(config, field) == 0:
             return None
         for depth in range(config.depth, 1, -1):
-            fewer = dataclasses.replace(config, reg_tiles=config.reg_tiles - 1, depth=depth)
+            fewer = dataclasses.replace(config, **{field: getattr(config, field) - 1, "depth": depth})
             if fewer.shared_memory <= SHARED_MEMORY_LIMIT:
                 break
         else:

@@ -9,7 +9,7 @@ import torch
 
 from ...cells import get_cell
 from .. import outputs
-from ..weight_gradient import bias_gradient, recurrent_weight_gradient
+from ..weight_gradient import bias_gradient, previous_states, recurrent_weight_gradient
 from .launch import gpu_name, launch
 
 # the C++ type of each cell (csrc/cells/*.cuh)
@@ -199,9 +199,10 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     if not fits_one_sm(cell, x.dtype, DH, B):
         from .split import split_backward
 
+        h_prev = previous_states(states, y)  # the cluster's recompute of R h and dR both read it
         dx, drec, db_partial, dstates = split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell,
-                                                       _sm_count(x.device))
-        dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
+                                                       _sm_count(x.device), h_prev)
+        dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype, h_prev)
         return dx, dR, bias_gradient(db_partial, b.dtype), dstates
     config = choose_config(cell, x.dtype, DH, B, True, NH, _sm_count(x.device), tuned_for=gpu_name(x.device))
     grid = _grid(x, config)

@@ -156,31 +156,60 @@ def _arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
 DEFAULT_SPLIT = "auto"
 
 
+def _split_mode() -> str:
+    mode = os.environ.get("FUSEDRNN_SPLIT", DEFAULT_SPLIT)
+    if mode not in ("auto", "cluster", "grid"):
+        raise ValueError(f"FUSEDRNN_SPLIT={mode!r}: expected 'auto', 'cluster' or 'grid'")
+    return mode
+
+
+def _fitted_cluster(config, why, fit, resident, x, mode):
+    """The cluster plan `config` as `fit` (the NVRTC in use) compiles it without local memory,
+    if one cluster of it can run on x's GPU; else None, or, where FUSEDRNN_SPLIT=cluster forces
+    the cluster, the plan as it is (slower but correct) or an error saying why not."""
+    capability = torch.cuda.get_device_capability(x.device)
+    if capability < (9, 0):
+        config, why = None, f"compute capability {capability} < (9, 0)"
+    if config is not None:
+        fitted = fit(config, "sm_{}{}".format(*capability))
+        if fitted is not None or mode == "auto":
+            config, why = fitted, f"{config.name_expression} needs local memory with this NVRTC"
+    if config is not None and resident(config, x.device.index) < 1:
+        config, why = None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
+    if config is None and mode == "cluster":
+        raise ValueError(f"FUSEDRNN_SPLIT=cluster: {why}")
+    return config
+
+
 def _cluster_plan(cell, x, sm_count):
     """The cluster instantiation for this forward, or None for the cooperative grid."""
     from .cluster import choose_cluster, clusters_resident, fit_to_compiler
 
-    mode = os.environ.get("FUSEDRNN_SPLIT", DEFAULT_SPLIT)
-    if mode not in ("auto", "cluster", "grid"):
-        raise ValueError(f"FUSEDRNN_SPLIT={mode!r}: expected 'auto', 'cluster' or 'grid'")
+    mode = _split_mode()
     if mode == "grid":
         return None
     B, _, _, NH, DH = x.shape
-    capability = torch.cuda.get_device_capability(x.device)
-    config, why = None, f"compute capability {capability} < (9, 0)"
-    if capability >= (9, 0):
-        # one plan per power-of-two batch bucket: a new batch size seldom compiles a kernel
-        bucket = 1 << (B - 1).bit_length()
-        config, why = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count), f"no cluster of <= 16 CTAs holds DH={DH}"
-        if config is not None:  # `cluster` forces the kernel: the plan as it is where no fitted one exists
-            fitted = fit_to_compiler(config, "sm_{}{}".format(*capability))
-            if fitted is not None or mode == "auto":
-                config, why = fitted, f"{config.name_expression} needs local memory with this NVRTC"
-        if config is not None and clusters_resident(config, x.device.index) < 1:
-            config, why = None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
-    if config is None and mode == "cluster":
-        raise ValueError(f"FUSEDRNN_SPLIT=cluster: {why}")
-    return config
+    # one plan per power-of-two batch bucket: a new batch size seldom compiles a kernel
+    bucket = 1 << (B - 1).bit_length()
+    config = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count)
+    return _fitted_cluster(config, f"no cluster of <= 16 CTAs holds DH={DH}", fit_to_compiler, clusters_resident,
+                           x, mode)
+
+
+def _cluster_backward_plan(cell, x, sm_count):
+    """The cluster instantiation for this backward, or None for the cooperative grid.
+    Only half types have one (its product runs on tensor cores), and only where the
+    inbox of partial sums fits beside R: there the backward is the grid's in every
+    mode (`cluster` forces the cluster wherever a plan exists)."""
+    from .cluster import clusters_resident, fit_to_compiler
+    from .cluster_backward import choose_cluster_backward
+
+    mode = _split_mode()
+    B, _, _, NH, DH = x.shape
+    config = None if mode == "grid" else choose_cluster_backward(cell, x.dtype, DH, B, NH, sm_count)
+    if config is None:
+        return None
+    return _fitted_cluster(config, "", fit_to_compiler, clusters_resident, x, mode)
 
 
 def split_forward(x, R, b, states, lengths, cell, need_saved, sm_count):
@@ -222,7 +251,12 @@ def shipped_split_configs() -> list[SplitConfig]:
     return sorted(configs, key=lambda c: c.name_expression)
 
 
-def split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count):
+def split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count, h_prev):
+    cluster = _cluster_backward_plan(cell, x, sm_count)
+    if cluster is not None:
+        from .cluster_backward import cluster_backward
+
+        return cluster_backward(cluster, dy, dfinal, x, R, b, states, lengths, y, saved, h_prev)
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
     config = choose_split(cell, x.dtype, DH, B, NH, sm_count, backward=True, tuned_for=gpu_name(x.device))

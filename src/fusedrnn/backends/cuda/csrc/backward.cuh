@@ -13,7 +13,7 @@
 #pragma once
 #include "elements.cuh"
 #include "recurrent_product.cuh"
-#include "ring.cuh"
+#include "backward_inputs.cuh"
 
 namespace fusedrnn {
 
@@ -50,29 +50,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   __syncthreads();  // the zeros land before any copy into the rings
   // everything step t reads, into ring slot (steps - 1 - t) % DEPTH
   const int valid_sequences = min(L::BT, B - batch0);
-  const size_t y_batch = size_t(steps) * head_stride;
-  const auto x_copier = make_copier<XRing, T, Cell::GX, DHP, L::BT, VEC, L::THREADS>(
-      xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH; },
-      valid_sequences, DH, Cell::GX * head_stride);
-  const auto dy_copier = make_copier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS>(
-      dyr, [=](int c, int) { return dy + (batch0 + c) * y_batch + n * DH; }, valid_sequences, DH, head_stride);
-  // h entering step t >= 1 is y[:, t - 1]; entering step 0, the initial state
-  const auto h_copier = make_copier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS>(
-      hr, [=](int c, int) { return y + (batch0 + c) * y_batch - head_stride + n * DH; }, valid_sequences, DH,
-      head_stride);
-  const auto h0_copier = make_copier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS>(
-      hr, [=](int c, int) { return states + (batch0 + c) * head_stride + n * DH; }, valid_sequences, DH, 0);
-  const auto saved_copier = make_copier<SavedRing, float, SAVED, DHP, L::BT, VEC, L::THREADS>(
-      sr, [=](int c, int k) { return saved + k * state_stride + (batch0 + c) * head_stride + n * DH; },
-      Cell::S > 1 ? valid_sequences : 0, DH, (Cell::S - 1) * state_stride);
-  const auto fill_step = [&](int t) {
-    const int slot = (steps - 1 - t) % DEPTH;
-    x_copier.fill(slot, t);
-    dy_copier.fill(slot, t);
-    if (t > 0) h_copier.fill(slot, t);
-    else h0_copier.fill(slot, 0);
-    saved_copier.fill(slot, t);
-  };
+  const BackwardInputs<Cell, VEC, L::THREADS, XRing, HRing, HRing, SavedRing> inputs(
+      xr, dyr, hr, sr, x, y, dy, states, saved, batch0, n, 0, DH, 0, DH, valid_sequences, steps, B, NH, DH);
+  const auto fill_step = [&](int t) { inputs.fill(t); };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
     commit_copies();

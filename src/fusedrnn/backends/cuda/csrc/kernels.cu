@@ -9,3 +9,4 @@
 #include "split_forward.cuh"
 #include "split_backward.cuh"
 #include "cluster_forward.cuh"
+#include "cluster_backward.cuh"

@@ -20,6 +20,8 @@ __device__ __forceinline__ void wait_copies() {
 
 template <class T, int Q, int DHP, int BT, int DEPTH>
 struct StepRing {
+  using Element = T;
+  static constexpr int ROWS_PER_SEQUENCE = Q, COLUMNS = DHP, SEQUENCES = BT, SLOTS = DEPTH;
   static constexpr int PAD = 16 / sizeof(T);
   static constexpr int Q_STRIDE = DHP + PAD;
   static constexpr int C_STRIDE = Q * Q_STRIDE + (Q > 1 ? PAD : 0);

@@ -10,7 +10,7 @@
 #include "grid_barrier.cuh"
 #include "elements.cuh"
 #include "recurrent_product.cuh"
-#include "ring.cuh"
+#include "backward_inputs.cuh"
 
 namespace fusedrnn {
 
@@ -44,7 +44,6 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const L at;
   const bool owner = at.k_split == 0;
   const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
-  const size_t y_batch = size_t(steps) * head_stride;
   const int valid_sequences = min(L::BT, B - batch0), my_rows = min(ROWS, DH - row0);
   const size_t part_stride = size_t(B) * NH * DHP;  // one part's partial sums
 
@@ -54,28 +53,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   sr.zero(L::THREADS);
   load_recurrent_weights<L>(Rs, R, n, NH, DH, row0);
   __syncthreads();
-  const auto x_copier = make_copier<XRing, T, Cell::GX, ROWS, L::BT, VEC, L::THREADS>(
-      xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH + row0; },
-      valid_sequences, my_rows, Cell::GX * head_stride);
-  const auto dy_copier = make_copier<DyRing, T, 1, ROWS, L::BT, VEC, L::THREADS>(
-      dyr, [=](int c, int) { return dy + (batch0 + c) * y_batch + n * DH + row0; }, valid_sequences, my_rows,
-      head_stride);
-  const auto h_copier = make_copier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS>(
-      hr, [=](int c, int) { return y + (batch0 + c) * y_batch - head_stride + n * DH; }, valid_sequences, DH,
-      head_stride);
-  const auto h0_copier = make_copier<HRing, T, 1, DHP, L::BT, VEC, L::THREADS>(
-      hr, [=](int c, int) { return states + (batch0 + c) * head_stride + n * DH; }, valid_sequences, DH, 0);
-  const auto saved_copier = make_copier<SavedRing, float, SAVED, ROWS, L::BT, VEC, L::THREADS>(
-      sr, [=](int c, int k) { return saved + k * state_stride + (batch0 + c) * head_stride + n * DH + row0; },
-      Cell::S > 1 ? valid_sequences : 0, my_rows, (Cell::S - 1) * state_stride);
-  const auto fill_step = [&](int t) {
-    const int slot = (steps - 1 - t) % DEPTH;
-    x_copier.fill(slot, t);
-    dy_copier.fill(slot, t);
-    if (t > 0) h_copier.fill(slot, t);
-    else h0_copier.fill(slot, 0);
-    saved_copier.fill(slot, t);
-  };
+  const BackwardInputs<Cell, VEC, L::THREADS, XRing, DyRing, HRing, SavedRing> inputs(
+      xr, dyr, hr, sr, x, y, dy, states, saved, batch0, n, row0, my_rows, 0, DH, valid_sequences, steps, B, NH, DH);
+  const auto fill_step = [&](int t) { inputs.fill(t); };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
     commit_copies();

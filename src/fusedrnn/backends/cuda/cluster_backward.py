@@ -1,0 +1,172 @@
+"""The backward of heads split over a thread-block cluster (Hopper and later,
+half types; csrc/cluster_backward.cuh). The recurrent pre-activations of every
+step are one GEMM first (fp32 out), so the kernel's only product is
+dh = R^T drec; each CTA holds its rows of R, transposed, in registers and
+shared memory, and sends each block of the product's partial sums to the CTA
+that owns the block's units.
+
+The plan: 8 warps (so a thread may hold 255 registers), one column tile of 8
+sequences a cluster (the partial sums are fp32: a wider tile would double the
+inbox), the most CTAs a cluster (<= 16) that keeps every cluster of the call
+resident at once, and as many of a warp's blocks of R in registers as compile
+without local memory (cluster.fit_to_compiler)."""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ...cells import get_cell
+from .. import outputs
+from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, fits_one_sm
+from .launch import launch
+from .split import MAX_HEAD_DIM, split_head_dim
+
+WARPS = 8
+BATCH_TILE = 8
+MAX_CLUSTER = 16
+# registers a thread needs beside its fragments of R (the product's accumulators, the pairs'
+# states and biases, addresses): fitted to ptxas's reports (tests/test_cuda_compile.py)
+OTHER_REGISTERS = 64
+OTHER_PER_BLOCK = 4  # an accumulator a block of 16 units
+
+
+@dataclass(frozen=True)
+class ClusterBackwardConfig:
+    cell: str
+    dtype: torch.dtype
+    DHP: int
+    ROWS: int    # units a CTA owns: DHP / ROWS CTAs a cluster
+    depth: int
+    vec: int
+    reg_blocks: int  # of a warp's blocks of 16 units of R^T, those held in registers
+    REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers
+    fast_math: bool
+
+    @property
+    def parts(self) -> int:
+        return self.DHP // self.ROWS
+
+    @property
+    def batch_tile(self) -> int:
+        return BATCH_TILE
+
+    @property
+    def threads(self) -> int:
+        return 32 * WARPS
+
+    @property
+    def blocks_per_warp(self) -> int:
+        return self.DHP // 16 // WARPS
+
+    @property
+    def k_tiles(self) -> int:
+        return get_cell(self.cell).gates_r * self.ROWS // 16
+
+    @property
+    def shared_memory(self) -> int:
+        """Dynamic shared memory bytes, as the kernel carves it up."""
+        spec, size, BT, ROWS = get_cell(self.cell), self.dtype.itemsize, BATCH_TILE, self.ROWS
+        pad = 16 // size
+        shared_blocks = self.blocks_per_warp - self.reg_blocks
+        lds = WARPS * shared_blocks * 16 + pad if shared_blocks else 0
+        weights = spec.gates_r * ROWS * lds * size  # R^T not in registers
+        total = BT * (spec.gates_r * ROWS + pad) * size  # the drec tile
+        total += _ring_bytes(spec.gates_x, ROWS, size, BT, self.depth)  # x
+        total += 2 * _ring_bytes(1, ROWS, size, BT, self.depth)  # h_{t-1}, dy
+        total += _ring_bytes(spec.gates_r, ROWS, 4, BT, self.depth)  # R h_{t-1}
+        total += _ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
+        total += 2 * self.parts * ROWS * BT * 4  # the inbox of partial sums
+        total += 16  # its two mbarriers
+        # the register blocks are staged, before the loop, where the drec tile, rings and inbox go
+        stage = spec.gates_r * ROWS * (WARPS * 16 + pad) * size if self.reg_blocks else 0
+        return weights + max(total, stage)
+
+    @property
+    def name_expression(self) -> str:
+        cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
+        return (f"fusedrnn::fused_cluster_backward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {WARPS}, "
+                f"{self.depth}, {self.vec}, {self.reg_blocks}, {fast}>")
+
+
+def register_blocks(cell: str, ROWS: int, blocks_per_warp: int) -> int:
+    """How many of a warp's blocks of R^T its threads can hold (4 registers a K tile)."""
+    k_tiles = get_cell(cell).gates_r * ROWS // 16
+    free = 255 - OTHER_REGISTERS - OTHER_PER_BLOCK * blocks_per_warp
+    return max(0, min(blocks_per_warp, free // (4 * k_tiles)))
+
+
+def cluster_backward_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int):
+    """Every shape that fits one SM a CTA, most CTAs first, with the deepest input ring."""
+    if dtype == torch.float32:  # the product runs on tensor cores only
+        return
+    for parts in range(MAX_CLUSTER, 1, -1):
+        ROWS = DHP // parts
+        if DHP % parts or ROWS % 16 or (DHP // 16) % WARPS:
+            continue
+        blocks = DHP // 16 // WARPS
+        for reg_blocks in range(register_blocks(cell, ROWS, blocks), -1, -1):
+            fitting = [ClusterBackwardConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, depth=depth, vec=vec,
+                                             reg_blocks=reg_blocks, fast_math=dtype == torch.bfloat16)
+                       for depth in (4, 3, 2)]
+            fitting = [c for c in fitting if c.shared_memory <= SHARED_MEMORY_LIMIT]
+            if fitting:
+                yield fitting[0]
+                break
+
+
+@functools.lru_cache(maxsize=None)
+def choose_cluster_backward(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
+    """The shape with the most CTAs a cluster whose clusters all run at once
+    (else the most CTAs), or None when no cluster holds the head."""
+    if DH > MAX_HEAD_DIM or fits_one_sm(cell, dtype, DH, B):
+        return None
+    configs = list(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8)))
+    clusters = NH * math.ceil(B / BATCH_TILE)
+    for config in configs:
+        if clusters * config.parts <= sm_count:
+            return config
+    return configs[0] if configs else None
+
+
+def recurrent_preactivations(R: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
+    """R h_{t-1} of every step as the forward's product saw it, fp32: [NH, B * T, G * DH]
+    (the layout of drec), from h_prev [NH, B * T, DH] (weight_gradient.previous_states).
+    One batched GEMM with fp32 accumulation and output."""
+    G, NH, DH, _ = R.shape
+    weights = R.permute(1, 3, 0, 2).reshape(NH, DH, G * DH)  # [n, k, g * DH + i] = R[g, n, i, k]
+    return torch.bmm(h_prev, weights, out_dtype=torch.float32)
+
+
+def cluster_backward(config: ClusterBackwardConfig, dy, dfinal, x, R, b, states, lengths, y, saved, h_prev):
+    """dx, drec (in x's type), db partial sums and dstates of a head split over a cluster
+    (inputs contiguous; h_prev from weight_gradient.previous_states)."""
+    B, T, _, NH, DH = x.shape
+    spec = get_cell(config.cell)
+    tiles = math.ceil(B / BATCH_TILE)
+    rh = recurrent_preactivations(R, h_prev)
+    dx = outputs.empty(x.shape, like=x)
+    drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
+    db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
+    dstates = outputs.empty(states.shape, like=states)
+    launch(config.name_expression, (NH, tiles, 1), config.threads, config.shared_memory, x.device,
+           x, R, b, states, lengths, y, saved, dy, dfinal, rh, dx, drec, db_partial, dstates, B, T, NH, DH,
+           cluster=config.parts)
+    return dx, drec, db_partial, dstates
+
+
+def shipped_cluster_backward_configs() -> list[ClusterBackwardConfig]:
+    """Every instantiation a call can select: each cell, half dtype and padded head
+    dim, few and many clusters; row-copy widths other than 8 sampled at one head dim."""
+    configs = set()
+    for cell in CELL_TYPES:
+        for dtype in (torch.float16, torch.bfloat16):
+            for DHP in range(128, MAX_HEAD_DIM + 1, 128):
+                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
+                    for B, NH in ((16, 1), (16, 3), (64, 12)):
+                        config = choose_cluster_backward(cell, dtype, DH, B, NH, 132)
+                        if config is not None:
+                            configs.add(config)
+    return sorted(configs, key=lambda c: c.name_expression)
