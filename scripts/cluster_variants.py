@@ -31,7 +31,7 @@ from fusedrnn.backends.cuda.launch import device_arch
 from fusedrnn.backends.cuda.split import split_head_dim
 
 B, T, T_CHECK = 16, 1024, 48
-SHAPES = [(256, 3), (768, 1)]
+SHAPES = [(256, 3), (384, 2), (768, 1)]
 EXTRA_SHAPES = 3  # cluster shapes beyond the plan's, best first by the cost model
 plan = cluster.choose_cluster
 
@@ -43,6 +43,9 @@ def variants(DH, NH):
     others = sorted((c for c in cluster.cluster_configs("lstm", torch.bfloat16, split_head_dim(DH), 8, B > 8)
                      if c != chosen), key=lambda c: c.step_cycles())
     found += [(f"cluster P={c.parts} K={c.KSPLIT} NT={c.NT}", c) for c in others[:EXTRA_SHAPES]]
+    # an mbarrier a sender: each warp's product starts on the slices of h that have come
+    found.append(("cluster (plan), a barrier a sender", dataclasses.replace(
+        chosen, options=chosen.options | cluster.PER_SOURCE)))
     if chosen.shared_tiles:  # one more K tile in registers than the plan's register model allows
         more = dataclasses.replace(chosen, reg_tiles=chosen.reg_tiles + 1)
         found.append(("cluster (plan), +1 tile in registers", more))

@@ -17,3 +17,22 @@ for kernel in forward backward; do
     sort -k3 -g -r | head -14
 done
 grep -E "Duration|Warp Cycles Per Issued|Issue Slots Busy|Shared Memory|Bank" "$OUT/steps-details.txt" | head -30
+# per SASS instruction: stall samples of the forward and the backward (the hottest lines)
+for kernel in forward backward; do
+echo "== $kernel: the hottest SASS lines"
+ncu -i "$OUT/cluster-steps.ncu-rep" -k "regex:cluster_$kernel" --page source --csv --print-source sass \
+  > "$OUT/steps-source-$kernel.csv" 2>&1
+python3 - "$OUT/steps-source-$kernel.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], errors="replace")))
+header = next((i for i, r in enumerate(rows) if "Source" in r and any("Sampling" in c for c in r)), None)
+if header is None:
+    print("no source table:", rows[:3]); sys.exit()
+names = rows[header]
+src, samples = names.index("Source"), next(i for i, c in enumerate(names) if c.startswith("Warp Stall Sampling (All"))
+body = [r for r in rows[header + 1:] if len(r) > samples and r[samples].replace(",", "").isdigit()]
+total = sum(int(r[samples].replace(",", "")) for r in body) or 1
+for r in sorted(body, key=lambda r: -int(r[samples].replace(",", "")))[:40]:
+    print(f"{100 * int(r[samples].replace(',', '')) / total:5.1f}%  {r[src][:110]}")
+PY
+done

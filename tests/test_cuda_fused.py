@@ -103,10 +103,11 @@ def test_gpu_cluster_odd_shapes(cell, B, T, NH, DH, monkeypatch):
                                                        ("gru", torch.float16, 21, 9, 2, 520),
                                                        ("elman", torch.float32, 9, 17, 1, 201),
                                                        ("slstm", torch.bfloat16, 17, 13, 1, 384)])
-def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, monkeypatch):
-    """The exchange of h by st.async and mbarriers (ClusterOptions::ASYNC_PUSH, a candidate for
-    768x1, csrc/cluster_forward.cuh) on the plan's shapes: K split, odd head, one step, two batch
-    tiles, a cluster of 10, fp32."""
+@pytest.mark.parametrize("per_source", [False, True])
+def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, per_source, monkeypatch):
+    """The exchange of h by st.async and mbarriers (ClusterOptions::ASYNC_PUSH, csrc/cluster_forward.cuh),
+    with one barrier for all senders or one a sender (PER_SOURCE), on the plan's shapes: K split,
+    odd head, one step, two batch tiles, a cluster of 10, fp32."""
     import dataclasses
 
     from fusedrnn.backends.cuda import cluster
@@ -115,7 +116,7 @@ def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, mon
         pytest.skip("thread-block clusters need sm_90")
     planned = _cluster(cell, dtype, DH, B, NH)
     assert planned is not None
-    async_push = dataclasses.replace(planned, options=cluster.ASYNC_PUSH)
+    async_push = dataclasses.replace(planned, options=cluster.ASYNC_PUSH | (cluster.PER_SOURCE if per_source else 0))
     monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: async_push)
     monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
     check_backend("cuda_fused", cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=False)

@@ -45,10 +45,19 @@ BARRIER_CYCLES = {True: 1150, False: 1300}  # portable cluster (<= 8 CTAs) or no
 CELL_CYCLES = 400
 # ClusterOptions bits of csrc/cluster_forward.cuh: an exchange of h by st.async and mbarriers, and the
 # timing probes that leave one part of a step out (wrong results; scripts/cluster_variants.py)
-ASYNC_PUSH, NO_PUSH, RELAXED_ARRIVE, REGISTER_TILES_ONLY, NO_PRODUCT, NO_OUTPUT = 1, 2, 4, 8, 16, 32
+ASYNC_PUSH, NO_PUSH, RELAXED_ARRIVE, REGISTER_TILES_ONLY, NO_PRODUCT, NO_OUTPUT, PER_SOURCE = 1, 2, 4, 8, 16, 32, 64
 # what the plan runs: the st.async exchange, measured 1.16 us a step against the cluster barrier's 1.62
-# at 256x3 on the H100 (docs/perf-notes.md, 2026-11-26)
+# at 256x3 on the H100 (docs/perf-notes.md, 2026-11-26); with an mbarrier a sender where all of R sits
+# in registers (a short product, mostly waiting for h: 256x3 and 384x2 7% faster), not where the
+# product reads R from shared memory (768x1 2.5% slower)
 PLANNED_OPTIONS = ASYNC_PUSH
+
+
+def planned_options(dtype: torch.dtype, ROWS: int, k_tiles_per_warp: int, reg_tiles: int) -> int:
+    whole_slices = k_tiles_per_warp % (ROWS // 16) == 0  # a warp's K tiles in whole slices of h
+    if dtype != torch.float32 and reg_tiles == k_tiles_per_warp and whole_slices:
+        return PLANNED_OPTIONS | PER_SOURCE
+    return PLANNED_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
     reg_tiles: int  # of each warp's K tiles of R, those held in registers
     REGISTER_FIELD = "reg_tiles"  # what fit_to_compiler lowers (a class attribute, not a field)
     # bits of csrc ClusterOptions: ASYNC_PUSH (st.async + mbarriers instead of the cluster barrier)
-    # or timing probes (scripts/cluster_variants.py); PLANNED_OPTIONS in every planned config
+    # or timing probes (scripts/cluster_variants.py); planned_options() in every planned config
     options: int = 0
 
     @property
@@ -73,7 +82,8 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         total += 2 * BT * (self.DHP + pad) * size  # all of h, double-buffered
         total += _ring_bytes(spec.gates_x, self.ROWS, size, BT, self.depth)  # x
         total += (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial products
-        return total + (16 if self.options & ASYNC_PUSH else 0)  # the two mbarriers
+        barriers = (self.parts if self.options & PER_SOURCE else 1) if self.options & ASYNC_PUSH else 0
+        return total + 2 * 8 * barriers  # the mbarriers: one or one a sender, a buffer
 
     @property
     def name_expression(self) -> str:
@@ -133,7 +143,8 @@ def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: boo
                 for depth in (4, 3, 2):
                     config = ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
                                            depth=depth, vec=vec, reg_tiles=reg_tiles,
-                                           fast_math=dtype == torch.bfloat16, options=PLANNED_OPTIONS)
+                                           fast_math=dtype == torch.bfloat16,
+                                           options=planned_options(dtype, ROWS, k_tiles // KSPLIT, reg_tiles))
                     if config.shared_memory <= SHARED_MEMORY_LIMIT:
                         yield config
                         break

@@ -29,7 +29,7 @@ BATCH_TILE = 8
 MAX_CLUSTER = 16
 # registers a thread needs beside its fragments of R (the product's accumulators, the pairs'
 # states and biases, addresses): fitted to ptxas's reports (tests/test_cuda_compile.py)
-OTHER_REGISTERS = 64
+OTHER_REGISTERS = 80
 OTHER_PER_BLOCK = 4  # an accumulator a block of 16 units
 
 

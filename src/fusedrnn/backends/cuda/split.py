@@ -7,13 +7,17 @@ the GPU has SMs.
 
 On Hopper and later the forward runs instead, where the head fits 16 CTAs, on
 the CTAs of a thread-block cluster that exchange h through each other's shared
-memory (cluster.py). FUSEDRNN_SPLIT picks: `grid`, `cluster` (raises where no
-cluster can run the call; runs the plan even where it needs local memory, slower
-but correct) or `auto`, the default: a cluster where the NVRTC in
-use compiles the plan without local memory (cluster.fit_to_compiler), the grid
-elsewhere. Measured on the H100 (docs/perf-notes.md, 2026-11-26): 256x3 runs
-1.20 ms on a cluster against 2.41 on the grid, 768x1 2.63 against 3.11. (Before
-the cluster product read its fragments at immediate offsets, NVRTC 13.0 spilled
+memory (cluster.py), and so does the backward of half types where its inbox of
+partial sums fits beside R (cluster_backward.py; the grid's otherwise).
+FUSEDRNN_SPLIT picks: `grid`, `cluster` (raises where no cluster can run the
+forward; runs the plan even where it needs local memory, slower but correct;
+the backward on the cluster wherever it has a plan) or `auto`, the default: a
+cluster where the NVRTC in use compiles the plan without local memory
+(cluster.fit_to_compiler), the grid elsewhere. Measured on the H100
+(docs/perf-notes.md, 2026-11-26): 256x3 runs 1.20 ms on a cluster against 2.41
+on the grid, 768x1 2.63 against 3.11; forward+backward with the cluster
+backward 2.50 and 5.75 ms against 6.54 and 8.74 with the grid's. (Before the
+cluster product read its fragments at immediate offsets, NVRTC 13.0 spilled
 the 768x1 plan, 10.5 ms; the check keeps such a compiler on the grid.)"""
 from __future__ import annotations
 

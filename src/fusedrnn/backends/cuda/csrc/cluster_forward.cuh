@@ -41,6 +41,9 @@ struct ClusterOptions {
   static constexpr int REGISTER_TILES_ONLY = 8;  // the product over the register tiles of R only
   static constexpr int NO_PRODUCT = 16;          // no product at all
   static constexpr int NO_OUTPUT = 32;           // no y or saved states stored
+  // with ASYNC_PUSH: an mbarrier for each sender, so that a warp's product starts on the slices of
+  // h that have come and waits for each of the others just before its first K tile
+  static constexpr int PER_SOURCE = 64;
 };
 
 template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, int REG_TILES, bool FAST,
@@ -56,14 +59,19 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   constexpr int PARTS = DHP / ROWS;
   constexpr bool ASYNC = OPTIONS & ClusterOptions::ASYNC_PUSH;
   constexpr unsigned SLICE_BYTES = L::BT * ROWS * sizeof(T);  // one CTA's h_t: (PARTS - 1) of them arrive a step
+  constexpr bool PER_SOURCE = ASYNC && (OPTIONS & ClusterOptions::PER_SOURCE) && Storage<T>::tensor_cores;
+  constexpr int BARRIERS = PER_SOURCE ? PARTS : 1;  // a buffer: one for all senders, or one a sender
+  constexpr unsigned EXPECTED = PER_SOURCE ? SLICE_BYTES : (PARTS - 1) * SLICE_BYTES;  // bytes a phase
   static_assert(PARTS >= 2 && PARTS <= 16 && DHP % ROWS == 0, "a cluster of 2 to 16 CTAs");
   static_assert(L::K_TILES % KSPLIT == 0, "whole K tiles a warp");
+  static_assert(!PER_SOURCE || L::K_TILES_PER_WARP % (ROWS / 16) == 0, "whole slices of h a warp");
   extern __shared__ __align__(16) unsigned char smem[];
   T* Rs = reinterpret_cast<T*>(smem);
   T* hs = Rs + W::ELEMS;  // [2][BT][LDH]: all of h_{t-1} in half t % 2
   const XRing xr{hs + 2 * L::H_ELEMS};
   float* partial = reinterpret_cast<float*>(xr.base + XRing::ELEMS);  // [KSPLIT-1][ROW_BLOCKS][G][NT][4][32]
-  // ASYNC: after the partial sums, 2 mbarriers; arrivals[b] counts the stores of h into buffer b
+  // ASYNC: after the partial sums, 2 x BARRIERS mbarriers; arrivals + (b * BARRIERS + s) * 8 counts the
+  // stores of h into buffer b (from sender s with PER_SOURCE)
   const unsigned arrivals = shared_address(partial + (KSPLIT - 1) * L::ROW_BLOCKS * 4 * NT * 4 * 32);
 
   const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * L::BT;
@@ -73,12 +81,10 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const int valid_sequences = min(L::BT, B - batch0);
 
   if constexpr (ASYNC) {
-    if (threadIdx.x == 0) {  // both armed for their first use: h_0 into buffer 1, h_1 into buffer 0
-      mbarrier_init(arrivals, 1);
-      mbarrier_init(arrivals + 8, 1);
+    if (threadIdx.x == 0) {  // all armed for their first use: h_0 into buffer 1, h_1 into buffer 0
+      for (int k = 0; k < 2 * BARRIERS; ++k) mbarrier_init(arrivals + 8 * k, 1);
       fence_mbarrier_init();  // published to the cluster by the cluster_sync before the loop
-      mbarrier_arm(arrivals, (PARTS - 1) * SLICE_BYTES);
-      mbarrier_arm(arrivals + 8, (PARTS - 1) * SLICE_BYTES);
+      for (int k = 0; k < 2 * BARRIERS; ++k) mbarrier_arm(arrivals + 8 * k, EXPECTED);
     }
   }
   xr.zero(L::THREADS);
@@ -118,7 +124,18 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     constexpr int KT_END = OPTIONS & ClusterOptions::NO_PRODUCT           ? 0
                            : OPTIONS & ClusterOptions::REGISTER_TILES_ONLY ? REG_TILES
                                                                            : L::K_TILES_PER_WARP;
-    if constexpr (Storage<T>::tensor_cores) {
+    if constexpr (Storage<T>::tensor_cores && PER_SOURCE) {
+      // h_{t-1} (buffer t % 2) from sender `source` before its K tiles; the warps of the first row
+      // block re-arm each barrier for h_{t+1} once they have seen it complete
+      const auto wait = [&](int slice) {
+        const int source = at.k_tile0 / (ROWS / 16) + slice;
+        if (t == 0 || source == rank) return;
+        const unsigned bar = arrivals + ((t % 2) * BARRIERS + source) * 8;
+        mbarrier_wait(bar, ((t - 1) >> 1) & 1);
+        if (at.row_block == 0 && at.lane == 0 && t + 2 < steps) mbarrier_arm(bar, EXPECTED);
+      };
+      split_recurrent_product<L, T, KT_END>(acc, weights, h_row + (t % 2) * unsigned(L::H_ELEMS * sizeof(T)), wait);
+    } else if constexpr (Storage<T>::tensor_cores) {
       split_recurrent_product<L, T, KT_END>(acc, weights, h_row + (t % 2) * unsigned(L::H_ELEMS * sizeof(T)));
     } else if constexpr (KT_END > 0) {
       recurrent_product<L>(acc, weights, hs + (t % 2) * L::H_ELEMS, at);
@@ -142,8 +159,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     const bool more = t + 1 < steps;  // ASYNC: the last h_t goes nowhere (no one waits for it)
     if constexpr (ASYNC) {
       if (more)
-        broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS, true>(h_next, row0, rank,
-                                                                           arrivals + ((t + 1) % 2) * 8);
+        broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS, true>(
+            h_next, row0, rank, arrivals + ((t + 1) % 2 * BARRIERS + (PER_SOURCE ? rank : 0)) * 8);
     } else if constexpr (!(OPTIONS & ClusterOptions::NO_PUSH)) {
       broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS>(h_next, row0, rank);
     }
@@ -170,7 +187,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     if constexpr (ASYNC) {
       // h_t from every other CTA. Buffer (t + 1) % 2 was last read by this CTA at step t - 1, and
       // each sender stored into it only after it had h_{t-1} from here, sent after that read.
-      if (more) {
+      if (more && !PER_SOURCE) {  // (PER_SOURCE: the next product waits, a sender at a time)
         const unsigned bar = arrivals + ((t + 1) % 2) * 8;
         mbarrier_wait(bar, (t >> 1) & 1);  // its (t / 2)-th phase: h_t for even t into buffer 1, odd into 0
         if (threadIdx.x == 0) mbarrier_arm(bar, (PARTS - 1) * SLICE_BYTES);  // for h_{t+2}

@@ -86,13 +86,22 @@ __device__ __forceinline__ void multiply_gates(float (&acc)[4][L::NT][4], const 
   }
 }
 
-template <class L, class T, int KT_END, int KT = 0, class W>
-__device__ __forceinline__ void split_recurrent_product(float (&acc)[4][L::NT][4], const W& weights, unsigned h_row) {
+struct NoWait {
+  __device__ void operator()(int) const {}
+};
+
+// wait(slice) is called before the first K tile of each slice of ROWS units of h (the slice one CTA
+// of the cluster sends), counted from the warp's first K tile: the product can start on the slices
+// that have come while others are still on their way.
+template <class L, class T, int KT_END, int KT = 0, class W, class Wait = NoWait>
+__device__ __forceinline__ void split_recurrent_product(float (&acc)[4][L::NT][4], const W& weights, unsigned h_row,
+                                                        const Wait& wait = {}) {
   if constexpr (KT < KT_END) {
+    if constexpr (KT % (L::ROWS / 16) == 0) wait(KT / (L::ROWS / 16));
     unsigned b[L::NT][2];
     load_h_fragments<L, T, KT>(b, h_row);
     multiply_gates<L, T, KT>(acc, weights, b);
-    split_recurrent_product<L, T, KT_END, KT + 1>(acc, weights, h_row);
+    split_recurrent_product<L, T, KT_END, KT + 1>(acc, weights, h_row, wait);
   }
 }
 
