@@ -198,19 +198,21 @@ def test_gpu_cluster_two_column_tiles(monkeypatch):
 def test_gpu_cluster_is_the_default_split_on_hopper(monkeypatch):
     """By default a split head runs on a cluster where the NVRTC in use compiles
     the plan without local memory (always at 256x3; at 768x1 it depends on the
-    NVRTC version), on the grid elsewhere."""
+    NVRTC version) and the sequence is long enough, on the grid elsewhere."""
     from fusedrnn.backends.cuda.cluster import choose_cluster, fit_to_compiler
     from fusedrnn.backends.cuda.launch import device_arch
-    from fusedrnn.backends.cuda.split import _cluster_plan
+    from fusedrnn.backends.cuda.split import CLUSTER_MIN_STEPS, _cluster_plan
 
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90")
     monkeypatch.delenv("FUSEDRNN_SPLIT", raising=False)
     sm_count = torch.cuda.get_device_properties(0).multi_processor_count
     for DH, NH in ((768, 1), (256, 3)):
-        x = torch.empty(16, 4, 4, NH, DH, device="cuda", dtype=torch.bfloat16)
+        x = torch.empty(16, 64, 4, NH, DH, device="cuda", dtype=torch.bfloat16)
         fitted = fit_to_compiler(choose_cluster("lstm", x.dtype, DH, 16, NH, sm_count), device_arch(x.device))
         assert _cluster_plan("lstm", x, sm_count) == fitted, DH
+        # a few steps (decoding) stay on the grid: the cluster's longer load of R is not repaid
+        assert _cluster_plan("lstm", x[:, :CLUSTER_MIN_STEPS - 1], sm_count) is None
         if DH == 256:
             assert fitted is not None and fitted.parts <= 8 and fitted.shared_tiles == 0
 

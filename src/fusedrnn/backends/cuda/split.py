@@ -167,6 +167,12 @@ def _split_mode() -> str:
     return mode
 
 
+# auto runs sequences shorter than this on the grid: a cluster holds a head on fewer SMs, so each
+# loads more of R before the first step (768x1, one step from a CUDA graph on the H100: 23.4 us on
+# the cluster, 14.6 on the grid), which its faster steps (0.6 us a step) repay after ~15 steps
+CLUSTER_MIN_STEPS = 16
+
+
 def _fitted_cluster(config, why, fit, resident, x, mode):
     """The cluster plan `config` as `fit` (the NVRTC in use) compiles it without local memory,
     if one cluster of it can run on x's GPU; else None, or, where FUSEDRNN_SPLIT=cluster forces
@@ -174,6 +180,8 @@ def _fitted_cluster(config, why, fit, resident, x, mode):
     capability = torch.cuda.get_device_capability(x.device)
     if capability < (9, 0):
         config, why = None, f"compute capability {capability} < (9, 0)"
+    if mode == "auto" and x.shape[1] < CLUSTER_MIN_STEPS:
+        return None
     if config is not None:
         fitted = fit(config, "sm_{}{}".format(*capability))
         if fitted is not None or mode == "auto":
