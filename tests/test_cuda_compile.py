@@ -129,9 +129,13 @@ def test_cluster_backward_plan_for_the_issue_heads():
     # 256x3: clusters of 16 (6 of them: 96 SMs), all of R in registers
     small = choose_cluster_backward("lstm", torch.bfloat16, 256, 16, 3, 132)
     assert small.parts == 16 and small.reg_blocks == small.blocks_per_warp
-    # fp32 (no tensor cores) and heads that fit one SM have none
+    # fp32 (no tensor cores) has none; of the heads that fit one SM, LSTM-like cells from DH 64
+    # take a cluster while all clusters run at once, Elman and small heads keep the one-SM kernel
     assert choose_cluster_backward("lstm", torch.float32, 768, 16, 1, 132) is None
-    assert choose_cluster_backward("lstm", torch.bfloat16, 128, 16, 1, 132) is None
+    assert choose_cluster_backward("lstm", torch.bfloat16, 128, 16, 6, 132).parts == 8
+    assert choose_cluster_backward("lstm", torch.bfloat16, 128, 256, 6, 132) is None
+    assert choose_cluster_backward("lstm", torch.bfloat16, 32, 16, 24, 132) is None
+    assert choose_cluster_backward("elman", torch.bfloat16, 128, 16, 6, 132) is None
 
 
 def test_largest_head_dims_reported(built):

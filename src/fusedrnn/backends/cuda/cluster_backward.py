@@ -9,7 +9,9 @@ The plan: 8 warps (so a thread may hold 255 registers), one column tile of 8
 sequences a cluster (the partial sums are fp32: a wider tile would double the
 inbox), the most CTAs a cluster (<= 16) that keeps every cluster of the call
 resident at once, and as many of a warp's blocks of R in registers as compile
-without local memory (cluster.fit_to_compiler)."""
+without local memory (cluster.fit_to_compiler). Heads over one SM take it
+wherever it has a plan; heads that fit one take it where it measured faster
+than the one-SM backward (ONE_SM_MIN_HEAD_DIM)."""
 from __future__ import annotations
 
 import functools
@@ -117,18 +119,29 @@ def cluster_backward_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int):
                 break
 
 
+# Heads that fit one SM take the cluster too where it measured faster: LSTM bf16, B=16, T=1024 on
+# the H100, one-SM forward with the one-SM / cluster backward, fwd+bwd ms: 32x24 1.73 / 1.99,
+# 64x12 2.31 / 1.79, 96x8 3.13 / 2.12, 128x6 4.25 / 2.02 (docs/perf-notes.md). Cells of three or
+# four recurrent gates from DH 64, and only where every cluster of the call runs at once (a large
+# batch keeps the one-SM kernel, whose CTAs hold 16 sequences and more).
+ONE_SM_MIN_HEAD_DIM = 64
+ONE_SM_MIN_GATES = 3
+
+
 @functools.lru_cache(maxsize=None)
 def choose_cluster_backward(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
-    """The shape with the most CTAs a cluster whose clusters all run at once
-    (else the most CTAs), or None when no cluster holds the head."""
-    if DH > MAX_HEAD_DIM or fits_one_sm(cell, dtype, DH, B):
+    """The shape with the most CTAs a cluster whose clusters all run at once (else,
+    for a head over one SM, the most CTAs), or None when no cluster holds the head or
+    the one-SM kernel is the better choice."""
+    one_sm = fits_one_sm(cell, dtype, DH, B)
+    if DH > MAX_HEAD_DIM or one_sm and (DH < ONE_SM_MIN_HEAD_DIM or get_cell(cell).gates_r < ONE_SM_MIN_GATES):
         return None
     configs = list(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8)))
     clusters = NH * math.ceil(B / BATCH_TILE)
     for config in configs:
         if clusters * config.parts <= sm_count:
             return config
-    return configs[0] if configs else None
+    return configs[0] if configs and not one_sm else None
 
 
 def recurrent_preactivations(R: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
@@ -164,8 +177,9 @@ def shipped_cluster_backward_configs() -> list[ClusterBackwardConfig]:
     for cell in CELL_TYPES:
         for dtype in (torch.float16, torch.bfloat16):
             for DHP in range(128, MAX_HEAD_DIM + 1, 128):
-                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
-                    for B, NH in ((16, 1), (16, 3), (64, 12)):
+                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []) + (
+                        [64, 96] if DHP == 128 else []):
+                    for B, NH in ((16, 1), (16, 3), (16, 6), (16, 12), (64, 12)):
                         config = choose_cluster_backward(cell, dtype, DH, B, NH, 132)
                         if config is not None:
                             configs.add(config)

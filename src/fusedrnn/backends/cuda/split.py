@@ -208,7 +208,7 @@ def _cluster_plan(cell, x, sm_count):
                            x, mode)
 
 
-def _cluster_backward_plan(cell, x, sm_count):
+def cluster_backward_plan(cell, x, sm_count):
     """The cluster instantiation for this backward, or None for the cooperative grid.
     Only half types have one (its product runs on tensor cores), and only where the
     inbox of partial sums fits beside R: there the backward is the grid's in every
@@ -263,8 +263,8 @@ def shipped_split_configs() -> list[SplitConfig]:
     return sorted(configs, key=lambda c: c.name_expression)
 
 
-def split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count, h_prev):
-    cluster = _cluster_backward_plan(cell, x, sm_count)
+def split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell, sm_count, h_prev, cluster=None):
+    """On `cluster` (cluster_backward_plan's) where given, else over the cooperative grid."""
     if cluster is not None:
         from .cluster_backward import cluster_backward
 
