@@ -7,9 +7,9 @@
 //      and adds them, in rank order (deterministic);
 //   2. runs the cell's gradient on its units (a pair of sequences a thread), writing dx and
 //      drec to global memory and drec, rounded to T, into a shared tile;
-//   3. multiplies its rows of R, transposed (cluster_weights_t.cuh), by that tile for every unit
-//      of the head and sends each block of 16 units' partial sums to the unit's owner: st.async
-//      into the owner's inbox, counted by the owner's mbarrier (its own block by a plain store).
+//   3. multiplies its rows of R, transposed (cluster_weights_transposed.cuh), by that tile for
+//      every unit of the head and sends each block of 16 units' partial sums to the units' owner:
+//      st.async into the owner's inbox, counted by the owner's mbarrier (its own by a plain store).
 // The inbox is double-buffered, [2][PARTS][ROWS][BT] fp32: a sender writes step t's sums into
 // buffer b of CTA X only after it has X's sums of step t + 1, which X sent after reading buffer
 // b's previous contents (step t + 2). Each mbarrier is armed (one arrival and the bytes of its
@@ -23,7 +23,7 @@
 #pragma once
 #include "cells/cell.cuh"
 #include "cluster.cuh"
-#include "cluster_weights_t.cuh"
+#include "cluster_weights_transposed.cuh"
 #include "backward_inputs.cuh"
 
 namespace fusedrnn {
