@@ -64,10 +64,6 @@ class ClusterBackwardConfig:
         return self.DHP // 16 // WARPS
 
     @property
-    def k_tiles(self) -> int:
-        return get_cell(self.cell).gates_r * self.ROWS // 16
-
-    @property
     def shared_memory(self) -> int:
         """Dynamic shared memory bytes, as the kernel carves it up."""
         spec, size, BT, ROWS = get_cell(self.cell), self.dtype.itemsize, BATCH_TILE, self.ROWS

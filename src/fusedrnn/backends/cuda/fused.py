@@ -200,11 +200,12 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
 
     # a cluster where one is planned (heads over one SM, and LSTM-sized heads of 64 and more that
     # fit one: cluster_backward.py), else the grid for heads over one SM, else the one-SM kernel
-    cluster = cluster_backward_plan(cell, x, _sm_count(x.device))
+    sm_count = _sm_count(x.device)
+    cluster = cluster_backward_plan(cell, x, sm_count)
     if cluster is not None or not fits_one_sm(cell, x.dtype, DH, B):
         h_prev = previous_states(states, y)  # the cluster's recompute of R h and dR both read it
         dx, drec, db_partial, dstates = split_backward(dy, dfinal, x, R, b, states, lengths, y, saved, cell,
-                                                       _sm_count(x.device), h_prev, cluster)
+                                                       sm_count, h_prev, cluster)
         dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype, h_prev)
         return dx, dR, bias_gradient(db_partial, b.dtype), dstates
     config = choose_config(cell, x.dtype, DH, B, True, NH, _sm_count(x.device), tuned_for=gpu_name(x.device))

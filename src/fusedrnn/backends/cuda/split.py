@@ -209,10 +209,10 @@ def _cluster_plan(cell, x, sm_count):
 
 
 def cluster_backward_plan(cell, x, sm_count):
-    """The cluster instantiation for this backward, or None for the cooperative grid.
-    Only half types have one (its product runs on tensor cores), and only where the
-    inbox of partial sums fits beside R: there the backward is the grid's in every
-    mode (`cluster` forces the cluster wherever a plan exists)."""
+    """The cluster instantiation for this backward (cluster_backward.choose_cluster_backward:
+    half types, where the inbox of partial sums fits beside R; heads that fit one SM where
+    that measured faster), or None: the grid for heads over one SM, else the one-SM kernel.
+    `cluster` forces the plan wherever one exists and raises only where it cannot run."""
     from .cluster import clusters_resident, fit_to_compiler
     from .cluster_backward import choose_cluster_backward
 

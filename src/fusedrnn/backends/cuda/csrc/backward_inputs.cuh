@@ -1,10 +1,9 @@
-// What every backward kernel reads and writes a step, besides its products.
-//
-// What every backward kernel stages for step t, walking time in reverse: x, dy, h_{t-1} (y of
-// step t - 1, or the initial state for t = 0) and the saved states 1..S-1 entering the step,
-// each into ring slot (steps - 1 - t) % DEPTH. The rings hold units row0 .. of x, dy and the
-// saved states (`rows` of them real), and units h_row0 .. of h (`h_rows` real): all of the head
-// in the one-SM kernel, a CTA's units (and all of h, or its units of it) in the split ones.
+// What the backward kernels read and write a step, besides their products. BackwardInputs
+// stages for step t, walking time in reverse: x, dy, h_{t-1} (y of step t - 1, or the initial
+// state for t = 0) and the saved states 1..S-1 entering the step, each into ring slot
+// (steps - 1 - t) % DEPTH. The rings hold units row0 .. of x, dy and the saved states (`rows` of
+// them real), and units h_row0 .. of h (`h_rows` real): all of the head in the one-SM kernel, a
+// CTA's units (and all of h, or its units of it) in the split ones.
 #pragma once
 #include "cells/cell.cuh"
 #include "ring.cuh"

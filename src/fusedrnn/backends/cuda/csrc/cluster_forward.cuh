@@ -17,10 +17,11 @@
 // Same tensors as forward.cuh, R with rows of ldr elements (DH, or DH + 1 padded where DH
 // is odd); grid: (NH * PARTS, tiles), clusters of (PARTS, 1, 1).
 //
-// OPTIONS (a bit mask of ClusterOptions, 0 in every kernel the plan picks) builds other forms of
-// the step: ASYNC_PUSH exchanges h with st.async stores that the receiving CTA's mbarrier counts
-// (no cluster barrier and no MEMBAR.ALL.GPU a step); the others are timing probes for
-// scripts/cluster_variants.py, each leaving out one part of the step (their results are wrong).
+// OPTIONS (a bit mask of ClusterOptions; the plan picks ASYNC_PUSH, with PER_SOURCE where all of
+// R sits in registers, cluster.planned_options) builds other forms of the step: ASYNC_PUSH
+// exchanges h with st.async stores that the receiving CTA's mbarriers count (no cluster barrier
+// and no MEMBAR.ALL.GPU a step); the others are timing probes for scripts/cluster_variants.py,
+// each leaving out one part of the step (their results are wrong).
 #pragma once
 #include "cluster.cuh"
 #include "cluster_weights.cuh"
@@ -41,8 +42,9 @@ struct ClusterOptions {
   static constexpr int REGISTER_TILES_ONLY = 8;  // the product over the register tiles of R only
   static constexpr int NO_PRODUCT = 16;          // no product at all
   static constexpr int NO_OUTPUT = 32;           // no y or saved states stored
-  // with ASYNC_PUSH: an mbarrier for each sender, so that a warp's product starts on the slices of
-  // h that have come and waits for each of the others just before its first K tile
+  // with ASYNC_PUSH: an mbarrier for each sender (16 bytes each a buffer), so that a warp's product
+  // starts on the slices of h that have come and waits for each of the others just before its first
+  // K tile
   static constexpr int PER_SOURCE = 64;
 };
 
@@ -124,7 +126,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     constexpr int KT_END = OPTIONS & ClusterOptions::NO_PRODUCT           ? 0
                            : OPTIONS & ClusterOptions::REGISTER_TILES_ONLY ? REG_TILES
                                                                            : L::K_TILES_PER_WARP;
-    if constexpr (Storage<T>::tensor_cores && PER_SOURCE) {
+    if constexpr (PER_SOURCE) {  // (tensor cores only: the FMA product reads h all at once)
       // h_{t-1} (buffer t % 2) from sender `source` before its K tiles; the warps of the first row
       // block re-arm each barrier for h_{t+1} once they have seen it complete
       const auto wait = [&](int slice) {
@@ -190,7 +192,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
       if (more && !PER_SOURCE) {  // (PER_SOURCE: the next product waits, a sender at a time)
         const unsigned bar = arrivals + ((t + 1) % 2) * 8;
         mbarrier_wait(bar, (t >> 1) & 1);  // its (t / 2)-th phase: h_t for even t into buffer 1, odd into 0
-        if (threadIdx.x == 0) mbarrier_arm(bar, (PARTS - 1) * SLICE_BYTES);  // for h_{t+2}
+        if (threadIdx.x == 0) mbarrier_arm(bar, EXPECTED);  // for h_{t+2}
       }
       if constexpr (KSPLIT == 1) __syncthreads();  // every thread's share of the next x (add_k_slices syncs otherwise)
     } else {

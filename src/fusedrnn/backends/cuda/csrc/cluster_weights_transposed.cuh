@@ -6,20 +6,13 @@
 // 16), split between the warps: warp w computes blocks w * MT_PER_WARP ... (+ MT_PER_WARP).
 //
 // Each warp keeps its first REG_MT blocks, all K tiles of each, as mma A fragments in registers
-// (loaded once from global memory), and reads the rest by ldmatrix.trans from shared memory,
+// (loaded once, through shared memory), and reads the rest by ldmatrix.trans from shared memory,
 // where Rs [G * ROWS][LDS] holds, row kappa, column (warp * SHARED_MT + block) * 16 + u, the
 // element R[g][row0 + i][unit u of that block]: only the blocks not in registers.
 #pragma once
 #include "cluster.cuh"
-#include "storage.cuh"
 
 namespace fusedrnn {
-
-template <int OFFSET>
-__device__ __forceinline__ void load_matrix_x4_trans_at(unsigned (&r)[4], unsigned base) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4+%5];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(base), "n"(OFFSET));
-}
 
 template <class T, int DHP, int ROWS, int G, int WARPS, int REG_MT_>
 struct TransposedWeights {
@@ -47,18 +40,14 @@ struct TransposedWeights {
                                int DH, int row0)
       : shared_row(shared_address(Rs + ((lane & 7) + (lane >> 4) * 8) * LDS + warp * SHARED_MT * 16 +
                                   ((lane >> 3) & 1) * 8)) {
-    const unsigned stage_row = shared_address(stage + ((lane & 7) + (lane >> 4) * 8) * STAGE_LD + warp * 16 +
-                                              ((lane >> 3) & 1) * 8);
+    const T* stage_row = stage + ((lane & 7) + (lane >> 4) * 8) * STAGE_LD + warp * 16 + ((lane >> 3) & 1) * 8;
 #pragma unroll
     for (int mm = 0; mm < REG_MT; ++mm) {
       copy_columns<STAGE_LD>(stage, R, n, NH, DH, row0, WARPS * 16,
                               [=](int column) { return (column / 16 * MT_PER_WARP + mm) * 16 + column % 16; });
       __syncthreads();
 #pragma unroll
-      for (int kt = 0; kt < K_TILES; ++kt)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                     : "=r"(held[mm][kt][0]), "=r"(held[mm][kt][1]), "=r"(held[mm][kt][2]), "=r"(held[mm][kt][3])
-                     : "r"(stage_row + kt * 16 * STAGE_LD * int(sizeof(T))));
+      for (int kt = 0; kt < K_TILES; ++kt) load_matrix_x4<true>(held[mm][kt], stage_row + kt * 16 * STAGE_LD);
       __syncthreads();
     }
   }
@@ -102,7 +91,7 @@ struct TransposedWeights {
       for (int q = 0; q < 4; ++q) a[q] = held[MM][KT][q];
     } else {
       // matrix m of the fragment: R rows kappa + 8 (m >> 1), units + 8 (m & 1), transposed
-      load_matrix_x4_trans_at<(KT * 16 * LDS + (MM - REG_MT) * 16) * int(sizeof(T))>(a, shared_row);
+      load_matrix_x4_at<(KT * 16 * LDS + (MM - REG_MT) * 16) * int(sizeof(T)), true>(a, shared_row);
     }
   }
 };

@@ -70,10 +70,15 @@ __device__ __forceinline__ void load_matrix_x2(unsigned& r0, unsigned& r1, const
 // product that reads many fragments at fixed distances from one per-lane address keeps that one
 // address in a register, whatever the compiler's loop-invariant hoisting does (NVRTC 13.0's ptxas
 // kept one register an address where they were computed as separate pointers: 76 at LSTM 768x1).
-template <int OFFSET>
+template <int OFFSET, bool TRANSPOSE = false>
 __device__ __forceinline__ void load_matrix_x4_at(unsigned (&r)[4], unsigned base) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4+%5];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(base), "n"(OFFSET));
+  if constexpr (TRANSPOSE) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4+%5];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(base), "n"(OFFSET));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4+%5];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(base), "n"(OFFSET));
+  }
 }
 
 template <int OFFSET>
