@@ -2,6 +2,7 @@
 kernel instantiation for the H100 (sm_90) with no error and no register spill
 and within its shared memory, and the disk cache survives concurrent
 processes and corrupted entries. The cluster plan's shapes for the issue's heads."""
+import dataclasses
 import os
 import re
 import subprocess
@@ -109,6 +110,28 @@ def test_cluster_plan_for_the_issue_heads():
     small = choose_cluster("lstm", torch.bfloat16, 256, 16, 3, 132)
     assert small.parts <= 8 and small.shared_tiles == 0
     assert choose_cluster("lstm", torch.bfloat16, 1024, 16, 1, 132) is None  # R over 16 SMs' registers and shared
+
+
+def test_cluster_sequences_for_the_issue_heads():
+    """The spread cells let a cluster run fewer sequences than its batch tile: fewer bytes of h
+    through DSMEM a step, in more clusters, as many as the GPU runs at once and no more."""
+    import torch
+
+    from fusedrnn.backends.cuda import cluster
+
+    big = choose_cluster("lstm", torch.bfloat16, 768, 16, 1, 132)
+    assert big.options & cluster.SPREAD_CELLS and big.batch_tile == 8
+    # the H100 runs 7 clusters of 16 CTAs at once: 6 clusters of 3 sequences (not 8 of 2, in two waves),
+    # one cell a thread, built for at most 4 sequences
+    assert big.with_sequences(16, 1, 7).cluster_sequences == 3
+    assert big.elements == 1 and big.most_sequences == 4
+    assert big.with_sequences(1, 1, 7).cluster_sequences == 1
+    assert big.with_sequences(64, 1, 7).cluster_sequences == 4
+    # 256x3: 12 clusters of 8 CTAs, 4 sequences each
+    assert choose_cluster("lstm", torch.bfloat16, 256, 16, 3, 132).with_sequences(16, 3, 16).cluster_sequences == 4
+    # the owners' form runs whole batch tiles
+    owners = dataclasses.replace(big, options=cluster.ASYNC_PUSH)
+    assert owners.with_sequences(16, 1, 7).cluster_sequences == 8
 
 
 def test_cluster_backward_kernels_stay_out_of_local_memory(built):

@@ -3,6 +3,8 @@ cell x dtype x head size (non-powers of two included) at odd B and T, with
 lengths and initial states; heads split over a cooperative grid and over a
 thread-block cluster (FUSEDRNN_SPLIT); torch.compile; determinism; no recompiles.
 (tests/test_cuda_compile.py compiles every shipped kernel on CPU.)"""
+import math
+
 import pytest
 import torch
 
@@ -104,10 +106,13 @@ def test_gpu_cluster_odd_shapes(cell, B, T, NH, DH, monkeypatch):
                                                        ("elman", torch.float32, 9, 17, 1, 201),
                                                        ("slstm", torch.bfloat16, 17, 13, 1, 384)])
 @pytest.mark.parametrize("per_source", [False, True])
-def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, per_source, monkeypatch):
+@pytest.mark.parametrize("spread", [False, True])
+def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, per_source, spread, monkeypatch):
     """The exchange of h by st.async and mbarriers (ClusterOptions::ASYNC_PUSH, csrc/cluster_forward.cuh),
-    with one barrier for all senders or one a sender (PER_SOURCE), on the plan's shapes: K split,
-    odd head, one step, two batch tiles, a cluster of 10, fp32."""
+    with one barrier for all senders or one a sender (PER_SOURCE), the cell on the first K slice's warps
+    or on every thread (SPREAD_CELLS, which also sends h warp by warp and runs the sequences a cluster
+    that the launch picks), on the plan's shapes: K split, odd head, one step, two batch tiles, a
+    cluster of 10, fp32."""
     import dataclasses
 
     from fusedrnn.backends.cuda import cluster
@@ -116,10 +121,40 @@ def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, per
         pytest.skip("thread-block clusters need sm_90")
     planned = _cluster(cell, dtype, DH, B, NH)
     assert planned is not None
-    async_push = dataclasses.replace(planned, options=cluster.ASYNC_PUSH | (cluster.PER_SOURCE if per_source else 0))
+    options = cluster.ASYNC_PUSH | (cluster.PER_SOURCE if per_source else 0) | (cluster.SPREAD_CELLS if spread else 0)
+    async_push = dataclasses.replace(planned, options=options)
     monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: async_push)
     monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
     check_backend("cuda_fused", cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell, dtype, B, NH, DH", [("lstm", torch.bfloat16, 11, 1, 768),
+                                                   ("gru", torch.float16, 7, 2, 384),
+                                                   ("slstm", torch.bfloat16, 13, 1, 256),
+                                                   ("elman", torch.float32, 5, 1, 201)])
+@pytest.mark.parametrize("sequences", [1, 3, 5, 8])
+def test_gpu_cluster_fewer_sequences_match_reference(cell, dtype, B, NH, DH, sequences, monkeypatch):
+    """A cluster running fewer sequences than its batch tile (the spread cells' launch argument):
+    the tile's other columns are padding nobody sends; the last cluster runs what is left of B
+    (11 = 3 + 3 + 3 + 2, 5 + 5 + 1, ...); with lengths, and gradients through the saved states."""
+    import dataclasses
+
+    from fusedrnn.backends.cuda import cluster
+
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    planned = _cluster(cell, dtype, DH, B, NH)
+    assert planned is not None and planned.options & cluster.SPREAD_CELLS
+    sequences = min(sequences, planned.batch_tile)
+    built = dataclasses.replace(planned, elements=math.ceil(planned.ROWS * sequences / planned.threads))
+    assert built.most_sequences >= sequences
+    monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: built)
+    monkeypatch.setattr(cluster.ClusterConfig, "with_sequences",
+                        lambda self, *args: dataclasses.replace(self, sequences=sequences))
+    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    check_backend("cuda_fused", cell, dtype, B=B, T=19, NH=NH, DH=DH, device="cuda", with_lengths=True,
+                  with_grads=dtype != torch.float32)
 
 
 def _cluster_backward(cell, dtype, DH, B, NH):
@@ -201,7 +236,7 @@ def test_gpu_cluster_is_the_default_split_on_hopper(monkeypatch):
     """By default a split head runs on a cluster where the NVRTC in use compiles
     the plan without local memory (always at 256x3; at 768x1 it depends on the
     NVRTC version) and the sequence is long enough, on the grid elsewhere."""
-    from fusedrnn.backends.cuda.cluster import choose_cluster, fit_to_compiler
+    from fusedrnn.backends.cuda.cluster import choose_cluster, clusters_at_once, fit_to_compiler
     from fusedrnn.backends.cuda.launch import device_arch
     from fusedrnn.backends.cuda.split import CLUSTER_MIN_STEPS, _cluster_plan
 
@@ -212,7 +247,8 @@ def test_gpu_cluster_is_the_default_split_on_hopper(monkeypatch):
     for DH, NH in ((768, 1), (256, 3)):
         x = torch.empty(16, 64, 4, NH, DH, device="cuda", dtype=torch.bfloat16)
         fitted = fit_to_compiler(choose_cluster("lstm", x.dtype, DH, 16, NH, sm_count), device_arch(x.device))
-        assert _cluster_plan("lstm", x, sm_count) == fitted, DH
+        planned = _cluster_plan("lstm", x, sm_count)
+        assert planned == fitted.with_sequences(16, NH, clusters_at_once(fitted, 0, sm_count)), DH
         # a few steps (decoding) stay on the grid: the cluster's longer load of R is not repaid
         assert _cluster_plan("lstm", x[:, :CLUSTER_MIN_STEPS - 1], sm_count) is None
         if DH == 256:

@@ -45,12 +45,20 @@ BARRIER_CYCLES = {True: 1150, False: 1300}  # portable cluster (<= 8 CTAs) or no
 CELL_CYCLES = 400
 # ClusterOptions bits of csrc/cluster_forward.cuh: an exchange of h by st.async and mbarriers, and the
 # timing probes that leave one part of a step out (wrong results; scripts/cluster_variants.py)
-ASYNC_PUSH, NO_PUSH, RELAXED_ARRIVE, REGISTER_TILES_ONLY, NO_PRODUCT, NO_OUTPUT, PER_SOURCE = 1, 2, 4, 8, 16, 32, 64
+ASYNC_PUSH, NO_PUSH, RELAXED_ARRIVE, REGISTER_TILES_ONLY, NO_PRODUCT, NO_OUTPUT, PER_SOURCE, TIMELINE = (
+    1, 2, 4, 8, 16, 32, 64, 128)
+SPREAD_CELLS = 256  # the cell on every thread (csrc/cluster_cells.cuh SpreadCells)
+# the spread form's step beside the product (cycles, fitted to the timeline probe at 768x1 and 256x3 on the H100,
+# docs/perf-notes.md): gathering R h, the barriers and the loop's top; the cell, per element a thread; the DSMEM
+# bytes of h coming into a CTA a step, at about 8 bytes a cycle
+SPREAD_STEP_CYCLES = 600
+SPREAD_CELL_CYCLES = 250
+DSMEM_BYTES_PER_CYCLE = 8
 # what the plan runs: the st.async exchange, measured 1.16 us a step against the cluster barrier's 1.62
 # at 256x3 on the H100 (docs/perf-notes.md, 2026-11-26); with an mbarrier a sender where all of R sits
 # in registers (a short product, mostly waiting for h: 256x3 and 384x2 7% faster), not where the
 # product reads R from shared memory (768x1 2.5% slower)
-PLANNED_OPTIONS = ASYNC_PUSH
+PLANNED_OPTIONS = ASYNC_PUSH | SPREAD_CELLS
 
 
 def planned_options(dtype: torch.dtype, ROWS: int, k_tiles_per_warp: int, reg_tiles: int) -> int:
@@ -67,6 +75,22 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
     # bits of csrc ClusterOptions: ASYNC_PUSH (st.async + mbarriers instead of the cluster barrier)
     # or timing probes (scripts/cluster_variants.py); planned_options() in every planned config
     options: int = 0
+    # sequences of the batch a cluster runs (0: the whole batch tile); fewer move fewer bytes of h
+    # through DSMEM a step, in more clusters
+    sequences: int = 0
+    # spread cells a thread the kernel is built for (0: room for the whole batch tile); bounds `sequences`
+    elements: int = 0
+
+    @property
+    def cluster_sequences(self) -> int:
+        return self.sequences or self.batch_tile
+
+    @property
+    def most_sequences(self) -> int:
+        """The most sequences a cluster of this kernel runs."""
+        if self.options & SPREAD_CELLS and self.elements:
+            return min(self.batch_tile, self.elements * self.threads // self.ROWS)
+        return self.batch_tile
 
     @property
     def shared_tiles(self) -> int:
@@ -81,7 +105,10 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         total = spec.gates_r * self.ROWS * lds * size  # R not in registers
         total += 2 * BT * (self.DHP + pad) * size  # all of h, double-buffered
         total += _ring_bytes(spec.gates_x, self.ROWS, size, BT, self.depth)  # x
-        total += (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial products
+        if self.options & SPREAD_CELLS:  # every K slice's products of the cluster's sequences, padded rows
+            total += self.KSPLIT * spec.gates_r * BT * (self.ROWS + 4) * 4
+        else:  # the other K slices' partial products
+            total += (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4
         barriers = (self.parts if self.options & PER_SOURCE else 1) if self.options & ASYNC_PUSH else 0
         return total + 2 * 8 * barriers  # the mbarriers: one or one a sender, a buffer
 
@@ -90,7 +117,8 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
         return (f"fusedrnn::fused_cluster_forward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {self.KSPLIT}, "
                 f"{self.NT}, {self.depth}, {self.vec}, {self.reg_tiles}, {fast}"
-                + (f", {self.options}>" if self.options else ">"))
+                + (f", {self.options}, {self.elements}>" if self.elements else
+                   f", {self.options}>" if self.options else ">"))
 
     def step_cycles(self) -> float:
         """The cost model's estimate of one step."""
@@ -105,7 +133,26 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
             per_partition = math.ceil(self.warps / 4) * macs / 2048 / self.warps
             chain = self.DHP // 16 // self.KSPLIT * MMA_LATENCY  # a gate's mma one after another
             product = max(shared / SHARED_BYTES_PER_CYCLE, per_partition * MMA_CYCLES, chain)
-        return product + BARRIER_CYCLES[self.parts <= 8] + CELL_CYCLES * self.NT
+        if not self.options & SPREAD_CELLS:
+            return product + BARRIER_CYCLES[self.parts <= 8] + CELL_CYCLES * self.NT
+        elements = self.elements or math.ceil(self.ROWS * self.batch_tile / self.threads)  # a thread's (built for)
+        inbound = (self.parts - 1) * self.cluster_sequences * self.ROWS * size  # bytes of h into a CTA
+        return product + SPREAD_STEP_CYCLES + SPREAD_CELL_CYCLES * elements + inbound / DSMEM_BYTES_PER_CYCLE
+
+    def with_sequences(self, B: int, NH: int, clusters_at_once: int) -> "ClusterConfig":
+        """This shape with the sequences a cluster that the cost model finds fastest for the
+        whole call: fewer move fewer bytes of h a step but need more clusters, and more
+        waves of them once they exceed what the GPU runs at once (only the spread cells
+        run fewer than the batch tile)."""
+        if not self.options & SPREAD_CELLS:
+            return dataclasses.replace(self, sequences=0)
+
+        def cost(sequences):
+            waves = math.ceil(NH * math.ceil(B / sequences) / max(1, clusters_at_once))
+            return waves * dataclasses.replace(self, sequences=sequences).step_cycles(), -sequences
+
+        best = min(range(1, min(B, self.most_sequences) + 1), key=cost)
+        return dataclasses.replace(self, sequences=0 if best == self.batch_tile else best)
 
 
 def register_cap(threads: int) -> int:
@@ -140,14 +187,16 @@ def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: boo
             for NT in (1, 2) if wide else (1,):
                 reg_tiles = register_tiles(cell, dtype, 32 * ROWS // 16 * KSPLIT, NT, k_tiles // KSPLIT,
                                            PLANNED_OPTIONS)
-                for depth in (4, 3, 2):
-                    config = ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
-                                           depth=depth, vec=vec, reg_tiles=reg_tiles,
-                                           fast_math=dtype == torch.bfloat16,
-                                           options=planned_options(dtype, ROWS, k_tiles // KSPLIT, reg_tiles))
-                    if config.shared_memory <= SHARED_MEMORY_LIMIT:
-                        yield config
-                        break
+                options = planned_options(dtype, ROWS, k_tiles // KSPLIT, reg_tiles)
+                # the spread cells' partial sums need more shared memory: the owners' form where they do not fit
+                fits = (config for form in (options, options & ~SPREAD_CELLS) for depth in (4, 3, 2)
+                        for config in [ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
+                                                     depth=depth, vec=vec, reg_tiles=reg_tiles,
+                                                     fast_math=dtype == torch.bfloat16, options=form)]
+                        if config.shared_memory <= SHARED_MEMORY_LIMIT)
+                config = next(fits, None)
+                if config is not None:
+                    yield config
 
 
 @functools.lru_cache(maxsize=None)  # planned once per shape: enumerating the shapes costs ~0.5 ms
@@ -158,12 +207,18 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_c
         return None
     best, best_cost = None, math.inf
     for config in cluster_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8), B > 8):
-        clusters = NH * math.ceil(B / config.batch_tile)
-        waves = math.ceil(clusters / max(1, sm_count // config.parts))
+        # the spread cells' kernel is built for the sequences a cluster of this batch: the launch picks
+        # them again for its B and GPU (with_sequences), within the elements a thread built for
+        at_once = sm_count // config.parts - (config.parts > 8)  # a GPC short of SMs: 7 of 16 CTAs on the H100
+        config = config.with_sequences(B, NH, at_once)
+        if config.options & SPREAD_CELLS:
+            config = dataclasses.replace(config, elements=math.ceil(config.ROWS * config.cluster_sequences
+                                                                    / config.threads))
+        waves = math.ceil(NH * math.ceil(B / config.cluster_sequences) / max(1, at_once))
         cost = config.step_cycles() * waves
         if cost < best_cost:
             best, best_cost = config, cost
-    return best
+    return dataclasses.replace(best, sequences=0) if best is not None else None
 
 
 def _touches_local_memory(config, arch: str) -> bool:
@@ -197,6 +252,13 @@ def fit_to_compiler(config, arch: str):
     return config
 
 
+def clusters_at_once(config: ClusterConfig, device_index: int, sm_count: int) -> int:
+    """How many clusters of this kernel run at once a CTA an SM: the occupancy API also counts
+    clusters sharing SMs (two CTAs of 256x3 an SM), whose steps would share one SM's shared-memory
+    bandwidth and tensor cores."""
+    return min(clusters_resident(config, device_index), sm_count // config.parts)
+
+
 @functools.lru_cache(maxsize=None)
 def clusters_resident(config: ClusterConfig, device_index: int) -> int:
     """How many clusters of this kernel the GPU runs at once (0: it cannot run one)."""
@@ -218,9 +280,15 @@ def cluster_forward(config: ClusterConfig, x, R, b, states, lengths, need_saved)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
     if config.reg_tiles and DH % 2:  # register fragments load R a pair of columns (one word) at a time
         R = torch.nn.functional.pad(R, (0, 1, 0, 1))
-    launch(config.name_expression, (NH, math.ceil(B / config.batch_tile), 1), config.threads,
+    sequences = config.cluster_sequences
+    if sequences != config.batch_tile and not config.options & SPREAD_CELLS:
+        raise ValueError(f"{config}: a cluster runs fewer sequences than its batch tile only with SPREAD_CELLS")
+    if sequences > config.most_sequences:
+        raise ValueError(f"{config}: sequences={sequences} > {config.most_sequences}, the most its kernel holds")
+    launch(config.name_expression, (NH, math.ceil(B / sequences), 1), config.threads,
            config.shared_memory, x.device, x, R, b, states, lengths, y, final,
-           saved if need_saved and spec.num_states > 1 else None, R.shape[-1], B, T, NH, DH, cluster=config.parts)
+           saved if need_saved and spec.num_states > 1 else None, R.shape[-1], B, T, NH, DH, sequences,
+           cluster=config.parts)
     return y, final, saved
 
 

@@ -195,7 +195,7 @@ def _fitted_cluster(config, why, fit, resident, x, mode):
 
 def _cluster_plan(cell, x, sm_count):
     """The cluster instantiation for this forward, or None for the cooperative grid."""
-    from .cluster import choose_cluster, clusters_resident, fit_to_compiler
+    from .cluster import choose_cluster, clusters_at_once, clusters_resident, fit_to_compiler
 
     mode = _split_mode()
     if mode == "grid":
@@ -204,8 +204,10 @@ def _cluster_plan(cell, x, sm_count):
     # one plan per power-of-two batch bucket: a new batch size seldom compiles a kernel
     bucket = 1 << (B - 1).bit_length()
     config = choose_cluster(cell, x.dtype, DH, bucket, NH, sm_count)
-    return _fitted_cluster(config, f"no cluster of <= 16 CTAs holds DH={DH}", fit_to_compiler, clusters_resident,
-                           x, mode)
+    config = _fitted_cluster(config, f"no cluster of <= 16 CTAs holds DH={DH}", fit_to_compiler, clusters_resident,
+                             x, mode)
+    # the sequences a cluster is a launch argument: chosen for this B and what this GPU runs at once
+    return None if config is None else config.with_sequences(B, NH, clusters_at_once(config, x.device.index, sm_count))
 
 
 def cluster_backward_plan(cell, x, sm_count):

@@ -98,9 +98,9 @@ __device__ __forceinline__ void store_to_rank(unsigned local, int rank, const ui
                : "memory");
 }
 
-// This CTA's columns [col0, col0 + COLS) of the [BT][LD] tile `tile` (already
-// written locally) into the same place of the tile in every other CTA of the
-// cluster, in 16-byte pieces. Threads that share a piece of the tile send it to
+// This CTA's columns [col0, col0 + COLS) of the first BT rows of the [*][LD] tile
+// `tile` (already written locally) into the same place of the tile in every other
+// CTA of the cluster, in 16-byte pieces. Threads that share a piece of the tile send it to
 // several CTAs; each starts at its own rank, so the CTAs do not all hit rank 0 first.
 // With ASYNC the stores are st.async, each counted by the destination's mbarrier at offset `bar`
 // (which expects (PARTS - 1) * BT * COLS * sizeof(T) bytes a phase); otherwise plain DSMEM

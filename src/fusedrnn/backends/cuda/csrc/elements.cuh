@@ -126,4 +126,18 @@ __device__ __forceinline__ void cell_forward_at(const Ring& xr, const float (&ac
   Cell::template forward<FAST>(xg, rg, bg, sg, next);
 }
 
+// cell_forward_at, keeping the new states only while the sequence runs (t < valid_steps): whether it does
+template <class Cell, bool FAST, class L, class Ring>
+__device__ __forceinline__ bool cell_step_at(const Ring& xr, const float (&acc)[4][L::NT][4], const float (&b)[4][2],
+                                             float (&s)[4][L::NT][4], const L& at, int t, int j, int e,
+                                             int valid_steps) {
+  Gates next = {};
+  cell_forward_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, next);
+  const bool valid = t < valid_steps;
+  if (valid)
+#pragma unroll
+    for (int k = 0; k < Cell::S; ++k) s[k][j][e] = next[k];
+  return valid;
+}
+
 }  // namespace fusedrnn

@@ -76,12 +76,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = at.col(j, e), i = at.row(e);
-        Gates next = {};
-        cell_forward_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, next);
-        const bool valid = t < valid_steps[j][e];
-        if (valid)
-#pragma unroll
-          for (int k = 0; k < Cell::S; ++k) s[k][j][e] = next[k];
+        const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
         const T h = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
         h_next[c * L::LDH + i] = h;
         if (inside[j][e]) {
