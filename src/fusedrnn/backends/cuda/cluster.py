@@ -54,18 +54,22 @@ SPREAD_CELLS = 256  # the cell on every thread (csrc/cluster_cells.cuh SpreadCel
 SPREAD_STEP_CYCLES = 600
 SPREAD_CELL_CYCLES = 250
 DSMEM_BYTES_PER_CYCLE = 8
-# what the plan runs: the st.async exchange, measured 1.16 us a step against the cluster barrier's 1.62
-# at 256x3 on the H100 (docs/perf-notes.md, 2026-11-26); with an mbarrier a sender where all of R sits
-# in registers (a short product, mostly waiting for h: 256x3 and 384x2 7% faster), not where the
-# product reads R from shared memory (768x1 2.5% slower)
+# what the plan runs (planned_options makes the exceptions): the cell on every thread (768x1 forward 2.46 ->
+# 1.76 ms, 256x3 1.31 -> 0.70 with fewer sequences a cluster); the st.async exchange, measured 1.16 us a step
+# against the cluster barrier's 1.62 at 256x3 on the H100 (docs/perf-notes.md, 2026-11-26); with an mbarrier
+# a sender where all of R sits in registers (a short product, mostly waiting for h: 256x3 and 384x2 7% faster),
+# not where the product reads R from shared memory (768x1 2.5% slower)
 PLANNED_OPTIONS = ASYNC_PUSH | SPREAD_CELLS
 
 
-def planned_options(dtype: torch.dtype, ROWS: int, k_tiles_per_warp: int, reg_tiles: int) -> int:
+def planned_options(dtype: torch.dtype, ROWS: int, k_tiles_per_warp: int, reg_tiles: int, KSPLIT: int) -> int:
+    options = PLANNED_OPTIONS
+    if KSPLIT == 1:  # every warp owns cells already; spread, each thread would hold all of them (spills)
+        options &= ~SPREAD_CELLS
     whole_slices = k_tiles_per_warp % (ROWS // 16) == 0  # a warp's K tiles in whole slices of h
     if dtype != torch.float32 and reg_tiles == k_tiles_per_warp and whole_slices:
-        return PLANNED_OPTIONS | PER_SOURCE
-    return PLANNED_OPTIONS
+        return options | PER_SOURCE
+    return options
 
 
 @dataclass(frozen=True)
@@ -187,9 +191,11 @@ def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: boo
             for NT in (1, 2) if wide else (1,):
                 reg_tiles = register_tiles(cell, dtype, 32 * ROWS // 16 * KSPLIT, NT, k_tiles // KSPLIT,
                                            PLANNED_OPTIONS)
-                options = planned_options(dtype, ROWS, k_tiles // KSPLIT, reg_tiles)
-                # the spread cells' partial sums need more shared memory: the owners' form where they do not fit
-                fits = (config for form in (options, options & ~SPREAD_CELLS) for depth in (4, 3, 2)
+                options = planned_options(dtype, ROWS, k_tiles // KSPLIT, reg_tiles, KSPLIT)
+                # the spread cells' partial sums need more shared memory: the owners' form where they do not
+                # fit, up to 2 K slices (with more, most warps would wait out the cell: 256x3, 4 slices, 1.9x slower)
+                forms = (options, options & ~SPREAD_CELLS) if KSPLIT <= 2 else (options,)
+                fits = (config for form in forms for depth in (4, 3, 2)
                         for config in [ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
                                                      depth=depth, vec=vec, reg_tiles=reg_tiles,
                                                      fast_math=dtype == torch.bfloat16, options=form)]
