@@ -1,14 +1,15 @@
 """Heads too large for one SM, split over the CTAs of one thread-block cluster
 (Hopper and later; csrc/cluster_forward.cuh): each CTA holds its rows of R in
-registers and shared memory and pushes its slice of h into every other CTA's
-shared memory each step, then the cluster meets at one barrier. No round trip
-through L2 as the cooperative grid split (split.py) makes; that stays the
-fallback for older GPUs, larger heads and the backward.
+registers and shared memory, runs the cell on its units, and pushes its slice
+of h into every other CTA's shared memory each step (st.async, counted by the
+receiver's mbarrier). No round trip through L2 as the cooperative grid split
+(split.py) makes; that stays the fallback for older GPUs and larger heads.
 
 The plan picks, among the shapes that fit, the one a small cost model of a
 step says is fastest: the product is bound by shared-memory reads (R not in
-registers, h, the K slices' partial sums) or by the tensor cores, then one
-cluster barrier (0.57-0.65 us measured on the H100) and the cell."""
+registers, h, the K slices' partial sums) or by the tensor cores, then the
+cell and the exchange, whose bytes shrink with the sequences a cluster runs
+(chosen at launch, with_sequences)."""
 from __future__ import annotations
 
 import dataclasses
@@ -213,13 +214,13 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_c
         return None
     best, best_cost = None, math.inf
     for config in cluster_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8), B > 8):
-        # the spread cells' kernel is built for the sequences a cluster of this batch: the launch picks
-        # them again for its B and GPU (with_sequences), within the elements a thread built for
+        # the spread cells' kernel is built for one cell a thread, whatever the batch (a new B compiles
+        # nothing; room for more cost 10 % at 768x1): the launch picks the sequences a cluster within it for
+        # its B and GPU (with_sequences); here an estimate of what the GPU runs at once
+        if config.options & SPREAD_CELLS:
+            config = dataclasses.replace(config, elements=1)
         at_once = sm_count // config.parts - (config.parts > 8)  # a GPC short of SMs: 7 of 16 CTAs on the H100
         config = config.with_sequences(B, NH, at_once)
-        if config.options & SPREAD_CELLS:
-            config = dataclasses.replace(config, elements=math.ceil(config.ROWS * config.cluster_sequences
-                                                                    / config.threads))
         waves = math.ceil(NH * math.ceil(B / config.cluster_sequences) / max(1, at_once))
         cost = config.step_cycles() * waves
         if cost < best_cost:
