@@ -144,6 +144,13 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         inbound = (self.parts - 1) * self.cluster_sequences * self.ROWS * size  # bytes of h into a CTA
         return product + SPREAD_STEP_CYCLES + SPREAD_CELL_CYCLES * elements + inbound / DSMEM_BYTES_PER_CYCLE
 
+    def call_cycles(self, B: int, NH: int, clusters_at_once: int) -> float:
+        """The cost model's estimate of a step of the whole call: the clusters run in waves of
+        what the GPU holds at once."""
+        waves = math.ceil(NH * math.ceil(B / self.cluster_sequences) / max(1, clusters_at_once))
+        return waves * self.step_cycles()
+
+    @functools.lru_cache(maxsize=None)  # asked at every launch
     def with_sequences(self, B: int, NH: int, clusters_at_once: int) -> "ClusterConfig":
         """This shape with the sequences a cluster that the cost model finds fastest for the
         whole call: fewer move fewer bytes of h a step but need more clusters, and more
@@ -151,13 +158,9 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         run fewer than the batch tile)."""
         if not self.options & SPREAD_CELLS:
             return dataclasses.replace(self, sequences=0)
-
-        def cost(sequences):
-            waves = math.ceil(NH * math.ceil(B / sequences) / max(1, clusters_at_once))
-            return waves * dataclasses.replace(self, sequences=sequences).step_cycles(), -sequences
-
-        best = min(range(1, min(B, self.most_sequences) + 1), key=cost)
-        return dataclasses.replace(self, sequences=0 if best == self.batch_tile else best)
+        forms = [dataclasses.replace(self, sequences=0 if s == self.batch_tile else s)
+                 for s in range(1, min(B, self.most_sequences) + 1)]
+        return min(forms, key=lambda c: (c.call_cycles(B, NH, clusters_at_once), -c.cluster_sequences))
 
 
 def register_cap(threads: int) -> int:
@@ -221,8 +224,7 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_c
             config = dataclasses.replace(config, elements=1)
         at_once = sm_count // config.parts - (config.parts > 8)  # a GPC short of SMs: 7 of 16 CTAs on the H100
         config = config.with_sequences(B, NH, at_once)
-        waves = math.ceil(NH * math.ceil(B / config.cluster_sequences) / max(1, at_once))
-        cost = config.step_cycles() * waves
+        cost = config.call_cycles(B, NH, at_once)
         if cost < best_cost:
             best, best_cost = config, cost
     return dataclasses.replace(best, sequences=0) if best is not None else None

@@ -24,7 +24,7 @@ from ...cells import get_cell
 from .. import outputs
 from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, fits_one_sm
 from .launch import launch
-from .split import MAX_HEAD_DIM, split_head_dim
+from .split import MAX_HEAD_DIM, HeadSplit, split_head_dim
 
 WARPS = 8
 BATCH_TILE = 8
@@ -36,20 +36,12 @@ OTHER_PER_BLOCK = 4  # an accumulator a block of 16 units
 
 
 @dataclass(frozen=True)
-class ClusterBackwardConfig:
-    cell: str
-    dtype: torch.dtype
-    DHP: int
-    ROWS: int    # units a CTA owns: DHP / ROWS CTAs a cluster
+class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
     depth: int
     vec: int
     reg_blocks: int  # of a warp's blocks of 16 units of R^T, those held in registers
     REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers
     fast_math: bool
-
-    @property
-    def parts(self) -> int:
-        return self.DHP // self.ROWS
 
     @property
     def batch_tile(self) -> int:

@@ -42,22 +42,27 @@ def split_head_dim(DH: int) -> int:
 
 
 @dataclass(frozen=True)
-class SplitShape:
-    """What every kernel of a head split over CTAs is made of (the cooperative
-    grid's here, the cluster's in cluster.py)."""
+class HeadSplit:
+    """A head split over DHP / ROWS CTAs (the forward's and the backward's kernels)."""
     cell: str
     dtype: torch.dtype
     DHP: int
-    ROWS: int    # rows of every gate a CTA computes: DHP / ROWS CTAs a head
+    ROWS: int  # rows of every gate (units) a CTA computes: DHP / ROWS CTAs a head
+
+    @property
+    def parts(self) -> int:
+        return self.DHP // self.ROWS
+
+
+@dataclass(frozen=True)
+class SplitShape(HeadSplit):
+    """What every forward kernel of a head split over CTAs is made of (the cooperative
+    grid's here, the cluster's in cluster.py)."""
     KSPLIT: int  # warps side by side along K
     NT: int      # column tiles of 8: BT = 8 * NT sequences a CTA
     depth: int
     vec: int
     fast_math: bool
-
-    @property
-    def parts(self) -> int:
-        return self.DHP // self.ROWS
 
     @property
     def batch_tile(self) -> int:
