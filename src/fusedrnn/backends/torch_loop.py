@@ -105,6 +105,9 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
         # past its length a sequence's states pass through the step untouched
         d_new = dstate if valid is None else [torch.where(valid, d, 0) for d in dstate]
         gx, grec, gb, gprev = cell.backward(x[:, t].to(cd), rec_all[t], bc, before[t].unbind(0), d_new)
+        if valid is not None:
+            # select, never multiply: x past a length may hold NaN, and 0 * NaN is NaN
+            gx, grec, gb = (torch.where(valid[:, None], g, 0) for g in (gx, grec, gb))
         dx[:, t], drec_all[t] = gx, grec
         db += gb.sum(0)
         gprev = list(gprev)
