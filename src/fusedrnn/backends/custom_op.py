@@ -14,13 +14,20 @@ backend's own backward. A backend supplies three plain functions:
 gradient is needed). Outputs are made contiguous here, once for all backends.
 The returned `run(x, R, b, states, lengths, cell, need_grad) -> (y, final)` is
 what the backend registers.
+
+A backend may also supply `differentiable(x, R, b, states, lengths, cell) ->
+(y, final)` in torch ops autograd can differentiate in both modes: with it,
+forward-mode AD and double backward work; without it they raise
+NotImplementedError naming the backend.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from torch import Tensor
+
+from ..problem import check_lengths_range
 
 
 def _contiguous(tensors):
@@ -28,11 +35,16 @@ def _contiguous(tensors):
     return tuple(t.contiguous() for t in tensors)
 
 
-def define_recurrence_ops(backend: str, forward: Callable, backward: Callable, saved_like: Callable):
+def define_recurrence_ops(
+    backend: str, forward: Callable, backward: Callable, saved_like: Callable,
+    differentiable: Optional[Callable] = None,
+):
     @torch.library.custom_op(f"fusedrnn::{backend}_fwd", mutates_args=())
     def fwd(
         x: Tensor, R: Tensor, b: Tensor, states: Tensor, lengths: Optional[Tensor], cell: str, need_saved: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
+        # checked here, in the op, so that compiled code raises as eager code does
+        check_lengths_range(lengths, x.shape[1])
         return _contiguous(forward(x, R, b, states, lengths, cell, need_saved))
 
     @fwd.register_fake
@@ -51,23 +63,131 @@ def define_recurrence_ops(backend: str, forward: Callable, backward: Callable, s
     def _(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
         return tuple(t.new_empty(t.shape) for t in (x, R, b, states))
 
-    def setup_context(ctx, inputs, output):
-        x, R, b, states, lengths, cell, _ = inputs
-        y, final, saved = output
-        ctx.save_for_backward(x, R, b, states, lengths, y, final, saved)
-        ctx.cell = cell
-
-    def backward_rule(ctx, dy, dfinal, _dsaved):
-        x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
-        dy = torch.zeros_like(y) if dy is None else dy
-        dfinal = torch.zeros_like(final) if dfinal is None else dfinal
-        dx, dR, db, dstates = bwd(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell)
-        return dx, dR, db, dstates, None, None, None
-
-    fwd.register_autograd(backward_rule, setup_context=setup_context)
+    # the ops as torch.ops sees them: what Dynamo can trace when the Function calls them
+    ops = getattr(torch.ops.fusedrnn, f"{backend}_fwd"), getattr(torch.ops.fusedrnn, f"{backend}_bwd")
+    # the op's own first-order autograd, for callers of torch.ops.fusedrnn.* (opcheck, export)
+    fwd.register_autograd(lambda ctx, *grads: _first_order(ops[1], ctx, *grads), setup_context=_save)
+    recurrence = _autograd_functions(backend, *ops, differentiable)
 
     def run(x, R, b, states, lengths, cell, need_grad):
-        y, final, _ = fwd(x, R, b, states, lengths, cell, need_grad)
+        # Dynamo cannot trace a Function that defines jvp (it graph-breaks), and
+        # forward-mode AD under torch.compile is not a thing: compiled code gets
+        # the Function without jvp, eager code the one with it.
+        function = recurrence.compiled if torch.compiler.is_compiling() else recurrence.eager
+        y, final, _ = function.apply(x, R, b, states, lengths, cell, need_grad)
         return y, final
 
     return run
+
+
+def _save(ctx, inputs, output):
+    x, R, b, states, lengths, cell, _ = inputs
+    y, final, saved = output
+    ctx.save_for_backward(x, R, b, states, lengths, y, final, saved)
+    ctx.mark_non_differentiable(saved)
+    ctx.cell = cell
+
+
+def _first_order(bwd, ctx, dy, dfinal, _dsaved):
+    """The gradients of (x, R, b, states, lengths, cell, need_saved) by the backend's backward op."""
+    x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
+    dy = torch.zeros_like(y) if dy is None else dy
+    dfinal = torch.zeros_like(final) if dfinal is None else dfinal
+    return (*bwd(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell), None, None, None)
+
+
+class _Functions(NamedTuple):
+    compiled: type
+    eager: type
+
+
+def _autograd_functions(backend: str, fwd, bwd, differentiable: Optional[Callable]) -> _Functions:
+    """The autograd.Function around a backend's two ops, in the form torch.func
+    needs (setup_context apart from forward, a generated vmap rule)."""
+    refuse_twice = f"double backward (create_graph=True) through backend={backend!r}"
+    refuse_tangents = (
+        f"forward-mode AD (torch.func.jvp, jacfwd, torch.autograd.forward_ad) through backend={backend!r}"
+    )
+
+    class Recurrence(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x, R, b, states, lengths, cell, need_saved):
+            return fwd(x, R, b, states, lengths, cell, need_saved)
+
+        setup_context = staticmethod(_save)
+
+        @staticmethod
+        def backward(ctx, dy, dfinal, dsaved):
+            # grad mode is on here under create_graph=True and under torch.func.grad
+            if not torch.is_grad_enabled():
+                return _first_order(bwd, ctx, dy, dfinal, dsaved)
+            x, R, b, states, lengths, y, final, _ = ctx.saved_tensors
+            inputs = (x, R, b, states)
+            dy = torch.zeros_like(y) if dy is None else dy
+            dfinal = torch.zeros_like(final) if dfinal is None else dfinal
+            if differentiable is not None:
+                grads = _differentiable_grads(differentiable, inputs, lengths, ctx.cell, dy, dfinal)
+                return (*grads, None, None, None)
+            with torch.no_grad():
+                grads = _first_order(bwd, ctx, dy, dfinal, dsaved)[:4]
+            message = refuse_twice + " is not implemented; backend='torch' supports it"
+            return (*_Unsupported.apply(message, *grads, *inputs, dy, dfinal), None, None, None)
+
+    class RecurrenceWithTangents(Recurrence):
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            Recurrence.setup_context(ctx, inputs, output)
+            x, R, b, states, lengths = inputs[:5]
+            ctx.save_for_forward(x, R, b, states, lengths)
+
+        @staticmethod
+        def jvp(ctx, x_t, R_t, b_t, states_t, *_):
+            if differentiable is None:
+                raise NotImplementedError(refuse_tangents + " is not implemented; backend='torch' supports it")
+            x, R, b, states, lengths = ctx.saved_tensors
+            primals = (x, R, b, states)
+            given = (x_t, R_t, b_t, states_t)
+            tangents = tuple(torch.zeros_like(p) if t is None else t for p, t in zip(primals, given))
+            y_t, final_t = _tangents(differentiable, primals, tangents, lengths, ctx.cell)
+            return y_t, final_t, None
+
+    return _Functions(compiled=Recurrence, eager=RecurrenceWithTangents)
+
+
+def _differentiable_grads(differentiable, inputs, lengths, cell, dy, dfinal):
+    """The backward as torch ops on a recomputed forward, so that the gradients
+    are themselves differentiable (gradient penalties, Hessian products);
+    torch.func's vjp, because this runs inside torch.func transforms too."""
+    _, vjp = torch.func.vjp(lambda *p: differentiable(*p, lengths, cell), *inputs)
+    return vjp((dy, dfinal))
+
+
+def _tangents(differentiable, primals, tangents, lengths, cell):
+    """J v by transposing a vector-Jacobian product: g(u) = J^T u is linear in u,
+    so the vector-Jacobian product of g with v is J v. Reverse mode only,
+    because forward-mode AD cannot nest inside forward-mode AD; torch.func's
+    vjp, because this runs inside torch.func transforms too."""
+    outputs, vjp_of_outputs = torch.func.vjp(lambda *p: differentiable(*p, lengths, cell), *primals)
+    u = tuple(torch.zeros_like(o) for o in outputs)
+    _, vjp_of_g = torch.func.vjp(vjp_of_outputs, u)
+    (jv,) = vjp_of_g(tuple(tangents))
+    return jv
+
+
+class _Unsupported(torch.autograd.Function):
+    """Passes first-order gradients through; differentiating them again raises
+    NotImplementedError with `message` instead of torch's internal error."""
+
+    @staticmethod
+    def forward(message, dx, dR, db, dstates, *_graph_inputs):
+        return dx.clone(), dR.clone(), db.clone(), dstates.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.message = inputs[0]
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise NotImplementedError(ctx.message)

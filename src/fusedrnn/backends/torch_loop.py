@@ -53,29 +53,52 @@ def _keep_where_done(new, prev, valid):
     return tuple(torch.where(valid, n, p) for n, p in zip(new, prev))
 
 
-def _valid(lengths, t):
-    return None if lengths is None else (t < lengths).view(-1, 1, 1)
+def _valid_steps(lengths, T, device):
+    """[T, B, 1, 1] bool, or None when every step of every sequence is valid."""
+    if lengths is None:
+        return None
+    lengths = lengths.to(device)
+    return (torch.arange(T, device=device)[:, None] < lengths[None, :])[:, :, None, None]
 
 
-def forward(x, R, b, states, lengths, cell_name, need_saved):
+def _run(x, R, b, states, lengths, cell_name, keep_history):
+    """The recurrence in plain, functional torch ops, so that autograd in both
+    modes can differentiate through it (forward-mode AD, double backward).
+    Returns y [B, T, NH, DH] and final [S, B, NH, DH] in the compute dtype, and
+    the states after every step ([T, S, B, NH, DH]) when keep_history."""
     cell = get_cell(cell_name)
-    B, T, _, NH, DH = x.shape
+    T = x.shape[1]
     cd = _compute_dtype(x.dtype)
     Rs = _stacked_recurrent(R, cd)
     xc, bc = x.to(cd), b.to(cd)
-    lengths = None if lengths is None else lengths.to(x.device)
+    valid_steps = _valid_steps(lengths, T, x.device)
+    if valid_steps is not None:
+        # select, never multiply: x past a length may hold NaN or Inf, and autograd
+        # through a step on NaN inputs gives 0 * NaN = NaN however the step is masked
+        xc = torch.where(valid_steps.transpose(0, 1)[..., None], xc, 0)
     state = tuple(s.to(cd) for s in states.unbind(0))
-    y = outputs.empty((B, T, NH, DH), like=x)
-    history = []
+    ys, history = [], []
     for t in range(T):
-        valid = _valid(lengths, t)
+        valid = None if valid_steps is None else valid_steps[t]
         rec = _recurrence(_operand(state[0], x.dtype), Rs)
         state = _keep_where_done(cell.forward(xc[:, t], rec, bc, state), state, valid)
-        y[:, t] = state[0] if valid is None else torch.where(valid, state[0], 0)
-        if need_saved:
+        ys.append(state[0] if valid is None else torch.where(valid, state[0], 0))
+        if keep_history:
             history.append(torch.stack(state))
-    saved = torch.stack(history) if need_saved else x.new_empty(0, dtype=cd)
-    return y, torch.stack(state).to(states.dtype), saved
+    return torch.stack(ys, 1), torch.stack(state), history
+
+
+def forward(x, R, b, states, lengths, cell_name, need_saved):
+    y, final, history = _run(x, R, b, states, lengths, cell_name, need_saved)
+    saved = torch.stack(history) if need_saved else x.new_empty(0, dtype=_compute_dtype(x.dtype))
+    return y.to(x.dtype), final.to(states.dtype), saved
+
+
+def differentiable(x, R, b, states, lengths, cell_name):
+    """(y, final) as a function autograd can differentiate, in either mode and
+    to any order: what forward-mode AD and double backward run."""
+    y, final, _ = _run(x, R, b, states, lengths, cell_name, False)
+    return y.to(x.dtype), final.to(states.dtype)
 
 
 def saved_like(x, states, cell_name, need_saved):
@@ -89,7 +112,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
     B, T, _, NH, DH = x.shape
     cd = _compute_dtype(x.dtype)
     Rs = _stacked_recurrent(R, cd)
-    lengths = None if lengths is None else lengths.to(x.device)
+    valid_steps = _valid_steps(lengths, T, x.device)
     before = torch.cat([states.to(cd)[None], saved[:-1]])  # states entering each step
     h_operand = _operand(before[:, 0], x.dtype)  # [T, B, NH, DH]
     rec_all = torch.einsum("tbnj,gnij->tbgni", h_operand, R.to(cd))
@@ -100,7 +123,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
     dstate = list(dfinal.to(cd).unbind(0))
     dyc = dy.to(cd)
     for t in reversed(range(T)):
-        valid = _valid(lengths, t)
+        valid = None if valid_steps is None else valid_steps[t]
         dstate[0] = dstate[0] + (dyc[:, t] if valid is None else torch.where(valid, dyc[:, t], 0))
         # past its length a sequence's states pass through the step untouched
         d_new = dstate if valid is None else [torch.where(valid, d, 0) for d in dstate]
@@ -123,6 +146,6 @@ TORCH = register(
         priority=0,
         available=lambda: (True, "plain PyTorch, runs on every device"),
         supports=lambda problem: (True, ""),
-        run=define_recurrence_ops("torch", forward, backward, saved_like),
+        run=define_recurrence_ops("torch", forward, backward, saved_like, differentiable=differentiable),
     )
 )
