@@ -135,3 +135,15 @@ def test_bare_import_reaches_the_modules():
     code = "import fusedrnn; print(fusedrnn.nn.LSTM.__name__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "LSTM", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bad", [[3, 4], [-1, 2]])
+def test_lengths_out_of_range_raise_under_torch_compile(bad):
+    x, R, b, s = _lstm()
+    compiled = torch.compile(lambda x, lengths: fusedrnn.rnn(x, R, b, s, backend="torch", lengths=lengths)[0],
+                             fullgraph=True)
+    compiled(x, torch.tensor([3, 1]))  # T = 3: in range, compiles
+    with pytest.raises(ValueError, match=r"lengths: expected values in \[0, T=3\]"):
+        compiled(x, torch.tensor(bad))
+    with pytest.raises(ValueError, match=r"lengths: expected values in \[0, T=3\]"):
+        fusedrnn.rnn(x, R, b, s, backend="torch", lengths=torch.tensor(bad))
