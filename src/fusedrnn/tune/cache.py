@@ -6,8 +6,10 @@ winner measured with the old one.
 
 Several processes may tune at once: updates run under a file lock and replace
 the file atomically. The file carries the SHA-256 of its entries; a file that
-does not parse or whose digest does not match is treated as empty and
-rewritten by the next update.
+cannot be read, does not parse (invalid UTF-8 or JSON, JSON of another shape)
+or whose digest does not match is treated as empty, with a warning once a
+process, and rewritten by the next update. An entry of the wrong shape is no
+entry.
 
 The backend looks a winner up on every call (streaming inference calls it once
 a token), so the file is parsed once and then identified by its stat: while
@@ -21,6 +23,8 @@ import hashlib
 import json
 import os
 import time
+import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +114,10 @@ def _snapshot(path: Path) -> _Snapshot:
     try:
         info = os.stat(name)
         stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        stamp = None
+    except OSError as error:  # e.g. a directory this user may not search: no winners, but no crash
+        _warn_unusable(name, str(error))
         stamp = None
     last = _last
     if last.path == name and last.stamp == stamp and last.settled:
@@ -119,9 +126,12 @@ def _snapshot(path: Path) -> _Snapshot:
         text = None if stamp is None else Path(name).read_text()
     except FileNotFoundError:  # replaced or removed since the stat
         text, stamp = None, None
+    except (OSError, UnicodeDecodeError) as error:  # another user's file, invalid bytes: as good as empty
+        _warn_unusable(name, str(error))
+        text = None
     snapshot = last
     if (last.path, last.text) != (name, text):  # new contents: parse again
-        snapshot = _Snapshot(path=name, text=text, entries=_parse_entries(text))
+        snapshot = _Snapshot(path=name, text=text, entries=_parse_entries(name, text))
     snapshot.stamp = stamp
     snapshot.settled = stamp is None or time.time_ns() - stamp[2] > RACY_NS
     _last = snapshot
@@ -133,23 +143,40 @@ def read_entries(path: Path) -> dict:
     return dict(_snapshot(path).entries)
 
 
-def _parse_entries(text: str | None) -> dict:
+def _parse_entries(name: str, text: str | None) -> dict:
     if text is None:
         return {}
     try:
         document = json.loads(text)
-        entries = document["entries"]
+        entries = document["entries"]  # a TypeError where the document is no object ([], null, 1)
         intact = (isinstance(entries, dict) and document["version"] == VERSION
                   and document["sha256"] == _digest(entries))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         intact = False
-    return entries if intact else {}
+    if not intact:
+        _warn_unusable(name, "not a tune cache this version of fusedrnn wrote: corrupted, or of another version")
+        return {}
+    return entries
+
+
+_warned_unusable: set[str] = set()
+
+
+def _warn_unusable(name: str, reason: str) -> None:
+    """Warn that the tune file at `name` is treated as empty: once a process for each
+    file, as the backend looks winners up on every call."""
+    if name in _warned_unusable:
+        return
+    _warned_unusable.add(name)
+    warnings.warn(f"fusedrnn ignores its tune cache {name} ({reason}): it is treated as empty and rewritten "
+                  "by the next `fusedrnn tune`; FUSEDRNN_CACHE_DIR sets the directory it lives in",
+                  RuntimeWarning, stacklevel=2)
 
 
 def _parse(entry):
     try:
         return None if entry is None else config_from_json(entry["config"])
-    except (KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError, ValueError):  # an entry of another shape is no entry
         return None
 
 
@@ -172,4 +199,17 @@ def config_to_json(config) -> dict:
 def config_from_json(data: dict):
     fields = dict(data)
     kind = KINDS[fields.pop("kind")]
-    return kind(**dict(fields, dtype=getattr(torch, fields["dtype"])))
+    config = kind(**dict(fields, dtype=getattr(torch, fields["dtype"])))
+    # a field of the wrong type, or a count below 1 (DH % vec with vec = 0), would fail at dispatch, not here
+    for name, expected in _field_types(kind).items():
+        value = getattr(config, name)
+        if type(value) is not expected or (expected is int and value < 1):
+            raise TypeError(f"{kind.__name__}.{name} = {value!r}")
+    return config
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(kind: type) -> dict:
+    """The fields annotated with a plain class (int, bool, str, torch.dtype): the ones checked."""
+    hints = typing.get_type_hints(kind)
+    return {f.name: hints[f.name] for f in dataclasses.fields(kind) if isinstance(hints[f.name], type)}

@@ -7,6 +7,8 @@ options and NVRTC's version. Several processes may compile the same kernel at
 once: the compile runs under a file lock, the entry is written to a temporary
 file and renamed into place, and every entry carries its length and SHA-256,
 so a truncated or corrupted file is detected and rebuilt instead of loaded.
+A cache that cannot be written (a read-only directory, another user's lock
+file) costs a warning and a compile in memory, never the kernel.
 Nothing here needs a GPU: CI compiles every shipped kernel on a CPU machine.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,13 +143,40 @@ def compile_kernel(name_expression: str, arch: str, source: str = KERNELS) -> Co
         return entry
     from filelock import FileLock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    # A cache this process cannot write (read-only, another user's lock file) must not cost the kernel:
+    # compile it in memory. Only the cache's own file operations fall back; NVRTC's errors propagate.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path) + ".lock")
+        lock.acquire()
+    except OSError as error:
+        _cache_unwritable(path.parent, error)
+        return _nvrtc(name_expression, arch, source)
+    try:
         entry = read_entry(path)  # another process may have built it while we waited
         if entry is None:
             entry = _nvrtc(name_expression, arch, source)
-            write_entry(path, entry)
+            try:
+                write_entry(path, entry)
+            except OSError as error:
+                _cache_unwritable(path.parent, error)
+    finally:
+        lock.release()
     return entry
+
+
+_warned_unwritable: set[str] = set()
+
+
+def _cache_unwritable(directory: Path, error: OSError) -> None:
+    """Warn that kernels are compiled in memory, uncached: once a process for each
+    directory, as every kernel of a run would otherwise repeat it."""
+    if str(directory) in _warned_unwritable:
+        return
+    _warned_unwritable.add(str(directory))
+    warnings.warn(f"fusedrnn cannot write its cubin cache {directory} ({error}): kernels are compiled in memory "
+                  "and not cached; set FUSEDRNN_CACHE_DIR to a writable directory to cache them",
+                  RuntimeWarning, stacklevel=3)
 
 
 def _nvrtc(name_expression: str, arch: str, source: str) -> Compiled:
@@ -187,17 +217,21 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def read_entry(path: Path) -> Compiled | None:
-    """The entry at `path`, or None when it is missing, truncated or corrupted."""
+    """The entry at `path`, or None when it is missing, unreadable, truncated or corrupted."""
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except OSError:  # missing, or unreadable: compile_kernel finds out whether it can write one
         return None
     if not data.startswith(ENTRY_MAGIC) or b"\n" not in data[len(ENTRY_MAGIC):]:
         return None
     header_line, cubin = data[len(ENTRY_MAGIC):].split(b"\n", 1)
     try:
         header = json.loads(header_line)
-    except ValueError:
+    except (ValueError, RecursionError):
+        return None
+    # valid JSON of another shape ([], null, a field missing or of the wrong type) is as corrupt
+    if not (isinstance(header, dict) and isinstance(header.get("mangled_name"), str)
+            and isinstance(header.get("log", ""), str)):
         return None
     if len(cubin) != header.get("length") or hashlib.sha256(cubin).hexdigest() != header.get("sha256"):
         return None
