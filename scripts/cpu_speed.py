@@ -1,48 +1,80 @@
-"""The torch backend against torch.nn.LSTM on this CPU (issue 2, item 9).
+"""fusedrnn.nn against torch.nn on this CPU, one head (issue 14, item 8).
 
-fp32, B=16, T=256, H=256, NH=1; forward and forward+backward; medians of 7.
+fp32, T=256, B in {1, 16, 64} x H in {64, 256, 512}, LSTM / GRU / RNN(tanh);
+forward (no grad) and forward+backward; medians of `--repeats`, both modules
+timed in the same process, alternating. `backend="auto"` is what a user gets;
+`--loop` adds the torch backend (the Python step loop) with 1 and 4 heads.
+
+    python scripts/cpu_speed.py [--repeats 5] [--loop] [--out results.json]
 """
+import argparse
+import json
 import time
 
 import torch
 
 import fusedrnn.nn as fnn
 
-B, T, H = 16, 256, 256
+T = 256
+MODULES = {"LSTM": (torch.nn.LSTM, fnn.LSTM), "GRU": (torch.nn.GRU, fnn.GRU), "RNN": (torch.nn.RNN, fnn.RNN)}
 
 
-def median_ms(fn, repeats=7):
+def median_ms(fn, repeats):
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return sorted(times)[repeats // 2] * 1e3
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+def passes(module, x):
+    def forward():
+        with torch.no_grad():
+            module(x)
+
+    def train():
+        out, _ = module(x.requires_grad_())
+        out.sum().backward()
+    return {"forward": forward, "forward+backward": train}
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--loop", action="store_true", help="also time the torch backend's loop")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
     torch.manual_seed(0)
-    ref = torch.nn.LSTM(H, H, batch_first=True)
-    ours = fnn.LSTM(H, H, batch_first=True, backend="torch")
-    ours.load_state_dict(ref.state_dict())
-    x = torch.randn(B, T, H)
-
-    def train_step(module):
-        def step():
-            out, _ = module(x.clone().requires_grad_())
-            out.sum().backward()
-        return step
-
     rows = []
-    with torch.no_grad():
-        rows.append(("forward", median_ms(lambda: ref(x)), median_ms(lambda: ours(x))))
-    rows.append(("forward+backward", median_ms(train_step(ref)), median_ms(train_step(ours))))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B={B} T={T} H={H} fp32")
-    print("| pass | torch.nn.LSTM ms | fusedrnn torch backend ms | ratio |")
-    print("|---|---|---|---|")
-    for name, a, b in rows:
-        print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+    for name, (theirs_cls, ours_cls) in MODULES.items():
+        for H in (64, 256, 512):
+            for B in (1, 16, 64):
+                theirs = theirs_cls(H, H, batch_first=True)
+                variants = {"auto": ours_cls(H, H, batch_first=True)}
+                if args.loop:
+                    variants["torch NH=1"] = ours_cls(H, H, batch_first=True, backend="torch")
+                    variants["torch NH=4"] = ours_cls(H, H, batch_first=True, backend="torch", num_heads=4)
+                variants["auto"].load_state_dict(theirs.state_dict())
+                x = torch.randn(B, T, H)
+                for pass_name in ("forward", "forward+backward"):
+                    repeats = args.repeats if B * H < 64 * 512 else max(3, args.repeats // 2)
+                    ref = median_ms(passes(theirs, x)[pass_name], repeats)
+                    row = {"cell": name, "B": B, "H": H, "pass": pass_name, "torch.nn ms": ref}
+                    for label, module in variants.items():
+                        row[label + " ms"] = median_ms(passes(module, x)[pass_name], repeats)
+                        row[label + " ratio"] = row[label + " ms"] / ref
+                    rows.append(row)
+                    extra = "".join(f" | {row[k + ' ms']:.1f} ({row[k + ' ratio']:.2f}x)" for k in variants)
+                    print(f"| {name} | {B} | {H} | {pass_name} | {ref:.1f}{extra} |", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "T": T, "rows": rows}, f,
+                      indent=1)
+    worst = max(rows, key=lambda r: r["auto ratio"])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; worst auto ratio "
+          f"{worst['auto ratio']:.2f} at {worst['cell']} B={worst['B']} H={worst['H']} {worst['pass']}")
 
 
 if __name__ == "__main__":

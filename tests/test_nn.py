@@ -15,12 +15,14 @@ PAIRS = {
     "RNN_relu": (fnn.RNN, torch.nn.RNN, {"nonlinearity": "relu"}),
 }
 TOL = dict(rtol=1e-10, atol=1e-10)
+# "auto" on a CPU runs torch's own kernels for one head; "torch" runs fusedrnn.rnn's loop
+BACKENDS = ["auto", "torch"]
 
 
-def _pair(kind, **options):
+def _pair(kind, backend="auto", **options):
     ours_cls, torch_cls, extra = PAIRS[kind]
     ref = torch_cls(5, 6, dtype=torch.float64, **extra, **options)
-    ours = ours_cls(5, 6, dtype=torch.float64, **extra, **options)
+    ours = ours_cls(5, 6, dtype=torch.float64, **extra, **options, backend=backend)
     ours.load_state_dict(ref.state_dict())
     return ours, ref
 
@@ -66,12 +68,13 @@ def _compare(ours, ref, make_input, hx):
             torch.testing.assert_close(a, b, **TOL, msg=lambda m: f"grad {name}: {m}")
 
 
-OPTIONS = list(itertools.product(PAIRS, [1, 2], [True, False], [False, True], [False, True]))
+OPTIONS = list(itertools.product(BACKENDS, PAIRS, [1, 2], [True, False], [False, True], [False, True]))
 
 
-@pytest.mark.parametrize("kind, layers, bias, batch_first, bidirectional", OPTIONS)
-def test_parity_padded(kind, layers, bias, batch_first, bidirectional):
-    ours, ref = _pair(kind, num_layers=layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
+@pytest.mark.parametrize("backend, kind, layers, bias, batch_first, bidirectional", OPTIONS)
+def test_parity_padded(backend, kind, layers, bias, batch_first, bidirectional):
+    ours, ref = _pair(kind, backend, num_layers=layers, bias=bias, batch_first=batch_first,
+                      bidirectional=bidirectional)
     x = torch.randn(3, 7, 5, dtype=torch.float64)
     x = x if batch_first else x.transpose(0, 1).contiguous()
     hx = _make_hx(kind, layers * (2 if bidirectional else 1), 3)
@@ -84,9 +87,10 @@ def test_parity_padded(kind, layers, bias, batch_first, bidirectional):
     _compare(ours, ref, make_input, None)
 
 
-@pytest.mark.parametrize("kind, bidirectional, enforce_sorted", list(itertools.product(PAIRS, [False, True], [False, True])))
-def test_parity_packed(kind, bidirectional, enforce_sorted):
-    ours, ref = _pair(kind, num_layers=2, bidirectional=bidirectional, batch_first=True)
+@pytest.mark.parametrize("backend, kind, bidirectional, enforce_sorted",
+                         list(itertools.product(BACKENDS, PAIRS, [False, True], [False, True])))
+def test_parity_packed(backend, kind, bidirectional, enforce_sorted):
+    ours, ref = _pair(kind, backend, num_layers=2, bidirectional=bidirectional, batch_first=True)
     lengths = torch.tensor([9, 7, 7, 2]) if enforce_sorted else torch.tensor([4, 9, 1, 6])
     x = torch.randn(4, 9, 5, dtype=torch.float64)
     hx = _make_hx(kind, 2 * (2 if bidirectional else 1), 4)
@@ -99,9 +103,9 @@ def test_parity_packed(kind, bidirectional, enforce_sorted):
     _compare(ours, ref, make_input, None)
 
 
-@pytest.mark.parametrize("kind, bidirectional", list(itertools.product(PAIRS, [False, True])))
-def test_parity_unbatched(kind, bidirectional):
-    ours, ref = _pair(kind, num_layers=2, bidirectional=bidirectional)
+@pytest.mark.parametrize("backend, kind, bidirectional", list(itertools.product(BACKENDS, PAIRS, [False, True])))
+def test_parity_unbatched(backend, kind, bidirectional):
+    ours, ref = _pair(kind, backend, num_layers=2, bidirectional=bidirectional)
     x = torch.randn(7, 5, dtype=torch.float64)
     hx = _make_hx(kind, 2 * (2 if bidirectional else 1), None)
 
@@ -126,13 +130,14 @@ def test_parameters_match_torch(kind):
     assert abs(flat.std() - bound / 3**0.5) < 0.1 * bound
 
 
-def test_dropout_between_layers():
-    m = fnn.LSTM(5, 6, num_layers=2, dropout=1.0, dtype=torch.float64)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropout_between_layers(backend):
+    m = fnn.LSTM(5, 6, num_layers=2, dropout=1.0, dtype=torch.float64, backend=backend)
     x = torch.randn(7, 3, 5, dtype=torch.float64)
     m.train()
     out, _ = m(x)
     # dropout=1 zeroes the second layer's input: it sees only its biases
-    layer2 = fnn.LSTM(12 // 2, 6, dtype=torch.float64)
+    layer2 = fnn.LSTM(12 // 2, 6, dtype=torch.float64, backend=backend)
     layer2.load_state_dict({k.replace("l1", "l0"): v for k, v in m.state_dict().items() if "l1" in k})
     want, _ = layer2(torch.zeros(7, 3, 6, dtype=torch.float64))
     torch.testing.assert_close(out, want, **TOL)
@@ -212,3 +217,120 @@ def test_backend_option_is_used():
     m = fnn.LSTM(5, 6, backend="nonexistent")
     with pytest.raises(ValueError, match="backend"):
         m(torch.randn(3, 2, 5))
+
+
+# -- the rest of torch.nn's surface ----------------------------------------------
+
+
+def test_lstm_positional_order_is_torchs():
+    ours = fnn.LSTM(4, 6, 2, True, True, 0.0, True, 3, None, torch.float64)
+    ref = torch.nn.LSTM(4, 6, 2, True, True, 0.0, True, 3, None, torch.float64)
+    assert (ours.proj_size, ours.batch_first, ours.bidirectional, ours.weight_hh_l0.dtype) == (3, True, True, torch.float64)
+    assert {n: p.shape for n, p in ours.named_parameters()} == {n: p.shape for n, p in ref.named_parameters()}
+    fnn.LSTM(4, 6, 1, True, False, 0.0, False, 0)  # the call
+    gru, rnn = fnn.GRU(4, 6, 1, True, False, 0.0, False, "cpu"), fnn.RNN(4, 6, 1, "relu", True, False, 0.0, True)
+    assert gru.weight_hh_l0.device.type == "cpu" and rnn.bidirectional and rnn.mode == "RNN_RELU"
+
+
+@pytest.mark.parametrize("backend, bidirectional, packed", list(itertools.product(BACKENDS, [False, True], [False, True])))
+def test_proj_size_matches_torch(backend, bidirectional, packed):
+    ref = torch.nn.LSTM(5, 6, num_layers=2, bidirectional=bidirectional, proj_size=4, dtype=torch.float64,
+                        batch_first=True)
+    ours = fnn.LSTM(5, 6, num_layers=2, bidirectional=bidirectional, proj_size=4, dtype=torch.float64,
+                    batch_first=True, backend=backend)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    x[1, 3:] = float("nan")  # padding past a length, when packed, never reaches anything
+    lengths = torch.tensor([7, 3, 5])
+    D = 2 if bidirectional else 1
+    hx = (torch.randn(2 * D, 3, 4, dtype=torch.float64), torch.randn(2 * D, 3, 6, dtype=torch.float64))
+
+    def make_input():
+        leaf = (x if packed else torch.nan_to_num(x)).clone().requires_grad_()
+        inp = pack_padded_sequence(leaf, lengths, batch_first=True, enforce_sorted=False) if packed else leaf
+        return inp, leaf
+
+    _compare(ours, ref, make_input, hx)
+    out, (h, c) = ours(make_input()[0])
+    assert (h.shape, c.shape) == ((2 * D, 3, 4), (2 * D, 3, 6))
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: fnn.LSTM(5, 6, proj_size=6), ["proj_size", "hidden_size=6", "6"]),
+        (lambda: fnn.LSTM(5, 6, proj_size=-1), ["proj_size", "-1"]),
+        (lambda: fnn.LSTM(5, 6, proj_size=2, num_heads=2), ["num_heads", "proj_size"]),
+        (lambda: fnn.LSTM(5, 6, proj_size=2, backend="triton"), ["backend", "proj_size", "triton"]),
+    ],
+)
+def test_proj_size_errors(make, words):
+    with pytest.raises(ValueError) as info:
+        make()
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize("backend, heads, kind", list(itertools.product(BACKENDS, [1, 2], PAIRS)))
+def test_empty_batch_returns_empty_outputs(backend, heads, kind):
+    ours_cls, torch_cls, extra = PAIRS[kind]
+    ours = ours_cls(5, 6, num_layers=2, bidirectional=True, num_heads=heads, backend=backend, **extra)
+    ref = torch_cls(5, 6, num_layers=2, bidirectional=True, **extra)
+    x = torch.randn(4, 0, 5, requires_grad=True)
+    (out, hidden), (want, want_hidden) = ours(x), ref(x)
+    assert out.shape == want.shape == (4, 0, 12)
+    for a, b in zip(_hidden_tensors(hidden), _hidden_tensors(want_hidden)):
+        assert a.shape == b.shape
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("backend, heads", [("auto", 1), ("auto", 2), ("torch", 1)])
+def test_meta_device_infers_shapes(backend, heads):
+    ours = fnn.LSTM(5, 6, num_layers=2, bidirectional=True, num_heads=heads, backend=backend, device="meta")
+    out, (h, c) = ours(torch.empty(7, 3, 5, device="meta"))
+    assert out.device.type == "meta"
+    assert (out.shape, h.shape, c.shape) == ((7, 3, 12), (4, 3, 6), (4, 3, 6))
+
+
+@pytest.mark.parametrize("kind, proj", [("LSTM", 0), ("LSTM", 3), ("GRU", 0), ("RNN_relu", 0)])
+def test_rnnbase_attributes_match_torch(kind, proj):
+    ours_cls, torch_cls, extra = PAIRS[kind]
+    options = dict(num_layers=2, bidirectional=True, **extra, **({"proj_size": proj} if proj else {}))
+    ours, ref = ours_cls(5, 6, **options), torch_cls(5, 6, **options)
+    assert ours.mode == ref.mode and ours.proj_size == ref.proj_size
+    assert ours._flat_weights_names == ref._flat_weights_names
+    assert [w.shape for w in ours._flat_weights] == [w.shape for w in ref._flat_weights]
+    assert [[w.shape for w in ws] for ws in ours.all_weights] == [[w.shape for w in ws] for ws in ref.all_weights]
+    assert all(w is getattr(ours, n) for w, n in zip(ours._flat_weights, ours._flat_weights_names))
+
+
+@pytest.mark.parametrize("backend, heads", [("auto", 1), ("torch", 2)])
+def test_jit_trace_replays_outputs_and_gradients(backend, heads):
+    m = fnn.LSTM(5, 6, num_heads=heads, backend=backend)
+    traced = torch.jit.trace(m, (torch.randn(7, 3, 5),))
+    x = torch.randn(4, 2, 5)  # a new shape replays the same graph
+    got, want = traced(x), m(x)
+    for a, b in zip(torch.utils._pytree.tree_leaves(got), torch.utils._pytree.tree_leaves(want)):
+        torch.testing.assert_close(a, b)
+    grads = []
+    for fn in (traced, m):
+        out = fn(x)[0]
+        grads.append(torch.autograd.grad(out.sum(), list(m.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_jit_script_refuses_clearly():
+    with pytest.raises(RuntimeError, match="torch.jit.script: fusedrnn.nn.GRU cannot be scripted"):
+        torch.jit.script(fnn.GRU(5, 6))
+
+
+def test_compile_with_packed_input_matches_eager():
+    # torch.compile(fullgraph=True) cannot trace torch's pad_packed_sequence (the README says so);
+    # without fullgraph the module still compiles, and gives eager's answer
+    m = fnn.LSTM(5, 6, batch_first=True, num_heads=2, backend="torch")
+    x = torch.randn(3, 7, 5)
+    packed = pack_padded_sequence(x, torch.tensor([7, 2, 5]), batch_first=True, enforce_sorted=False)
+    got = torch.compile(m)(packed)[0].data
+    torch.testing.assert_close(got, m(packed)[0].data)

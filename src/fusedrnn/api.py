@@ -37,8 +37,8 @@ def _validate(x, R, b, states, lengths, cell: Cell) -> None:
     if x.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"x: expected a floating dtype {_FLOAT_DTYPES}, got {x.dtype}")
     B, T, Gx, NH, DH = x.shape
-    if min(B, T, NH, DH) < 1:
-        raise ValueError(f"x: expected every dim of [B, T, Gx, NH, DH] >= 1, got shape {tuple(x.shape)}")
+    if min(T, NH, DH) < 1 or B < 0:
+        raise ValueError(f"x: expected B >= 0 and T, NH, DH >= 1 in [B, T, Gx, NH, DH], got shape {tuple(x.shape)}")
     if Gx != cell.gates_x:
         raise ValueError(f"x: cell {cell.name!r} expects Gx={cell.gates_x} in [B, T, Gx, NH, DH], got {Gx}")
     _check_tensor("R", R, 4, "[Gr, NH, DH, DH]")
@@ -93,7 +93,7 @@ def rnn(
     if not isinstance(backend, str):
         raise TypeError(f"backend: expected a str, got {type(backend).__name__}")
     _validate(x, R, b, states, lengths, spec)
-    if x.dtype != torch.float64:
+    if x.dtype != torch.float64 and x.device.type != "meta":  # meta: shape inference, no autocast
         x, R, b, states = _autocast([x, R, b, states], x.device.type)
     B, T, _, NH, DH = x.shape
     if states is None:
@@ -101,6 +101,8 @@ def rnn(
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
     problem = Problem(spec, B, T, NH, DH, x.dtype, x.device, lengths is not None, needs_grad)
     chosen = _backends.choose(backend, problem)
+    if B == 0:  # an empty batch has nothing to run; every backend's answer is the same empty outputs
+        chosen = _backends.choose("torch", problem)
     return chosen.run(x, R, b, states, lengths, spec.name, needs_grad)
 
 

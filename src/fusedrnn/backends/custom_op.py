@@ -70,6 +70,13 @@ def define_recurrence_ops(
     recurrence = _autograd_functions(backend, *ops, differentiable)
 
     def run(x, R, b, states, lengths, cell, need_grad):
+        if torch.jit.is_tracing():
+            # torch.jit.trace records the op itself (a Python Function would not
+            # replay), its first-order autograd the op's own; whether to keep what
+            # backward needs is baked into the trace, so it must not depend on grad mode
+            need_saved = any(t.requires_grad for t in (x, R, b, states))
+            y, final, _ = ops[0](x, R, b, states, lengths, cell, need_saved)
+            return y, final
         # Dynamo cannot trace a Function that defines jvp (it graph-breaks), and
         # forward-mode AD under torch.compile is not a thing: compiled code gets
         # the Function without jvp, eager code the one with it.

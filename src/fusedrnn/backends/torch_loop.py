@@ -37,7 +37,7 @@ def _stacked_recurrent(R: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _recurrence(h: torch.Tensor, Rs: torch.Tensor) -> torch.Tensor:
     """R h for every head and gate: h [B, NH, DH] -> [B, Gr, NH, DH]."""
     B, NH, DH = h.shape
-    return torch.bmm(h.transpose(0, 1), Rs).view(NH, B, -1, DH).permute(1, 2, 0, 3)
+    return torch.bmm(h.transpose(0, 1), Rs).view(NH, B, Rs.shape[2] // DH, DH).permute(1, 2, 0, 3)
 
 
 def _recurrence_grad(drec: torch.Tensor, Rs: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The shared body of fusedrnn.nn.LSTM, GRU, RNN and SLSTM: torch.nn.LSTM's
-constructor, parameters and forward, running each layer and direction through
-fusedrnn.rnn."""
+constructor, parameters and forward. Each layer and direction runs through
+fusedrnn.rnn, or the whole stack through torch's own kernels where those
+compute the same thing and are the better path (see `runs_natively`)."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,8 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from ..api import rnn
 from ..cells import get_cell
+from .native import StackConfig, mode_of, run_stack
+from .projection import projected_lstm
 from .sequences import repack, reverse_within
 
 
@@ -36,6 +39,7 @@ class RecurrentBase(nn.Module):
         batch_first: bool = False,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        proj_size: int = 0,
         device=None,
         dtype=None,
         *,
@@ -53,6 +57,9 @@ class RecurrentBase(nn.Module):
             raise ValueError(
                 f"num_heads: expected a divisor of hidden_size={hidden_size}, got {num_heads}"
             )
+        if not isinstance(backend, str):
+            raise TypeError(f"backend: expected a str, got {type(backend).__name__}")
+        self._check_projection(proj_size, hidden_size, num_heads, backend)
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
@@ -60,22 +67,46 @@ class RecurrentBase(nn.Module):
             )
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional, self.num_heads, self.backend = bidirectional, num_heads, backend
+        self.bidirectional, self.proj_size = bidirectional, proj_size
+        self.num_heads, self.backend = num_heads, backend
         self.head_size = hidden_size // num_heads
         gates = self.cell.gates_x
         factory = {"device": device, "dtype": dtype}
-        directions = 2 if bidirectional else 1
+        output_size = proj_size or hidden_size  # the h each layer hands on
+        recurrent_input = proj_size or self.head_size
+        self._all_weights: list[list[str]] = []
         for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * directions
-            for suffix in ("", "_reverse")[:directions]:
+            layer_input = input_size if layer == 0 else output_size * self.num_directions
+            for suffix in ("", "_reverse")[:self.num_directions]:
                 names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
-                shapes = [(gates * hidden_size, layer_input), (gates * hidden_size, self.head_size)]
+                shapes = [(gates * hidden_size, layer_input), (gates * hidden_size, recurrent_input)]
                 if bias:
                     names += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
                     shapes += [(gates * hidden_size,), (gates * hidden_size,)]
+                if proj_size:
+                    names.append(f"weight_hr_l{layer}{suffix}")
+                    shapes.append((proj_size, hidden_size))
                 for name, shape in zip(names, shapes):
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+                self._all_weights.append(names)
         self.reset_parameters()
+
+    def _check_projection(self, proj_size, hidden_size: int, num_heads: int, backend: str) -> None:
+        if not isinstance(proj_size, numbers.Integral) or isinstance(proj_size, bool) or proj_size < 0:
+            raise ValueError(f"proj_size: expected an integer >= 0, got {proj_size!r}")
+        if proj_size == 0:
+            return
+        if self.cell.name != "lstm":
+            raise ValueError(f"proj_size: supported for LSTM only, not cell {self.cell.name!r}; got {proj_size}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size: expected a value smaller than hidden_size={hidden_size}, got {proj_size}")
+        if num_heads != 1:
+            raise ValueError(f"num_heads: proj_size > 0 expects num_heads=1, got {num_heads}")
+        if backend not in ("auto", "torch"):
+            raise ValueError(
+                f"backend: proj_size > 0 runs on 'auto' (torch's own kernels) or 'torch' (a plain loop), "
+                f"got {backend!r}"
+            )
 
     def reset_parameters(self) -> None:
         """torch.nn.LSTM's init: every parameter uniform in +-1/sqrt(hidden_size)."""
@@ -86,16 +117,43 @@ class RecurrentBase(nn.Module):
     def flatten_parameters(self) -> None:
         """Kept for drop-in compatibility with torch.nn.LSTM; nothing to do."""
 
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this first: refuse here, clearly, rather than fail
+        # deep inside TorchScript's compiler on the custom ops and Python dispatch
+        raise RuntimeError(
+            f"torch.jit.script: fusedrnn.nn.{type(self).__name__} cannot be scripted (its backends are "
+            "torch.library custom ops chosen in Python); use torch.compile, or torch.jit.trace"
+        )
+
+    # -- torch.nn.RNNBase's attributes -----------------------------------------
+    @property
+    def mode(self) -> str:
+        """torch.nn's name of the cell ('LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU'), or 'SLSTM'."""
+        return mode_of(self.cell.name) or self.cell.name.upper()
+
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    @property
+    def _flat_weights_names(self) -> list[str]:
+        return [name for names in self._all_weights for name in names]
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("num_heads", 1), ("backend", "auto")):
+                              ("bidirectional", False), ("proj_size", 0), ("num_heads", 1),
+                              ("backend", "auto")):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)!r}"
         return s
@@ -118,7 +176,25 @@ class RecurrentBase(nn.Module):
             raise TypeError(f"hx: expected {form}, got {type(hx).__name__}")
         return list(hx)
 
+    def _state_sizes(self) -> list[int]:
+        """The feature size of each state: h is projected when proj_size > 0."""
+        return [self.proj_size or self.hidden_size] + [self.hidden_size] * (self.cell.num_states - 1)
+
     # -- forward --------------------------------------------------------------
+    def runs_natively(self, device: torch.device) -> bool:
+        """Whether forward runs torch's own kernels (nn/native.py) rather than
+        fusedrnn.rnn. Only under backend="auto", only where they compute exactly
+        this module (one head, a cell torch.nn has), and only where they are the
+        better path: on a CPU (a fused C++ loop against a Python one) and for a
+        projection (which fusedrnn's kernels do not run) or shape inference on meta.
+        Never under torch.compile, which cannot trace torch's recurrent kernels:
+        there the custom ops (or, for a projection, its torch loop) run."""
+        if self.backend != "auto" or self.num_heads != 1 or mode_of(self.cell.name) is None:
+            return False
+        if torch.compiler.is_compiling():
+            return False
+        return device.type in ("cpu", "meta") or self.proj_size > 0
+
     def forward(self, input, hx=None):
         lengths = None
         if isinstance(input, PackedSequence):
@@ -139,48 +215,62 @@ class RecurrentBase(nn.Module):
         weight = self.weight_ih_l0
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(f"input: expected dtype {weight.dtype} (the parameters' dtype), got {x.dtype}")
-        states = self._initial_states(hx, x.shape[0], batched)
-        output, finals = self._layers(x, states, lengths)
-        hidden = [torch.stack(f) for f in zip(*finals)]  # per state: [L*D, B, H]
+        hidden = self._hidden(hx, x, batched)
+        if self.runs_natively(x.device):
+            output, hidden = self._native(packed_input if packed_input is not None else x, hidden)
+        else:
+            output, hidden = self._layers(x, hidden, lengths)
         if packed_input is not None:
-            output = repack(output, lengths, packed_input)
+            output = output if isinstance(output, PackedSequence) else repack(output, lengths, packed_input)
         elif not batched:
             output, hidden = output.squeeze(0), [h.squeeze(1) for h in hidden]
         elif not self.batch_first:
             output = output.transpose(0, 1)
         return output, self._pack_hidden(hidden)
 
-    def _initial_states(self, hx, batch: int, batched: bool) -> Optional[list[Tensor]]:
-        """hx as one [S, B, NH, DH] tensor per layer and direction, or None."""
+    def _hidden(self, hx, x: Tensor, batched: bool) -> list[Tensor]:
+        """hx as one [L*D, B, size] tensor per state (zeros when hx is None)."""
+        layers, batch = self.num_layers * self.num_directions, x.shape[0]
         if hx is None:
-            return None
+            return [x.new_zeros(layers, batch, size) for size in self._state_sizes()]
         tensors = self._unpack_hidden(hx)
-        layers = self.num_layers * self.num_directions
-        expected = (layers, batch, self.hidden_size) if batched else (layers, self.hidden_size)
-        for name, t in zip(self.cell.state_names, tensors):
+        for name, t, size in zip(self.cell.state_names, tensors, self._state_sizes()):
+            expected = (layers, batch, size) if batched else (layers, size)
             if not isinstance(t, Tensor) or tuple(t.shape) != expected:
                 got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise ValueError(f"hx: expected state {name!r} of shape {expected}, got {got}")
-        stacked = torch.stack([t if batched else t.unsqueeze(1) for t in tensors], dim=1)  # [L*D, S, B, H]
-        stacked = stacked.view(layers, len(tensors), batch, self.num_heads, self.head_size)
-        return list(stacked.unbind(0))
+        return [t if batched else t.unsqueeze(1) for t in tensors]
 
-    def _layers(self, x: Tensor, states, lengths):
+    def _native(self, x, hidden: list[Tensor]):
+        """The whole stack through torch's kernels; x is [B, T, F] or the caller's PackedSequence."""
+        config = StackConfig(self.mode, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
+        packed = isinstance(x, PackedSequence)
+        order = x.sorted_indices if packed else None
+        if order is not None:  # the kernel walks the packed (sorted) order; hx and h_n are in the caller's
+            hidden = [h.index_select(1, order) for h in hidden]
+        output, hidden = run_stack(config, self._flat_weights, x, hidden)
+        if order is not None:
+            hidden = [h.index_select(1, x.unsorted_indices) for h in hidden]
+        if packed:
+            output = PackedSequence(output, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
+        return output, hidden
+
+    def _layers(self, x: Tensor, hidden: list[Tensor], lengths):
         finals = []
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
-                h0 = None if states is None else states[index]
-                y, final = self._direction(x, layer, direction == 1, h0, lengths)
+                y, final = self._direction(x, layer, direction == 1, [h[index] for h in hidden], lengths)
                 outputs.append(y)
-                finals.append([s.reshape(s.shape[0], self.hidden_size) for s in final.unbind(0)])
+                finals.append(final)
             x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
-        return x, finals
+        return x, [torch.stack(f) for f in zip(*finals)]  # per state: [L*D, B, size]
 
-    def _direction(self, x: Tensor, layer: int, reverse: bool, h0, lengths):
+    def _direction(self, x: Tensor, layer: int, reverse: bool, h0: list[Tensor], lengths):
+        """One layer in one direction: y [B, T, size] and the final states, S x [B, size]."""
         suffix = f"l{layer}" + ("_reverse" if reverse else "")
         w_ih, w_hh = getattr(self, f"weight_ih_{suffix}"), getattr(self, f"weight_hh_{suffix}")
         G, NH, DH = self.cell.gates_x, self.num_heads, self.head_size
@@ -193,11 +283,15 @@ class RecurrentBase(nn.Module):
             gates = F.linear(x, w_ih)
             b = gates.new_zeros(self.cell.gates_b, NH, DH)
         B, T = x.shape[:2]
-        R = w_hh.view(G, NH, DH, DH)
-        if gates.dtype != R.dtype:  # under autocast the projection ran in the low dtype
-            R, b = R.to(gates.dtype), b.to(gates.dtype)
-            h0 = None if h0 is None else h0.to(gates.dtype)
-        y, final = rnn(gates.view(B, T, G, NH, DH), R, b, h0, cell=self.cell.name,
-                       backend=self.backend, lengths=lengths)
-        y = y.reshape(B, T, self.hidden_size)
-        return (reverse_within(y, lengths) if reverse else y), final
+        if gates.dtype != w_hh.dtype:  # under autocast the projection ran in the low dtype
+            w_hh, b = w_hh.to(gates.dtype), b.to(gates.dtype)
+            h0 = [h.to(gates.dtype) for h in h0]
+        if self.proj_size:
+            w_hr = getattr(self, f"weight_hr_{suffix}").to(gates.dtype)
+            y, final = projected_lstm(gates, w_hh, w_hr, b, h0[0], h0[1], lengths)
+        else:
+            states = torch.stack(h0).view(len(h0), B, NH, DH)
+            y, final = rnn(gates.view(B, T, G, NH, DH), w_hh.view(G, NH, DH, DH), b, states,
+                           cell=self.cell.name, backend=self.backend, lengths=lengths)
+            y, final = y.reshape(B, T, self.hidden_size), [s.reshape(B, self.hidden_size) for s in final]
+        return (reverse_within(y, lengths) if reverse else y), list(final)
