@@ -8,6 +8,7 @@ Transformer with no more parameters train the same way on sequences of
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 import time
@@ -17,6 +18,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+import fusedrnn
+
+from .backends import registry
+from .cli import UsageError, positive_float, positive_int, seed_int
 from .nn import LSTM
 
 
@@ -133,8 +138,25 @@ def train(name, model, table, args, device) -> Result:
     return Result(name, _count(model), accuracy, seconds)
 
 
+def check(args, device: torch.device) -> None:
+    """What parsing cannot see: heads that divide the width, and a --backend
+    that runs the demo's LSTM on `device` (one tiny call of its head shape); a
+    UsageError if not."""
+    if args.hidden % args.heads:
+        raise UsageError(f"--heads: expected a divisor of --hidden={args.hidden}, got {args.heads}")
+    DH = args.hidden // args.heads
+    x = torch.zeros(1, 1, 4, args.heads, DH, device=device, requires_grad=True)
+    R = torch.zeros(4, args.heads, DH, DH, device=device)
+    b = torch.zeros(4, args.heads, DH, device=device)
+    try:
+        fusedrnn.rnn(x, R, b, cell="lstm", backend=args.backend)
+    except ValueError as error:
+        raise UsageError(f"--backend: {args.backend} cannot run the demo's LSTM on {device}: {error}") from None
+
+
 def run(args) -> list[Result]:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    check(args, device)
     torch.manual_seed(args.seed)
     table = group_table(args.task)
     vocab = table.shape[0]
@@ -155,15 +177,49 @@ def run(args) -> list[Result]:
     return results
 
 
+def device_name(text: str) -> str:
+    """--device: auto, cpu, or a CUDA (or MPS) device this machine has."""
+    if text == "auto":
+        return text
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}") from None
+    if device.type == "cpu":
+        return text
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"got {text!r}, but there is no CUDA GPU here; use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"got {text!r}, but there are {torch.cuda.device_count()} CUDA GPUs here")
+        return text
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def backend_name(text: str) -> str:
+    """--backend: auto or a fusedrnn backend that is available here."""
+    if text == "auto":
+        return text
+    report = fusedrnn.backends()
+    if text not in report:
+        raise argparse.ArgumentTypeError(f"expected auto or one of {', '.join(report)}, got {text!r}")
+    if not report[text].available:
+        raise argparse.ArgumentTypeError(f"{text} is not available here: {report[text].reason}")
+    return text
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--task", default="parity", choices=["parity", "s3"])
-    parser.add_argument("--train-len", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--layers", type=int, default=2, help="attention layers")
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--backend", default="auto", help="fusedrnn backend for the LSTM")
+    parser.add_argument("--train-len", type=positive_int, default=64)
+    parser.add_argument("--steps", type=positive_int, default=600)
+    parser.add_argument("--batch", type=positive_int, default=64)
+    parser.add_argument("--hidden", type=positive_int, default=64)
+    parser.add_argument("--heads", type=positive_int, default=4, help="LSTM and attention heads; divides --hidden")
+    parser.add_argument("--layers", type=positive_int, default=2, help="attention layers")
+    parser.add_argument("--lr", type=positive_float, default=3e-3)
+    parser.add_argument("--seed", type=seed_int, default=0)
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--backend", type=backend_name, default="auto",
+                        help=f"fusedrnn backend for the LSTM: auto (default) or one of {', '.join(registry.names())}")

@@ -117,9 +117,11 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
     h_operand = _operand(before[:, 0], x.dtype)  # [T, B, NH, DH]
     rec_all = torch.einsum("tbnj,gnij->tbgni", h_operand, R.to(cd))
     bc = b.to(cd)
-    dx = outputs.empty(x.shape, like=x, dtype=cd)
+    # cells whose gates are plain sums have dx = drec = db per sample: one buffer, summed once
+    sums = cell.gates_are_sums
     drec_all = outputs.empty(rec_all.shape, like=rec_all)
-    db = torch.zeros_like(bc)
+    dx = None if sums else outputs.empty(x.shape, like=x, dtype=cd)
+    db_all = None if sums else outputs.empty((T, B, *b.shape), like=rec_all)
     dstate = list(dfinal.to(cd).unbind(0))
     dyc = dy.to(cd)
     for t in reversed(range(T)):
@@ -130,12 +132,17 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
         gx, grec, gb, gprev = cell.backward(x[:, t].to(cd), rec_all[t], bc, before[t].unbind(0), d_new)
         if valid is not None:
             # select, never multiply: x past a length may hold NaN, and 0 * NaN is NaN
-            gx, grec, gb = (torch.where(valid[:, None], g, 0) for g in (gx, grec, gb))
-        dx[:, t], drec_all[t] = gx, grec
-        db += gb.sum(0)
+            grec = torch.where(valid[:, None], grec, 0)
+            if not sums:
+                gx, gb = torch.where(valid[:, None], gx, 0), torch.where(valid[:, None], gb, 0)
+        drec_all[t] = grec
+        if not sums:
+            dx[:, t], db_all[t] = gx, gb
         gprev = list(gprev)
         gprev[0] = gprev[0] + _recurrence_grad(grec, Rs)
         dstate = gprev if valid is None else [torch.where(valid, g, d) for g, d in zip(gprev, dstate)]
+    dx = drec_all.transpose(0, 1) if sums else dx
+    db = (drec_all if sums else db_all).sum((0, 1))
     dR = torch.einsum("tbgni,tbnj->gnij", drec_all, h_operand)
     return dx.to(x.dtype), dR.to(R.dtype), db.to(b.dtype), torch.stack(dstate).to(states.dtype)
 

@@ -63,8 +63,9 @@ def measure(provider: str, case: Case) -> Measurement:
         m.median_ms = _median_ms(fn, case.device)
     except Unavailable as why:
         m.note = f"unavailable: {why}"
-    except (RuntimeError, ValueError, torch.OutOfMemoryError) as error:
-        m.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    except Exception as error:  # noqa: BLE001 (a provider that fails is a row's note, never the sweep's end)
+        first_line = (str(error).splitlines() or [""])[0]
+        m.note = f"failed: {type(error).__name__}: {first_line[:200]}"
     finally:
         if case.device == "cuda":
             torch.cuda.empty_cache()

@@ -14,13 +14,16 @@ import json
 import math
 import os
 import platform
+import sys
 from datetime import date
 
 import torch
 
 import fusedrnn
 
+from ..backends import registry
 from ..cells import get_cell
+from ..cli import UsageError, ensure_writable_dir, head_split, positive_int
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -57,6 +60,10 @@ def measure(cell: str, backends: list[str], dtypes: list[str], B: int, T: int, N
                     y, _ = fusedrnn.rnn(*low, cell=cell, backend=backend)
                 except ValueError as why:  # the backend cannot run this call here
                     curves[f"{backend}/{dtype}"] = {"note": str(why)}
+                    continue
+                except RuntimeError as error:  # out of memory, a kernel that failed: a note, not a crash
+                    first_line = (str(error).splitlines() or [""])[0]
+                    curves[f"{backend}/{dtype}"] = {"note": f"failed: {type(error).__name__}: {first_line[:200]}"}
                     continue
                 largest, mean = error_per_step(y, reference)
                 curves[f"{backend}/{dtype}"] = {"max": largest, "mean": mean}
@@ -128,20 +135,54 @@ def plot(results: list[dict], meta: dict, out_png: str, points: int = 256) -> st
     return out_png
 
 
+def check_backends(backends: list[str]) -> list[str]:
+    """The requested backends, each once. Unknown names are argparse's error
+    (choices=). A known backend that cannot run on this machine is skipped with
+    a warning on stderr, its rows a note, while another requested one can run;
+    if none can, a UsageError naming each and why."""
+    backends = list(dict.fromkeys(backends))
+    report = fusedrnn.backends()
+    missing = {name: report[name].reason for name in backends if not report[name].available}
+    if len(missing) == len(backends):
+        why = "; ".join(f"{name}: {reason}" for name, reason in missing.items())
+        raise UsageError(f"--backends: none of the requested backends runs here ({why})")
+    for name, reason in missing.items():
+        print(f"fusedrnn numerics: warning: --backends: skipping {name}, not available here: {reason}",
+              file=sys.stderr)
+    return backends
+
+
+def notes(results: list[dict]) -> str:
+    """Why each curve without numbers has none, one line each (below the table)."""
+    seen = dict.fromkeys(f"- {name}: {curve['note']}" for result in results
+                         for name, curve in result["curves"].items() if "note" in curve)
+    return "\n".join(seen)
+
+
 def run(args) -> list[dict]:
+    backends = check_backends(args.backends)
+    ensure_writable_dir(args.out)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    results = [measure(args.cell, args.backends, args.dtypes, args.batch, args.length, NH, DH, device)
-               for DH, NH in args.splits]
+    splits = list(dict.fromkeys(args.splits))
+    results = [measure(args.cell, backends, args.dtypes, args.batch, args.length, NH, DH, device)
+               for DH, NH in splits]
+    if all("note" in curve for result in results for curve in result["curves"].values()):
+        why = "; ".join(sorted({curve["note"] for r in results for curve in r["curves"].values()}))
+        raise UsageError(f"--backends: none of the requested backends could run these calls ({why})")
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
     meta = {"device": name, "torch": torch.__version__, "date": date.today().isoformat()}
-    os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "numerics")
-    with open(stem + ".json", "w") as f:
-        json.dump({"meta": meta, "results": results}, f)
     window = min(args.window, args.length)
     text = f"{meta}\n\n{table(results, window)}\n"
-    with open(stem + ".md", "w") as f:
-        f.write(text)
+    if notes(results):
+        text += f"\nnot measured:\n{notes(results)}\n"
+    try:
+        with open(stem + ".json", "w") as f:
+            json.dump({"meta": meta, "results": results}, f)
+        with open(stem + ".md", "w") as f:
+            f.write(text)
+    except OSError as error:
+        raise UsageError(f"--out: cannot write to {args.out!r}: {error.strerror or error}") from None
     print(text)
     try:
         print("plot:", plot(results, meta, stem + ".png"))
@@ -153,12 +194,15 @@ def run(args) -> list[dict]:
 def add_arguments(parser) -> None:
     gpu = torch.cuda.is_available()
     parser.add_argument("--cell", default="lstm", choices=list(fusedrnn.CELLS))
-    parser.add_argument("--backends", nargs="+", default=["cuda_fused", "triton", "cuda_alternating", "torch"]
-                        if gpu else ["torch"], help="default: every GPU backend and the torch loop")
+    parser.add_argument("--backends", nargs="+", choices=registry.names(),
+                        default=["cuda_fused", "triton", "cuda_alternating", "torch"] if gpu else ["torch"],
+                        help="default: every GPU backend and the torch loop (the torch loop alone without a "
+                             "GPU); one that cannot run here is skipped with a warning while another can run")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
-    parser.add_argument("--splits", nargs="+", type=lambda s: tuple(int(v) for v in s.split("x")),
+    parser.add_argument("--splits", nargs="+", type=head_split, metavar="DHxNH",
                         default=[(64, 12), (768, 1)] if gpu else [(16, 2)], help="DHxNH pairs, e.g. 64x12 768x1")
-    parser.add_argument("--batch", type=int, default=8 if gpu else 2)
-    parser.add_argument("--length", type=int, default=8192 if gpu else 256)
-    parser.add_argument("--window", type=int, default=1024, help="steps summarised at the start and at the end")
-    parser.add_argument("--out", default="results")
+    parser.add_argument("--batch", type=positive_int, default=8 if gpu else 2)
+    parser.add_argument("--length", type=positive_int, default=8192 if gpu else 256)
+    parser.add_argument("--window", type=positive_int, default=1024,
+                        help="steps summarised at the start and at the end")
+    parser.add_argument("--out", default="results", help="directory of the result files (default: results)")

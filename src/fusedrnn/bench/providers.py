@@ -2,6 +2,7 @@
 (or says why it cannot run here)."""
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -33,16 +34,24 @@ class Unavailable(Exception):
     """The provider cannot run this case here; the message says why."""
 
 
+def _inputs(case: Case):
+    """x [B, T, Gx, NH, DH], R [Gr, NH, DH, DH] and b [Gb, NH, DH] of the case's
+    cell, with the gate counts of fusedrnn's cell spec."""
+    spec = get_cell(case.cell)
+    kw = dict(device=case.device, dtype=case.dtype)
+    x = torch.randn(case.B, case.T, spec.gates_x, case.NH, case.DH, **kw)
+    R = torch.randn(spec.gates_r, case.NH, case.DH, case.DH, **kw) / math.sqrt(case.DH)
+    b = torch.randn(spec.gates_b, case.NH, case.DH, **kw) * 0.1
+    return x, R, b
+
+
 def _ours(backend):
     def make(case: Case):
-        spec = get_cell(case.cell)
-        kw = dict(device=case.device, dtype=case.dtype)
-        x = torch.randn(case.B, case.T, spec.gates_x, case.NH, case.DH, **kw)
-        R = torch.randn(spec.gates_r, case.NH, case.DH, case.DH, **kw) / math.sqrt(case.DH)
-        b = torch.randn(spec.gates_b, case.NH, case.DH, **kw) * 0.1
         report = fusedrnn.backends()[backend]
-        if not report.available:
+        if not report.available:  # before allocating anything
             raise Unavailable(report.reason)
+        kw = dict(device=case.device, dtype=case.dtype)
+        x, R, b = _inputs(case)
         if not case.backward:
             def fwd():
                 with torch.no_grad():
@@ -110,12 +119,94 @@ def _sdpa(case: Case):
     return fwd_bwd
 
 
-def _flashrnn(case: Case):
+# flashrnn (Pöppel, Beck, Hochreiter 2024, the paper's library), through its public
+# API as its README documents it:
+#   states, last_states = flashrnn(Wx, R, b, states=states_initial, function="lstm", backend="cuda_fused")
+# Wx [B, T, G, N, D], R [G, N, D, D], b [G, N, D], states_initial [S, B, 1, N, D];
+# functions lstm, gru, elman, slstm; backends cuda_fused, cuda, triton, vanilla.
+# For the LSTM, G = 4 and S = 2 (h, c), h first. The README's LSTM is the only
+# example: the other cells get the gate and state counts of fusedrnn's own cell
+# spec (the same layout, the same tensors our providers time); a shape flashrnn
+# rejects ends as a "failed:" note of that row, not a crash.
+FLASHRNN_FUNCTIONS = {"lstm": "lstm", "gru": "gru", "elman": "elman", "slstm": "slstm"}  # fusedrnn cell: flashrnn's
+FLASHRNN_BACKEND = "cuda_fused"
+FLASHRNN_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+
+
+def _has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def _flashrnn_function():
+    """flashrnn's `flashrnn` function, or Unavailable with the reason."""
     try:
-        import flashrnn  # noqa: F401
+        import flashrnn
     except Exception as error:  # any failure to import or build is a reason, not a crash
-        raise Unavailable(f"flashrnn not importable: {type(error).__name__}: {error}")
-    raise Unavailable("flashrnn is importable but its adapter is not written yet")
+        raise Unavailable(f"flashrnn not importable: {type(error).__name__}: {error}") from None
+    function = getattr(flashrnn, "flashrnn", None)
+    if not callable(function):
+        raise Unavailable("flashrnn is importable but has no function flashrnn (`from flashrnn import flashrnn`)")
+    if not _has_cuda():
+        raise Unavailable("flashrnn needs a CUDA GPU")
+    return function
+
+
+def _accepts(function, name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): pass only what the README shows
+        return False
+
+
+def _flashrnn(case: Case):
+    """flashrnn's cuda_fused backend on the case, forward or forward+backward
+    (gradients of h over the sequence with respect to Wx, R and b, as ours)."""
+    function = _flashrnn_function()
+    if case.cell not in FLASHRNN_FUNCTIONS:
+        raise Unavailable(f"flashrnn has no {case.cell} (it has {', '.join(FLASHRNN_FUNCTIONS)})")
+    spec = get_cell(case.cell)
+    Wx, R, b = _inputs(case)
+    initial = torch.zeros(len(spec.state_names), case.B, 1, case.NH, case.DH, device=case.device, dtype=case.dtype)
+    options = dict(states=initial, function=FLASHRNN_FUNCTIONS[case.cell], backend=FLASHRNN_BACKEND)
+    if _accepts(function, "dtype"):  # issue 14 quotes dtype="bfloat16" from the README; the README read
+        # for this adapter has no such argument, so it is passed only where the function takes it
+        options["dtype"] = FLASHRNN_DTYPES.get(case.dtype, str(case.dtype).replace("torch.", ""))
+
+    def hidden(states):
+        # states, h first: [S, B, T+1, N, D] with the initial state as step 0 (as issue 14
+        # quotes the README) or [S, B, T, N, D] (the README's comment read here): the last
+        # T steps are the outputs either way
+        return states[0][:, -case.T:]
+
+    if not case.backward:
+        def fwd():
+            with torch.no_grad():
+                states, _ = function(Wx, R, b, **options)
+                return hidden(states)
+        return fwd
+    leaves = [t.requires_grad_() for t in (Wx, R, b)]
+    dy = torch.randn(case.B, case.T, case.NH, case.DH, device=case.device, dtype=case.dtype)
+
+    def fwd_bwd():
+        states, _ = function(*leaves, **options)
+        return torch.autograd.grad(hidden(states), leaves, dy)
+    return fwd_bwd
+
+
+def unavailable_reason(provider: str) -> str | None:
+    """Why `provider` can run no case at all on this machine, or None if it may
+    run some (a case can still be refused: torch.nn has no sLSTM)."""
+    if provider in fusedrnn.backends():
+        report = fusedrnn.backends()[provider]
+        return None if report.available else report.reason
+    if provider.startswith("cudnn"):
+        return None if _has_cuda() and torch.backends.cudnn.is_available() else "cuDNN needs a CUDA GPU"
+    if provider == "flashrnn":
+        try:
+            _flashrnn_function()
+        except Unavailable as why:
+            return str(why)
+    return None
 
 
 PROVIDERS = {

@@ -10,9 +10,12 @@ from datetime import date
 import torch
 from tqdm import tqdm
 
+import fusedrnn
+
+from ..cli import UsageError, ensure_writable_dir, head_split, positive_int
 from .auto_choice import auto_table
 from .harness import as_dict, measure
-from .providers import PROVIDERS, Case
+from .providers import PROVIDERS, Case, unavailable_reason
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 HEAD_SPLITS = [(16, 48), (32, 24), (64, 12), (128, 6), (256, 3), (768, 1)]  # DH x NH, hidden 768
@@ -63,25 +66,54 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def _distinct(values: list) -> list:
+    return list(dict.fromkeys(values))
+
+
+def check(args) -> None:
+    """What parsing cannot see: a sweep with some provider that can run here,
+    and an --out that can be written (checked before the sweep, whose results
+    would be lost). A UsageError if not."""
+    for name in ("providers", "cells", "dtypes", "passes", "splits"):
+        setattr(args, name, _distinct(getattr(args, name)))
+    reasons = {p: unavailable_reason(p) for p in args.providers}
+    if all(reasons.values()):
+        why = "; ".join(f"{p}: {reason}" for p, reason in reasons.items())
+        raise UsageError(f"--providers: nothing to time here ({why})")
+    ensure_writable_dir(args.out)
+
+
+def _write(path: str, write) -> None:
+    try:
+        with open(path, "w", newline="") as f:
+            write(f)
+    except OSError as error:
+        raise UsageError(f"--out: cannot write {path!r}: {error.strerror or error}") from None
+
+
 def run(args) -> list[dict]:
     resolve_defaults(args)
+    check(args)
     rows = []
     todo = [(p, c) for c in cases(args) for p in args.providers]
     for provider, case in tqdm(todo, desc="bench", dynamic_ncols=True):
         rows.append(as_dict(measure(provider, case)))
-    os.makedirs(args.out, exist_ok=True)
+    if all(r["median_ms"] is None for r in rows):
+        notes = "; ".join(_distinct(f"{r['provider']} {r['cell']}: {r['note']}" for r in rows))
+        raise UsageError(f"nothing could be timed ({notes})")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     meta = {"device": device, "torch": torch.__version__, "date": date.today().isoformat(), "sweep": args.sweep}
     stem = os.path.join(args.out, f"bench-{args.sweep}")
-    with open(stem + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    with open(stem + ".csv", "w", newline="") as f:
+    _write(stem + ".json", lambda f: json.dump({"meta": meta, "rows": rows}, f, indent=1))
+
+    def write_csv(f):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    text = f"{meta}\n\n{table(rows)}\n\nbackend='auto' against the fastest of ours, measured above:\n\n{auto_table(rows)}\n"
-    with open(stem + ".md", "w") as f:
-        f.write(text)
+    _write(stem + ".csv", write_csv)
+    text = (f"{meta}\n\n{table(rows)}\n\nbackend='auto' against the fastest of ours, measured above:\n\n"
+            f"{auto_table(rows)}\n")
+    _write(stem + ".md", lambda f: f.write(text))
     print(text)
     try:
         from .plot import plot
@@ -95,13 +127,13 @@ def run(args) -> list[dict]:
 def add_arguments(parser) -> None:
     parser.add_argument("--providers", nargs="+", choices=list(PROVIDERS),
                         help="default: all with a GPU; torch and torch_nn without")
-    parser.add_argument("--cells", nargs="+", default=["lstm"])
+    parser.add_argument("--cells", nargs="+", default=["lstm"], choices=list(fusedrnn.CELLS))
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), help="default: bfloat16 (GPU), float32 (CPU)")
     parser.add_argument("--passes", nargs="+", default=["fwd", "fwd+bwd"], choices=["fwd", "fwd+bwd"])
     parser.add_argument("--sweep", default="head", choices=["head", "batch", "length"])
-    parser.add_argument("--splits", nargs="+", type=lambda s: tuple(int(v) for v in s.split("x")),
+    parser.add_argument("--splits", nargs="+", type=head_split, metavar="DHxNH",
                         help="DHxNH pairs for the head sweep, e.g. 64x12 128x6 (the first also sets the "
                              "shape of the batch and length sweeps); default: hidden 768 split 6 ways")
-    parser.add_argument("--batch", type=int, help="default: 16 (GPU), 4 (CPU)")
-    parser.add_argument("--length", type=int, help="default: 1024 (GPU), 64 (CPU)")
-    parser.add_argument("--out", default="results")
+    parser.add_argument("--batch", type=positive_int, help="default: 16 (GPU), 4 (CPU)")
+    parser.add_argument("--length", type=positive_int, help="default: 1024 (GPU), 64 (CPU)")
+    parser.add_argument("--out", default="results", help="directory of the result files (default: results)")

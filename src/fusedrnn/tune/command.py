@@ -9,6 +9,7 @@ import torch
 
 from ..backends.cuda.split import SplitConfig
 from ..cells import CELLS
+from ..cli import UsageError, positive_int
 from .limits import PRESETS, device_limits, preset
 from .search import distinct, model_ranking, tune
 from .table import largest_head_dims
@@ -19,10 +20,13 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def add_arguments(parser) -> None:
     parser.add_argument("--cell", choices=list(CELLS), default="lstm")
     parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16")
-    parser.add_argument("--dh", type=int, nargs="+", default=[64, 128, 768], help="head dims, one per shape")
-    parser.add_argument("--nh", type=int, nargs="+", default=[12, 6, 1], help="heads, one per shape")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--top-k", type=int, default=3, help="configurations timed per kernel, best by the model")
+    parser.add_argument("--dh", type=positive_int, nargs="+", default=[64, 128, 768],
+                        help="head dims, one per shape (default: 64 128 768)")
+    parser.add_argument("--nh", type=positive_int, nargs="+", default=[12, 6, 1],
+                        help="heads, one per head dim of --dh (default: 12 6 1)")
+    parser.add_argument("--batch", type=positive_int, default=16)
+    parser.add_argument("--top-k", type=positive_int, default=3,
+                        help="configurations timed per kernel, best by the model")
     parser.add_argument("--exhaustive", action="store_true", help="time every feasible configuration")
     parser.add_argument("--table", action="store_true", help="print the largest head dim per cell and dtype")
     parser.add_argument("--device", choices=sorted(PRESETS),
@@ -39,10 +43,11 @@ def describe(config) -> str:
 
 
 def run(args) -> None:
-    if len(args.dh) != len(args.nh):
-        raise SystemExit(f"--dh and --nh: expected as many head dims as head counts, got {args.dh} and {args.nh}")
+    if len(args.dh) != len(args.nh) and not args.table:
+        raise UsageError(f"--nh: expected one head count per head dim of --dh ({len(args.dh)}: "
+                         f"{' '.join(map(str, args.dh))}), got {len(args.nh)}: {' '.join(map(str, args.nh))}")
     if not args.device and not torch.cuda.is_available():
-        raise SystemExit(f"fusedrnn tune: no CUDA GPU here; --device {'|'.join(sorted(PRESETS))} uses a recorded one")
+        raise UsageError(f"no CUDA GPU here; --device {'|'.join(sorted(PRESETS))} uses a recorded one")
     limits = preset(args.device) if args.device else device_limits()
     if args.table:
         print_table(limits)
@@ -51,7 +56,11 @@ def run(args) -> None:
     print(f"{limits.name}: {args.cell} {args.dtype}, B={args.batch}")
     print("| DH x NH | kernel | configuration | model ms | measured ms |\n|---|---|---|---|---|")
     for DH, NH in zip(args.dh, args.nh):
-        for ranking in rankings(args, limits, dtype, DH, NH):
+        try:
+            shape_rankings = rankings(args, limits, dtype, DH, NH)
+        except ValueError as error:  # no configuration fits this shape on this GPU
+            raise UsageError(f"--dh {DH} --nh {NH}: {error}") from None
+        for ranking in shape_rankings:
             shown = distinct(ranking.candidates)[:args.top_k] if args.device else ranking.timed + ranking.failed
             for candidate in shown:
                 measured = "—" if candidate.measured_ms is None else f"{candidate.measured_ms:.3f}"
