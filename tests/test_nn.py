@@ -334,3 +334,23 @@ def test_compile_with_packed_input_matches_eager():
     packed = pack_padded_sequence(x, torch.tensor([7, 2, 5]), batch_first=True, enforce_sorted=False)
     got = torch.compile(m)(packed)[0].data
     torch.testing.assert_close(got, m(packed)[0].data)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_proj_size_on_the_gpu_runs_torchs_kernels_and_matches(bidirectional):
+    ref = torch.nn.LSTM(5, 16, num_layers=2, bidirectional=bidirectional, proj_size=8, batch_first=True,
+                        dtype=torch.float64)
+    ours = fnn.LSTM(5, 16, num_layers=2, bidirectional=bidirectional, proj_size=8, batch_first=True).cuda()
+    ours.load_state_dict(ref.state_dict())
+    assert ours.runs_natively(torch.device("cuda"))
+    assert not fnn.LSTM(5, 16).runs_natively(torch.device("cuda"))  # no projection: fusedrnn's kernels
+    x = torch.randn(3, 9, 5, dtype=torch.float64)
+    lengths = torch.tensor([9, 4, 6])
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    want, (h, c) = ref(packed)
+    got, (gh, gc) = ours(pack_padded_sequence(x.float().cuda(), lengths, batch_first=True, enforce_sorted=False))
+    for a, b in ((got.data, want.data), (gh, h), (gc, c)):
+        torch.testing.assert_close(a.double().cpu(), b, rtol=1e-4, atol=1e-5)
+    got.data.sum().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in ours.parameters())
