@@ -138,7 +138,11 @@ def test_kernel_backends_refuse_forward_ad_and_double_backward_by_name():
     (gx,) = torch.autograd.grad(_loss(run)(xr, R, b, states), [xr], create_graph=True)
     with pytest.raises(NotImplementedError, match="double backward.*backend='triton'"):
         gx.sum().backward()
-    # first-order torch.func.grad (which runs backward with create_graph) still works
+    # first-order torch.func.grad and jacrev (which run backward with create_graph) still work
+    doubles = (x.double(), R.double(), b.double(), states.double())
     got = torch.func.grad(_loss(run))(x, R, b, states)
-    want = torch.func.grad(_loss(_theirs("lstm")))(x.double(), R.double(), b.double(), states.double())
+    want = torch.func.grad(_loss(_theirs("lstm")))(*doubles)
+    torch.testing.assert_close(got.double(), want, rtol=2e-4, atol=2e-5)
+    got = torch.func.jacrev(lambda *a: run(*a)[1][:, 0, 0, 0], argnums=2)(x, R, b, states)  # 2 rows: cheap
+    want = torch.func.jacrev(lambda *a: _theirs("lstm")(*a)[1][:, 0, 0, 0], argnums=2)(*doubles)
     torch.testing.assert_close(got.double(), want, rtol=2e-4, atol=2e-5)

@@ -187,6 +187,8 @@ class _Unsupported(torch.autograd.Function):
     """Passes first-order gradients through; differentiating them again raises
     NotImplementedError with `message` instead of torch's internal error."""
 
+    generate_vmap_rule = True  # jacrev vmaps over the backward
+
     @staticmethod
     def forward(message, dx, dR, db, dstates, *_graph_inputs):
         return dx.clone(), dR.clone(), db.clone(), dstates.clone()
