@@ -2,7 +2,7 @@
 768 as 64x12 and 768x1, forward and forward+backward, with CUDA graphs, with
 fp32 vs storage-type GEMM results, and launched step by step; cuda_fused
 beside it; then where a forward step's time goes (the GEMM alone, the
-pointwise alone, each replayed from a graph of 1024). Issue 5's targets:
+pointwise alone, each replayed from a graph of 1024). The targets set for it:
 <= 6.2 ms forward at 64x12 and <= 6.7 ms at 768x1.
 
     PYTHONPATH=src python scripts/alternating_bench.py [--T 1024] [--B 16]

@@ -1,4 +1,4 @@
-"""fusedrnn.nn against torch.nn on this CPU, one head (issue 14, item 8).
+"""fusedrnn.nn against torch.nn on this CPU, one head.
 
 fp32, T=256, B in {1, 16, 64} x H in {64, 256, 512}, LSTM / GRU / RNN(tanh);
 forward (no grad) and forward+backward; medians of `--repeats`, both modules

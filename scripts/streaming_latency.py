@@ -1,4 +1,4 @@
-"""Per-step latency of decoding token by token (issue 6): one time step with
+"""Per-step latency of decoding token by token: one time step with
 the states carried, fusedrnn.rnn against cuDNN's nn.LSTM stepping the same
 way, launched eagerly and replayed from a captured CUDA graph.
 

@@ -30,7 +30,7 @@ from fusedrnn.bench.providers import PROVIDERS, Case  # noqa: E402
 from kernel_check import check_backend  # noqa: E402
 
 B, T = 16, 1024
-# issue 3's targets and the last recorded run (docs/perf-notes.md, H100, run 9), ms: fwd, fwd+bwd
+# the Triton backend's targets and the last recorded run (docs/perf-notes.md, H100, run 9), ms: fwd, fwd+bwd
 TARGET = {"128x6": (2.0, 6.0), "64x12": (1.5, 4.5)}
 RECORDED = {"128x6": (1.854, 6.938), "64x12": (0.920, 3.861)}
 

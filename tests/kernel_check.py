@@ -1,4 +1,4 @@
-"""The FlashAttention rule (DESIGN.md section 5) for a fast backend, against the
+"""The FlashAttention rule (docs/design.md) for a fast backend, against the
 independent float64 reference of tests/reference.py. The rule itself lives in
 fusedrnn.testing: the tuner's correctness gate applies the same one."""
 from __future__ import annotations

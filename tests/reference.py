@@ -1,4 +1,4 @@
-"""An independent float64 reference, written from DESIGN.md section 2 without
+"""An independent float64 reference, written from docs/design.md's cell table without
 using fusedrnn's cells: one plain loop over time, gradients by autograd."""
 from __future__ import annotations
 

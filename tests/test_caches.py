@@ -1,4 +1,4 @@
-"""The caches on disk when they cannot be used (issue 14, item 5): a cubin cache
+"""The caches on disk when they cannot be used: a cubin cache
 this process cannot write (a read-only directory, another user's lock file) costs
 one warning and a compile in memory; a cubin entry or tune.json of the wrong shape
 (invalid bytes, valid JSON that is not what we wrote) is treated as corrupt, not

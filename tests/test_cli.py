@@ -30,7 +30,7 @@ def test_demo_runs_and_reports(capsys):
     assert "fusedrnn LSTM" in out and "causal attention" in out and "accuracy at T=32" in out
 
 
-# --- bad option values: one argparse-style line, exit status 2, no traceback (issue 14, item 6)
+# --- bad option values: one argparse-style line, exit status 2, no traceback
 
 import importlib.metadata  # noqa: E402
 import os  # noqa: E402

@@ -1,7 +1,7 @@
 """The CUDA sources on a machine with no GPU: NVRTC compiles every shipped
 kernel instantiation for the H100 (sm_90) with no error and no register spill
 and within its shared memory, and the disk cache survives concurrent
-processes and corrupted entries. The cluster plan's shapes for the issue's heads."""
+processes and corrupted entries. The cluster plan's shapes for the benchmark's heads."""
 import dataclasses
 import os
 import re

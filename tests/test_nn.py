@@ -227,7 +227,7 @@ def test_lstm_positional_order_is_torchs():
     ref = torch.nn.LSTM(4, 6, 2, True, True, 0.0, True, 3, None, torch.float64)
     assert (ours.proj_size, ours.batch_first, ours.bidirectional, ours.weight_hh_l0.dtype) == (3, True, True, torch.float64)
     assert {n: p.shape for n, p in ours.named_parameters()} == {n: p.shape for n, p in ref.named_parameters()}
-    fnn.LSTM(4, 6, 1, True, False, 0.0, False, 0)  # the call
+    fnn.LSTM(4, 6, 1, True, False, 0.0, False, 0)  # torch's order, all positional
     gru, rnn = fnn.GRU(4, 6, 1, True, False, 0.0, False, "cpu"), fnn.RNN(4, 6, 1, "relu", True, False, 0.0, True)
     assert gru.weight_hh_l0.device.type == "cpu" and rnn.bidirectional and rnn.mode == "RNN_RELU"
 

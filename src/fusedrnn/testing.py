@@ -1,4 +1,4 @@
-"""The project's correctness rule for a fast backend (DESIGN.md section 5, the
+"""The project's correctness rule for a fast backend (docs/design.md, the
 FlashAttention rule), used by the test suite and by the tuner's correctness
 gate (tune/correctness.py) alike.
 

@@ -1,5 +1,5 @@
 """What `backend="auto"` picks for each benchmarked call, beside the fastest of
-our backends as measured in the same run (issue 5's table)."""
+our backends as measured in the same run (the table in docs/perf-notes.md)."""
 from __future__ import annotations
 
 import torch

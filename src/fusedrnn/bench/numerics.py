@@ -5,7 +5,7 @@ A recurrence feeds its rounding errors back into itself, so the error of step
 t could in principle grow with t. For each backend and dtype this runs one
 long sequence and records, per step, the largest and the mean absolute
 difference of h from the float64 torch loop on the same inputs. The torch loop
-run in the same low dtype is the yardstick (DESIGN.md section 5): a fast path
+run in the same low dtype is the yardstick (docs/design.md, the testing rule): a fast path
 should stay within a small factor of it at every step, not only on average.
 """
 from __future__ import annotations

@@ -168,13 +168,13 @@ def _flashrnn(case: Case):
     Wx, R, b = _inputs(case)
     initial = torch.zeros(len(spec.state_names), case.B, 1, case.NH, case.DH, device=case.device, dtype=case.dtype)
     options = dict(states=initial, function=FLASHRNN_FUNCTIONS[case.cell], backend=FLASHRNN_BACKEND)
-    if _accepts(function, "dtype"):  # issue 14 quotes dtype="bfloat16" from the README; the README read
+    if _accepts(function, "dtype"):  # some flashrnn versions document dtype="bfloat16"; the README read
         # for this adapter has no such argument, so it is passed only where the function takes it
         options["dtype"] = FLASHRNN_DTYPES.get(case.dtype, str(case.dtype).replace("torch.", ""))
 
     def hidden(states):
-        # states, h first: [S, B, T+1, N, D] with the initial state as step 0 (as issue 14
-        # quotes the README) or [S, B, T, N, D] (the README's comment read here): the last
+        # states, h first: [S, B, T+1, N, D] with the initial state as step 0 (as some
+        # versions document it) or [S, B, T, N, D] (the README's comment read here): the last
         # T steps are the outputs either way
         return states[0][:, -case.T:]
 

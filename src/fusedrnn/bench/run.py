@@ -29,7 +29,7 @@ GPU_DEFAULTS = dict(providers=list(PROVIDERS), dtypes=["bfloat16"], splits=HEAD_
 
 def resolve_defaults(args) -> None:
     """Options the user left out take the defaults of the machine: the GPU sweep of
-    DESIGN.md section 6 with a GPU, a small CPU one without."""
+    docs/design.md's benchmark protocol with a GPU, a small CPU one without."""
     defaults = GPU_DEFAULTS if torch.cuda.is_available() else CPU_DEFAULTS
     for name, value in defaults.items():
         if getattr(args, name) is None:
