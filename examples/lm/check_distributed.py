@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from data import VOCAB_SIZE, WindowSampler, load_corpus, split_corpus
-from distributed import STRATEGIES, full_parameters, init_from_torchrun, is_main_process, wrap
+from distributed import STRATEGIES, full_parameters, is_main_process, process_group, wrap
 from model import build_model
 from options import (add_model_choice, add_model_options, check_model_options, non_negative_int, positive_float,
                      positive_int)
@@ -95,14 +95,11 @@ def step_both_ways(strategy: str, args, device: torch.device) -> dict:
 
 def main(argv=None) -> int:
     parser, args = parse_args(argv)
-    device = init_from_torchrun()
-    main_process = is_main_process()
-    try:
+    with process_group() as device:
+        main_process = is_main_process()
         if args.batch % dist.get_world_size():
             parser.error(f"--batch {args.batch} must be a multiple of the {dist.get_world_size()} processes")
         results = [step_both_ways(strategy, args, device) for strategy in args.strategies]
-    finally:
-        dist.destroy_process_group()
     if main_process:
         print(f"{args.model} model, backend {args.backend}, {args.dtype}, {args.optimizer}, "
               f"global batch {args.batch} x {args.seq}, tolerance {args.tolerance:g}")

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from data import VOCAB_SIZE, WindowSampler, load_corpus, split_corpus
-from distributed import STRATEGIES, init_from_torchrun, is_main_process, wrap
+from distributed import STRATEGIES, is_main_process, process_group, wrap
 from model import build_model, count_parameters
 from options import add_model_choice, add_model_options, add_training_options, check_options
 from report import markdown_table, mean_tail, write_run
@@ -28,11 +28,8 @@ def main(argv=None) -> dict:
     add_model_options(parser)
     add_training_options(parser, dtypes=("bf16", "fp32"))
     args = parser.parse_args(argv)
-    device = init_from_torchrun()
-    try:
+    with process_group() as device:
         return run(parser, args, device)
-    finally:
-        dist.destroy_process_group()
 
 
 def run(parser: argparse.ArgumentParser, args, device: torch.device) -> dict:
