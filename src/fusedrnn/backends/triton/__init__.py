@@ -19,11 +19,29 @@ def padded_head_dim(DH: int) -> int:
     return max(16, 1 << (DH - 1).bit_length())
 
 
+def _release(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
+def _interpreter_conflict(triton_version: str) -> str | None:
+    """Why this Triton's interpreter cannot run the kernels here, or None: Triton 3.6's takes
+    int() of the loop bound T, a 1-element array, which NumPy 2.4 refuses (3.7 fixed it)."""
+    import numpy
+
+    if _release(triton_version) < (3, 7) and _release(numpy.__version__) >= (2, 4):
+        return (f"the interpreter of Triton {triton_version} fails with NumPy {numpy.__version__} (int() of a "
+                "1-element array); use Triton >= 3.7 or numpy<2.4")
+    return None
+
+
 def available():
     try:
-        import triton  # noqa: F401
+        import triton
     except ImportError as error:
         return False, f"triton is not installed ({error}); pip install 'fusedrnn[triton]'"
+    if _INTERPRET and (conflict := _interpreter_conflict(triton.__version__)):
+        return False, conflict
     if torch.cuda.is_available():
         return True, "triton with a CUDA GPU"
     if _INTERPRET:

@@ -16,7 +16,7 @@ import triton.language as tl
 
 from .stacked import load_stacked_weights, stacked_products, stacked_products_t
 from .tiles import (
-    accumulate, gate_products, load_biases, load_slice, load_slices, load_weights, recurrent_product_t,
+    accumulate, gate_products, load_biases, load_slice, load_slices, load_weights, mask_and, recurrent_product_t,
     select_state, store_slices,
 )
 
@@ -27,7 +27,7 @@ def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, bat
                LOAD_PRODUCTS: tl.constexpr, zero):
     """Everything step t needs from memory. For t < 0 (past the start) masked to zero.
     The products R h are zero unless LOAD_PRODUCTS (then the caller recomputes them)."""
-    m = mask & (t >= 0)
+    m = mask_and(mask, t >= 0)
     gate_stride = NH * DH
     state_stride = B * NH * DH
     x_rows = x_ptr + batch * T * GX * NH * DH + t * GX * NH * DH + head
@@ -39,8 +39,9 @@ def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, bat
         r0, r1, r2, r3 = zero, zero, zero, zero
     # the states entering step t: h exactly as the forward's matmul saw it (the
     # initial state or y[t-1]), the others as the forward saved them in fp32
-    h_prev = tl.load(y_ptr + batch * T * NH * DH + (t - 1) * NH * DH + head, mask=m & (t > 0), other=0.0)
-    h_init = tl.load(s0_ptr + batch * NH * DH + head, mask=m & (t == 0), other=0.0)
+    h_prev = tl.load(y_ptr + batch * T * NH * DH + (t - 1) * NH * DH + head, mask=mask_and(m, t > 0),
+                     other=0.0)
+    h_init = tl.load(s0_ptr + batch * NH * DH + head, mask=mask_and(m, t == 0), other=0.0)
     h = h_prev + h_init
     prev = saved_states_ptr + t * (S - 1) * state_stride + batch * NH * DH + head
     p1 = load_slice(prev, 0, m, 0, S - 1, state_stride, zero)
@@ -48,6 +49,14 @@ def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, bat
     p3 = load_slice(prev, 0, m, 2, S - 1, state_stride, zero)
     dy = tl.load(dy_ptr + batch * T * NH * DH + t * NH * DH + head, mask=m, other=0.0).to(tl.float32)
     return x0, x1, x2, x3, r0, r1, r2, r3, h.to(tl.float32), p1, p2, p3, h, dy
+
+
+@triton.jit
+def _zero_past_length(valid, g0, g1, g2, g3):
+    """where(valid, g, 0) for a step's four gate gradients: select, never multiply by a mask.
+    Past a length x may hold NaN or Inf, and the cell's gradient there is NaN even for a zero
+    incoming gradient (0 * NaN); it must not reach dx, drec (so dR and dh) or db."""
+    return tl.where(valid, g0, 0.0), tl.where(valid, g1, 0.0), tl.where(valid, g2, 0.0), tl.where(valid, g3, 0.0)
 
 
 @triton.jit(do_not_specialize=["B", "T"])
@@ -116,6 +125,10 @@ def recurrence_bwd_kernel(
         (gx0, gx1, gx2, gx3, gr0, gr1, gr2, gr3, gb0, gb1, gb2, gb3, q0, q1, q2, q3) = CELL(
             x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, p0, p1, p2, p3, e0, e1, e2, e3, FAST_MATH
         )
+        if HAS_LENGTHS:  # past a length the step's gradients are 0, whatever x holds there
+            gx0, gx1, gx2, gx3 = _zero_past_length(valid, gx0, gx1, gx2, gx3)
+            gr0, gr1, gr2, gr3 = _zero_past_length(valid, gr0, gr1, gr2, gr3)
+            gb0, gb1, gb2, gb3 = _zero_past_length(valid, gb0, gb1, gb2, gb3)
         if STACK_GATES:
             dh = stacked_products_t(W01, W23, gr0, gr1, gr2, gr3, PRECISION)
         else:

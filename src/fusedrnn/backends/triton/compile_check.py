@@ -1,7 +1,8 @@
 """Compile the kernels for a GPU that is not here and read their resources.
 
-Triton compiles for any target on a CPU-only machine; its bundled ptxas then
-reports registers, spills and the stack frame, and its nvdisasm the time
+Triton compiles for any target on a CPU-only machine; the log of the ptxas it
+runs (the one it bundles for the target: from Triton 3.9 the CUDA 13 one for
+sm_90) reports registers, spills and the stack frame, and its nvdisasm the time
 loop's instructions. CI uses this to keep every shipped configuration inside
 an H100's budget; variants are compared with it before any GPU time.
 Pointers are declared 16-byte aligned, as the launcher specialises them: without
@@ -9,12 +10,15 @@ that the loads do not vectorise and the reports overstate spills several-fold.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import subprocess
 import tempfile
 
 import triton
+from triton import knobs
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
@@ -44,16 +48,17 @@ def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: in
     configuration; `overrides` replace launch options (num_warps, PREFETCH, ...)."""
     compiled, options, constants, product_type = compile_kernel(cell, dtype, DH, B, backward, arch, products,
                                                                 **overrides)
-    knobs = {k: constants[k] for k in _KNOBS if k in constants}
-    return dict(shared=compiled.metadata.shared, **options, products=product_type or "none", **knobs,
-                **ptxas_report(compiled.asm["ptx"], arch), **loop_report(compiled.asm["cubin"]),
+    chosen = {k: constants[k] for k in _KNOBS if k in constants}
+    return dict(shared=compiled.metadata.shared, **options, products=product_type or "none", **chosen,
+                **ptxas_report(compiled.ptxas_log), **loop_report(compiled.asm["cubin"]),
                 transposed_a_jumps=transposed_a_jumps(compiled.asm["ptx"]))
 
 
 def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
                    products: str = "shipped", **overrides):
-    """The compiled kernel (its .asm holds ttgir, ptx, cubin), its launch options, its
-    constants and the products' element type (None: not saved)."""
+    """The compiled kernel (its .asm holds ttgir, ptx, cubin; its .ptxas_log what ptxas
+    -v said building that cubin), its launch options, its constants and the products'
+    element type (None: not saved)."""
     spec = get_cell(cell)
     kernel = recurrence_bwd_kernel if backward else recurrence_fwd_kernel
     DH_P = padded_head_dim(DH)
@@ -80,22 +85,20 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
                for name in signature if name.endswith("_ptr")}
     source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()},
                        attrs=aligned)
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+    # the resources of the cubin Triton builds, as its own ptxas run reports them (the ptxas
+    # and its flags are Triton's choice, and change between versions): so compiled afresh
+    log = io.StringIO()
+    with knobs.compilation.scope(), knobs.nvidia.scope(), contextlib.redirect_stdout(log):
+        knobs.compilation.always_compile = True
+        knobs.nvidia.dump_ptxas_log = True
+        compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+    compiled.ptxas_log = log.getvalue()
     return compiled, options, constants, product_type
 
 
-def _tool(name: str) -> str:
-    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
-
-
-def ptxas_report(ptx: str, arch: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "kernel.ptx")
-        with open(path, "w") as f:
-            f.write(ptx)
-        out = subprocess.run([_tool("ptxas"), f"-arch=sm_{arch}a", "-v", path, "-o", os.path.join(tmp, "k.cubin")],
-                             capture_output=True, text=True, check=True).stderr
-    number = lambda pattern: int(re.search(pattern, out).group(1))  # noqa: E731
+def ptxas_report(log: str) -> dict:
+    """Registers, spill stores and stack frame (bytes) from the log of `ptxas -v`."""
+    number = lambda pattern: int(re.search(pattern, log).group(1))  # noqa: E731
     return dict(registers=number(r"Used (\d+) registers"), spill_stores=number(r"(\d+) bytes spill stores"),
                 stack=number(r"(\d+) bytes stack frame"))
 
@@ -110,7 +113,8 @@ def loop_report(cubin: bytes) -> dict:
         path = os.path.join(tmp, "k.cubin")
         with open(path, "wb") as f:
             f.write(cubin)
-        sass = subprocess.run([_tool("nvdisasm"), "-c", path], capture_output=True, text=True, check=True).stdout
+        sass = subprocess.run([knobs.nvidia.nvdisasm.path, "-c", path], capture_output=True, text=True,
+                              check=True).stdout
     lines = sass.splitlines()
     labels = {m.group(1): i for i, line in enumerate(lines) if (m := re.match(r"^(\.L_x_\d+):", line))}
     loops = [(labels[m.group(1)], i) for i, line in enumerate(lines)
@@ -123,7 +127,11 @@ def loop_report(cubin: bytes) -> dict:
                 loop_wgmma_waits=count(r"WARPGROUP\.DEPBAR"), loop_fences=count(r"\bMEMBAR\b"))
 
 
-_DESCRIPTOR = re.compile(r"(?:or\.b64|add\.s64)\s+(%rd\d+),\s*(%rd\d+),\s*(-?\d+);")
+# a register defined as another plus an immediate; for the descriptors' start addresses (in 16 bytes,
+# their low 14 bits) Triton 3.6 adds the offset to the 64-bit descriptor (or.b64/add.s64), 3.9 to the
+# 32-bit address (add.s32) before widening it (cvt.u64.u32) and or-ing in the descriptor's other fields
+_OFFSET = re.compile(r"(?:or\.b64|add\.s64|add\.s32)\s+(%rd?\d+),\s*(%rd?\d+),\s*(-?\d+);")
+_WIDEN = re.compile(r"cvt\.u64\.u32\s+(%rd\d+),\s*(%r\d+);")
 _WGMMA = re.compile(r"wgmma\.mma_async\.sync\.aligned\.\S+\s+\{([^}]*)\},\s*(%rd\d+),\s*%rd\d+,\s*([^,]+),"
                     r"\s*-?1,\s*-?1,\s*([01]),\s*[01];")
 
@@ -134,8 +142,19 @@ def transposed_a_jumps(ptx: str) -> int:
     tile's rows, which lie a fixed stride apart in every slab, so the start
     addresses of successive K steps of one product on one allocation must be
     evenly spaced. Triton 3.6 breaks this for a [512, 128] 16-bit tile (stacked.py:
-    the transposed view assumes slabs of 256 rows): then this counts its jumps."""
-    bases = {m.group(1): (m.group(2), int(m.group(3)) & 0x3FFF) for m in _DESCRIPTOR.finditer(ptx)}
+    the transposed view assumes slabs of 256 rows): then this counts its jumps.
+    Reads the PTX of Triton 3.6 to 3.9 (their descriptor arithmetic differs: _OFFSET)."""
+    defined = {m.group(1): (m.group(2), int(m.group(3))) for m in _OFFSET.finditer(ptx)}
+    defined.update({m.group(1): (m.group(2), 0) for m in _WIDEN.finditer(ptx)})
+
+    def base(register: str, depth: int = 0) -> tuple[str, int]:
+        """The register an address descends from by immediates, and its start address / 16 past it."""
+        if register not in defined or depth > 8:
+            return register, 0
+        parent, offset = defined[register]
+        root, more = base(parent, depth + 1)
+        return root, (offset + more) & 0x3FFF
+
     running: dict = {}  # accumulator registers -> [(base, start address / 16)] of the product running into them
     chains = []
     for m in _WGMMA.finditer(ptx):
@@ -144,11 +163,11 @@ def transposed_a_jumps(ptx: str) -> int:
         if m.group(3).strip() == "0" or m.group(1) not in running:  # a product starts: accumulator not read
             running[m.group(1)] = []
             chains.append(running[m.group(1)])
-        running[m.group(1)].append(bases.get(m.group(2), (m.group(2), 0)))
+        running[m.group(1)].append(base(m.group(2)))
     jumps = 0
     for steps in chains:
-        for base in {b for b, _ in steps}:
-            offsets = [o for b, o in steps if b == base]
+        for root in {b for b, _ in steps}:
+            offsets = [o for b, o in steps if b == root]
             jumps += len({b - a for a, b in zip(offsets, offsets[1:])}) > 1
     return jumps
 

@@ -5,7 +5,7 @@ import triton.language as tl
 
 from .stacked import load_stacked_weights, stacked_products
 from .tiles import (
-    gate_products, load_biases, load_slices, load_weights, save_carried_states, select_state, store_slices,
+    gate_products, load_biases, load_slices, load_weights, mask_and, save_carried_states, select_state, store_slices,
 )
 
 
@@ -50,7 +50,7 @@ def recurrence_fwd_kernel(
     x0, x1, x2, x3 = load_slices(x_rows, 0, mask, GX, gate_stride, zero)
     for t in range(T):
         # issue the next step's input loads before this step's math
-        next_mask = mask & (t + 1 < T)
+        next_mask = mask_and(mask, t + 1 < T)
         next_offset = (t + 1) * GX * NH * DH
         x0n, x1n, x2n, x3n = load_slices(x_rows, next_offset, next_mask, GX, gate_stride, zero)
 

@@ -15,6 +15,9 @@ from .forward import recurrence_fwd_kernel
 
 # MUFU tanh for bfloat16; a switch for experiments (scripts/triton_probe.py)
 FAST_MATH_FOR_BF16 = True
+# fused multiply-adds, as every kernel was measured with: Triton's default until 3.9, which
+# warns that 3.10 turns it off unless asked for (TRITON_DEFAULT_FP_FUSION); so asked for
+FP_FUSION = dict(enable_fp_fusion=True)
 
 
 def batch_tile(B: int, DH_P: int) -> int:
@@ -35,7 +38,7 @@ def launch_options(DH_P: int, BLOCK_B: int, backward: bool, gates_r: int = 4, ov
         # with these tile shapes under one warpgroup, or two with prefetch;
         # scripts/triton_probe.py reproduces it. These options measured correct; no variant overrides them.
         return dict(num_warps=8, num_stages=1, PREFETCH=DH_P <= 64, DB_EACH_STEP=False, DX_DB_FROM_DREC=False,
-                    STACK_GATES=False)
+                    STACK_GATES=False, **FP_FUSION)
     if backward:
         # measured on the H100 (docs/perf-notes.md), 64x12 / 128x6: one warpgroup beats
         # two up to DH=64 (3.0 vs 4.4 ms); prefetching the next step's loads beats
@@ -49,7 +52,7 @@ def launch_options(DH_P: int, BLOCK_B: int, backward: bool, gates_r: int = 4, ov
     else:
         # a stacked forward is faster at 128x6 (1.68 vs 1.86 ms) and slower at 64x12 (1.22 vs 0.92)
         options = dict(num_warps=4 if DH_P <= 64 else 8, num_stages=1, STACK_GATES=DH_P >= 128)
-    return {**options, **(overrides or {})}
+    return {**options, **FP_FUSION, **(overrides or {})}
 
 
 def _precision(dtype: torch.dtype) -> str:

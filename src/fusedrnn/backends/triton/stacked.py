@@ -20,7 +20,8 @@ R h product's wgmma descriptors read it; but the descriptors of its
 transposed view (memdesc_trans) put columns 64-127 at +32 KiB and K >= 256 at
 +64 KiB, as for slabs of 256 rows. Half of each dh came from the wrong rows
 (dx error 0.27 vs 0.0024 in bf16 at DH=128) while the forward was right.
-Tiles of at most 256 rows agree both ways. tests/test_triton_compile.py reads
+Tiles of at most 256 rows agree both ways. Triton 3.9's PTX has the same jumps
+for the one tile (MAX_TRANSPOSED_ROWS = 512 tried). tests/test_triton_compile.py reads
 those descriptors from the sm_90 PTX (compile_check.transposed_a_jumps);
 scripts/triton_stacked_check.py checks the results on a GPU.
 """

@@ -11,6 +11,16 @@ import triton.language as tl
 
 
 @triton.jit
+def mask_and(mask, condition):
+    """mask & condition for a scalar condition (t >= 0, t + 1 < T). Triton's interpreter
+    broadcasts a scalar comparison as int32 data, a mask that Triton 3.9's tl.load
+    rejects ("mask has unsupported dtype"; 3.6 to 3.8 took it); a select of constants
+    broadcasts as int1. The compiler folds the select away: the sm_90 PTX is the same
+    as `mask & condition`'s, and so are compile_check's reports."""
+    return mask & tl.where(condition, True, False)
+
+
+@triton.jit
 def load_slice(ptr, offsets, mask, i: tl.constexpr, count: tl.constexpr, stride, zero):
     """Slice i (a gate or a state) of a tensor with `count` slices `stride` apart, as
     fp32; `zero` for i >= count, so that every cell is called with four of each."""

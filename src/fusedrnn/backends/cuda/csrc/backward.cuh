@@ -117,6 +117,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
           dg[g] = valid ? d_state[g][j][e] : 0.0f;
         }
         Cell::template backward<FAST>(xg, rg, bg, sg, dg, gx, gr, gb, dprev);
+        zero_past_length<Cell>(valid, gx, gr, gb);  // select: x past a length may be NaN
         if (inside[j][e]) {
 #pragma unroll
           for (int g = 0; g < Cell::GX; ++g) dx_at[j][e][g * head_stride] = Storage<T>::store(gx[g]);

@@ -174,6 +174,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
 #pragma unroll
         for (int g = 0; g < 4; ++g) dg[g] = valid ? d_state[k][e][g] : 0.0f;
         Cell::template backward<FAST>(xg, rg, b[k], sg, dg, gx, gr, gb, dprev);
+        zero_past_length<Cell>(valid, gx, gr, gb);  // select: x past a length may be NaN
         if (inside[k][e])
           store_step_gradients<Cell>(dx, drec, gx, gr, size_t(batch0 + c), t, n, row0 + i, steps, B, NH, DH);
 #pragma unroll

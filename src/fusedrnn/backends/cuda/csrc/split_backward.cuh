@@ -102,6 +102,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
             dg[g] = valid ? d_state[g][j][e] : 0.0f;
           }
           Cell::template backward<FAST>(xg, rg, bg, sg, dg, gx, gr, gb, dprev);
+          zero_past_length<Cell>(valid, gx, gr, gb);  // select: x past a length may be NaN
           if (inside[j][e]) {  // (inline: through store_step_gradients this kernel spilled at DH 2048)
             const size_t batch = size_t(batch0 + c);
             T* dx_row = dx + (batch * steps + t) * Cell::GX * head_stride + n * DH + row0 + i;
