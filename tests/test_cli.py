@@ -1,6 +1,6 @@
 import torch
 
-from fusedrnn import cli, demo
+from fusedrnn import arguments, cli, demo
 
 
 def test_info_lists_every_backend(capsys):
@@ -160,7 +160,7 @@ def test_out_unwritable_directory_as_any_user(capsys, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(cli.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(arguments.tempfile, "TemporaryFile", refuse)
     line = _usage_error(capsys, ["bench", "--providers", "torch", "--out", str(tmp_path)])
     assert line == f"fusedrnn bench: error: --out: cannot write to {str(tmp_path)!r}: Permission denied"
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 import fusedrnn
 
 from .backends import registry
-from .cli import UsageError, positive_float, positive_int, seed_int
+from .arguments import UsageError, positive_float, positive_int, seed_int
 from .nn import LSTM
 
 

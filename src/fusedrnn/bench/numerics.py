@@ -23,7 +23,7 @@ import fusedrnn
 
 from ..backends import registry
 from ..cells import get_cell
-from ..cli import UsageError, ensure_writable_dir, head_split, positive_int
+from ..arguments import UsageError, ensure_writable_dir, head_split, positive_int
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 

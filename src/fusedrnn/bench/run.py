@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 import fusedrnn
 
-from ..cli import UsageError, ensure_writable_dir, head_split, positive_int
+from ..arguments import UsageError, ensure_writable_dir, head_split, positive_int
 from .auto_choice import auto_table
 from .harness import as_dict, measure
 from .providers import PROVIDERS, Case, unavailable_reason

@@ -9,7 +9,7 @@ import torch
 
 from ..backends.cuda.split import SplitConfig
 from ..cells import CELLS
-from ..cli import UsageError, positive_int
+from ..arguments import UsageError, positive_int
 from .limits import PRESETS, device_limits, preset
 from .search import distinct, model_ranking, tune
 from .table import largest_head_dims
