@@ -196,13 +196,10 @@ class RecurrentBase(nn.Module):
         return device.type in ("cpu", "meta") or self.proj_size > 0
 
     def forward(self, input, hx=None):
-        lengths = None
         if isinstance(input, PackedSequence):
-            packed_input = input
-            x, lengths = pad_packed_sequence(input, batch_first=True)  # in the caller's batch order
-            batched = True
+            # torch's kernels take the packed data as it is; only fusedrnn.rnn pads it
+            x, batch, batched = input.data, int(input.batch_sizes[0]), True
         else:
-            packed_input = None
             if not isinstance(input, Tensor):
                 raise TypeError(f"input: expected a Tensor or PackedSequence, got {type(input).__name__}")
             if input.dim() not in (2, 3):
@@ -210,29 +207,35 @@ class RecurrentBase(nn.Module):
             batched = input.dim() == 3
             x = input if not batched else (input if self.batch_first else input.transpose(0, 1))
             x = x if batched else x.unsqueeze(0)
+            batch = x.shape[0]
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input: expected input_size={self.input_size} features, got {x.shape[-1]}")
         weight = self.weight_ih_l0
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(f"input: expected dtype {weight.dtype} (the parameters' dtype), got {x.dtype}")
-        hidden = self._hidden(hx, x, batched)
+        hidden = self._hidden(hx, x, batch, batched)
         if self.runs_natively(x.device):
-            output, hidden = self._native(packed_input if packed_input is not None else x, hidden)
-        else:
+            return self._native(input if isinstance(input, PackedSequence) else x, hidden, batched)
+        if isinstance(input, PackedSequence):
+            x, lengths = pad_packed_sequence(input, batch_first=True)  # in the caller's batch order
             output, hidden = self._layers(x, hidden, lengths)
-        if packed_input is not None:
-            output = output if isinstance(output, PackedSequence) else repack(output, lengths, packed_input)
-        elif not batched:
+            return repack(output, lengths, input), self._pack_hidden(hidden)
+        output, hidden = self._layers(x, hidden, None)
+        return self._unbatched_or_time_first(output, hidden, batched)
+
+    def _unbatched_or_time_first(self, output: Tensor, hidden: list[Tensor], batched: bool):
+        """[B, T, F] output and [L*D, B, H] states in the layout the caller gave."""
+        if not batched:
             output, hidden = output.squeeze(0), [h.squeeze(1) for h in hidden]
         elif not self.batch_first:
             output = output.transpose(0, 1)
         return output, self._pack_hidden(hidden)
 
-    def _hidden(self, hx, x: Tensor, batched: bool) -> list[Tensor]:
-        """hx as one [L*D, B, size] tensor per state (zeros when hx is None)."""
-        layers, batch = self.num_layers * self.num_directions, x.shape[0]
+    def _hidden(self, hx, like: Tensor, batch: int, batched: bool) -> list[Tensor]:
+        """hx as one [L*D, B, size] tensor per state (zeros like `like` when hx is None)."""
+        layers = self.num_layers * self.num_directions
         if hx is None:
-            return [x.new_zeros(layers, batch, size) for size in self._state_sizes()]
+            return [like.new_zeros(layers, batch, size) for size in self._state_sizes()]
         tensors = self._unpack_hidden(hx)
         for name, t, size in zip(self.cell.state_names, tensors, self._state_sizes()):
             expected = (layers, batch, size) if batched else (layers, size)
@@ -241,19 +244,18 @@ class RecurrentBase(nn.Module):
                 raise ValueError(f"hx: expected state {name!r} of shape {expected}, got {got}")
         return [t if batched else t.unsqueeze(1) for t in tensors]
 
-    def _native(self, x, hidden: list[Tensor]):
+    def _native(self, x, hidden: list[Tensor], batched: bool):
         """The whole stack through torch's kernels; x is [B, T, F] or the caller's PackedSequence."""
         config = StackConfig(self.mode, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional)
-        packed = isinstance(x, PackedSequence)
-        order = x.sorted_indices if packed else None
-        if order is not None:  # the kernel walks the packed (sorted) order; hx and h_n are in the caller's
-            hidden = [h.index_select(1, order) for h in hidden]
+        if not isinstance(x, PackedSequence):
+            return self._unbatched_or_time_first(*run_stack(config, self._flat_weights, x, hidden), batched)
+        if x.sorted_indices is not None:  # the kernel walks the packed (sorted) order; hx and h_n the caller's
+            hidden = [h.index_select(1, x.sorted_indices) for h in hidden]
         output, hidden = run_stack(config, self._flat_weights, x, hidden)
-        if order is not None:
+        if x.unsorted_indices is not None:
             hidden = [h.index_select(1, x.unsorted_indices) for h in hidden]
-        if packed:
-            output = PackedSequence(output, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
-        return output, hidden
+        packed = PackedSequence(output, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
+        return packed, self._pack_hidden(hidden)
 
     def _layers(self, x: Tensor, hidden: list[Tensor], lengths):
         finals = []
