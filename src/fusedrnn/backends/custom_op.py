@@ -95,11 +95,15 @@ def _save(ctx, inputs, output):
     ctx.cell = cell
 
 
+def _upstream(y, final, dy, dfinal):
+    """The gradients flowing into y and final, zeros where autograd passes None."""
+    return (torch.zeros_like(y) if dy is None else dy), (torch.zeros_like(final) if dfinal is None else dfinal)
+
+
 def _first_order(bwd, ctx, dy, dfinal, _dsaved):
     """The gradients of (x, R, b, states, lengths, cell, need_saved) by the backend's backward op."""
     x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
-    dy = torch.zeros_like(y) if dy is None else dy
-    dfinal = torch.zeros_like(final) if dfinal is None else dfinal
+    dy, dfinal = _upstream(y, final, dy, dfinal)
     return (*bwd(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell), None, None, None)
 
 
@@ -132,8 +136,7 @@ def _autograd_functions(backend: str, fwd, bwd, differentiable: Optional[Callabl
                 return _first_order(bwd, ctx, dy, dfinal, dsaved)
             x, R, b, states, lengths, y, final, _ = ctx.saved_tensors
             inputs = (x, R, b, states)
-            dy = torch.zeros_like(y) if dy is None else dy
-            dfinal = torch.zeros_like(final) if dfinal is None else dfinal
+            dy, dfinal = _upstream(y, final, dy, dfinal)
             if differentiable is not None:
                 grads = _differentiable_grads(differentiable, inputs, lengths, ctx.cell, dy, dfinal)
                 return (*grads, None, None, None)

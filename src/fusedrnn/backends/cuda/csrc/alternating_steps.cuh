@@ -17,6 +17,7 @@
 // lengths [B] (T when the call has none); chunk buffers in alternating_stage.cuh.
 #pragma once
 #include "alternating_call.cuh"
+#include "cells/cell.cuh"
 
 namespace fusedrnn {
 
@@ -118,15 +119,7 @@ __global__ void __launch_bounds__(ALTERNATING_THREADS)
 #pragma unroll
   for (int q = 0; q < 4; ++q) dg[q] = valid ? d[q] : 0.0f;
   Cell::template backward<FAST>(x, r, b, s, dg, dx, drec, db, dprev);
-  // past a length the step's gradients are 0: selected, never multiplied by a mask. x there may be
-  // NaN or Inf, and the cell's gradient of it NaN even for dg = 0 (0 * NaN); it must reach neither
-  // dx, nor drec (dR, and the GEMM's dh), nor db
-#pragma unroll
-  for (int g = 0; g < Cell::GX; ++g) dx[g] = valid ? dx[g] : 0.0f;
-#pragma unroll
-  for (int g = 0; g < Cell::GR; ++g) drec[g] = valid ? drec[g] : 0.0f;
-#pragma unroll
-  for (int g = 0; g < Cell::GB; ++g) db[g] = valid ? db[g] : 0.0f;
+  zero_past_length<Cell>(valid, dx, drec, db);  // select: x past a length may be NaN
 
   T* dx_at = static_cast<T*>(call->dx) + (size_t(el.b) * steps + t) * Cell::GX * HD + el.hd;
 #pragma unroll

@@ -59,20 +59,6 @@ struct BackwardInputs {
   }
 };
 
-// Past a sequence's length (!valid) a step's gradients are 0, whatever x holds there: selected,
-// never multiplied by a mask. x past a length may be NaN or Inf, and the cell's gradient there is
-// then NaN even for a zero incoming gradient (0 * NaN); it must reach neither dx, nor drec (so
-// neither dR nor R^T drec), nor db.
-template <class Cell>
-__device__ __forceinline__ void zero_past_length(bool valid, Gates& gx, Gates& gr, Gates& gb) {
-#pragma unroll
-  for (int g = 0; g < Cell::GX; ++g) gx[g] = valid ? gx[g] : 0.0f;
-#pragma unroll
-  for (int g = 0; g < Cell::GR; ++g) gr[g] = valid ? gr[g] : 0.0f;
-#pragma unroll
-  for (int g = 0; g < Cell::GB; ++g) gb[g] = valid ? gb[g] : 0.0f;
-}
-
 // The cell's gradients of one element (sequence `batch`, unit `unit` of head n, step t) into
 // dx [B, T, GX, NH, DH] and drec [NH, B * T, GR * DH] (fp32, or T where dR is a half-precision GEMM)
 template <class Cell, class T, class D>
