@@ -63,11 +63,13 @@ def torch_reference(cell, x, R, b, states=None, lengths=None):
 
 
 def _run(backend, cell, inputs, lengths, seeds, with_grads=True):
+    # a backend's name, or a function of rnn's call form (the cuda_fused planned path)
+    run = backend if callable(backend) else lambda *a, **k: rnn(*a, backend=backend, **k)
     if not with_grads:
         with torch.no_grad():
-            return list(rnn(*inputs, cell=cell, backend=backend, lengths=lengths))
+            return list(run(*inputs, cell=cell, lengths=lengths))
     leaves = [t.detach().clone().requires_grad_() for t in inputs]
-    y, final = rnn(*leaves, cell=cell, backend=backend, lengths=lengths)
+    y, final = run(*leaves, cell=cell, lengths=lengths)
     loss = (y.double() * seeds[0]).sum() + (final.double() * seeds[1]).sum()
     grads = torch.autograd.grad(loss, leaves)
     return [y, final, *grads]
@@ -75,7 +77,7 @@ def _run(backend, cell, inputs, lengths, seeds, with_grads=True):
 
 def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True, with_states=True,
                   with_grads=True, reference=torch_reference) -> dict:
-    """Run `backend` on fresh random inputs and compare it with `reference` (a
+    """Run `backend` (a name, or a function of rnn's call form) on fresh random inputs and compare it with `reference` (a
     float64 `reference(cell, x, R, b, states, lengths) -> (y, final)`) by the rule;
     raise MismatchError where it fails, else return {name: (error, torch's error)}.
     with_grads=False checks a forward-only call (under no_grad): y and final."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import torch
 
-from ..backends.cuda.split import SplitConfig
-from ..cells import CELLS
 from ..arguments import UsageError, positive_int
-from .limits import PRESETS, device_limits, preset
+from ..backends.cuda.fused.plan import strategy_of
+from ..backends.cuda.runtime.device import PRESETS, device_limits, preset
+from ..cells import CELLS
 from .search import distinct, model_ranking, tune
 from .table import largest_head_dims
 
@@ -35,8 +35,12 @@ def add_arguments(parser) -> None:
 
 def describe(config) -> str:
     """A configuration in a few words."""
-    if isinstance(config, SplitConfig):
-        return (f"split over {config.parts} CTAs a head: {config.ROWS} rows x {config.KSPLIT} K slices, "
+    strategy = strategy_of(config)
+    if strategy == "cluster":
+        registers = getattr(config, config.REGISTER_FIELD)
+        return f"cluster of {config.parts} CTAs a head: {config.ROWS} rows, {registers} register tiles, depth {config.depth}"
+    if strategy == "grid":
+        return (f"grid, {config.parts} CTAs a head: {config.ROWS} rows x {config.KSPLIT} K slices, "
                 f"NT={config.NT}, depth {config.depth}")
     registers = ", R in registers" if config.r_in_registers else ""
     return f"one SM a head: NT={config.NT}, WN={config.WN}, depth {config.depth}{registers}"

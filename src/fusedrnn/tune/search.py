@@ -1,12 +1,12 @@
 """The search: rank a call's feasible configurations by the cost model, time
 the best few (or all) of each direction, keep the fastest in the cache.
 
-The timer is injectable: `timer(config, call) -> milliseconds` (math.inf to
-reject a configuration); it may also have `prepare(configs)`, called once
-with everything it is about to time. Without one, the GPU timer
+The timer is injectable: `timer(plan, call) -> milliseconds` (math.inf to
+reject a plan); it may also have `prepare(plans)`, called once with
+everything it is about to time. Without one, the GPU timer
 (tune/timing.py) runs the kernels.
 
-So is the correctness gate that runs before the timer: `check(config, call)
+So is the correctness gate that runs before the timer: `check(plan, call)
 -> str`, '' when the configuration computes the right thing, else why not.
 A candidate that fails is reported and never timed, so never cached. Without
 one, the GPU check (tune/correctness.py) runs the kernels."""
@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 import torch
 from tqdm.auto import tqdm
 
-from . import cache
-from .cost import estimated_ms, rank
-from .limits import DeviceLimits, device_limits
-from .space import feasible_configs
+from ..backends.cuda.fused import tuned
+from ..backends.cuda.fused.cost import estimated_ms, rank
+from ..backends.cuda.runtime.device import DeviceLimits, device_limits
+from .space import candidates
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,12 @@ class Call:
 
 @dataclass(frozen=True)
 class Candidate:
-    config: object
+    plan: object  # a cuda_fused Plan
+
+    @property
+    def config(self):
+        return self.plan.config
+
     estimated_ms: float
     measured_ms: float | None = None  # None: not timed; inf: rejected by the timer
     failed_check: str | None = None  # why it failed the correctness check (then it is not timed)
@@ -71,13 +76,13 @@ class TuneResult:
 
 def model_ranking(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
                   limits: DeviceLimits, T: int = 1024) -> Ranking:
-    """Every feasible configuration of one direction, by the cost model alone."""
-    configs = feasible_configs(cell, dtype, DH, NH, B, backward, limits)
-    if not configs:
+    """Every plan of one direction the planner may run, by the cost model alone."""
+    plans = {plan.config: plan for plan in candidates(cell, dtype, DH, NH, B, backward, limits)}
+    if not plans:
         raise ValueError(f"no cuda_fused configuration runs cell={cell!r} dtype={dtype} DH={DH} on "
                          f"{limits.name} (backward={backward})")
-    ranked = rank(configs, NH, B, limits)
-    return Ranking(backward, tuple(Candidate(c, estimated_ms(c, NH, B, limits, T)) for c in ranked))
+    ranked = rank(plans, NH, B, limits)
+    return Ranking(backward, tuple(Candidate(plans[c], estimated_ms(c, NH, B, limits, T)) for c in ranked))
 
 
 def distinct(candidates) -> list[Candidate]:
@@ -95,9 +100,9 @@ def tune(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device=None, *
          exhaustive: bool = False, T: int = 1024, limits: DeviceLimits | None = None, timer=None,
          check=None, use_cache: bool = True, progress: bool = True) -> TuneResult:
     """Tune the `cuda_fused` kernels for one call shape: for the forward and the
-    backward kernel, check and time the `top_k` configurations the cost model
-    ranks fastest (every feasible one with `exhaustive`) and cache the fastest
-    that passed the check."""
+    backward, check and time the `top_k` plans the cost model ranks fastest
+    (every plan of the planner's space with `exhaustive`) and cache the fastest
+    that passed the check, which the planner runs from then on."""
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
     if limits is None:
@@ -114,15 +119,15 @@ def tune(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device=None, *
 
         check = GpuCheck(device)
     if hasattr(timer, "prepare"):
-        timer.prepare([c.config for candidates in chosen for c in candidates])
+        timer.prepare([c.plan for picked in chosen for c in picked])
     rankings = []
     with tqdm(total=sum(map(len, chosen)), desc=f"tune {cell} {str(dtype)[6:]} {DH}x{NH} B={B}",
               disable=not progress) as bar:
         for model, timed in zip(models, chosen):
             ranking = check_and_time(model, timed, call, check, timer, bar if progress else None)
             if use_cache:
-                key = cache.cache_key(limits.name, cell, dtype, DH, NH, B, model.backward)
-                cache.store(key, ranking.best.config, ranking.best.measured_ms)
+                key = tuned.cache_key(limits.name, cell, dtype, DH, NH, B, model.backward)
+                tuned.store(key, ranking.best.config, ranking.best.measured_ms)
             rankings.append(ranking)
     return TuneResult(call, limits.name, *rankings)
 
@@ -132,13 +137,13 @@ def check_and_time(model: Ranking, chosen: list[Candidate], call: Call, check, t
     timed; a failure is written to the progress `bar` (if any) as it happens."""
     measured, failures = {}, {}
     for candidate in chosen:
-        failure = check(candidate.config, call)
+        failure = check(candidate.plan, call)
         if failure:
             failures[candidate.config] = failure
             if bar is not None:
                 bar.write(f"failed the correctness check, not timed: {candidate.config.name_expression}: {failure}")
         else:
-            measured[candidate.config] = float(timer(candidate.config, call))
+            measured[candidate.config] = float(timer(candidate.plan, call))
         if bar is not None:
             bar.update()
     ranking = Ranking(model.backward, tuple(

@@ -1,5 +1,10 @@
-"""The configurations of the `cuda_fused` kernels that can run a call on a
-device, stated as an integer constraint model (python-constraint2).
+"""The tuner's space: every plan of the `cuda_fused` planner that can run a
+call on a device. One SM and the grid are stated as integer constraint
+models (python-constraint2) over the kernels' template knobs; the cluster
+kernels' shapes come from the backend's own enumerations, each with every
+split of R between registers and shared memory (the timer rejects those the
+compiler spills). The planner's rules pick within this space
+(tests/test_tune.py checks that on a grid of calls).
 
 Variables are the kernels' template knobs, over the values the kernels are
 written for. Constraints are the device's limits: threads a block, shared
@@ -13,16 +18,22 @@ the range the shipped kernels are instantiated and compiled for.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
 import torch
 
-from ..backends.cuda.fused import STORAGE_TYPES, FusedConfig, padded_head_dim, shipped_configs
-from ..backends.cuda.split import MAX_HEAD_DIM, ROWS_CHOICES, SplitConfig, split_head_dim
+from ..backends.cuda.cxx import STORAGE_TYPES
+from ..backends.cuda.fused import cluster, cluster_backward
+from ..backends.cuda.fused.grid import MAX_HEAD_DIM, ROWS_CHOICES, SplitConfig, split_head_dim
+from ..backends.cuda.fused.one_sm import FusedConfig, fits_one_sm, padded_head_dim
+from ..backends.cuda.fused.plan import Plan
+from ..backends.cuda.fused.registers import registers_needed
+from ..backends.cuda.fused.shipped import one_sm_configs
+from ..backends.cuda.fused.tuned import batch_bucket
+from ..backends.cuda.runtime.device import DeviceLimits
 from ..cells import get_cell
-from .limits import DeviceLimits
-from .registers import registers_needed
 
 FUSED_KNOBS = {"NT": (1, 2), "WN": (1, 2, 4), "depth": (2, 3, 4), "r_in_registers": (False, True)}
 SPLIT_KNOBS = {"ROWS": ROWS_CHOICES, "NT": (1, 2), "depth": (2, 3, 4)}
@@ -30,18 +41,10 @@ SPLIT_KNOBS = {"ROWS": ROWS_CHOICES, "NT": (1, 2), "depth": (2, 3, 4)}
 SPLIT_WARPS = (4, 8, 16)
 
 
-def batch_bucket(B: int) -> int:
-    """The power of two at or above B (at least 8, one column tile): calls whose
-    batch falls in the same bucket share a tuned configuration."""
-    if not isinstance(B, int) or B < 1:
-        raise ValueError(f"B: expected a positive int, got {B!r}")
-    return max(8, 1 << (B - 1).bit_length())
-
-
 @functools.lru_cache(maxsize=None)
 def one_sm_head_dims() -> frozenset[int]:
     """The padded head dims of the shipped single-SM kernels (what CI compiles)."""
-    return frozenset(c.DHP for c in shipped_configs())
+    return frozenset(c.DHP for c in one_sm_configs())
 
 
 def _check_call(cell: str, dtype: torch.dtype, DH: int, NH: int) -> None:
@@ -124,18 +127,55 @@ def split_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backwar
 
 
 def one_sm_fits(cell: str, dtype: torch.dtype, DH: int, B: int, limits: DeviceLimits) -> bool:
-    """Whether a head runs on one SM: the backward, the larger kernel, fits there
-    (the dispatch rule of backends/cuda/fused.py, for this device)."""
+    """Whether a head runs on one SM: the backward, the larger kernel, fits there."""
     return bool(fused_space(cell, dtype, DH, 1, B, True, limits))
 
 
-def feasible_configs(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
-                     limits: DeviceLimits) -> list:
-    """The instantiations the backend may run the call with: single-SM ones when
-    the head fits one SM, else split ones."""
-    if one_sm_fits(cell, dtype, DH, B, limits):
-        return fused_space(cell, dtype, DH, NH, B, backward, limits)
-    return split_space(cell, dtype, DH, NH, B, backward, limits)
+def cluster_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+                  limits: DeviceLimits) -> list:
+    """Every thread-block cluster shape (Hopper and later) with each count of R's tiles in
+    registers, the deepest input ring that fits beside the rest; a forward shape with the
+    sequences a cluster the launch would pick for B."""
+    if limits.capability < (9, 0) or DH > MAX_HEAD_DIM:
+        return []
+    DHP, vec, smem = split_head_dim(DH), math.gcd(DH, 8), limits.shared_memory_per_block
+    configs = []
+    if backward:
+        for shape in cluster_backward.cluster_backward_configs(cell, dtype, DHP, vec, smem):
+            configs += registers_and_depths(shape, smem)
+        return configs
+    for shape in cluster.cluster_configs(cell, dtype, DHP, vec, batch_bucket(B) > 8, smem):
+        if shape.options & cluster.SPREAD_CELLS:
+            shape = dataclasses.replace(shape, elements=1)
+        for config in registers_and_depths(shape, smem):
+            configs.append(config.with_sequences(B, NH, cluster.clusters_at_once(config, limits)))
+    return configs
+
+
+def registers_and_depths(shape, shared_memory_per_block: int) -> list:
+    """The shape with each count of register tiles from its own down to 0, each with the
+    deepest input ring (at most the shape's) that fits: the forms fit_to_compiler can lower to."""
+    field, forms = shape.REGISTER_FIELD, []
+    for count in range(getattr(shape, field), -1, -1):
+        fitting = (dataclasses.replace(shape, **{field: count, "depth": depth}) for depth in range(shape.depth, 1, -1))
+        form = next((c for c in fitting if c.shared_memory <= shared_memory_per_block), None)
+        if form is not None:
+            forms.append(form)
+    return forms
+
+
+def candidates(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+               limits: DeviceLimits) -> list[Plan]:
+    """Every plan that can run the call's direction on the device: one SM where the head fits
+    there, the cooperative grid, and clusters on Hopper and later."""
+    _check_call(cell, dtype, DH, NH)
+    configs = []
+    if fits_one_sm(cell, dtype, DH, B, limits):
+        configs += fused_space(cell, dtype, DH, NH, B, backward, limits)
+    configs += split_space(cell, dtype, DH, NH, B, backward, limits)
+    configs += cluster_space(cell, dtype, DH, NH, B, backward, limits)
+    direction = "backward" if backward else "forward"
+    return [Plan(direction, config, "tuner candidate") for config in configs]
 
 
 def _shared_memory(config) -> int:
@@ -144,3 +184,9 @@ def _shared_memory(config) -> int:
 
 def _registers_fit(config, limits: DeviceLimits) -> bool:
     return registers_needed(config) <= limits.register_cap(config.threads)
+
+
+def feasible_configs(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
+                     limits: DeviceLimits) -> list:
+    """The configurations of candidates()' plans."""
+    return [plan.config for plan in candidates(cell, dtype, DH, NH, B, backward, limits)]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..backends.cuda.fused import STORAGE_TYPES
-from ..backends.cuda.split import MAX_HEAD_DIM, PAD_TO
+from ..backends.cuda.cxx import STORAGE_TYPES
+from ..backends.cuda.fused.grid import MAX_HEAD_DIM, PAD_TO
+from ..backends.cuda.runtime.device import DeviceLimits
 from ..cells import CELLS
-from .limits import DeviceLimits
 from .space import fused_space, one_sm_head_dims, split_space
 
 

@@ -1,65 +1,34 @@
-"""Timing one configuration of the `cuda_fused` kernels on the GPU (the
-default timer of `tune`; tests inject a fake one).
+"""Timing one plan of the `cuda_fused` kernels on the GPU (the default timer
+of `tune`; tests inject a fake one).
 
-A configuration is forced by standing in for the backend's choice
-(backends/cuda/fused.choose_config, split.choose_split) while the call runs;
-the call itself is the benchmark's (bench/providers.py), so what is timed is
-exactly what `fusedrnn.rnn` runs: forward, or forward+backward for a
-backward configuration (the forward then as the backend picks it, the same
-for every candidate: the forward winner when one is cached). Standing in for
-the functions bypasses their lookup of tuned winners, so the forced
-configuration wins over the cache."""
+The plan runs through the internal call path with explicit plans
+(backends/cuda/fused/launchers.py): a forward plan is timed alone; a backward
+plan is timed alone too, on the outputs of one forward the planner plans (the
+same for every candidate). Nothing is replaced or set for the call: what is
+timed is the launch the planner's winner will make."""
 from __future__ import annotations
 
-import contextlib
-import inspect
 import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-from ..backends.cuda import fused, split
-from ..backends.cuda.split import SplitConfig
+from ..backends.cuda.fused import launchers
+from ..backends.cuda.fused.plan import plan as planned
+from ..backends.cuda.runtime.compile import compile_kernel
+from ..backends.cuda.runtime.device import device_limits
+from ..backends.cuda.runtime.launch import device_arch
 
 
-@contextlib.contextmanager
-def forced(config):
-    """While inside, the backend runs `config` for calls in its direction. A
-    split configuration runs on the cooperative grid (FUSEDRNN_SPLIT=grid), not
-    on the thread-block cluster split.py prefers on Hopper where one fits."""
-    module, name = (split, "choose_split") if isinstance(config, SplitConfig) else (fused, "choose_config")
-    original = getattr(module, name)
-    signature = inspect.signature(original)
-
-    def choose(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return config if bound.arguments["backward"] == config.backward else original(*args, **kwargs)
-
-    mode = os.environ.get("FUSEDRNN_SPLIT")
-    setattr(module, name, choose)
-    if isinstance(config, SplitConfig):
-        os.environ["FUSEDRNN_SPLIT"] = "grid"
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
-        if mode is None:
-            os.environ.pop("FUSEDRNN_SPLIT", None)
-        else:
-            os.environ["FUSEDRNN_SPLIT"] = mode
-
-
-def _compile(name_expression: str, arch: str) -> tuple[str, int]:
-    from ..backends.cuda.compile import compile_kernel
-
-    return name_expression, compile_kernel(name_expression, arch).spill_bytes
+def kernel_touches_local_memory(name_expression: str, source, arch: str) -> tuple[str, bool]:
+    compiled = compile_kernel(name_expression, arch, source)
+    return name_expression, bool(compiled.spill_bytes or compiled.stack_bytes or compiled.local_memory_instructions)
 
 
 class GpuTimer:
-    """Median milliseconds of the call with a configuration forced, by
-    triton.testing.do_bench; a configuration whose kernel spills registers
-    (ptxas's report) is not timed: it measures as infinitely slow."""
+    """Median milliseconds of one plan's launch by triton.testing.do_bench; a plan whose
+    kernel spills registers or uses local memory (ptxas's report, the cubin) is not
+    timed: it measures as infinitely slow."""
 
     def __init__(self, device=None, warmup: int = 5, rep: int = 30):
         import torch
@@ -67,31 +36,42 @@ class GpuTimer:
         index = torch.cuda.current_device() if device is None else torch.device(device).index
         self.device = torch.device("cuda", index)
         self.warmup, self.rep = warmup, rep
-        self.spills: dict[str, int] = {}
+        self.local_memory: dict[str, bool] = {}
 
-    def prepare(self, configs) -> None:
-        """Compile every candidate at once (NVRTC in parallel processes; the cubins
-        land in the disk cache the launches load from)."""
-        from ..backends.cuda.launch import device_arch
-
-        names = sorted({c.name_expression for c in configs})
+    def prepare(self, plans) -> None:
+        """Compile every candidate at once (NVRTC in parallel processes; the cubins land
+        in the disk cache the launches load from)."""
+        kernels = sorted({(p.config.name_expression, p.config.source) for p in plans})
         arch = device_arch(self.device)
         # spawned, not forked: this process already holds a CUDA context
-        with ProcessPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1)),
+        with ProcessPoolExecutor(max_workers=max(1, min(len(kernels), os.cpu_count() or 1)),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            self.spills.update(pool.map(_compile, names, [arch] * len(names)))
+            self.local_memory.update(pool.map(kernel_touches_local_memory, *zip(*kernels), [arch] * len(kernels)))
 
-    def __call__(self, config, call) -> float:
+    def __call__(self, plan, call) -> float:
         import torch
         import triton.testing
 
-        from ..bench.providers import PROVIDERS, Case
+        from ..cells import get_cell
+        from ..problem import Problem
+        from ..testing import random_problem
 
-        if self.spills.get(config.name_expression, 0):
+        if self.local_memory.get(plan.config.name_expression, False):
             return math.inf
-        case = Case(call.cell, call.dtype, call.B, call.T, call.NH, call.DH, backward=config.backward,
-                    device=str(self.device))
-        with torch.cuda.device(self.device), forced(config):
-            run = PROVIDERS["cuda_fused"](case)
+        with torch.cuda.device(self.device):
+            x, R, b, states = random_problem(call.cell, call.B, call.T, call.NH, call.DH, dtype=call.dtype,
+                                             device=self.device)
+            if plan.direction == "forward":
+                def run():
+                    launchers.forward(plan, x, R, b, states, None, call.cell, False)
+            else:
+                problem = Problem(get_cell(call.cell), call.B, call.T, call.NH, call.DH, call.dtype, self.device,
+                                  False, True)
+                first = planned(problem, device_limits(self.device.index), "forward")
+                y, final, saved = launchers.forward(first, x, R, b, states, None, call.cell, True)
+                dy, dfinal = torch.randn_like(y), torch.randn_like(final)
+
+                def run():
+                    launchers.backward(plan, dy, dfinal, x, R, b, states, None, y, final, saved, call.cell)
             run()
             return triton.testing.do_bench(run, warmup=self.warmup, rep=self.rep, return_mode="median")

@@ -8,15 +8,11 @@ import torch
 from ...problem import Problem
 from ..custom_op import define_recurrence_ops
 from ..registry import Backend, register
+from .shapes import padded_head_dim
 
 MAX_HEAD_DIM = 128
 WEIGHT_BUDGET = 200 * 1024  # bytes of R one program keeps in shared memory (an H100 block has 227 KiB)
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "") == "1"
-
-
-def padded_head_dim(DH: int) -> int:
-    """DH rounded up to a power of two (tl.arange needs one), at least 16 (tl.dot's minimum)."""
-    return max(16, 1 << (DH - 1).bit_length())
 
 
 def _release(version: str) -> tuple[int, int]:
@@ -68,22 +64,35 @@ def supports(problem: Problem):
     return False, f"device {problem.device} (the Triton kernels need CUDA, or CPU with TRITON_INTERPRET=1)"
 
 
-def saved_like(*args):
+# The backend's three op functions: each plans its call (plan.py, as shipped) and
+# runs the plan. triton is imported when the backend is first used, and the fake
+# kernel (saved_like) imports no triton at all.
+
+def _plan(x, cell, lengths, need_grad, backward):
+    from .plan import plan, problem_of
+
+    return plan(problem_of(x, cell, lengths, need_grad), backward)
+
+
+def saved_like(x, states, cell, need_saved):
     from .saved import saved_like
 
-    return saved_like(*args)
+    # the fake kernel is not given the lengths; no plan depends on them (only the launch's HAS_LENGTHS)
+    products = _plan(x, cell, None, need_saved, backward=False).products
+    return saved_like(x, states, cell, need_saved, products)
 
 
-def _forward(*args):
-    from .launch import forward  # triton is imported when the backend is first used
+def _forward(x, R, b, states, lengths, cell, need_saved):
+    from .launch import forward
 
-    return forward(*args)
+    return forward(x, R, b, states, lengths, cell, need_saved, _plan(x, cell, lengths, need_saved, backward=False))
 
 
-def _backward(*args):
+def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
     from .launch import backward
 
-    return backward(*args)
+    plan = _plan(x, cell, lengths, True, backward=True)
+    return backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan)
 
 
 TRITON = register(

@@ -4,50 +4,52 @@ Triton compiles for any target on a CPU-only machine; the log of the ptxas it
 runs (the one it bundles for the target: from Triton 3.9 the CUDA 13 one for
 sm_90) reports registers, spills and the stack frame, and its nvdisasm the time
 loop's instructions. CI uses this to keep every shipped configuration inside
-an H100's budget; variants are compared with it before any GPU time.
+an H100's budget; variants are compared with it before any GPU time. What
+compiles is what plan.plan plans for the configuration (as shipped or as a named
+variant), with any plan fields replaced as asked.
 Pointers are declared 16-byte aligned, as the launcher specialises them: without
 that the loads do not vectorise and the reports overstate spills several-fold.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import re
 import subprocess
 import tempfile
 
+import torch
 import triton
 from triton import knobs
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from ...cells import get_cell
+from ...problem import Problem
 from .backward import recurrence_bwd_kernel
 from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
-from . import padded_head_dim, saved, variants
-from .launch import batch_tile, launch_options, stacks_gates
+from . import saved
+from .launch import shape_constants
+from .plan import plan
 
 _TYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _FP32_ARGS = ("saved_states_ptr", "drec_ptr", "db_ptr")
-_KNOBS = ("PREFETCH", "DB_EACH_STEP", "DX_DB_FROM_DREC", "STACK_GATES")  # kernel constants among the launch options
-
-
-def _products(DH_P: int, products: str) -> str | None:
-    """The products_ptr element type for `products` = none|fp32|shipped (what saved.py picks)."""
-    if products == "shipped":
-        chosen = saved.products_dtype(DH_P)
-        return None if chosen is None else _TYPES[str(chosen).removeprefix("torch.")]
-    return {"none": None, "fp32": "fp32"}[products]
+_KNOBS = ("PREFETCH", "DB_EACH_STEP", "DX_DB_FROM_DREC", "STACK_GATES")  # kernel switches a plan sets
+# the call planned and compiled: 12 heads (the benchmark's 64x12) and its length. T is a kernel
+# argument, not a constant: it only decides WIDE_OFFSETS, int32 offsets up to B = 256 at DH = 128
+HEADS, STEPS = 12, 1024
 
 
 def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
-                products: str = "shipped", **overrides) -> dict:
+                variant: str = "shipped", **replace) -> dict:
     """Registers, spills, shared memory and the time loop's instruction mix of one
-    configuration; `overrides` replace launch options (num_warps, PREFETCH, ...)."""
-    compiled, options, constants, product_type = compile_kernel(cell, dtype, DH, B, backward, arch, products,
-                                                                **overrides)
+    configuration as planned (`variant`, variants.py), with the plan fields in `replace`
+    (num_warps, PREFETCH, products, ...) replaced as given."""
+    compiled, options, constants, product_type = compile_kernel(cell, dtype, DH, B, backward, arch, variant,
+                                                                **replace)
     chosen = {k: constants[k] for k in _KNOBS if k in constants}
     return dict(shared=compiled.metadata.shared, **options, products=product_type or "none", **chosen,
                 **ptxas_report(compiled.ptxas_log), **loop_report(compiled.asm["cubin"]),
@@ -55,30 +57,26 @@ def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: in
 
 
 def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
-                   products: str = "shipped", **overrides):
+                   variant: str = "shipped", **replace):
     """The compiled kernel (its .asm holds ttgir, ptx, cubin; its .ptxas_log what ptxas
     -v said building that cubin), its launch options, its constants and the products'
     element type (None: not saved)."""
     spec = get_cell(cell)
     kernel = recurrence_bwd_kernel if backward else recurrence_fwd_kernel
-    DH_P = padded_head_dim(DH)
-    BLOCK_B = batch_tile(B, DH_P)
-    product_type = _products(DH_P, products)
+    problem = Problem(spec, B, STEPS, HEADS, DH, getattr(torch, dtype), torch.device("cuda"), True, True)
+    chosen = dataclasses.replace(plan(problem, backward, variant), **replace)
+    saved_type = saved.products_dtype(chosen.products)
+    product_type = None if saved_type is None else _TYPES[str(saved_type).removeprefix("torch.")]
     signature = {name: "*" + _TYPES[dtype] for name in kernel.arg_names if name.endswith("_ptr")}
     signature.update({name: "*fp32" for name in _FP32_ARGS if name in signature})
     signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32", "products_ptr": "*" + (product_type or "fp32")})
-    constants = dict(NH=12, DH=DH, DH_P=DH_P, BLOCK_B=BLOCK_B, GX=spec.gates_x, GR=spec.gates_r,
-                     GB=spec.gates_b, S=spec.num_states, CELL=POINTWISE[cell][int(backward)], HAS_LENGTHS=True,
-                     WIDE_OFFSETS=False, FAST_MATH=dtype == "bfloat16",
-                     PRECISION="ieee" if dtype == "float32" else "tf32")
+    # as launch.py passes them, with lengths and a training call's saved states
+    constants = dict(shape_constants(spec, HEADS, DH), **chosen.constants(), CELL=POINTWISE[cell][int(backward)],
+                     HAS_LENGTHS=True)
     constants["LOAD_PRODUCTS" if backward else "SAVE_PRODUCTS"] = product_type is not None
     if not backward:
         constants["SAVE"] = True
-    options = {**launch_options(DH_P, BLOCK_B, backward, spec.gates_r), **overrides}  # as asked, even for Elman
-    constants.update({knob: options.pop(knob) for knob in _KNOBS if knob in options})
-    constants["STACK_GATES"] = stacks_gates(constants["STACK_GATES"], spec, dtype == "float32", DH_P)  # as launch.py
-    if "DX_DB_FROM_DREC" in constants:  # as launch.py: only where dx and db equal drec
-        constants["DX_DB_FROM_DREC"] = constants["DX_DB_FROM_DREC"] and spec.gates_are_sums
+    options = chosen.options()
     signature.update({name: "constexpr" for name in constants})
     # as the launcher specialises them: every buffer torch allocates is 16-byte aligned (B, T are not specialised)
     aligned = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
@@ -181,8 +179,9 @@ def _value(text: str):
 def main(argv=None) -> None:
     """python -m fusedrnn.backends.triton.compile_check CELL,DTYPE,DH,B,fwd|bwd[,key=value...] ... -> JSON lines.
 
-    Keys: variant=NAME (variants.py), products=none|fp32|input|shipped and any
-    launch option (num_warps=8, PREFETCH=false, DX_DB_FROM_DREC=true, STACK_GATES=true).
+    Keys: variant=NAME (variants.py; default shipped), then any field of plan.TritonPlan,
+    replacing the planned value as given (num_warps=8, PREFETCH=false, DX_DB_FROM_DREC=true,
+    STACK_GATES=true, products=none|fp32; products=shipped keeps the planned one).
     A separate process, because under TRITON_INTERPRET=1 (as in the CPU tests)
     the kernels are interpreted functions that cannot be compiled."""
     import json
@@ -190,11 +189,10 @@ def main(argv=None) -> None:
 
     for spec in (argv if argv is not None else sys.argv[1:]):
         cell, dtype, DH, B, direction, *rest = spec.split(",")
-        overrides = {key: _value(value) for key, value in (item.split("=") for item in rest)}
-        if "variant" in overrides:
-            named = variants.compile_overrides(overrides.pop("variant"), direction == "bwd")
-            overrides = {**named["overrides"], "products": named["products"], **overrides}
-        report = compile_for(cell, dtype, int(DH), int(B), direction == "bwd", **overrides)
+        replace = {key: _value(value) for key, value in (item.split("=") for item in rest)}
+        if replace.get("products") == "shipped":
+            del replace["products"]
+        report = compile_for(cell, dtype, int(DH), int(B), direction == "bwd", **replace)
         print(json.dumps({"spec": spec, **report}), flush=True)
 
 

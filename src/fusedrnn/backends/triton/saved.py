@@ -6,7 +6,8 @@ them, the recurrent products R h of every step, [B, T, GR, NH, DH], so that
 the backward runs each cell's gradient on the very (x, R h, b, states) the
 forward saw instead of recomputing R h: one round of gate products a step
 fewer and no h operand to stage, for 4 more tile stores a step in the forward. Saving R h, not x + R h + b, is what every cell can use
-unchanged (GRU scales R_n h + b_nhid by its reset gate).
+unchanged (GRU scales R_n h + b_nhid by its reset gate). Whether they are
+saved is the plan's choice (plan.py: TritonPlan.products), passed in.
 
 Imports no triton: the custom op's fake kernel calls `saved_like`.
 """
@@ -16,24 +17,17 @@ import torch
 
 from ...cells import get_cell
 from .. import outputs
-from . import padded_head_dim, variants
-
-# Per padded head dim, the products the forward saves ("fp32") unless a variant
-# says otherwise (variants.py). None: measured slower than recomputing them
-# (docs/perf-notes.md, 2026-11-26).
-SAVED_PRODUCTS: dict[int, str] = {}
 
 
-def products_dtype(DH_P: int) -> torch.dtype | None:
-    """The dtype the forward saves R h in for this call, or None when the backward recomputes it."""
-    choice = variants.products() or SAVED_PRODUCTS.get(DH_P, "none")
-    return {"none": None, "fp32": torch.float32}[choice]
+def products_dtype(products: str) -> torch.dtype | None:
+    """The dtype a plan's `products` ("none", "fp32") are saved in, or None when the backward recomputes them."""
+    return {"none": None, "fp32": torch.float32}[products]
 
 
-def _sizes(x, states, cell, need_saved):
+def _sizes(x, states, cell, need_saved, products):
     B, T, _, NH, DH = x.shape
     state_shape = (T + 1, states.shape[0] - 1, B, NH, DH)
-    dtype = products_dtype(padded_head_dim(DH)) if need_saved else None
+    dtype = products_dtype(products) if need_saved else None
     product_shape = (B, T, get_cell(cell).gates_r, NH, DH) if dtype is not None else None
     return state_shape, product_shape, dtype
 
@@ -51,24 +45,25 @@ def _words(state_shape, product_shape, dtype) -> int:
     return _products_offset(state_shape) + -(-torch.Size(product_shape).numel() * dtype.itemsize // 4)
 
 
-def saved_like(x, states, cell, need_saved) -> torch.Tensor:
+def saved_like(x, states, cell, need_saved, products) -> torch.Tensor:
     """An empty tensor shaped like `saved` (the custom op's fake kernel)."""
     if not need_saved:
         return x.new_empty((0,), dtype=torch.float32)
-    return x.new_empty((_words(*_sizes(x, states, cell, need_saved)),), dtype=torch.float32)
+    return x.new_empty((_words(*_sizes(x, states, cell, need_saved, products)),), dtype=torch.float32)
 
 
-def allocate(x, states, cell, need_saved):
+def allocate(x, states, cell, need_saved, products):
     """(saved, saved states view, products view or None) for the forward to fill."""
     if not need_saved:
         return outputs.empty((0,), like=x, dtype=torch.float32), None, None
-    saved = outputs.empty((_words(*_sizes(x, states, cell, need_saved)),), like=x, dtype=torch.float32)
-    return (saved, *split(saved, x, states, cell))
+    saved = outputs.empty((_words(*_sizes(x, states, cell, need_saved, products)),), like=x, dtype=torch.float32)
+    return (saved, *split(saved, x, states, cell, products))
 
 
-def split(saved, x, states, cell):
-    """The saved states [T + 1, S - 1, B, NH, DH] and the products [B, T, GR, NH, DH] (or None) in `saved`."""
-    state_shape, product_shape, dtype = _sizes(x, states, cell, need_saved=True)
+def split(saved, x, states, cell, products):
+    """The saved states [T + 1, S - 1, B, NH, DH] and the products [B, T, GR, NH, DH] (or None) in `saved`;
+    `products` must be what the forward that filled it was planned with."""
+    state_shape, product_shape, dtype = _sizes(x, states, cell, True, products)
     saved_states = saved[: torch.Size(state_shape).numel()].view(state_shape)
     if product_shape is None:
         return saved_states, None

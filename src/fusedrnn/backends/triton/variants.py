@@ -1,18 +1,16 @@
-"""Named variants of the Triton kernels, so that one process can run the same
-call several ways side by side (scripts/triton_variants.py times them,
+"""Named variants of the Triton kernels, as data: so that one process can run
+the same call several ways side by side (scripts/triton_variants.py times them,
 tests/test_triton.py checks each, compile_check.py reports each).
 
 A variant overrides launch options of the forward and/or the backward kernel
-(knobs that launch_options picks per head dim) and may make the forward save
+(knobs that plan.launch_options picks per head dim) and may make the forward save
 the recurrent products R h for the backward (saved.py) in fp32 (2-byte products
 were measured no faster and broke the tolerance for relu's kink at DH=128, so
-they are gone). "shipped" is what launch_options and
-saved.py pick today: since 2026-11-26 the stacked backward with dx, db from drec
-from DH=64, and the stacked forward from DH=128.
+they are gone). plan.plan applies one when asked for it by name; "shipped" is
+what it picks otherwise: since 2026-11-26 the stacked backward with dx, db from
+drec from DH=64, and the stacked forward from DH=128.
 """
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 _DREC_ONLY = dict(DX_DB_FROM_DREC=True)  # dx, db derived from drec after the loop: 4 stores a step fewer
 _STACKED = dict(STACK_GATES=True)  # one product for all gates, each way: 1 wait instead of 4
@@ -32,39 +30,6 @@ VARIANTS = {  # the most promising first: scripts/triton_variants.py times them 
     "stacked+drec-only+4-warps": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY, "num_warps": 4}),
     "stacked+drec-only+8-warps": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY, "num_warps": 8}),
 }
-
-# the variant in force: launch.py applies its option overrides, saved.py its products
-_active: dict = {}
-
-
-def overrides(backward: bool) -> dict:
-    """Launch-option overrides of the active variant for one kernel."""
-    return _active.get("backward" if backward else "forward", {})
-
-
-def products() -> str | None:
-    """The active variant's products ("none", "fp32"), or None to keep saved.py's choice."""
-    return _active.get("products")
-
-
-@contextmanager
-def variant(name: str):
-    """Run the Triton backend as variant `name` inside the block (not thread-safe: for scripts and tests)."""
-    global _active
-    if name not in VARIANTS:
-        raise ValueError(f"variant: expected one of {sorted(VARIANTS)}, got {name!r}")
-    previous, _active = _active, VARIANTS[name]
-    try:
-        yield
-    finally:
-        _active = previous
-
-
-def compile_overrides(name: str, backward: bool) -> dict:
-    """The same variant as compile_check.compile_for arguments."""
-    chosen = VARIANTS[name]
-    return dict(overrides=chosen.get("backward" if backward else "forward", {}),
-                products=chosen.get("products", "shipped"))
 
 
 def code_paths() -> list[str]:

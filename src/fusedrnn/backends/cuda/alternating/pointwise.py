@@ -11,8 +11,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from ...cells import get_cell
-from .alternating_compile import SET_CALL, launch, stage_kernel, step_kernel
+from ....cells import get_cell
+from .kernels import SET_CALL, launch, stage_kernel, step_kernel
 
 STAGE_BLOCKS = 1024  # grid-stride: a chunk's copy is a few MB
 

@@ -1,8 +1,9 @@
-"""The tuned winners on disk: one JSON file beside the cubin cache (the user
-cache dir, or FUSEDRNN_CACHE_DIR), one entry per (GPU, cell, dtype, DH, NH,
-batch bucket, direction, kernel hash). The kernel hash is the digest of the
-CUDA sources the cubin cache keys on, so editing a kernel retires every
-winner measured with the old one.
+"""The tuned winners on disk, where the planner finds them: one JSON file
+beside the cubin cache (the user cache dir, or FUSEDRNN_CACHE_DIR), one entry
+per (GPU, cell, dtype, DH, NH, batch bucket, direction). An entry keeps the
+digest of its kernel's translation unit (the cubin cache's key), so editing a
+kernel family retires the winners measured with the old one, and only those.
+`fusedrnn.tune` writes the entries; this module never imports the tuner.
 
 Several processes may tune at once: updates run under a file lock and replace
 the file atomically. The file carries the SHA-256 of its entries; a file that
@@ -30,13 +31,23 @@ from pathlib import Path
 
 import torch
 
-from ..backends.cuda import compile as nvrtc_compile
-from ..backends.cuda.fused import FusedConfig
-from ..backends.cuda.split import SplitConfig
-from .space import batch_bucket
+from ..runtime import compile as nvrtc_compile
+from .cluster import ClusterConfig
+from .cluster_backward import ClusterBackwardConfig
+from .grid import SplitConfig
+from .one_sm import FusedConfig
 
-VERSION = 1
-KINDS = {"fused": FusedConfig, "split": SplitConfig}
+VERSION = 2
+KINDS = {"one_sm": FusedConfig, "grid": SplitConfig, "cluster": ClusterConfig,
+         "cluster_backward": ClusterBackwardConfig}
+
+
+def batch_bucket(B: int) -> int:
+    """The power of two at or above B (at least 8, one column tile): calls whose
+    batch falls in the same bucket share a tuned configuration."""
+    if not isinstance(B, int) or B < 1:
+        raise ValueError(f"B: expected a positive int, got {B!r}")
+    return max(8, 1 << (B - 1).bit_length())
 
 
 def cache_path() -> Path:
@@ -48,32 +59,19 @@ def _beside(cubin_dir: Path) -> Path:  # memoised: the backend asks on every cal
     return cubin_dir.parent / "tune.json"
 
 
-def cache_key(gpu: str, cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
-              kernel_hash: str | None = None) -> str:
-    kernel_hash = kernel_hash or nvrtc_compile.sources_digest()
+def cache_key(gpu: str, cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool) -> str:
     direction = "backward" if backward else "forward"
     return "|".join([gpu, cell, str(dtype).removeprefix("torch."), f"DH={DH}", f"NH={NH}", f"B<={batch_bucket(B)}",
-                     direction, kernel_hash[:16]])
+                     direction])
 
 
 def lookup(key: str):
-    """The cached configuration for `key`, or None (also when the entry was written
-    for configuration fields this version does not have)."""
+    """The cached configuration for `key`, or None: also when the entry was written for
+    configuration fields this version does not have, or for another version of its kernel."""
     snapshot = _snapshot(cache_path())
     if key not in snapshot.configs:
         snapshot.configs[key] = _parse(snapshot.entries.get(key))
     return snapshot.configs[key]
-
-
-def tuned_winner(kind: type, gpu: str, cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
-                 DHP: int):
-    """The winner cached for this call on `gpu` if it is a `kind` (FusedConfig or
-    SplitConfig) instantiated for the call: its cell, dtype, padded head dim DHP,
-    direction, and a row-copy width that divides DH; else None."""
-    config = lookup(cache_key(gpu, cell, dtype, DH, NH, B, backward))
-    matches = (isinstance(config, kind) and config.cell == cell and config.dtype == dtype and config.DHP == DHP
-               and config.backward == backward and DH % config.vec == 0)
-    return config if matches else None
 
 
 def store(key: str, config, measured_ms: float) -> None:
@@ -83,7 +81,8 @@ def store(key: str, config, measured_ms: float) -> None:
 
     with FileLock(str(path) + ".lock"):
         entries = read_entries(path)  # as other processes left it
-        entries[key] = dict(config=config_to_json(config), measured_ms=measured_ms)
+        entries[key] = dict(config=config_to_json(config), measured_ms=measured_ms,
+                            kernel_digest=nvrtc_compile.source_digest(config.source))
         write_entries(path, entries)
 
 
@@ -175,7 +174,11 @@ def _warn_unusable(name: str, reason: str) -> None:
 
 def _parse(entry):
     try:
-        return None if entry is None else config_from_json(entry["config"])
+        if entry is None:
+            return None
+        config = config_from_json(entry["config"])
+        # measured with another version of its kernel's sources: retired
+        return config if entry["kernel_digest"] == nvrtc_compile.source_digest(config.source) else None
     except (KeyError, TypeError, AttributeError, ValueError):  # an entry of another shape is no entry
         return None
 
@@ -190,7 +193,7 @@ def _digest(entries: dict) -> str:
 
 
 def config_to_json(config) -> dict:
-    kind = "split" if isinstance(config, SplitConfig) else "fused"
+    kind = next(name for name, cls in KINDS.items() if type(config) is cls)
     fields = dataclasses.asdict(config)
     fields["dtype"] = str(config.dtype).removeprefix("torch.")
     return dict(kind=kind, **fields)

@@ -20,7 +20,7 @@ spills.
 """
 from __future__ import annotations
 
-from ..cells import get_cell
+from ....cells import get_cell
 
 PER_VALUE = 2  # registers a gate or state value of one element costs
 PER_ELEMENT = 11  # pointers and bookkeeping of one element

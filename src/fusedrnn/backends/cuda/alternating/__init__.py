@@ -1,6 +1,6 @@
 """Registers `cuda_alternating`: any head size (DH=4096 included), every cell,
 float16 / bfloat16 / float32, per step a cuBLAS GEMM over all heads and one
-NVRTC pointwise kernel, replayed from CUDA graphs (alternating.py).
+NVRTC pointwise kernel, replayed from CUDA graphs (loop.py).
 
 Its priority sits below `triton` (and `cuda_fused`): the persistent kernels keep
 R on chip and are faster wherever they run, so backend="auto" picks this one
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from ...problem import Problem
-from .. import outputs
-from ..custom_op import define_recurrence_ops
-from ..registry import Backend, register
-from . import MIN_CAPABILITY, _capability, available
+from ....problem import Problem
+from ... import outputs
+from ...custom_op import define_recurrence_ops
+from ...registry import Backend, register
+from ..runtime.toolchain import available, check_device
+from .loop import backward, forward
 
 PRIORITY = 10  # cuda_fused 30, triton 20, torch 0
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -22,34 +23,20 @@ MAX_ELEMENTS = 2**31 - 1  # B * NH * DH: the step kernels index one step in 32 b
 
 
 def supports(problem: Problem):
-    if problem.device.type != "cuda":
-        return False, f"device {problem.device} (the CUDA kernels need a CUDA GPU)"
+    why = check_device(problem)
+    if why:
+        return False, why
     if problem.dtype not in DTYPES:
         return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
     elements = problem.batch * problem.heads * problem.head_dim
     if elements > MAX_ELEMENTS:
         return False, f"B * NH * DH = {elements} elements a step, over the {MAX_ELEMENTS} the step kernels index"
-    capability = _capability(problem.device.index)
-    if capability < MIN_CAPABILITY:
-        return False, f"GPU compute capability {capability} < {MIN_CAPABILITY}"
     return True, ""
-
-
-def _forward(*args):
-    from .alternating import forward
-
-    return forward(*args)
-
-
-def _backward(*args):
-    from .alternating import backward
-
-    return backward(*args)
 
 
 CUDA_ALTERNATING = register(
     Backend(
         name="cuda_alternating", priority=PRIORITY, available=available, supports=supports,
-        run=define_recurrence_ops("cuda_alternating", _forward, _backward, outputs.saved_states_like),
+        run=define_recurrence_ops("cuda_alternating", forward, backward, outputs.saved_states_like),
     )
 )

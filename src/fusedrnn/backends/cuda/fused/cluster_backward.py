@@ -17,14 +17,22 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from ...cells import get_cell
-from .. import outputs
-from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, fits_one_sm
-from .launch import launch
-from .split import MAX_HEAD_DIM, HeadSplit, split_head_dim
+from ....cells import get_cell
+from ..cxx import Kernel
+from ..runtime.device import DeviceLimits
+from .grid import MAX_HEAD_DIM, HeadSplit, split_head_dim
+from .one_sm import fits_one_sm, ring_bytes
+
+SOURCE = Path(__file__).parent / "csrc" / "cluster_backward.cu"
+KERNEL = Kernel("fused_cluster_backward_kernel",
+                ("cell", "dtype", "DHP", "ROWS", "warps", "depth", "vec", "reg_blocks", "fast_math"),
+                pointers=("x", "R", "b", "states", "lengths", "y", "saved", "dy", "dfinal", "rh", "dx", "drec",
+                          "db_partial", "dstates"),
+                ints=("B", "T", "NH", "DH"))
 
 WARPS = 8
 BATCH_TILE = 8
@@ -40,8 +48,15 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
     depth: int
     vec: int
     reg_blocks: int  # of a warp's blocks of 16 units of R^T, those held in registers
-    REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers
     fast_math: bool
+    REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers (class attributes, not fields)
+    kernel = KERNEL
+    source = SOURCE
+    backward = True
+
+    @property
+    def warps(self) -> int:
+        return WARPS
 
     @property
     def batch_tile(self) -> int:
@@ -64,10 +79,10 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
         lds = WARPS * shared_blocks * 16 + pad if shared_blocks else 0
         weights = spec.gates_r * ROWS * lds * size  # R^T not in registers
         total = BT * (spec.gates_r * ROWS + pad) * size  # the drec tile
-        total += _ring_bytes(spec.gates_x, ROWS, size, BT, self.depth)  # x
-        total += 2 * _ring_bytes(1, ROWS, size, BT, self.depth)  # h_{t-1}, dy
-        total += _ring_bytes(spec.gates_r, ROWS, 4, BT, self.depth)  # R h_{t-1}
-        total += _ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
+        total += ring_bytes(spec.gates_x, ROWS, size, BT, self.depth)  # x
+        total += 2 * ring_bytes(1, ROWS, size, BT, self.depth)  # h_{t-1}, dy
+        total += ring_bytes(spec.gates_r, ROWS, 4, BT, self.depth)  # R h_{t-1}
+        total += ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
         total += 2 * self.parts * ROWS * BT * 4  # the inbox of partial sums
         total += 16  # its two mbarriers
         # the register blocks are staged, before the loop, where the drec tile, rings and inbox go
@@ -76,9 +91,7 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
 
     @property
     def name_expression(self) -> str:
-        cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
-        return (f"fusedrnn::fused_cluster_backward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {WARPS}, "
-                f"{self.depth}, {self.vec}, {self.reg_blocks}, {fast}>")
+        return KERNEL.name_expression(self)
 
 
 def register_blocks(cell: str, ROWS: int, blocks_per_warp: int) -> int:
@@ -88,7 +101,7 @@ def register_blocks(cell: str, ROWS: int, blocks_per_warp: int) -> int:
     return max(0, min(blocks_per_warp, free // (4 * k_tiles)))
 
 
-def cluster_backward_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int):
+def cluster_backward_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, shared_memory_per_block: int):
     """Every shape that fits one SM a CTA, most CTAs first, with the deepest input ring."""
     if dtype == torch.float32:  # the product runs on tensor cores only
         return
@@ -101,7 +114,7 @@ def cluster_backward_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int):
             fitting = [ClusterBackwardConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, depth=depth, vec=vec,
                                              reg_blocks=reg_blocks, fast_math=dtype == torch.bfloat16)
                        for depth in (4, 3, 2)]
-            fitting = [c for c in fitting if c.shared_memory <= SHARED_MEMORY_LIMIT]
+            fitting = [c for c in fitting if c.shared_memory <= shared_memory_per_block]
             if fitting:
                 yield fitting[0]
                 break
@@ -117,58 +130,17 @@ ONE_SM_MIN_GATES = 3
 
 
 @functools.lru_cache(maxsize=None)
-def choose_cluster_backward(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
+def choose_cluster_backward(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, device: DeviceLimits):
     """The shape with the most CTAs a cluster whose clusters all run at once (else,
     for a head over one SM, the most CTAs), or None when no cluster holds the head or
     the one-SM kernel is the better choice."""
-    one_sm = fits_one_sm(cell, dtype, DH, B)
+    one_sm, sm_count = fits_one_sm(cell, dtype, DH, B, device), device.sm_count
     if DH > MAX_HEAD_DIM or one_sm and (DH < ONE_SM_MIN_HEAD_DIM or get_cell(cell).gates_r < ONE_SM_MIN_GATES):
         return None
-    configs = list(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8)))
+    configs = list(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8),
+                                            device.shared_memory_per_block))
     clusters = NH * math.ceil(B / BATCH_TILE)
     for config in configs:
         if clusters * config.parts <= sm_count:
             return config
     return configs[0] if configs and not one_sm else None
-
-
-def recurrent_preactivations(R: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
-    """R h_{t-1} of every step as the forward's product saw it, fp32: [NH, B * T, G * DH]
-    (the layout of drec), from h_prev [NH, B * T, DH] (weight_gradient.previous_states).
-    One batched GEMM with fp32 accumulation and output."""
-    G, NH, DH, _ = R.shape
-    weights = R.permute(1, 3, 0, 2).reshape(NH, DH, G * DH)  # [n, k, g * DH + i] = R[g, n, i, k]
-    return torch.bmm(h_prev, weights, out_dtype=torch.float32)
-
-
-def cluster_backward(config: ClusterBackwardConfig, dy, dfinal, x, R, b, states, lengths, y, saved, h_prev):
-    """dx, drec (in x's type), db partial sums and dstates of a head split over a cluster
-    (inputs contiguous; h_prev from weight_gradient.previous_states)."""
-    B, T, _, NH, DH = x.shape
-    spec = get_cell(config.cell)
-    tiles = math.ceil(B / BATCH_TILE)
-    rh = recurrent_preactivations(R, h_prev)
-    dx = outputs.empty(x.shape, like=x)
-    drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
-    db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
-    dstates = outputs.empty(states.shape, like=states)
-    launch(config.name_expression, (NH, tiles, 1), config.threads, config.shared_memory, x.device,
-           x, R, b, states, lengths, y, saved, dy, dfinal, rh, dx, drec, db_partial, dstates, B, T, NH, DH,
-           cluster=config.parts)
-    return dx, drec, db_partial, dstates
-
-
-def shipped_cluster_backward_configs() -> list[ClusterBackwardConfig]:
-    """Every instantiation a call can select: each cell, half dtype and padded head
-    dim, few and many clusters; row-copy widths other than 8 sampled at one head dim."""
-    configs = set()
-    for cell in CELL_TYPES:
-        for dtype in (torch.float16, torch.bfloat16):
-            for DHP in range(128, MAX_HEAD_DIM + 1, 128):
-                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []) + (
-                        [64, 96] if DHP == 128 else []):
-                    for B, NH in ((16, 1), (16, 3), (16, 6), (16, 12), (64, 12)):
-                        config = choose_cluster_backward(cell, dtype, DH, B, NH, 132)
-                        if config is not None:
-                            configs.add(config)
-    return sorted(configs, key=lambda c: c.name_expression)

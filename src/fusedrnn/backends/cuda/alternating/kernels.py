@@ -1,18 +1,17 @@
 """The cuda_alternating kernels (csrc/alternating.cu): their names, the list
 of every instantiation a call can select, and their launch over elements.
-
-They are compiled, cached and launched by compile.py and launch.py, from their
-own translation unit: kernels.cu holds the persistent skeletons, which these
-small kernels do not need (a compile takes ~0.1 s instead of ~1 s).
-"""
+They are compiled, cached and launched by the shared runtime (runtime/), from
+their own translation unit (a compile takes ~0.1 s)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
-from . import launch as persistent
-from .fused import CELL_TYPES, STORAGE_TYPES
+from ..cxx import CELL_TYPES, STORAGE_TYPES
+from ..runtime import launch as runtime
 
-SOURCE = "alternating.cu"
+SOURCE = Path(__file__).parent / "csrc" / "alternating.cu"
 THREADS = 256  # ALTERNATING_THREADS in csrc/alternating_steps.cuh
 SET_CALL = "fusedrnn::alternating_set_call"
 
@@ -54,4 +53,4 @@ def launch(name_expression: str, elements: int, device: torch.device, *args, blo
     blocks = max(1, -(-elements // block))
     if max_blocks is not None:
         blocks = min(blocks, max_blocks)
-    persistent.launch(name_expression, (blocks, 1, 1), block, 0, device, *args, source=SOURCE)
+    runtime.launch(name_expression, SOURCE, (blocks, 1, 1), block, 0, device, *args)

@@ -26,11 +26,11 @@ import os
 
 import torch
 
-from ...cells import get_cell
-from .. import outputs
-from ..weight_gradient import bias_gradient, recurrent_weight_gradient
-from .alternating_pointwise import Call, NvrtcPointwise
-from .alternating_workspace import DONE, Shape, chunk_plan, chunk_sizes, workspace
+from ....cells import get_cell
+from ... import outputs
+from ...weight_gradient import bias_gradient, recurrent_weight_gradient
+from .pointwise import Call, NvrtcPointwise
+from .workspace import DONE, Shape, chunk_plan, chunk_sizes, workspace
 
 
 def _pointwise(pointwise):

@@ -3,7 +3,7 @@
 registers and shared memory, runs the cell on its units, and pushes its slice
 of h into every other CTA's shared memory each step (st.async, counted by the
 receiver's mbarrier). No round trip through L2 as the cooperative grid split
-(split.py) makes; that stays the fallback for older GPUs and larger heads.
+(grid.py) makes; that stays the fallback for older GPUs and larger heads.
 
 The plan picks, among the shapes that fit, the one a small cost model of a
 step says is fastest: the product is bound by shared-memory reads (R not in
@@ -16,14 +16,24 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from ...cells import get_cell
-from .. import outputs
-from .fused import CELL_TYPES, SHARED_MEMORY_LIMIT, STORAGE_TYPES, _ring_bytes, fits_one_sm
-from .launch import _stream, launch, load_kernel
-from .split import MAX_HEAD_DIM, PAD_TO, SplitShape, split_head_dim
+from ....cells import get_cell
+from ..cxx import Kernel
+from ..runtime.compile import compile_kernel
+from ..runtime.device import DeviceLimits
+from ..runtime.launch import load_kernel, torch_stream
+from .grid import MAX_HEAD_DIM, SplitShape, split_head_dim
+from .one_sm import ring_bytes
+
+SOURCE = Path(__file__).parent / "csrc" / "cluster_forward.cu"
+KERNEL = Kernel("fused_cluster_forward_kernel",
+                ("cell", "dtype", "DHP", "ROWS", "KSPLIT", "NT", "depth", "vec", "reg_tiles", "fast_math", "options",
+                 "elements"),
+                pointers=("x", "R", "b", "states", "lengths", "y", "final", "saved"),
+                ints=("ldr", "B", "T", "NH", "DH", "sequences"))
 
 MAX_CLUSTER = 16  # CTAs in a cluster on Hopper; over 8 needs the non-portable attribute (launch.py)
 PARTITION_REGISTERS = 16384  # an SM's 4 partitions hold 16K registers each; a warp takes them from one
@@ -109,7 +119,7 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         lds = self.KSPLIT * self.shared_tiles * 16 + pad if self.shared_tiles else 0
         total = spec.gates_r * self.ROWS * lds * size  # R not in registers
         total += 2 * BT * (self.DHP + pad) * size  # all of h, double-buffered
-        total += _ring_bytes(spec.gates_x, self.ROWS, size, BT, self.depth)  # x
+        total += ring_bytes(spec.gates_x, self.ROWS, size, BT, self.depth)  # x
         if self.options & SPREAD_CELLS:  # every K slice's products of the cluster's sequences, padded rows
             total += self.KSPLIT * spec.gates_r * BT * (self.ROWS + 4) * 4
         else:  # the other K slices' partial products
@@ -117,13 +127,13 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         barriers = (self.parts if self.options & PER_SOURCE else 1) if self.options & ASYNC_PUSH else 0
         return total + 2 * 8 * barriers  # the mbarriers: one or one a sender, a buffer
 
+    kernel = KERNEL  # class attributes, not fields
+    source = SOURCE
+    backward = False
+
     @property
     def name_expression(self) -> str:
-        cell, storage, fast = CELL_TYPES[self.cell], STORAGE_TYPES[self.dtype], str(self.fast_math).lower()
-        return (f"fusedrnn::fused_cluster_forward_kernel<{cell}, {storage}, {self.DHP}, {self.ROWS}, {self.KSPLIT}, "
-                f"{self.NT}, {self.depth}, {self.vec}, {self.reg_tiles}, {fast}"
-                + (f", {self.options}, {self.elements}>" if self.elements else
-                   f", {self.options}>" if self.options else ">"))
+        return KERNEL.name_expression(self)
 
     def step_cycles(self) -> float:
         """The cost model's estimate of one step."""
@@ -181,7 +191,7 @@ def register_tiles(cell: str, dtype: torch.dtype, threads: int, NT: int, k_tiles
     return max(0, min(k_tiles_per_warp, (register_cap(threads) - other) // (4 * spec.gates_r)))
 
 
-def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: bool):
+def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: bool, shared_memory_per_block: int):
     """Every cluster shape that fits one SM a CTA: rows a CTA, K split, column tiles
     (two only for `wide` batches), with the deepest input ring that fits."""
     for parts in range(2, MAX_CLUSTER + 1):
@@ -203,26 +213,28 @@ def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: boo
                         for config in [ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
                                                      depth=depth, vec=vec, reg_tiles=reg_tiles,
                                                      fast_math=dtype == torch.bfloat16, options=form)]
-                        if config.shared_memory <= SHARED_MEMORY_LIMIT)
+                        if config.shared_memory <= shared_memory_per_block)
                 config = next(fits, None)
                 if config is not None:
                     yield config
 
 
 @functools.lru_cache(maxsize=None)  # planned once per shape: enumerating the shapes costs ~0.5 ms
-def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_count: int):
+def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, device: DeviceLimits):
     """The cluster shape with the least estimated time for the whole call (steps times
     waves of clusters), or None when no cluster of at most 16 CTAs holds the head."""
     if DH > MAX_HEAD_DIM:
         return None
     best, best_cost = None, math.inf
-    for config in cluster_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8), B > 8):
+    sm_count = device.sm_count
+    for config in cluster_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8), B > 8,
+                                  device.shared_memory_per_block):
         # the spread cells' kernel is built for one cell a thread, whatever the batch (a new B compiles
         # nothing; room for more cost 10 % at 768x1): the launch picks the sequences a cluster within it for
         # its B and GPU (with_sequences); here an estimate of what the GPU runs at once
         if config.options & SPREAD_CELLS:
             config = dataclasses.replace(config, elements=1)
-        at_once = sm_count // config.parts - (config.parts > 8)  # a GPC short of SMs: 7 of 16 CTAs on the H100
+        at_once = estimated_clusters_at_once(config.parts, sm_count)
         config = config.with_sequences(B, NH, at_once)
         cost = config.call_cycles(B, NH, at_once)
         if cost < best_cost:
@@ -230,15 +242,14 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, sm_c
     return dataclasses.replace(best, sequences=0) if best is not None else None
 
 
-def _touches_local_memory(config, arch: str) -> bool:
-    from .compile import compile_kernel
-
-    compiled = compile_kernel(config.name_expression, arch)
+def touches_local_memory(config, arch: str) -> bool:
+    """Whether the NVRTC in use compiles the config's kernel with spills, a stack frame or LDL/STL."""
+    compiled = compile_kernel(config.name_expression, arch, config.source)
     return bool(compiled.spill_bytes or compiled.stack_bytes or compiled.local_memory_instructions)
 
 
 @functools.lru_cache(maxsize=None)
-def fit_to_compiler(config, arch: str):
+def fit_to_compiler(config, device: DeviceLimits):
     """The plan (a ClusterConfig, or a ClusterBackwardConfig) with as many fragments
     of R in registers as the NVRTC in use compiles without local memory. The register
     models count what ptxas needs beside the fragments from one compiler's reports;
@@ -248,12 +259,12 @@ def fit_to_compiler(config, arch: str):
     to shared memory, paid for with a shallower input ring where needed; None when
     no such shape fits."""
     field = config.REGISTER_FIELD
-    while _touches_local_memory(config, arch):
+    while touches_local_memory(config, device.arch):
         if getattr(config, field) == 0:
             return None
         for depth in range(config.depth, 1, -1):
             fewer = dataclasses.replace(config, **{field: getattr(config, field) - 1, "depth": depth})
-            if fewer.shared_memory <= SHARED_MEMORY_LIMIT:
+            if fewer.shared_memory <= device.shared_memory_per_block:
                 break
         else:
             return None
@@ -261,59 +272,28 @@ def fit_to_compiler(config, arch: str):
     return config
 
 
-def clusters_at_once(config: ClusterConfig, device_index: int, sm_count: int) -> int:
-    """How many clusters of this kernel run at once a CTA an SM: the occupancy API also counts
-    clusters sharing SMs (two CTAs of 256x3 an SM), whose steps would share one SM's shared-memory
-    bandwidth and tensor cores."""
-    return min(clusters_resident(config, device_index), sm_count // config.parts)
+def estimated_clusters_at_once(parts: int, sm_count: int) -> int:
+    """What a GPU of `sm_count` SMs runs at once of clusters of `parts` CTAs, one an SM, by the
+    H100's shape: a GPC short of SMs where clusters take more than 8 (7 of 16 CTAs)."""
+    return sm_count // parts - (parts > 8)
+
+
+def clusters_at_once(config: ClusterConfig, device: DeviceLimits) -> int:
+    """How many clusters of this kernel run at once a CTA an SM: the occupancy API (on a GPU,
+    device.index) also counts clusters sharing SMs (two CTAs of 256x3 an SM), whose steps would
+    share one SM's shared-memory bandwidth and tensor cores; a preset (no GPU) estimates it."""
+    if device.index is None:
+        return estimated_clusters_at_once(config.parts, device.sm_count)
+    return min(clusters_resident(config, device.index), device.sm_count // config.parts)
 
 
 @functools.lru_cache(maxsize=None)
-def clusters_resident(config: ClusterConfig, device_index: int) -> int:
-    """How many clusters of this kernel the GPU runs at once (0: it cannot run one)."""
+def clusters_resident(config, device_index: int) -> int:
+    """How many clusters of this kernel (forward or backward) the GPU runs at once (0: it cannot run one)."""
     from cuda.core import LaunchConfig
 
-    kernel = load_kernel(config.name_expression, device_index, config.shared_memory, config.parts > 8)
+    kernel = load_kernel(config.name_expression, config.source, device_index, config.shared_memory, config.parts > 8)
     launch_config = LaunchConfig(grid=(1, 1, 1), cluster=(config.parts, 1, 1), block=config.threads,
                                  shmem_size=config.shared_memory)
-    stream = _stream(torch.cuda.current_stream(device_index).cuda_stream, device_index)
+    stream = torch_stream(torch.cuda.current_stream(device_index).cuda_stream, device_index)
     return kernel.occupancy.max_active_clusters(launch_config, stream=stream)
-
-
-def cluster_forward(config: ClusterConfig, x, R, b, states, lengths, need_saved):
-    """The forward of a head split over a cluster (inputs contiguous, lengths int64 or None)."""
-    B, T, _, NH, DH = x.shape
-    spec = get_cell(config.cell)
-    y = outputs.empty((B, T, NH, DH), like=x)
-    final = outputs.empty(states.shape, like=states)
-    saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
-    if config.reg_tiles and DH % 2:  # register fragments load R a pair of columns (one word) at a time
-        R = torch.nn.functional.pad(R, (0, 1, 0, 1))
-    sequences = config.cluster_sequences
-    if sequences != config.batch_tile and not config.options & SPREAD_CELLS:
-        raise ValueError(f"{config}: a cluster runs fewer sequences than its batch tile only with SPREAD_CELLS")
-    if sequences > config.most_sequences:
-        raise ValueError(f"{config}: sequences={sequences} > {config.most_sequences}, the most its kernel holds")
-    launch(config.name_expression, (NH, math.ceil(B / sequences), 1), config.threads,
-           config.shared_memory, x.device, x, R, b, states, lengths, y, final,
-           saved if need_saved and spec.num_states > 1 else None, R.shape[-1], B, T, NH, DH, sequences,
-           cluster=config.parts)
-    return y, final, saved
-
-
-def shipped_cluster_configs() -> list[ClusterConfig]:
-    """Every cluster instantiation a call can select: each cell, dtype and padded
-    head dim of a head over one SM, narrow and wide batches; row-copy widths other
-    than 8 sampled at one head dim."""
-    configs = set()
-    for cell in CELL_TYPES:
-        for dtype in STORAGE_TYPES:
-            for DHP in range(PAD_TO, MAX_HEAD_DIM + 1, PAD_TO):
-                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
-                    for B, NH in ((8, 1), (16, 1), (16, 3), (64, 12)):
-                        if fits_one_sm(cell, dtype, DH, B):
-                            continue
-                        config = choose_cluster(cell, dtype, DH, B, NH, 132)
-                        if config is not None:
-                            configs.add(config)
-    return sorted(configs, key=lambda c: c.name_expression)

@@ -35,6 +35,7 @@ class DeviceLimits:
     max_cluster_size_non_portable: int
     l2_bytes: int
     clock_mhz: int
+    index: int | None = None  # the CUDA device these were read from; None for a preset (no GPU)
 
     @property
     def arch(self) -> str:
@@ -96,7 +97,7 @@ def device_limits(index: int | None = None) -> DeviceLimits:
 
     if not torch.cuda.is_available():
         raise RuntimeError("device_limits needs a CUDA device; on a CPU use a preset: "
-                           f"fusedrnn.tune.preset(name) with name in {sorted(PRESETS)}")
+                           f"fusedrnn.backends.cuda.runtime.device.preset(name) with name in {sorted(PRESETS)}")
     index = torch.cuda.current_device() if index is None else index
     props = torch.cuda.get_device_properties(index)
     from cuda.core import Device
@@ -116,4 +117,4 @@ def device_limits(index: int | None = None) -> DeviceLimits:
         max_threads_per_block=driver.max_threads_per_block, max_threads_per_sm=props.max_threads_per_multi_processor,
         max_blocks_per_sm=driver.max_blocks_per_multiprocessor, max_cluster_size=portable,
         max_cluster_size_non_portable=16 if capability == (9, 0) else portable, l2_bytes=props.L2_cache_size,
-        clock_mhz=driver.clock_rate // 1000)
+        clock_mhz=driver.clock_rate // 1000, index=index)

@@ -1,9 +1,11 @@
-"""Run-time compilation of the CUDA sources in csrc/: NVRTC through cuda.core,
-into a cubin for the device's exact architecture, cached on disk.
+"""Run-time compilation of CUDA translation units: NVRTC through cuda.core,
+into a cubin for the device's exact architecture, cached on disk. No policy:
+the backends name the translation unit and the instantiation.
 
-The cache key covers everything that changes the binary: the bytes of every
-source and header in csrc/, the instantiation, the architecture, the compiler
-options and NVRTC's version. Several processes may compile the same kernel at
+The cache key covers everything that changes the binary: the bytes of the
+translation unit and of every header it includes (its include closure, so a
+kernel family's cubins survive edits to another family's headers), the
+instantiation, the architecture, the compiler options and NVRTC's version. Several processes may compile the same kernel at
 once: the compile runs under a file lock, the entry is written to a temporary
 file and renamed into place, and every entry carries its length and SHA-256,
 so a truncated or corrupted file is detected and rebuilt instead of loaded.
@@ -24,8 +26,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-CSRC = Path(__file__).parent / "csrc"
-KERNELS = "kernels.cu"  # the persistent kernels; alternating.cu holds the per-step ones
+# headers every backend shares (the cells, storage types, math); a translation unit's own
+# directory is searched first
+COMMON_HEADERS = Path(__file__).parent.parent / "csrc"
+INCLUDE = re.compile(rb'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
 ENTRY_MAGIC = b"fusedrnn-cubin-v1\n"
 OPTIONS = dict(std="c++17", ptxas_options=["-v"])
 
@@ -96,12 +100,33 @@ def _cache_dir(fusedrnn_cache_dir: str | None, xdg_cache_home: str | None, home:
     return Path(root) / "cubin"
 
 
+def include_closure(source: Path) -> list[Path]:
+    """The translation unit and every header it includes with #include "...", transitively,
+    each resolved as NVRTC does: beside the including file, then in its own directory, then in
+    COMMON_HEADERS. Sorted; a header that is found nowhere is left to NVRTC to report."""
+    seen, pending = {}, [Path(source).resolve()]
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen[path] = path.read_bytes()
+        for name in INCLUDE.findall(seen[path]):
+            for directory in (path.parent, Path(source).parent, COMMON_HEADERS):
+                found = (directory / name.decode()).resolve()
+                if found.is_file():
+                    pending.append(found)
+                    break
+    return sorted(seen)
+
+
 @functools.lru_cache(maxsize=None)
-def sources_digest() -> str:
+def source_digest(source: Path) -> str:
+    """SHA-256 over the include closure of a translation unit: names (relative to its
+    directory's parent, so the same tree anywhere hashes the same) and bytes."""
     digest = hashlib.sha256()
-    for path in sorted(CSRC.rglob("*")):
-        if path.suffix in (".cu", ".cuh"):
-            digest.update(str(path.relative_to(CSRC)).encode() + b"\0" + path.read_bytes() + b"\0")
+    root = Path(source).resolve().parent.parent.parent
+    for path in include_closure(source):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -129,14 +154,14 @@ def include_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def cache_key(name_expression: str, arch: str, source: str = KERNELS) -> str:
-    parts = [sources_digest(), source, name_expression, arch, nvrtc_version(), json.dumps(OPTIONS, sort_keys=True)]
+def cache_key(name_expression: str, arch: str, source: Path) -> str:
+    parts = [source_digest(source), Path(source).name, name_expression, arch, nvrtc_version(), json.dumps(OPTIONS, sort_keys=True)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def compile_kernel(name_expression: str, arch: str, source: str = KERNELS) -> Compiled:
+def compile_kernel(name_expression: str, arch: str, source: Path) -> Compiled:
     """The cubin of one kernel instantiation, e.g. `fused_forward_kernel<Lstm, __half, 64, 1, 2, true, false>`,
-    of the translation unit csrc/`source`, for `arch` such as "sm_90": from the cache, or compiled and cached."""
+    of the translation unit at `source`, for `arch` such as "sm_90": from the cache, or compiled and cached."""
     path = cache_dir() / f"{cache_key(name_expression, arch, source)}.entry"
     entry = read_entry(path)
     if entry is not None:
@@ -179,14 +204,16 @@ def _cache_unwritable(directory: Path, error: OSError) -> None:
                   RuntimeWarning, stacklevel=3)
 
 
-def _nvrtc(name_expression: str, arch: str, source: str) -> Compiled:
+def _nvrtc(name_expression: str, arch: str, source: Path) -> Compiled:
     from cuda.core import Program, ProgramOptions
 
-    options = ProgramOptions(name=source, arch=arch, include_path=[str(CSRC), *include_dirs()],
+    source = Path(source)
+    options = ProgramOptions(name=source.name, arch=arch,
+                             include_path=[str(source.parent), str(COMMON_HEADERS), *include_dirs()],
                              define_macro=[("FUSEDRNN_NVRTC", "1")], **OPTIONS)
     log = io.StringIO()
     try:
-        code = Program((CSRC / source).read_text(), "c++", options).compile(
+        code = Program(source.read_text(), "c++", options).compile(
             "cubin", name_expressions=[name_expression], logs=log)
     except Exception as error:
         raise RuntimeError(f"NVRTC failed to compile {name_expression} for {arch}:\n{log.getvalue()}\n{error}") from error

@@ -1,4 +1,8 @@
-"""A cost model that ranks the feasible configurations of a call.
+"""The cost model of the `cuda_fused` kernels: one estimate of a plan's time,
+which the tuner ranks its candidates by and the cluster rule picks its shape by.
+One SM and the grid are modelled below; the cluster forward's step is modelled
+with its shape (cluster.py, ClusterConfig.step_cycles), the cluster backward's
+roughly (cluster_backward_cycles).
 
 The kernels are latency-bound: a time step is a dependent chain on each warp
 (the R h product, the cell's pointwise step, the store of h, a barrier), and
@@ -29,9 +33,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..backends.cuda.split import SplitConfig
-from ..cells import get_cell
-from .limits import WARP_SCHEDULERS, DeviceLimits
+from ....cells import get_cell
+from ..runtime.device import WARP_SCHEDULERS, DeviceLimits
+from .cluster import ClusterConfig, clusters_at_once
+from .cluster_backward import ClusterBackwardConfig
+from .grid import SplitConfig
 from .registers import registers_needed
 
 
@@ -120,6 +126,10 @@ def grid_ctas(config, NH: int, B: int) -> int:
 
 def estimated_ms(config, NH: int, B: int, limits: DeviceLimits, T: int = 1024) -> float:
     """The model's time of one kernel over T steps, in milliseconds."""
+    if isinstance(config, ClusterConfig):
+        return T * config.call_cycles(B, NH, clusters_at_once(config, limits)) / (limits.clock_mhz * 1e3)
+    if isinstance(config, ClusterBackwardConfig):
+        return T * cluster_backward_cycles(config, NH, B, limits) / (limits.clock_mhz * 1e3)
     split = isinstance(config, SplitConfig)
     waves = 1 if split else math.ceil(grid_ctas(config, NH, B) / (limits.sm_count * resident_ctas(config, limits)))
     return waves * T * step_cycles(config, NH, B, limits) / (limits.clock_mhz * 1e3)
@@ -129,3 +139,17 @@ def rank(configs, NH: int, B: int, limits: DeviceLimits) -> list:
     """The configurations, fastest first by the model; among equals the deeper ring
     (more slack for the memory latency), then fewer threads."""
     return sorted(configs, key=lambda c: (estimated_ms(c, NH, B, limits), -c.depth, c.threads, c.name_expression))
+
+
+def cluster_backward_cycles(config: ClusterBackwardConfig, NH: int, B: int, limits: DeviceLimits) -> float:
+    """A step of the cluster backward, roughly: the product dh = R^T drec on the tensor cores
+    (R^T from shared memory where not in registers), the cell's backward, the partial sums
+    pushed to their owners and the cluster's barrier; waves of clusters past what the GPU
+    holds at once. Not fitted to measurements: it orders shapes, it does not predict times."""
+    G = get_cell(config.cell).gates_r
+    k_tiles = G * config.ROWS // 16
+    product = config.blocks_per_warp * k_tiles * (FORWARD.mma + (0 if config.reg_blocks else BACKWARD.ldmatrix))
+    chain = product + BACKWARD.pointwise * POINTWISE_WEIGHT[config.cell] + 1300  # the cluster barrier and DSMEM
+    clusters = NH * math.ceil(B / config.batch_tile)
+    waves = math.ceil(clusters / max(1, limits.sm_count // config.parts))
+    return waves * chain

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import functools
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from .compile import KERNELS, compile_kernel
+from .compile import compile_kernel
 
 
 def device_arch(device: torch.device) -> str:
     major, minor = torch.cuda.get_device_capability(device)
     return f"sm_{major}{minor}"
-
-
-def gpu_name(device: torch.device) -> str:
-    """The GPU's name, as the tune cache keys its winners."""
-    return _gpu_name(device.index if device.index is not None else torch.cuda.current_device())
-
-
-@functools.lru_cache(maxsize=None)
-def _gpu_name(index: int) -> str:  # memoised: asked on every call of the backend
-    return torch.cuda.get_device_name(index)
 
 
 @functools.lru_cache(maxsize=None)
@@ -35,9 +27,9 @@ def _cuda_device(index: int):
 
 
 @functools.lru_cache(maxsize=None)
-def load_kernel(name_expression: str, device_index: int, dynamic_smem: int, large_clusters: bool = False,
-                source: str = KERNELS):
-    """The kernel of csrc/`source`, compiled (or taken from the disk cache) and loaded
+def load_kernel(name_expression: str, source: Path, device_index: int, dynamic_smem: int,
+                large_clusters: bool = False):
+    """The kernel of the translation unit `source`, compiled (or taken from the disk cache) and loaded
     on the device, allowed `dynamic_smem` bytes of dynamic shared memory and, with
     `large_clusters`, clusters of more than the 8 CTAs every GPU with clusters supports."""
     from cuda.bindings import driver
@@ -61,7 +53,7 @@ def load_kernel(name_expression: str, device_index: int, dynamic_smem: int, larg
 
 
 @functools.lru_cache(maxsize=64)
-def _stream(handle: int, device_index: int):
+def torch_stream(handle: int, device_index: int):
     """torch's stream as a cuda.core Stream. Handle 0 is torch's default stream,
     the legacy default stream (cuda.core would not take 0 for it)."""
     from cuda.core import LEGACY_DEFAULT_STREAM, Device
@@ -75,8 +67,8 @@ def pointer(tensor: torch.Tensor | None) -> np.uint64:
     return np.uint64(0 if tensor is None else tensor.data_ptr())
 
 
-def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, device: torch.device, *args,
-           cooperative: bool = False, cluster: int | None = None, source: str = KERNELS):
+def launch(name_expression: str, source: Path, grid: tuple, block: int, dynamic_smem: int, device: torch.device,
+           *args, cooperative: bool = False, cluster: int | None = None):
     """Run the kernel on torch's current stream of `device`. Tensors are passed
     as pointers, Python ints as 32-bit ints. A cooperative launch guarantees
     that all CTAs are resident at once (or fails), as a grid barrier needs.
@@ -86,8 +78,8 @@ def launch(name_expression: str, grid: tuple, block: int, dynamic_smem: int, dev
     from cuda.core import launch as cuda_launch
 
     index = device.index if device.index is not None else torch.cuda.current_device()
-    kernel = load_kernel(name_expression, index, dynamic_smem, bool(cluster and cluster > 8), source)
-    stream = _stream(torch.cuda.current_stream(index).cuda_stream, index)
+    kernel = load_kernel(name_expression, source, index, dynamic_smem, bool(cluster and cluster > 8))
+    stream = torch_stream(torch.cuda.current_stream(index).cuda_stream, index)
     converted = [pointer(a) if a is None or isinstance(a, torch.Tensor) else np.int32(a) for a in args]
     config = LaunchConfig(grid=grid, cluster=(cluster, 1, 1) if cluster else None, block=block,
                           shmem_size=dynamic_smem, is_cooperative=cooperative)

@@ -1,0 +1,58 @@
+"""The `cuda_fused` backend: persistent CUDA kernels compiled at run time by
+NVRTC (csrc/, runtime/), R on chip for the whole sequence, tensor-core MMA.
+A call is planned (plan.py, the only code that chooses) and the plan is run
+(launchers.py)."""
+from __future__ import annotations
+
+import torch
+
+from ....problem import Problem
+from ... import outputs
+from ...custom_op import define_recurrence_ops
+from ...registry import Backend, register
+from ..cxx import STORAGE_TYPES
+from ..runtime.device import DeviceLimits, device_limits
+from ..runtime.toolchain import available, check_device
+from . import launchers
+from .plan import plan, why_no_plan
+
+
+def supports(problem: Problem):
+    why = check_device(problem)
+    if why:
+        return False, why
+    if problem.dtype not in STORAGE_TYPES:
+        return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
+    why = why_no_plan(problem, constant_limits(problem.device.index))
+    return not why, why
+
+
+@torch.compiler.assume_constant_result  # rnn() asks under torch.compile: a constant of the trace
+def constant_limits(index) -> DeviceLimits:
+    return device_limits(index)
+
+
+def problem_of(x, lengths, cell: str, needs_grad: bool) -> Problem:
+    from ....cells import get_cell
+
+    B, T, _, NH, DH = x.shape
+    return Problem(cell=get_cell(cell), batch=B, steps=T, heads=NH, head_dim=DH, dtype=x.dtype, device=x.device,
+                   has_lengths=lengths is not None, needs_grad=needs_grad)
+
+
+def _forward(x, R, b, states, lengths, cell, need_saved):
+    chosen = plan(problem_of(x, lengths, cell, need_saved), device_limits(x.device.index), "forward")
+    return launchers.forward(chosen, x, R, b, states, lengths, cell, need_saved)
+
+
+def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
+    chosen = plan(problem_of(x, lengths, cell, True), device_limits(x.device.index), "backward")
+    return launchers.backward(chosen, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+
+
+CUDA_FUSED = register(
+    Backend(
+        name="cuda_fused", priority=30, available=available, supports=supports,
+        run=define_recurrence_ops("cuda_fused", _forward, _backward, outputs.saved_states_like),
+    )
+)

@@ -1,0 +1,111 @@
+"""Run a Plan: the buffers around each kernel family's launch, the launch
+arguments from the kernel's contract (cxx.Kernel), and the dR / db
+reductions after the backward. No choices: what runs is the plan's.
+
+Inputs are contiguous, `lengths` int64 or None (forward_inputs does both)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ....cells import get_cell
+from ... import outputs
+from ...weight_gradient import bias_gradient, previous_states, recurrent_weight_gradient
+from ..runtime.launch import launch
+from .cluster import SPREAD_CELLS, ClusterConfig
+from .cluster_backward import BATCH_TILE as CLUSTER_BACKWARD_TILE
+from .cluster_backward import ClusterBackwardConfig
+from .grid import SplitConfig
+from .plan import Plan
+
+
+def contiguous_inputs(x, R, b, states, lengths):
+    lengths = None if lengths is None else lengths.to(device=x.device, dtype=torch.int64).contiguous()
+    return x.contiguous(), R.contiguous(), b.contiguous(), states.contiguous(), lengths
+
+
+def run_kernel(config, grid, x, cooperative: bool = False, cluster: int | None = None, **arguments):
+    launch(config.name_expression, config.source, grid, config.threads, config.shared_memory, x.device,
+           *config.kernel.arguments(**arguments), cooperative=cooperative, cluster=cluster)
+
+
+def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool):
+    """y, the final states and the states saved for the backward."""
+    if plan.direction != "forward":
+        raise ValueError(f"forward needs a forward plan, got {plan}")
+    x, R, b, states, lengths = contiguous_inputs(x, R, b, states, lengths)
+    config = plan.config
+    B, T, _, NH, DH = x.shape
+    y = outputs.empty((B, T, NH, DH), like=x)
+    final = outputs.empty(states.shape, like=states)
+    saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
+    common = dict(x=x, b=b, states=states, lengths=lengths, y=y, final=final, B=B, T=T, NH=NH, DH=DH,
+                  saved=saved if need_saved and get_cell(cell).num_states > 1 else None)
+    if isinstance(config, ClusterConfig):
+        if config.reg_tiles and DH % 2:  # register fragments load R a pair of columns (one word) at a time
+            R = torch.nn.functional.pad(R, (0, 1, 0, 1))
+        sequences = config.cluster_sequences
+        if sequences != config.batch_tile and not config.options & SPREAD_CELLS:
+            raise ValueError(f"{config}: a cluster runs fewer sequences than its batch tile only with SPREAD_CELLS")
+        if sequences > config.most_sequences:
+            raise ValueError(f"{config}: sequences={sequences} > {config.most_sequences}, the most its kernel holds")
+        run_kernel(config, (NH, math.ceil(B / sequences), 1), x, cluster=config.parts, R=R, ldr=R.shape[-1],
+                   sequences=sequences, **common)
+    elif isinstance(config, SplitConfig):
+        tiles = math.ceil(B / config.batch_tile)
+        exchange = torch.empty((2, B, NH, DH), dtype=x.dtype, device=x.device)
+        run_kernel(config, (NH * config.parts, tiles, 1), x, cooperative=True, R=R, exchange=exchange,
+                   arrivals=arrival_flags(tiles, NH, config.parts, x.device), **common)
+    else:
+        run_kernel(config, (NH, math.ceil(B / config.batch_tile), 1), x, R=R, **common)
+    return y, final, saved
+
+
+def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str):
+    """dx, dR, db and the gradient of the initial states."""
+    if plan.direction != "backward":
+        raise ValueError(f"backward needs a backward plan, got {plan}")
+    x, R, b, states, lengths = contiguous_inputs(x, R, b, states, lengths)
+    dy, dfinal = dy.contiguous().to(x.dtype), dfinal.contiguous().to(x.dtype)
+    config, spec = plan.config, get_cell(cell)
+    B, T, _, NH, DH = x.shape
+    dx = outputs.empty(x.shape, like=x)
+    dstates = outputs.empty(states.shape, like=states)
+    common = dict(x=x, R=R, b=b, states=states, lengths=lengths, y=y, saved=saved, dy=dy, dfinal=dfinal, dx=dx,
+                  dstates=dstates, B=B, T=T, NH=NH, DH=DH)
+    h_prev = None
+    if isinstance(config, ClusterBackwardConfig):
+        tiles = math.ceil(B / CLUSTER_BACKWARD_TILE)
+        h_prev = previous_states(states, y)  # the recompute of R h and dR both read it
+        drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
+        db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
+        run_kernel(config, (NH, tiles, 1), x, cluster=config.parts, rh=recurrent_preactivations(R, h_prev),
+                   drec=drec, db_partial=db_partial, **common)
+    else:
+        tiles = math.ceil(B / config.batch_tile)
+        drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
+        db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
+        if isinstance(config, SplitConfig):
+            h_prev = previous_states(states, y)
+            partials = torch.empty((2, config.parts, B, NH, config.DHP), dtype=torch.float32, device=x.device)
+            run_kernel(config, (NH * config.parts, tiles, 1), x, cooperative=True, drec=drec, db_partial=db_partial,
+                       partials=partials, arrivals=arrival_flags(tiles, NH, config.parts, x.device), **common)
+        else:
+            run_kernel(config, (NH, tiles, 1), x, drec=drec, db_partial=db_partial, **common)
+    dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype, h_prev)
+    return dx, dR, bias_gradient(db_partial, b.dtype), dstates
+
+
+def arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
+    """One flag a CTA, each on its own 128-byte line (csrc/grid_barrier.cuh), zeroed."""
+    return torch.zeros((tiles, NH, parts, 32), dtype=torch.int32, device=device)
+
+
+def recurrent_preactivations(R: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
+    """R h_{t-1} of every step as the forward's product saw it, fp32: [NH, B * T, G * DH]
+    (the layout of drec), from h_prev [NH, B * T, DH] (weight_gradient.previous_states).
+    One batched GEMM with fp32 accumulation and output."""
+    G, NH, DH, _ = R.shape
+    weights = R.permute(1, 3, 0, 2).reshape(NH, DH, G * DH)  # [n, k, g * DH + i] = R[g, n, i, k]
+    return torch.bmm(h_prev, weights, out_dtype=torch.float32)

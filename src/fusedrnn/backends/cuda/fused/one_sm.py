@@ -1,0 +1,144 @@
+"""Heads on one SM: the kernel instantiations (csrc/one_sm.cu) that run one
+head and batch tile a CTA with all of R on chip, their shared-memory budget,
+and the rule that picks one for a call where no tuned winner exists."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ....cells import get_cell
+from ..cxx import STORAGE_TYPES, Kernel
+from ..runtime.device import DeviceLimits
+
+SOURCE = Path(__file__).parent / "csrc" / "one_sm.cu"
+FORWARD_KERNEL = Kernel(
+    "fused_forward_kernel", ("cell", "dtype", "DHP", "NT", "WN", "depth", "vec", "r_in_registers", "fast_math"),
+    pointers=("x", "R", "b", "states", "lengths", "y", "final", "saved"), ints=("B", "T", "NH", "DH"))
+BACKWARD_KERNEL = Kernel(
+    "fused_backward_kernel", ("cell", "dtype", "DHP", "NT", "WN", "depth", "vec", "fast_math"),
+    pointers=("x", "R", "b", "states", "lengths", "y", "saved", "dy", "dfinal", "dx", "drec", "db_partial",
+              "dstates"), ints=("B", "T", "NH", "DH"))
+
+
+def ring_bytes(rows: int, DHP: int, itemsize: int, BT: int, depth: int) -> int:
+    """Shared memory of a StepRing (csrc/ring.cuh) of `rows` rows a sequence."""
+    pad = 16 // itemsize
+    row_stride = rows * (DHP + pad) + (pad if rows > 1 else 0)
+    return depth * BT * row_stride * itemsize
+
+
+@dataclass(frozen=True)
+class FusedConfig:
+    """One kernel instantiation: the head dim padded to 16 (DHP), NT column tiles
+    of 8 per warp, WN warps along the batch (so BT = 8 * NT * WN sequences per
+    CTA), the depth of the cp.async rings that stage each step's inputs, and
+    whether the forward keeps its fragments of R in registers. The head dim
+    itself, B and T are kernel arguments."""
+    source = SOURCE  # a class attribute, not a field
+    cell: str
+    dtype: torch.dtype
+    DHP: int
+    backward: bool
+    NT: int = 1
+    WN: int = 2
+    depth: int = 4
+    vec: int = 8  # elements of a row copied at once: the largest of 8, 4, 2, 1 dividing DH
+    r_in_registers: bool = False
+    fast_math: bool = False
+
+    @property
+    def batch_tile(self) -> int:
+        return 8 * self.NT * self.WN
+
+    @property
+    def threads(self) -> int:
+        return 32 * self.DHP // 16 * self.WN
+
+    @property
+    def shared_memory(self) -> int:
+        """Dynamic shared memory bytes, as the kernels carve it up."""
+        spec, size, DHP, BT = get_cell(self.cell), self.dtype.itemsize, self.DHP, self.batch_tile
+        pad = 16 // size
+        total = spec.gates_r * DHP * (DHP + pad) * size  # R
+        total += ring_bytes(spec.gates_x, DHP, size, BT, self.depth)  # x
+        if not self.backward:
+            return total + 2 * BT * (DHP + pad) * size  # h, double-buffered
+        total += 2 * BT * (spec.gates_r * DHP + pad) * size  # drec, double-buffered
+        total += 2 * ring_bytes(1, DHP, size, BT, self.depth)  # h_{t-1} and dy
+        return total + ring_bytes(max(spec.num_states - 1, 1), DHP, 4, BT, self.depth)  # saved states, fp32
+
+    @property
+    def static_shared_memory(self) -> int:
+        return 4 * self.WN * 4 * self.DHP if self.backward else 0
+
+    @property
+    def kernel(self) -> Kernel:
+        return BACKWARD_KERNEL if self.backward else FORWARD_KERNEL
+
+    @property
+    def name_expression(self) -> str:
+        return self.kernel.name_expression(self)
+
+    def fits(self, device: DeviceLimits) -> bool:
+        return (self.threads <= device.max_threads_per_block
+                and self.shared_memory + self.static_shared_memory <= device.shared_memory_per_block)
+
+
+def padded_head_dim(DH: int) -> int:
+    return -(-DH // 16) * 16
+
+
+def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, NH: int,
+                device: DeviceLimits) -> FusedConfig:
+    """The rule's instantiation for a call (the planner's, where no tuned winner exists):
+    batch tiles of 8 (one warp along the batch) while the CTAs fit the GPU in one wave,
+    else 16; then the deepest input ring that fits. A new B (or any T) reuses a
+    compiled kernel."""
+    DHP = padded_head_dim(DH)
+    sm_count = device.sm_count
+    gates = get_cell(cell).gates_r
+    tensor_cores = dtype != torch.float32
+    # Measured on the H100 (docs/perf-notes.md, scripts/cuda_variants.py): at B=16 tiles of
+    # 8 beat 16 everywhere (64x12: 0.57 vs 0.74 ms forward, 2.35 vs 3.57 fwd+bwd): the
+    # step is latency-bound, so fewer warps a CTA and twice the CTAs win. Past one wave
+    # the wider tile halves the waves. Heads over 128 (over 512 threads a CTA, whose
+    # register budget would spill) always take the narrow tile.
+    narrow = B <= 8 or NH * math.ceil(B / 8) <= sm_count or DHP > 128 or (backward and DHP > 96)
+    shapes = [(1, 4), (1, 3), (1, 2)] if narrow else [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
+    # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: when they fit the
+    # register budget beside ~96 others (DH=128 holding them beat reading R from shared memory
+    # every step: 0.87 vs 2.18 ms forward at 128x6)
+    r_registers = 4 * gates * DHP // 16
+    config = None
+    for WN, depth in shapes:
+        threads = 32 * DHP // 16 * WN
+        # the rest of the forward takes ~96 registers, ~128 with two warps along the batch
+        in_registers = (tensor_cores and not backward and DHP <= 128
+                        and r_registers + 96 + 32 * (WN - 1) <= min(255, 65536 // threads))
+        config = FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
+                             vec=math.gcd(DH, 8), r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
+        if config.fits(device):
+            break
+    return config
+
+
+def fits_one_sm(cell: str, dtype: torch.dtype, DH: int, B: int, device: DeviceLimits) -> bool:
+    """Whether a head runs on one SM: the backward, the larger kernel, fits there."""
+    return not why_not_one_sm(cell, dtype, DH, B, device)
+
+
+def why_not_one_sm(cell: str, dtype: torch.dtype, DH: int, B: int, device: DeviceLimits) -> str:
+    """Why no single-SM instantiation serves this call ('' when one does)."""
+    if dtype not in STORAGE_TYPES:
+        return f"dtype {dtype} not supported (float16, bfloat16, float32)"
+    config = rule_config(cell, dtype, DH, B, True, 1, device)
+    if config.threads > device.max_threads_per_block:
+        return f"head dim DH={DH} needs {config.threads} threads a block (max {device.max_threads_per_block})"
+    need = config.shared_memory + config.static_shared_memory
+    if need > device.shared_memory_per_block:
+        return (f"R of one head and its tiles need {need // 1024} KiB of shared memory in {dtype} at DH={DH}, "
+                f"over the {device.shared_memory_per_block // 1024} KiB a block of {device.name}")
+    return ""

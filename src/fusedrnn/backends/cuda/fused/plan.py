@@ -1,0 +1,194 @@
+"""The one planner of `cuda_fused`: what runs a call, forward or backward, on
+a device, as an immutable Plan. Nothing else chooses: the launchers run the
+plan they are given, the tuner times plans of the space this planner picks
+from (space.py) and the winner it caches is the plan of the next call.
+
+The plan is the tuned winner for the call's shape on this GPU where one is
+cached and can run the call; otherwise the rules below, measured on the H100
+(docs/perf-notes.md):
+  forward:  a head that fits one SM runs there (one_sm.rule_config); a larger
+            head runs on a thread-block cluster on Hopper and later where one
+            holds it, compiles without local memory with the NVRTC in use, and
+            the sequence has CLUSTER_MIN_STEPS steps or more; else on the
+            cooperative grid.
+  backward: a cluster where choose_cluster_backward plans one (half types;
+            heads over one SM, and LSTM-sized heads from 64 that fit one, where
+            that measured faster); else one SM where the head fits; else the grid.
+`strategy` narrows the choice to one kernel family (tests, probes, `fusedrnn
+bench --plan`): the rule's pick within it, or a ValueError saying why none.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ....problem import Problem
+from ..runtime.device import DeviceLimits
+from . import tuned
+from .cluster import ClusterConfig, choose_cluster, clusters_at_once, fit_to_compiler
+from .cluster_backward import ClusterBackwardConfig, choose_cluster_backward, cluster_backward_configs
+from .grid import MAX_HEAD_DIM, SplitConfig, rule_split, split_head_dim
+from .one_sm import FusedConfig, fits_one_sm, padded_head_dim, rule_config, why_not_one_sm
+
+DIRECTIONS = ("forward", "backward")
+STRATEGIES = ("one_sm", "grid", "cluster")
+# the rules run sequences shorter than this on the grid: a cluster holds a head on fewer SMs, so each
+# loads more of R before the first step (768x1, one step from a CUDA graph on the H100: 23.4 us on
+# the cluster, 14.6 on the grid), which its faster steps (0.6 us a step) repay after ~15 steps
+CLUSTER_MIN_STEPS = 16
+
+
+def strategy_of(config) -> str:
+    if isinstance(config, FusedConfig):
+        return "one_sm"
+    if isinstance(config, SplitConfig):
+        return "grid"
+    if isinstance(config, (ClusterConfig, ClusterBackwardConfig)):
+        return "cluster"
+    raise TypeError(f"not a cuda_fused kernel configuration: {config!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One kernel instantiation and its launch shape for one direction of a call.
+    `why` says where it came from (the tuned winner, a rule); it is not part of
+    the plan's identity."""
+    direction: str
+    config: FusedConfig | SplitConfig | ClusterConfig | ClusterBackwardConfig
+    why: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"direction: expected one of {DIRECTIONS}, got {self.direction!r}")
+        if self.config.backward != (self.direction == "backward"):
+            raise ValueError(f"a {'backward' if self.config.backward else 'forward'} kernel cannot run the "
+                             f"{self.direction}: {self.config.name_expression}")
+
+    @property
+    def strategy(self) -> str:
+        return strategy_of(self.config)
+
+    @property
+    def name_expression(self) -> str:
+        return self.config.name_expression
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.strategy}: {self.config.name_expression}" + (f" ({self.why})" if self.why else "")
+
+
+def plan(problem: Problem, device: DeviceLimits, direction: str, *, strategy: str | None = None) -> Plan:
+    """The plan that runs `problem`'s `direction` on `device` (see the module's docstring)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction: expected one of {DIRECTIONS}, got {direction!r}")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError(f"strategy: expected one of {STRATEGIES} or None, got {strategy!r}")
+    cell, DH, NH, B = problem.cell.name, problem.head_dim, problem.heads, problem.batch
+    if strategy is None:
+        winner = tuned.lookup(tuned.cache_key(device.name, cell, problem.dtype, DH, NH, B, direction == "backward"))
+        runnable = admissible(winner, problem, device, direction)
+        if runnable is not None:
+            return Plan(direction, runnable, "tuned winner")
+    return rule_plan(cell, problem.dtype, DH, NH, B, problem.steps >= CLUSTER_MIN_STEPS, device, direction, strategy)
+
+
+def why_no_plan(problem: Problem, device: DeviceLimits) -> str:
+    """Why no plan runs the call on the device ('' when every direction it needs has one).
+    Pure Python, so torch.compile can trace it: the rules' last resort, one SM or the
+    grid, exists exactly when any plan does."""
+    cell, dtype, DH, NH, B = problem.cell.name, problem.dtype, problem.head_dim, problem.heads, problem.batch
+    if DH > MAX_HEAD_DIM:
+        return f"DH={DH} over {MAX_HEAD_DIM}, the largest head the kernels are written for"
+    reason = why_not_one_sm(cell, dtype, DH, B, device)
+    if not reason:
+        return ""
+    for backward in (False, True) if problem.needs_grad else (False,):
+        if rule_split(cell, dtype, DH, B, NH, backward, device) is None:
+            return (f"{reason}; split over CTAs ({'backward' if backward else 'forward'}), it needs more shared "
+                    f"memory or SMs than {device.sm_count}")
+    return ""
+
+
+def admissible(config, problem: Problem, device: DeviceLimits, direction: str):
+    """`config` (a tuned winner) fitted to this call where it can run it on `device`, else None:
+    the call's cell, dtype and padded head dim, the direction, a row-copy width dividing DH,
+    and within the device's limits."""
+    if config is None or config.cell != problem.cell.name or config.dtype != problem.dtype:
+        return None
+    DH, NH, B = problem.head_dim, problem.heads, problem.batch
+    if config.backward != (direction == "backward") or DH % config.vec:
+        return None
+    if isinstance(config, FusedConfig):
+        ok = (config.DHP == padded_head_dim(DH) and config.fits(device)
+              and fits_one_sm(config.cell, config.dtype, DH, B, device))
+        return config if ok else None
+    if config.DHP != split_head_dim(DH) or DH > MAX_HEAD_DIM:
+        return None
+    if isinstance(config, SplitConfig):
+        return config if config.fits(NH, B, device) else None
+    if device.capability < (9, 0) or config.parts > device.max_cluster_size_non_portable:
+        return None
+    if isinstance(config, ClusterConfig):
+        return config.with_sequences(B, NH, clusters_at_once(config, device)) if clusters_at_once(config, device) else None
+    return config if clusters_at_once(config, device) else None
+
+
+@functools.lru_cache(maxsize=4096)  # asked on every call: the rules cost ~0.5 ms for a cluster
+def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enough: bool, device: DeviceLimits,
+              direction: str, strategy: str | None) -> Plan:
+    """The rules' plan (module docstring); `long_enough`: T >= CLUSTER_MIN_STEPS."""
+    one_sm = fits_one_sm(cell, dtype, DH, B, device)
+    forced = strategy is not None
+    if direction == "forward":
+        if one_sm and strategy in (None, "one_sm"):
+            return Plan(direction, rule_config(cell, dtype, DH, B, False, NH, device), "rule: the head fits one SM")
+        if strategy == "one_sm":
+            raise ValueError(f"strategy='one_sm': {why_not_one_sm(cell, dtype, DH, B, device)}")
+        if strategy in (None, "cluster") and (long_enough or forced):
+            bucket = 1 << (B - 1).bit_length()  # one kernel a power-of-two batch bucket
+            config, why = cluster_or_why(choose_cluster(cell, dtype, DH, bucket, NH, device), device, forced)
+            if config is not None:
+                config = config.with_sequences(B, NH, clusters_at_once(config, device))
+                return Plan(direction, config, "rule: a cluster holds the head")
+            if forced:
+                raise ValueError(f"strategy='cluster' (forward): {why}")
+    else:
+        if strategy in (None, "cluster"):
+            chosen = choose_cluster_backward(cell, dtype, DH, B, NH, device)
+            if chosen is None and forced:  # any cluster that holds the head, most CTAs first
+                chosen = next(iter(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8),
+                                                            device.shared_memory_per_block)), None)
+            config, why = cluster_or_why(chosen, device, forced) if long_enough or forced else (None, "")
+            if config is not None:
+                return Plan(direction, config, "rule: a cluster backward is planned")
+            if forced:
+                raise ValueError(f"strategy='cluster' (backward): {why or 'no cluster backward holds the head'}")
+        if one_sm and strategy in (None, "one_sm"):
+            return Plan(direction, rule_config(cell, dtype, DH, B, True, NH, device), "rule: the head fits one SM")
+        if strategy == "one_sm":
+            raise ValueError(f"strategy='one_sm': {why_not_one_sm(cell, dtype, DH, B, device)}")
+    config = rule_split(cell, dtype, DH, B, NH, direction == "backward", device)
+    if config is None:
+        raise ValueError(f"cuda_fused has no plan for the {direction} of cell={cell!r} dtype={dtype} DH={DH} NH={NH} "
+                         f"B={B} on {device.name}: the head needs more shared memory or SMs than it has"
+                         f" (or DH over {MAX_HEAD_DIM})")
+    return Plan(direction, config, "rule: the cooperative grid")
+
+
+def cluster_or_why(config, device: DeviceLimits, forced: bool):
+    """(the cluster config as the NVRTC in use compiles it without local memory, '') where one
+    cluster of it can run on the device; else (None, why). Forced, a config that needs local
+    memory runs as it is (slower, but what was asked for)."""
+    if config is None:
+        return None, "no cluster of at most 16 CTAs holds the head"
+    if device.capability < (9, 0):
+        return None, f"compute capability {device.capability} < (9, 0)"
+    fitted = fit_to_compiler(config, device)
+    if fitted is None and not forced:
+        return None, f"{config.name_expression} needs local memory with this NVRTC"
+    config = fitted or config
+    if device.index is not None and clusters_at_once(config, device) < 1:
+        return None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
+    return config, ""

@@ -1,0 +1,50 @@
+"""The Triton kernels run with plans the caller gives, not the ones the backend's
+ops plan: for tests, probes and scripts that run variants (variants.py) or
+hand-made plans (dataclasses.replace of a planned one) side by side in one process.
+
+  forward_plan, backward_plan = variant_plans(x, cell, lengths, "stacked")
+  y, final = run_with_plans(x, R, b, states, lengths, cell, forward_plan, backward_plan)
+
+Eager autograd around the very launchers the ops call (launch.py), without the
+custom ops: torch.library ops have one fixed signature per backend, and a plan
+is no op argument. Inputs are taken as `fusedrnn.rnn` passes them to a backend
+(validated, states given, no autocast).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import launch
+from .plan import TritonPlan, plan, problem_of
+
+
+def variant_plans(x, cell: str, lengths, variant: str) -> tuple[TritonPlan, TritonPlan]:
+    """The forward and backward plans of a training call like `x` run as `variant`."""
+    problem = problem_of(x, cell, lengths, needs_grad=True)
+    return plan(problem, backward=False, variant=variant), plan(problem, backward=True, variant=variant)
+
+
+def run_with_plans(x, R, b, states, lengths, cell: str, forward_plan: TritonPlan, backward_plan: TritonPlan):
+    """(y, final) of the recurrence, differentiable once, the forward run as `forward_plan`
+    and the backward as `backward_plan`."""
+    if forward_plan.products != backward_plan.products:  # the backward reads what the forward saved
+        raise ValueError(f"the plans save and read different products: {forward_plan.products!r} "
+                         f"and {backward_plan.products!r}")
+    # decided out here: inside an autograd.Function's forward, grad mode is always off
+    need_saved = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
+    return _Recurrence.apply(x, R, b, states, lengths, cell, need_saved, forward_plan, backward_plan)
+
+
+class _Recurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, R, b, states, lengths, cell, need_saved, forward_plan, backward_plan):
+        y, final, saved = launch.forward(x, R, b, states, lengths, cell, need_saved, forward_plan)
+        ctx.save_for_backward(x, R, b, states, lengths, y, final, saved)
+        ctx.cell, ctx.backward_plan = cell, backward_plan
+        return y, final
+
+    @staticmethod
+    def backward(ctx, dy, dfinal):  # zeros, not None, for an unused output (materialize_grads)
+        x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
+        grads = launch.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell, ctx.backward_plan)
+        return (*grads, None, None, None, None, None)

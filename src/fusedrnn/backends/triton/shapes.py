@@ -1,0 +1,7 @@
+"""The head dim the Triton kernels work in, shared by the package's supports() and the
+host side (launch, saved, compile_check). Imports no triton, and nothing of the package."""
+
+
+def padded_head_dim(DH: int) -> int:
+    """DH rounded up to a power of two (tl.arange needs one), at least 16 (tl.dot's minimum)."""
+    return max(16, 1 << (DH - 1).bit_length())
