@@ -16,46 +16,26 @@ GEMM (64x12: ~2-3 us; 768x1 reads 4.7 MB of R from L2 a step: ~3-4 us) and
 the pointwise (~1.5 us: one memory round trip). About 4.5-6 ms forward at
 64x12 and 5.5-7 ms at 768x1; forward+backward about 2.2x that.
 
-FUSEDRNN_ALTERNATING_GRAPHS=0 runs the same loop launch by launch (debugging).
+What runs is plan.py's AlternatingPlan: GEMM result type, graphs or launches.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 
 import torch
 
 from ....cells import get_cell
 from ... import outputs
 from ...weight_gradient import bias_gradient, recurrent_weight_gradient
+from .plan import AlternatingPlan
+from .plan import plan as planned
 from .pointwise import Call, NvrtcPointwise
 from .workspace import DONE, Shape, chunk_plan, chunk_sizes, workspace
 
 
 def _pointwise(pointwise):
     return NvrtcPointwise() if pointwise is None else pointwise
-
-
-@functools.lru_cache(maxsize=None)
-def _fp32_products_supported(device: torch.device) -> bool:
-    """Whether torch asks cuBLAS for an fp32 result from half inputs (bmm's out_dtype, torch >= 2.8)."""
-    try:
-        a, out = (torch.ones(1, 1, 1, device=device, dtype=d) for d in (torch.bfloat16, torch.float32))
-        torch.bmm(a, a, torch.float32, out=out)  # no .item(): the first call may be inside a capture
-        return True
-    except (TypeError, RuntimeError, NotImplementedError):
-        return False
-
-
-def product_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """fp32 GEMM results (as cuda_fused keeps its accumulators), unless torch cannot or
-    FUSEDRNN_ALTERNATING_PRODUCT=storage asks for the storage type."""
-    if dtype == torch.float32:
-        return dtype
-    if os.environ.get("FUSEDRNN_ALTERNATING_PRODUCT") == "storage" or not _fp32_products_supported(device):
-        return dtype
-    return torch.float32
 
 
 def _product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
@@ -99,8 +79,8 @@ def _backward_chunk(ws, pointwise, chunk: int) -> None:
     _advance(ws, chunk)
 
 
-def _graphs_enabled(device: torch.device) -> bool:
-    return (device.type == "cuda" and os.environ.get("FUSEDRNN_ALTERNATING_GRAPHS", "1") != "0"
+def _graphs_enabled(device: torch.device, graphs: bool) -> bool:
+    return (device.type == "cuda" and graphs
             and not torch.cuda.is_current_stream_capturing())  # inside a caller's capture: launch into it
 
 
@@ -109,13 +89,13 @@ def _capture_stream(device: torch.device):
     return torch.cuda.Stream(device)
 
 
-def run_steps(ws, T: int, pointwise, run_chunk) -> None:
+def run_steps(ws, T: int, pointwise, run_chunk, graphs: bool = True) -> None:
     """All T steps as chunks: replayed graphs, or launches where graphs are off.
     A workspace's first call launches its steps one by one on the capture stream
     (loading the kernels and setting cuBLAS up there), runs each GEMM shape any
     chunk size takes once, then captures one graph per chunk size for the calls after."""
     plan = chunk_plan(T, ws.capacity)
-    if not _graphs_enabled(ws.shape.device):
+    if not _graphs_enabled(ws.shape.device, graphs):
         for chunk in plan:
             run_chunk(ws, pointwise, chunk)
         return
@@ -155,10 +135,10 @@ def _capture(ws, pointwise, run_chunk, chunk: int, side):
     return graph
 
 
-def _shape(x: torch.Tensor, cell: str, backward: bool) -> Shape:
+def _shape(x: torch.Tensor, cell: str, backward: bool, product_dtype: torch.dtype) -> Shape:
     B, _, _, NH, DH = x.shape
     stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
-    return Shape(x.device, stream, backward, cell, x.dtype, product_dtype(x.dtype, x.device), B, NH, DH)
+    return Shape(x.device, stream, backward, cell, x.dtype, product_dtype, B, NH, DH)
 
 
 def _load_weights(ws, R, b, lengths, T: int) -> None:
@@ -172,12 +152,13 @@ def _load_weights(ws, R, b, lengths, T: int) -> None:
         ws.lengths.copy_(lengths)
 
 
-def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None):
+def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None, plan: AlternatingPlan | None = None):
     x, R, b, states = (t.contiguous() for t in (x, R, b, states))
+    plan = plan or planned(x.dtype, x.device)
     B, T, _, NH, DH = x.shape
     S = get_cell(cell).num_states
     pointwise = _pointwise(pointwise)
-    ws = workspace(_shape(x, cell, backward=False))
+    ws = workspace(_shape(x, cell, False, plan.product_dtype))
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
@@ -189,18 +170,20 @@ def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None):
         saved[0].copy_(states[1:])  # slot 0: the initial states 1..S-1; the steps write slots 1..T
     pointwise.set_call(ws, Call(steps=T, x=x, y=y, saved=saved if keep else None))
     with _exact_fp32():
-        run_steps(ws, T, pointwise, _forward_chunk)
+        run_steps(ws, T, pointwise, _forward_chunk, plan.graphs)
     final.copy_(ws.state)
     return y, final, saved
 
 
-def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointwise=None):
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointwise=None,
+             plan: AlternatingPlan | None = None):
     x, R, b, states, y, saved = (t.contiguous() for t in (x, R, b, states, y, saved))
+    plan = plan or planned(x.dtype, x.device)
     dy, dfinal = dy.to(x.dtype).contiguous(), dfinal.to(x.dtype).contiguous()
     B, T, _, NH, DH = x.shape
     spec = get_cell(cell)
     pointwise = _pointwise(pointwise)
-    ws = workspace(_shape(x, cell, backward=True))
+    ws = workspace(_shape(x, cell, True, plan.product_dtype))
     dx = outputs.empty(x.shape, like=x)
     drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
     dstates = outputs.empty(states.shape, like=states)
@@ -211,7 +194,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointw
                 dx=dx, drec=drec)
     pointwise.set_call(ws, call)
     with _exact_fp32():
-        run_steps(ws, T, pointwise, _backward_chunk)
+        run_steps(ws, T, pointwise, _backward_chunk, plan.graphs)
     # R^T drec of step 0 flows into the initial h, where step 0 was valid
     started = (ws.lengths > 0).view(B, 1, 1)
     dstates[0].copy_(ws.d_state[0] + torch.where(started, ws.dh.transpose(0, 1).float(), 0.0))
