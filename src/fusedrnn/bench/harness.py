@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .providers import PROVIDERS, Case, Unavailable
+from .providers import Case, Unavailable, provider_function
 
 
 @dataclass
@@ -48,7 +48,7 @@ def measure(provider: str, case: Case) -> Measurement:
     m = Measurement(provider, case.cell, str(case.dtype).replace("torch.", ""), case.B, case.T, case.NH, case.DH,
                     "fwd+bwd" if case.backward else "fwd")
     try:
-        fn = PROVIDERS[provider](case)
+        fn = provider_function(provider)(case)
         _sync(case.device)
         start = time.perf_counter()
         fn()

@@ -46,25 +46,43 @@ def _inputs(case: Case):
 
 
 def _ours(backend):
+    """fusedrnn.rnn with `backend`; a name `cuda_fused:FWD/BWD` runs the plans of those kernel
+    families (bench/planned.py) through the internal call path."""
     def make(case: Case):
-        report = fusedrnn.backends()[backend]
+        report = fusedrnn.backends()[backend.split(":")[0]]
         if not report.available:  # before allocating anything
             raise Unavailable(report.reason)
         kw = dict(device=case.device, dtype=case.dtype)
         x, R, b = _inputs(case)
+        states = torch.zeros(get_cell(case.cell).num_states, case.B, case.NH, case.DH, **kw)
+        if ":" in backend:
+            from .planned import planned_function
+
+            try:
+                run = planned_function(backend, case, x, R, b)
+            except ValueError as error:  # no plan of that family for the case
+                raise Unavailable(str(error)) from None
+        else:
+            def run(*inputs, cell, lengths=None):
+                return fusedrnn.rnn(*inputs, cell=cell, backend=backend, lengths=lengths)
         if not case.backward:
             def fwd():
                 with torch.no_grad():
-                    return fusedrnn.rnn(x, R, b, cell=case.cell, backend=backend)
+                    return run(x, R, b, states, cell=case.cell)
             return fwd
         leaves = [t.requires_grad_() for t in (x, R, b)]
         dy = torch.randn(case.B, case.T, case.NH, case.DH, **kw)
 
         def fwd_bwd():
-            y, _ = fusedrnn.rnn(*leaves, cell=case.cell, backend=backend)
+            y, _ = run(*leaves, states, cell=case.cell)
             return torch.autograd.grad(y, leaves, dy)
         return fwd_bwd
     return make
+
+
+def provider_function(name: str):
+    """What makes the run function of provider `name`: one of PROVIDERS, or cuda_fused:FWD/BWD."""
+    return _ours(name) if name.startswith("cuda_fused:") else PROVIDERS[name]
 
 
 TORCH_MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}
@@ -196,8 +214,8 @@ def _flashrnn(case: Case):
 def unavailable_reason(provider: str) -> str | None:
     """Why `provider` can run no case at all on this machine, or None if it may
     run some (a case can still be refused: torch.nn has no sLSTM)."""
-    if provider in fusedrnn.backends():
-        report = fusedrnn.backends()[provider]
+    if provider.split(":")[0] in fusedrnn.backends():
+        report = fusedrnn.backends()[provider.split(":")[0]]
         return None if report.available else report.reason
     if provider.startswith("cudnn"):
         return None if _has_cuda() and torch.backends.cudnn.is_available() else "cuDNN needs a CUDA GPU"

@@ -15,6 +15,7 @@ import fusedrnn
 from ..arguments import UsageError, ensure_writable_dir, head_split, positive_int
 from .auto_choice import auto_table
 from .harness import as_dict, measure
+from .planned import plan_spec
 from .providers import PROVIDERS, Case, unavailable_reason
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -74,8 +75,9 @@ def check(args) -> None:
     """What parsing cannot see: a sweep with some provider that can run here,
     and an --out that can be written (checked before the sweep, whose results
     would be lost). A UsageError if not."""
-    for name in ("providers", "cells", "dtypes", "passes", "splits"):
+    for name in ("providers", "cells", "dtypes", "passes", "splits", "plan"):
         setattr(args, name, _distinct(getattr(args, name)))
+    args.providers = _distinct(args.providers + [f"cuda_fused:{spec}" for spec in args.plan])
     reasons = {p: unavailable_reason(p) for p in args.providers}
     if all(reasons.values()):
         why = "; ".join(f"{p}: {reason}" for p, reason in reasons.items())
@@ -137,3 +139,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=positive_int, help="default: 16 (GPU), 4 (CPU)")
     parser.add_argument("--length", type=positive_int, help="default: 1024 (GPU), 64 (CPU)")
     parser.add_argument("--out", default="results", help="directory of the result files (default: results)")
+    parser.add_argument("--plan", nargs="+", default=[], type=plan_spec, metavar="FWD/BWD",
+                        help="also time cuda_fused with its planner narrowed to these kernel families, "
+                             "e.g. one_sm/cluster cluster/grid (each of one_sm, grid, cluster, auto)")
