@@ -3,7 +3,9 @@
 is spelled for NVRTC's name expressions."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -60,3 +62,14 @@ class Kernel:
     def parameter_kinds(self) -> list[str]:
         """The PTX kinds of the parameters: .u64 pointers, then .u32 ints."""
         return ["u64"] * len(self.pointers) + ["u32"] * len(self.ints)
+
+
+def struct_constants(header: Path, struct: str) -> dict[str, int]:
+    """The `static constexpr int NAME = value;` members of a C++ struct in a header, so that
+    constants both sides need are written once, in C++."""
+    text = header.read_text()
+    body = re.search(r"struct\s+" + struct + r"\s*\{(.*?)\n\};", text, re.S)
+    if body is None:
+        raise ValueError(f"no struct {struct} in {header}")
+    found = dict(re.findall(r"static\s+constexpr\s+int\s+(\w+)\s*=\s*(\d+)\s*;", body.group(1)))
+    return {name: int(value) for name, value in found.items()}

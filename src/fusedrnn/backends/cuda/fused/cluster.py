@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ....cells import get_cell
-from ..cxx import Kernel
+from ..cxx import Kernel, struct_constants
 from ..runtime.compile import compile_kernel
 from ..runtime.device import DeviceLimits
 from ..runtime.launch import load_kernel, torch_stream
@@ -31,7 +31,7 @@ from .one_sm import ring_bytes
 SOURCE = Path(__file__).parent / "csrc" / "cluster_forward.cu"
 KERNEL = Kernel("fused_cluster_forward_kernel",
                 ("cell", "dtype", "DHP", "ROWS", "KSPLIT", "NT", "depth", "vec", "reg_tiles", "fast_math", "options",
-                 "elements"),
+                 "elements", "probe_type"),
                 pointers=("x", "R", "b", "states", "lengths", "y", "final", "saved"),
                 ints=("ldr", "B", "T", "NH", "DH", "sequences"))
 
@@ -54,11 +54,14 @@ MMA_CYCLES = 6.4
 MMA_LATENCY = 33
 BARRIER_CYCLES = {True: 1150, False: 1300}  # portable cluster (<= 8 CTAs) or not
 CELL_CYCLES = 400
-# ClusterOptions bits of csrc/cluster_forward.cuh: an exchange of h by st.async and mbarriers, and the
-# timing probes that leave one part of a step out (wrong results; scripts/cluster_variants.py)
-ASYNC_PUSH, NO_PUSH, RELAXED_ARRIVE, REGISTER_TILES_ONLY, NO_PRODUCT, NO_OUTPUT, PER_SOURCE, TIMELINE = (
-    1, 2, 4, 8, 16, 32, 64, 128)
-SPREAD_CELLS = 256  # the cell on every thread (csrc/cluster_cells.cuh SpreadCells)
+# the forms of a step, ClusterOptions of csrc/cluster_options.cuh (read from there: written once): an
+# exchange of h by st.async and mbarriers, an mbarrier a sender, the cell on every thread
+OPTIONS = struct_constants(Path(__file__).parent / "csrc" / "cluster_options.cuh", "ClusterOptions")
+ASYNC_PUSH, PER_SOURCE, SPREAD_CELLS = OPTIONS["ASYNC_PUSH"], OPTIONS["PER_SOURCE"], OPTIONS["SPREAD_CELLS"]
+# the timing probes of csrc/cluster_probes.cu (their own translation unit): structs of fusedrnn::probes
+PROBES_SOURCE = Path(__file__).parent / "csrc" / "cluster_probes.cu"
+PROBES = ("NoPush", "RelaxedArrive", "NoPushRelaxedArrive", "RegisterTilesOnly", "NoProduct", "NoOutput",
+          "BarrierCellInput", "Timeline")
 # the spread form's step beside the product (cycles, fitted to the timeline probe at 768x1 and 256x3 on the H100,
 # docs/perf-notes.md): gathering R h, the barriers and the loop's top; the cell, per element a thread; the DSMEM
 # bytes of h coming into a CTA a step, at about 8 bytes a cycle
@@ -95,6 +98,8 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
     sequences: int = 0
     # spread cells a thread the kernel is built for (0: room for the whole batch tile); bounds `sequences`
     elements: int = 0
+    # a timing probe of csrc/cluster_probes.cu (PROBES; wrong results), or "" for the kernel itself
+    probe: str = ""
 
     @property
     def cluster_sequences(self) -> int:
@@ -128,8 +133,19 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         return total + 2 * 8 * barriers  # the mbarriers: one or one a sender, a buffer
 
     kernel = KERNEL  # class attributes, not fields
-    source = SOURCE
     backward = False
+
+    def __post_init__(self):
+        if self.probe and self.probe not in PROBES:
+            raise ValueError(f"probe: expected one of {PROBES} or '', got {self.probe!r}")
+
+    @property
+    def source(self) -> Path:
+        return PROBES_SOURCE if self.probe else SOURCE
+
+    @property
+    def probe_type(self) -> str:
+        return f"fusedrnn::probes::{self.probe}" if self.probe else "fusedrnn::NoProbe"
 
     @property
     def name_expression(self) -> str:

@@ -23,15 +23,15 @@
 // zero padding that is never exchanged (fewer bytes through DSMEM a step, in more clusters);
 // grid: (NH * PARTS, ceil(B / sequences)), clusters of (PARTS, 1, 1).
 //
-// OPTIONS (a bit mask of ClusterOptions; the plan picks ASYNC_PUSH | SPREAD_CELLS, with
-// PER_SOURCE where all of R sits in registers, cluster.planned_options) builds other forms of the
-// step: ASYNC_PUSH exchanges h with st.async stores that the receiving CTA's mbarriers count (no
-// cluster barrier and no MEMBAR.ALL.GPU a step); SPREAD_CELLS runs the cell on every thread; the
-// others are timing probes for scripts/cluster_variants.py and scripts/cluster_timeline.py,
-// each leaving out or stamping one part of the step (their results are wrong).
+// OPTIONS (a bit mask of ClusterOptions, cluster_options.cuh; the plan picks ASYNC_PUSH |
+// SPREAD_CELLS, with PER_SOURCE where all of R sits in registers, cluster.planned_options) builds
+// other forms of the step. Probe (NoProbe in every shipped kernel) changes nothing; the timing
+// probes of csrc/cluster_probes.cu, a translation unit of their own, leave out or stamp one part
+// of the step (their results are wrong; tools/cluster_variants.py, tools/cluster_timeline.py).
 #pragma once
 #include "cluster.cuh"
 #include "cluster_cells.cuh"
+#include "cluster_options.cuh"
 #include "cluster_weights.cuh"
 #include "elements.cuh"
 #include "recurrent_product.cuh"
@@ -39,32 +39,8 @@
 
 namespace fusedrnn {
 
-struct ClusterOptions {
-  // h_t into the other CTAs by st.async, counted by an mbarrier a buffer in each receiver, which
-  // waits for its (PARTS - 1) slices: one-way signals instead of the cluster barrier and its
-  // release fence (MEMBAR.ALL.GPU on sm_90). Correct; 16 more bytes of shared memory (the barriers).
-  static constexpr int ASYNC_PUSH = 1;
-  // timing probes (wrong results):
-  static constexpr int NO_PUSH = 2;              // no DSMEM stores of h
-  static constexpr int RELAXED_ARRIVE = 4;       // barrier.cluster.arrive.relaxed: no fence (racy)
-  static constexpr int REGISTER_TILES_ONLY = 8;  // the product over the register tiles of R only
-  static constexpr int NO_PRODUCT = 16;          // no product at all
-  static constexpr int NO_OUTPUT = 32;           // no y or saved states stored
-  // with ASYNC_PUSH: an mbarrier for each sender (16 bytes each a buffer), so that a warp's product
-  // starts on the slices of h that have come and waits for each of the others just before its first
-  // K tile
-  static constexpr int PER_SOURCE = 64;
-  // probe: lane 0 of every warp of the first batch tile's cluster stamps the SM clock at eight points
-  // of each step into `saved` ([steps][PARTS][WARPS][8] floats, cycles since the loop began) instead
-  // of the saved states (scripts/cluster_timeline.py)
-  static constexpr int TIMELINE = 128;
-  // the cell on all threads, each element's R h gathered through shared memory (SpreadCells of
-  // cluster_cells.cuh), not on the first K slice's warps in the mma layout (OwnerCells)
-  static constexpr int SPREAD_CELLS = 256;
-};
-
 template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, int REG_TILES, bool FAST,
-          int OPTIONS = 0, int SPREAD_ELEMENTS = 0>
+          int OPTIONS = 0, int SPREAD_ELEMENTS = 0, class Probe = NoProbe>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_cluster_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                  const T* __restrict__ states, const long long* __restrict__ lengths,
@@ -76,7 +52,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   constexpr int PARTS = DHP / ROWS;
   constexpr bool ASYNC = OPTIONS & ClusterOptions::ASYNC_PUSH;
   constexpr bool PER_SOURCE = ASYNC && (OPTIONS & ClusterOptions::PER_SOURCE) && Storage<T>::tensor_cores;
-  constexpr bool TIMELINE = OPTIONS & ClusterOptions::TIMELINE;
+  constexpr bool TIMELINE = Probe::TIMELINE;
   constexpr bool SPREAD = OPTIONS & ClusterOptions::SPREAD_CELLS;
   using Cells = typename ClusterCellsOf<SPREAD, Cell, L, T, FAST, SPREAD_ELEMENTS>::type;
   // (the host keeps `sequences` within what SPREAD_ELEMENTS elements a thread hold)
@@ -140,9 +116,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     stamp(t, 0);
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
     float acc[4][L::NT][4] = {};
-    constexpr int KT_END = OPTIONS & ClusterOptions::NO_PRODUCT           ? 0
-                           : OPTIONS & ClusterOptions::REGISTER_TILES_ONLY ? REG_TILES
-                                                                           : L::K_TILES_PER_WARP;
+    constexpr int KT_END = !Probe::PRODUCT               ? 0
+                           : Probe::REGISTER_TILES_ONLY ? REG_TILES
+                                                        : L::K_TILES_PER_WARP;
     if constexpr (PER_SOURCE) {  // (tensor cores only: the FMA product reads h all at once)
       // h_{t-1} (buffer t % 2) from sender `source` before its K tiles; the warps of the first row
       // block re-arm each barrier for h_{t+1} once they have seen it complete
@@ -177,7 +153,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
       stamp(t, 4);
       if constexpr (ASYNC) {
         if (more) broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS, true>(h_next, row0, rank, bar);
-      } else if constexpr (!(OPTIONS & ClusterOptions::NO_PUSH)) {
+      } else if constexpr (Probe::PUSH) {
         broadcast_columns<T, ROWS, L::LDH, L::BT, PARTS, L::THREADS>(h_next, row0, rank);
       }
     }
@@ -186,12 +162,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     commit_copies();
     stamp(t, 5);
     wait_copies<DEPTH - 2>();  // the next step's x (this thread's share), published by the barrier
-    if constexpr (OPTIONS & ClusterOptions::RELAXED_ARRIVE) {
+    if constexpr (Probe::RELAXED_ARRIVE) {
       cluster_arrive_relaxed();
     } else if constexpr (!ASYNC) {
       cluster_arrive();
     }
-    if constexpr (!(OPTIONS & ClusterOptions::NO_OUTPUT))  // y and the saved states while h_t travels
+    if constexpr (Probe::OUTPUT)  // y and the saved states while h_t travels
       cells.store_outputs(TIMELINE ? nullptr : saved, state_stride, head_stride, t);
     stamp(t, 6);
     if constexpr (ASYNC) {
