@@ -125,21 +125,31 @@ def test_entry_header_of_the_wrong_shape_is_rebuilt(nvrtc_compile, kernel, tmp_p
 @pytest.fixture
 def tune_cache(tmp_path, monkeypatch):
     pytest.importorskip("constraint")
-    from fusedrnn.tune import cache
+    from fusedrnn.backends.cuda.fused import tuned
 
     monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
-    assert cache.cache_path() == tmp_path / "tune.json"
-    return cache
+    assert tuned.cache_path() == tmp_path / "tune.json"
+    return tuned
+
+
+def _gru_call():
+    """A GRU fp16 call whose forward the rules run on one SM (nothing to compile)."""
+    from fusedrnn.cells import get_cell
+    from fusedrnn.problem import Problem
+
+    return Problem(get_cell("gru"), 32, 1024, 4, 96, torch.float16, torch.device("cuda"), False, True)
 
 
 @pytest.fixture
-def winner():
+def winner(tune_cache):
+    """The key of the call's forward and the model's first choice for it (not the rules')."""
+    from fusedrnn.backends.cuda.fused.plan import plan
     from fusedrnn.tune import H100_SXM
-    from fusedrnn.tune.cache import cache_key
-    from fusedrnn.tune.choice import model_choice
+    from fusedrnn.tune.search import model_ranking
 
-    config = model_choice("gru", torch.float16, 96, 4, 32, True, H100_SXM)
-    return cache_key(H100_SXM.name, "gru", torch.float16, 96, 4, 32, True), config
+    config = model_ranking("gru", torch.float16, 96, 4, 32, False, H100_SXM).candidates[0].config
+    assert plan(_gru_call(), H100_SXM, "forward").config != config
+    return tune_cache.cache_key(H100_SXM.name, "gru", torch.float16, 96, 4, 32, False), config
 
 
 def _lookup_warned(cache, key, *fragments):
@@ -186,24 +196,32 @@ def test_unreadable_tune_file_is_empty_with_one_warning(tune_cache, winner):
 
 def test_tune_entries_of_the_wrong_shape_are_no_entries(tune_cache, winner):
     """Entries under an intact digest (hand-edited, or a buggy writer): none crashes a lookup or
-    a dispatch, and a configuration of the wrong types is not returned to launch."""
-    from fusedrnn.backends.cuda.fused import FusedConfig
+    the planner, and a configuration of the wrong types is not returned to launch."""
+    from fusedrnn.backends.cuda.fused.plan import plan
+    from fusedrnn.backends.cuda.runtime.compile import source_digest
     from fusedrnn.tune import H100_SXM
 
     key, config = winner
-    good = tune_cache.config_to_json(config)
+    good, digest = tune_cache.config_to_json(config), source_digest(config.source)
+    rules = plan(_gru_call(), H100_SXM, "forward")
     broken = ["x", None, [], {}, {"config": None}, {"config": []}, {"config": "ab"}, {"config": ["abc"]},
               {"config": dict(good, kind="bogus")}, {"config": dict(good, dtype="Tensor")},
               {"config": dict(good, dtype=5)}, {"config": dict(good, vec=0)}, {"config": dict(good, vec="8")},
               {"config": dict(good, DHP=96.0)}, {"config": dict(good, backward=1)},
-              {"config": dict(good, no_such_field=1)}, {"config": {k: v for k, v in good.items() if k != "DHP"}}]
+              {"config": dict(good, no_such_field=1)}, {"config": {k: v for k, v in good.items() if k != "DHP"}},
+              {"config": dict(good, options=-1)}, {"config": dict(good, sequences=-2)},
+              {"config": good, "measured_ms": 1.0},  # no kernel digest: written by another version
+              {"config": good, "measured_ms": 1.0, "kernel_digest": None},
+              {"config": good, "measured_ms": 1.0, "kernel_digest": "0" * 64},  # its kernel since edited
+              {"config": good, "measured_ms": 1.0, "kernel_digest": digest},  # no NVRTC version
+              {"config": good, "measured_ms": 1.0, "kernel_digest": digest, "nvrtc": "0.1"}]  # another NVRTC
     path = tune_cache.cache_path()
     for entry in broken:
         tune_cache.write_entries(path, {key: entry})
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # the file is intact: nothing to warn of
             assert tune_cache.lookup(key) is None, entry
-            assert tune_cache.tuned_winner(FusedConfig, H100_SXM.name, "gru", torch.float16, 96, 4, 32, True,
-                                           config.DHP) is None, entry
-    tune_cache.write_entries(path, {key: dict(config=good, measured_ms=1.0)})
+            assert plan(_gru_call(), H100_SXM, "forward") == rules, entry
+    tune_cache.write_entries(path, {key: dict(config=good, measured_ms=1.0, **tune_cache.kernel_version(config))})
     assert tune_cache.lookup(key) == config
+    assert plan(_gru_call(), H100_SXM, "forward").config == config

@@ -1,10 +1,11 @@
 """The tuner on a CPU: the constraint model over recorded device limits (H100,
-A100, RTX 4090), the cost model against the H100 measurements on record, the
-search with a fake timer and correctness check, the on-disk cache and the `fusedrnn tune` command."""
+A100, RTX 4090), the tuner's space against the planner's (every plan the rules
+pick is a candidate, every candidate a plan the planner runs), the cost model
+against the H100 measurements on record, the search with a fake timer and
+correctness check, the on-disk cache and the `fusedrnn tune` command."""
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -12,34 +13,101 @@ import torch
 
 pytest.importorskip("constraint")
 
-from fusedrnn.backends.cuda import compile as nvrtc_compile  # noqa: E402
-from fusedrnn.backends.cuda.fused import SHARED_MEMORY_LIMIT, FusedConfig, choose_config, fits_one_sm  # noqa: E402
-from fusedrnn.backends.cuda.split import SplitConfig, choose_split  # noqa: E402
+from fusedrnn.backends.cuda.fused import tuned  # noqa: E402
+from fusedrnn.backends.cuda.fused.cluster import choose_cluster  # noqa: E402
+from fusedrnn.backends.cuda.fused.cluster_backward import ClusterBackwardConfig, choose_cluster_backward  # noqa: E402
+from fusedrnn.backends.cuda.fused.cost import estimated_ms, rank  # noqa: E402
+from fusedrnn.backends.cuda.fused.grid import SplitConfig  # noqa: E402
+from fusedrnn.backends.cuda.fused.one_sm import FusedConfig, fits_one_sm  # noqa: E402
+from fusedrnn.backends.cuda.fused.plan import Plan, admissible, plan  # noqa: E402
+from fusedrnn.backends.cuda.fused.registers import registers_needed  # noqa: E402
+from fusedrnn.backends.cuda.runtime import compile as nvrtc_compile  # noqa: E402
 from fusedrnn.cli import main  # noqa: E402
-from fusedrnn.tune import A100_SXM, H100_SXM, RTX_4090, best_config, largest_head_dims, preset, tune  # noqa: E402
-from fusedrnn.tune import cache  # noqa: E402
-from fusedrnn.tune.choice import model_choice  # noqa: E402
-from fusedrnn.tune.cost import estimated_ms, rank  # noqa: E402
-from fusedrnn.tune.registers import registers_needed  # noqa: E402
-from fusedrnn.tune.space import batch_bucket, feasible_configs, fused_space, split_space  # noqa: E402
-from tune_fakes import FakeCheck, FakeTimer  # noqa: E402
+from fusedrnn.tune import A100_SXM, H100_SXM, RTX_4090, largest_head_dims, preset, tune  # noqa: E402
+from fusedrnn.tune.search import model_ranking  # noqa: E402
+from fusedrnn.tune.space import batch_bucket, candidates, feasible_configs, fused_space  # noqa: E402
+from tune_fakes import FakeCheck, FakeTimer, problem, shared_cubins, use_cache_dir  # noqa: E402, F401
 
-BF16 = torch.bfloat16
-BENCH_SHAPES = [(16, 48), (32, 24), (64, 12), (128, 6), (256, 3), (768, 1)]  # hidden 768, DH x NH
+BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 RESULTS = Path(__file__).parent.parent / "results" / "h100-2026-11-25-cuda"
+DIRECTIONS = ("forward", "backward")
 
 
-def todays_pick(cell, dtype, DH, NH, B, backward):
-    if fits_one_sm(cell, dtype, DH, B):
-        return choose_config(cell, dtype, DH, B, backward, NH, H100_SXM.sm_count)
-    return choose_split(cell, dtype, DH, B, NH, H100_SXM.sm_count, backward)
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch, shared_cubins):  # noqa: F811
+    return use_cache_dir(tmp_path, monkeypatch, shared_cubins)
 
 
-@pytest.mark.parametrize("backward", [False, True])
-@pytest.mark.parametrize("DH,NH", BENCH_SHAPES)
-def test_feasible_set_holds_todays_choice(DH, NH, backward):
-    space = feasible_configs("lstm", BF16, DH, NH, 16, backward, H100_SXM)
-    assert todays_pick("lstm", BF16, DH, NH, 16, backward) in space
+# The tuner's space is the planner's: the rules' plan for a call (what runs untuned) is one of
+# the candidates the tuner times, for every cell, dtype, head shape and batch; and so is the
+# rules' pick within each kernel family (`strategy`).
+
+SPACE_SHAPES = [(64, 12, 16), (128, 6, 16), (256, 3, 16), (768, 1, 16), (64, 12, 64), (32, 24, 5)]
+# The rules fit a cluster plan to the NVRTC in use by compiling it (about a second each, on a
+# CPU): clusters are planned for every shape of LSTM bf16 and for two calls beside it.
+CLUSTERS_FOR = {("lstm", BF16)}
+MORE_CLUSTERS = [("gru", FP16, 64, 12, 16), ("elman", FP32, 256, 3, 16)]
+
+
+def rules_plan_a_cluster(cell, dtype, DH, NH, B, direction):
+    """Whether the rules would consider a cluster for the call (and so compile one): a cost
+    filter of this test, not a statement of the rules."""
+    if direction == "backward":
+        return choose_cluster_backward(cell, dtype, DH, B, NH, H100_SXM) is not None
+    bucket = 1 << (B - 1).bit_length()
+    return not fits_one_sm(cell, dtype, DH, B, H100_SXM) and choose_cluster(cell, dtype, DH, bucket, NH,
+                                                                             H100_SXM) is not None
+
+
+def _space_cases():
+    for cell in ("lstm", "gru", "elman"):
+        for dtype in (BF16, FP16, FP32):
+            for DH, NH, B in SPACE_SHAPES:
+                for direction in DIRECTIONS:
+                    clusters = (cell, dtype) in CLUSTERS_FOR or (cell, dtype, DH, NH, B) in MORE_CLUSTERS
+                    if clusters or not rules_plan_a_cluster(cell, dtype, DH, NH, B, direction):
+                        yield pytest.param(cell, dtype, DH, NH, B, direction, clusters,
+                                           id=f"{cell}-{str(dtype)[6:]}-{DH}x{NH}-B{B}-{direction}")
+
+
+@pytest.mark.parametrize("cell,dtype,DH,NH,B,direction,clusters", list(_space_cases()))
+def test_the_tuners_space_is_the_planners(cache_dir, cell, dtype, DH, NH, B, direction, clusters):
+    space = candidates(cell, dtype, DH, NH, B, direction == "backward", H100_SXM)
+    assert all(p.direction == direction for p in space)
+    for T in (1024, 8):  # long and short sequences (the rules run short ones on the grid, not a cluster)
+        call = problem(DH, NH, B, cell, dtype, T)
+        try:
+            chosen = plan(call, H100_SXM, direction)
+        except ValueError:  # no plan runs the call (fp32 LSTM at 768): then no candidate either
+            assert space == []
+            continue
+        assert chosen.why.startswith("rule") and chosen in space, chosen
+        if T == 1024:  # as a tuned winner, it would run as it was timed (a cluster only from 16 steps)
+            assert admissible(chosen.config, call, H100_SXM, direction) == chosen.config
+    for strategy in ("one_sm", "grid", "cluster") if clusters else ("one_sm", "grid"):
+        try:
+            narrowed = plan(problem(DH, NH, B, cell, dtype), H100_SXM, direction, strategy=strategy)
+        except ValueError:
+            continue
+        assert narrowed.strategy == strategy and narrowed in space, narrowed
+    if any(p.strategy == "one_sm" for p in space):  # the rules' one-SM pick exists exactly where the space has one
+        assert plan(problem(DH, NH, B, cell, dtype), H100_SXM, direction, strategy="one_sm").strategy == "one_sm"
+    else:
+        with pytest.raises(ValueError, match="strategy='one_sm'"):
+            plan(problem(DH, NH, B, cell, dtype), H100_SXM, direction, strategy="one_sm")
+
+
+@pytest.mark.parametrize("DH,NH,B", SPACE_SHAPES + [(48, 16, 3), (61, 4, 40), (384, 2, 16), (1024, 1, 8)])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman", "slstm"])
+def test_every_candidate_is_a_plan_the_planner_runs(cell, DH, NH, B):
+    """A winner is any candidate: each passes the planner's admission for its call unchanged
+    (a cluster's sequences included), and is its own kernel."""
+    for dtype in (BF16, FP16, FP32):
+        for direction in DIRECTIONS:
+            space = candidates(cell, dtype, DH, NH, B, direction == "backward", H100_SXM)
+            call = problem(DH, NH, B, cell, dtype)
+            assert [p for p in space if admissible(p.config, call, H100_SXM, direction) != p.config] == []
+            assert len({p.config.name_expression for p in space}) == len(space)
 
 
 def _points(limits):
@@ -56,14 +124,21 @@ def test_every_point_fits_the_h100():
     count = 0
     for config, NH, B in _points(H100_SXM):
         count += 1
-        assert config.batch_tile <= batch_bucket(B)
-        assert registers_needed(config) <= H100_SXM.register_cap(config.threads)
+        shared = config.shared_memory + getattr(config, "static_shared_memory", 0)
+        assert config.batch_tile <= batch_bucket(B) and config.threads <= 1024, config
+        assert shared <= H100_SXM.shared_memory_per_block, config
         if isinstance(config, FusedConfig):
-            assert config.fits(), config
-        else:
-            assert config.threads <= 1024 and config.shared_memory <= SHARED_MEMORY_LIMIT, config
+            assert config.fits(H100_SXM), config
+            assert registers_needed(config) <= H100_SXM.register_cap(config.threads)
+        elif isinstance(config, SplitConfig):
+            assert config.fits(NH, B, H100_SXM), config
             assert config.parts * NH * math.ceil(batch_bucket(B) / config.batch_tile) <= H100_SXM.sm_count
             assert (config.DHP // 16) % config.KSPLIT == 0
+            assert registers_needed(config) <= H100_SXM.register_cap(config.threads)
+        else:  # a cluster: at most 16 CTAs, every one on its own SM
+            assert 2 <= config.parts <= H100_SXM.max_cluster_size_non_portable and config.DHP % config.ROWS == 0
+            if not isinstance(config, ClusterBackwardConfig):
+                assert 1 <= config.cluster_sequences <= config.most_sequences, config
     assert count > 1000
 
 
@@ -139,7 +214,8 @@ def _recorded_h100():
             base = FusedConfig("lstm", BF16, DH, backward, WN=WN, depth=4, vec=8, r_in_registers=not backward,
                                fast_math=True)
             config = dataclasses.replace(base, **variants[variant])
-            out.append((config if config.fits() else base, NH, total))  # the script fell back when it did not fit
+            # the script fell back when it did not fit
+            out.append((config if config.fits(H100_SXM) else base, NH, total))
     bench = json.loads((RESULTS / "bench-head.json").read_text())["rows"]
     fused_ms = {(r["DH"], r["passes"]): r["median_ms"] for r in bench if r["provider"] == "cuda_fused"}
     for DH, NH, backward_depth in ((256, 3, 4), (768, 1, 3)):
@@ -182,26 +258,24 @@ def test_cost_model_sanity():
     assert (ranked[0].NT, ranked[0].WN, ranked[0].r_in_registers) == (1, 1, True)  # measured best at B=16
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
-    return tmp_path
-
-
 def test_search_times_the_models_best_and_caches_the_winner(cache_dir):
     space = rank(feasible_configs("lstm", BF16, 64, 12, 16, False, H100_SXM), 12, 16, H100_SXM)
     slow_first = {space[0]: 3.0}  # the model's favourite measures slow: the timed runner-up must win
     timer = FakeTimer(scale=slow_first)
     result = tune("lstm", BF16, 64, 12, 16, top_k=2, limits=H100_SXM, timer=timer, check=FakeCheck(),
                   progress=False)
-    assert len(timer.prepared) == 1 and len(timer.prepared[0]) == len(timer.calls) == 4  # 2 a direction
+    assert len(timer.prepared) == 1 and timer.prepared[0] == timer.calls and len(timer.calls) == 4  # 2 a direction
+    assert [p.direction for p in timer.calls] == ["forward"] * 2 + ["backward"] * 2
     timed = result.forward.timed
     assert len(timed) == 2 and timed[0].config != space[0] and result.forward.best.config == timed[0].config
     assert [c.config for c in result.forward.candidates] == space
     assert all(c.estimated_ms > 0 for c in result.backward.candidates)
-    assert best_config("lstm", BF16, 64, 12, 16, False, H100_SXM) == result.forward.best.config
-    assert best_config("lstm", BF16, 64, 12, 13, True, H100_SXM) == result.backward.best.config  # same bucket
-    assert best_config("lstm", BF16, 64, 12, 16, False, H100_SXM, use_cache=False) == space[0]
+    # the planner runs the winners from now on (the backward's also at 13 sequences: the same bucket)
+    for direction, B, best in (("forward", 16, result.forward.best), ("backward", 13, result.backward.best)):
+        chosen = plan(problem(64, 12, B), H100_SXM, direction)
+        assert chosen == best.plan and chosen.why == "tuned winner"
+    # the model's own first choice, without the cache
+    assert model_ranking("lstm", BF16, 64, 12, 16, False, H100_SXM).candidates[0].config == space[0]
 
 
 def test_search_skips_rejected_and_times_everything_when_exhaustive(cache_dir):
@@ -209,74 +283,77 @@ def test_search_skips_rejected_and_times_everything_when_exhaustive(cache_dir):
     timer = FakeTimer(reject=space[:3])
     result = tune("lstm", BF16, 768, 1, 16, exhaustive=True, limits=H100_SXM, timer=timer, check=FakeCheck(),
                   progress=False)
-    assert len([c for c in timer.calls if not c.backward]) == len(space)
+    assert sorted(p.config.name_expression for p in timer.calls if p.direction == "forward") == sorted(
+        c.name_expression for c in space)
     assert result.forward.best.config not in space[:3] and math.isfinite(result.forward.best.measured_ms)
     with pytest.raises(RuntimeError, match="rejected"):
         tune("lstm", BF16, 768, 1, 16, exhaustive=True, limits=H100_SXM, progress=False,
-             check=FakeCheck(), timer=FakeTimer(reject=split_space("lstm", BF16, 768, 1, 16, False, H100_SXM)))
+             check=FakeCheck(), timer=FakeTimer(reject=space))
 
 
 def test_top_k_skips_configurations_the_model_cannot_tell_apart(cache_dir):
     timer = FakeTimer()
     tune("lstm", BF16, 64, 12, 16, top_k=3, limits=H100_SXM, timer=timer, check=FakeCheck(), use_cache=False,
          progress=False)
-    forward = [c for c in timer.calls if not c.backward]
+    forward = [p.config for p in timer.calls if p.direction == "forward"]
     estimates = [estimated_ms(c, 12, 16, H100_SXM) for c in forward]
     assert len(forward) == 3 and len({round(e, 6) for e in estimates}) == 3
     assert not (cache_dir / "tune.json").exists()
 
 
-def test_cache_round_trip_corruption_and_kernel_hash(cache_dir):
-    config = model_choice("gru", torch.float16, 96, 4, 32, True, H100_SXM)
-    key = cache.cache_key(H100_SXM.name, "gru", torch.float16, 96, 4, 32, True)
-    assert cache.lookup(key) is None
-    cache.store(key, config, 1.25)
-    assert cache.lookup(key) == config
-    split = model_choice("lstm", BF16, 768, 1, 16, False, H100_SXM)
-    split_key = cache.cache_key(H100_SXM.name, "lstm", BF16, 768, 1, 16, False)
-    cache.store(split_key, split, 4.0)
-    assert cache.lookup(split_key) == split and cache.lookup(key) == config
-    path = cache.cache_path()
+def test_cache_round_trip_corruption_and_kernel_digest(cache_dir):
+    config = model_ranking("gru", FP16, 96, 4, 32, True, H100_SXM).candidates[0].config
+    key = tuned.cache_key(H100_SXM.name, "gru", FP16, 96, 4, 32, True)
+    assert tuned.lookup(key) is None
+    tuned.store(key, config, 1.25)
+    assert tuned.lookup(key) == config
+    split = model_ranking("lstm", BF16, 768, 1, 16, False, H100_SXM).candidates[0].config
+    split_key = tuned.cache_key(H100_SXM.name, "lstm", BF16, 768, 1, 16, False)
+    tuned.store(split_key, split, 4.0)
+    assert tuned.lookup(split_key) == split and tuned.lookup(key) == config
+    path = tuned.cache_path()
     assert path == cache_dir / "tune.json"
+    # each entry keeps the digest of its own kernel's translation unit
+    entries = tuned.read_entries(path)
+    for k, c in ((key, config), (split_key, split)):
+        assert {n: entries[k][n] for n in ("kernel_digest", "nvrtc")} == tuned.kernel_version(c)
     text = path.read_text()
     for broken in (text[: len(text) // 2], text.replace("1.25", "1.26"), "", "[]", '{"version": 1}'):
         path.write_text(broken)
-        assert cache.lookup(key) is None  # detected, treated as empty
-    cache.store(key, config, 1.25)  # rebuilt
-    assert cache.lookup(key) == config and json.loads(path.read_text())["version"] == cache.VERSION
+        assert tuned.lookup(key) is None  # detected, treated as empty
+    tuned.store(key, config, 1.25)  # rebuilt
+    assert tuned.lookup(key) == config and json.loads(path.read_text())["version"] == tuned.VERSION
     assert not list(cache_dir.glob("*.tmp"))
-    # the key: batch bucket, direction and the CUDA sources' digest
-    assert cache.cache_key(H100_SXM.name, "gru", torch.float16, 96, 4, 17, True) == key
-    assert cache.cache_key(H100_SXM.name, "gru", torch.float16, 96, 4, 33, True) != key
-    assert cache.cache_key(H100_SXM.name, "gru", torch.float16, 96, 4, 32, False) != key
-    assert cache.cache_key(H100_SXM.name, "gru", torch.float16, 96, 4, 32, True, kernel_hash="0" * 64) != key
-    assert nvrtc_compile.sources_digest()[:16] in key
+    # the key: GPU, call, batch bucket and direction; the kernel's digest is in the entry, not the key
+    assert key == "NVIDIA H100 80GB HBM3|gru|float16|DH=96|NH=4|B<=32|backward"
+    assert tuned.cache_key(H100_SXM.name, "gru", FP16, 96, 4, 17, True) == key
+    assert tuned.cache_key(H100_SXM.name, "gru", FP16, 96, 4, 33, True) != key
+    assert tuned.cache_key(H100_SXM.name, "gru", FP16, 96, 4, 32, False) != key
+    assert tuned.batch_bucket(1) == tuned.batch_bucket(8) == 8 and tuned.batch_bucket(9) == 16
 
 
-def test_forced_configuration_stands_in_for_the_backends_choice(monkeypatch):
-    """How the GPU timer runs a candidate: in place of choose_config / choose_split, its direction only."""
-    from fusedrnn.backends.cuda import fused, split
-    from fusedrnn.tune.timing import forced
-
-    monkeypatch.delenv("FUSEDRNN_SPLIT", raising=False)
-    one_sm = model_choice("lstm", BF16, 64, 12, 16, True, H100_SXM)
-    with forced(one_sm):
-        assert fused.choose_config("lstm", BF16, 64, 16, True, 12) == one_sm
-        assert fused.choose_config("lstm", BF16, 64, 16, backward=False) == choose_config("lstm", BF16, 64, 16, False)
-    assert fused.choose_config is choose_config
-    head = model_choice("lstm", BF16, 768, 1, 16, False, H100_SXM)
-    with forced(head):
-        assert split.choose_split("lstm", BF16, 768, 16, 1, 132) == head
-        assert split.choose_split("lstm", BF16, 768, 16, 1, 132, backward=True) != head
-        assert os.environ["FUSEDRNN_SPLIT"] == "grid"  # the cooperative grid, not a cluster
-    assert split.choose_split is choose_split and "FUSEDRNN_SPLIT" not in os.environ
+def test_a_plan_is_one_direction_of_one_kernel():
+    """What the launchers run, the tuner times and tests pass explicitly: immutable, its
+    direction that of its kernel; where it came from (`why`) is not part of it."""
+    forward, backward = (model_ranking("lstm", BF16, 64, 12, 16, b, H100_SXM).candidates[0].config
+                         for b in (False, True))
+    assert Plan("forward", forward, "one reason") == Plan("forward", forward, "another")
+    assert Plan("backward", backward).strategy == "cluster" and Plan("forward", forward).name_expression
+    with pytest.raises(ValueError, match="a backward kernel cannot run the forward"):
+        Plan("forward", backward)
+    with pytest.raises(ValueError, match="a forward kernel cannot run the backward"):
+        Plan("backward", forward)
+    with pytest.raises(ValueError, match="direction: expected one of"):
+        Plan("sideways", forward)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Plan("forward", forward).config = backward
 
 
 def test_limits_read_from_the_device_match_the_h100_preset(monkeypatch):
     """device_limits' plumbing, with torch's properties and the driver's attributes as an H100 reports them."""
     from types import SimpleNamespace
 
-    from fusedrnn.tune import limits
+    from fusedrnn.backends.cuda.runtime import device
 
     cuda_core = pytest.importorskip("cuda.core")
 
@@ -290,14 +367,14 @@ def test_limits_read_from_the_device_match_the_h100_preset(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: torch_props)
     monkeypatch.setattr(cuda_core, "Device", lambda index: SimpleNamespace(properties=driver))
-    limits.device_limits.cache_clear()
+    device.device_limits.cache_clear()
     try:
-        assert limits.device_limits(0) == H100_SXM
+        assert device.device_limits(0) == dataclasses.replace(H100_SXM, index=0)  # the preset, of device 0
     finally:
-        limits.device_limits.cache_clear()
+        device.device_limits.cache_clear()
 
 
-def test_bad_input_names_the_argument():
+def test_bad_input_names_the_argument(cache_dir):
     with pytest.raises(ValueError, match=r"device preset: expected one of .*'h200'"):
         preset("h200")
     with pytest.raises(ValueError, match="B: expected a positive int, got 0"):
@@ -310,7 +387,12 @@ def test_bad_input_names_the_argument():
         tune("lstm", BF16, 64, 12, 16, top_k=0, limits=H100_SXM, check=FakeCheck(), timer=FakeTimer())
     with pytest.raises(ValueError, match="no cuda_fused configuration runs"):
         tune("lstm", BF16, 4096, 1, 16, limits=H100_SXM, check=FakeCheck(), timer=FakeTimer(), progress=False)
-    assert best_config("lstm", BF16, 4096, 1, 16, False, H100_SXM, use_cache=False) is None
+    with pytest.raises(ValueError, match="cuda_fused has no plan for the forward .* DH=4096"):
+        plan(problem(4096, 1, 16), H100_SXM, "forward")
+    with pytest.raises(ValueError, match="direction: expected one of"):
+        plan(problem(64, 12, 16), H100_SXM, "both")
+    with pytest.raises(ValueError, match="strategy: expected one of"):
+        plan(problem(64, 12, 16), H100_SXM, "forward", strategy="split")
 
 
 def test_cli_table_and_model_ranking_on_cpu(capsys):
@@ -319,22 +401,23 @@ def test_cli_table_and_model_ranking_on_cpu(capsys):
     assert "A100" in out and "| lstm | bfloat16 | 112 | 896 | 768 |" in out
     assert main(["tune", "--device", "h100", "--dh", "64", "--nh", "12", "--top-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count("| 64x12 | forward |") == 2 and "R in registers" in out
+    assert out.count("| 64x12 | forward |") == out.count("| 64x12 | backward |") == 2
+    assert "cluster of 2 CTAs a head" in out  # the model's favourite kernels there, in words
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA GPU here; --device a100"):
             main(["tune", "--table"])
 
 
-def test_model_picks_compile_without_spills(tmp_path, monkeypatch):
+def test_model_picks_compile_without_spills(cache_dir):
     """The kernels are the ground truth: what the model picks for the shapes
     scripts/tune_check.py times, and for the largest LSTM heads it claims,
-    compiles (NVRTC, sm_90) without register spills."""
+    compiles (NVRTC, sm_90) without register spills or local memory."""
     pytest.importorskip("cuda.core")
-    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
     rows = {(r.cell, r.dtype): r for r in largest_head_dims(H100_SXM)}["lstm", BF16]
     shapes = [(64, 12, False), (64, 12, True), (128, 6, False), (768, 1, False), (768, 1, True),
               (rows.split_forward, 1, False), (rows.split_training, 1, True)]
     for DH, NH, backward in shapes:
-        config = model_choice("lstm", BF16, DH, NH, 16, backward, H100_SXM)
-        compiled = nvrtc_compile.compile_kernel(config.name_expression, H100_SXM.arch)
-        assert compiled.spill_bytes == 0, (config.name_expression, compiled.log)
+        config = model_ranking("lstm", BF16, DH, NH, 16, backward, H100_SXM).candidates[0].config
+        compiled = nvrtc_compile.compile_kernel(config.name_expression, H100_SXM.arch, config.source)
+        assert compiled.spill_bytes == compiled.stack_bytes == compiled.local_memory_instructions == 0, (
+            config.name_expression, compiled.log)

@@ -1,10 +1,14 @@
-"""Tuned winners in the backend's dispatch, on a CPU: `tune` (fake timer, fake
-correctness check) caches winners that `choose_config` / `choose_split` pick up
-with `tuned_for`; anything else in the cache (another kind, a configuration
-that no longer fits, a corrupted file) falls back to the heuristic; the
-timer's forcing wins over the cache; the correctness gate keeps failing
-candidates from being timed or cached; and the host code passes the GPU's name."""
+"""Tuned winners in the planner, on a CPU: `tune` (fake timer, fake correctness
+check) caches winners that `plan` runs from then on, for the GPU and batch
+bucket they were tuned for, whatever their kernel family; a winner that cannot
+run the call (another head dim, a row-copy width that does not divide DH, too
+few SMs, no clusters, the other direction), one measured with another version
+of its kernel, or a corrupted cache falls back to the rules; an explicit plan
+runs as given; the correctness gate keeps failing candidates from being timed
+or cached; and the host code launches the planner's plan."""
 import contextlib
+import dataclasses
+import json
 import os
 import time
 
@@ -13,193 +17,300 @@ import torch
 
 pytest.importorskip("constraint")
 
-from fusedrnn.backends.cuda import fused, split  # noqa: E402
-from fusedrnn.backends.cuda.fused import FusedConfig  # noqa: E402
-from fusedrnn.backends.cuda.split import SplitConfig  # noqa: E402
+from fusedrnn.backends.cuda import fused as fused_backend  # noqa: E402
+from fusedrnn.backends.cuda.fused import launchers, tuned  # noqa: E402
+from fusedrnn.backends.cuda.fused.cluster import ClusterConfig  # noqa: E402
+from fusedrnn.backends.cuda.fused.grid import SplitConfig  # noqa: E402
+from fusedrnn.backends.cuda.fused.one_sm import FusedConfig  # noqa: E402
+from fusedrnn.backends.cuda.fused.plan import Plan, plan, rule_plan  # noqa: E402
+from fusedrnn.backends.cuda.fused.planned import with_plans  # noqa: E402
+from fusedrnn.backends.cuda.runtime.compile import source_digest  # noqa: E402
 from fusedrnn.testing import MismatchError  # noqa: E402
-from fusedrnn.tune import H100_SXM, cache, tune  # noqa: E402
-from fusedrnn.tune.search import Call  # noqa: E402
+from fusedrnn.tune import H100_SXM, tune  # noqa: E402
+from fusedrnn.tune.search import Call, model_ranking  # noqa: E402
 from fusedrnn.tune.space import feasible_configs  # noqa: E402
-from fusedrnn.tune.timing import forced  # noqa: E402
-from tune_fakes import FakeCheck, FakeTimer  # noqa: E402
+from tune_fakes import FakeCheck, FakeTimer, problem, shared_cubins, use_cache_dir  # noqa: E402, F401
 
 BF16 = torch.bfloat16
 GPU = H100_SXM.name
-SMS = H100_SXM.sm_count
+DIRECTIONS = ("forward", "backward")
 
 
 @pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("FUSEDRNN_SPLIT", raising=False)
-    return tmp_path
+def cache_dir(tmp_path, monkeypatch, shared_cubins):  # noqa: F811
+    return use_cache_dir(tmp_path, monkeypatch, shared_cubins)
 
 
-def heuristic(DH, NH, B, backward):
-    if fused.fits_one_sm("lstm", BF16, DH, B):
-        return fused.choose_config("lstm", BF16, DH, B, backward, NH, SMS)
-    return split.choose_split("lstm", BF16, DH, B, NH, SMS, backward)
+def rule(DH, NH, B, direction, device=H100_SXM):
+    """What the rules run for an LSTM bf16 call of 1024 steps (no tuned winner)."""
+    return rule_plan("lstm", BF16, DH, NH, B, True, device, direction, None)
 
 
-def tuned(DH, NH, B, backward, gpu=GPU, sm_count=SMS):
-    if fused.fits_one_sm("lstm", BF16, DH, B):
-        return fused.choose_config("lstm", BF16, DH, B, backward, NH, sm_count, tuned_for=gpu)
-    return split.choose_split("lstm", BF16, DH, B, NH, sm_count, backward, tuned_for=gpu)
+def planned(DH, NH, B, direction, device=H100_SXM):
+    """What the planner runs for an LSTM bf16 call of 1024 steps."""
+    return plan(problem(DH, NH, B), device, direction)
 
 
-def tune_against_the_heuristic(DH, NH, B=16):
-    """Tune with the heuristic's own picks measuring slow, so the winners differ from them."""
-    slow = {heuristic(DH, NH, B, backward): 10.0 for backward in (False, True)}
-    return tune("lstm", BF16, DH, NH, B, limits=H100_SXM, timer=FakeTimer(scale=slow), check=FakeCheck(),
-                exhaustive=True, progress=False)
+def tune_against_the_rules(DH, NH, B=16, reject=()):
+    """Tune with the rules' own picks measuring slow, so that the winners differ from them."""
+    slow = {rule(DH, NH, B, direction).config: 10.0 for direction in DIRECTIONS}
+    return tune("lstm", BF16, DH, NH, B, limits=H100_SXM, timer=FakeTimer(scale=slow, reject=reject),
+                check=FakeCheck(), exhaustive=True, progress=False)
 
 
 @pytest.mark.parametrize("DH,NH", [(64, 12), (768, 1)], ids=["one SM", "split"])
 def test_the_next_call_runs_the_tuned_winners(DH, NH):
-    result = tune_against_the_heuristic(DH, NH)
-    for ranking in (result.forward, result.backward):
-        winner, backward = ranking.best.config, ranking.backward
-        assert winner != heuristic(DH, NH, 16, backward)
-        assert tuned(DH, NH, 16, backward) == winner
-        assert tuned(DH, NH, 9, backward) == winner  # same batch bucket
-        assert tuned(DH, NH, 17, backward) == heuristic(DH, NH, 17, backward)  # another bucket: not tuned
-        assert tuned(DH, NH, 16, backward, gpu="NVIDIA A100-SXM4-80GB") == heuristic(DH, NH, 16, backward)
-        # without tuned_for (shipped_configs, supports, CPU code): the heuristic, as before
-        assert heuristic(DH, NH, 16, backward) != winner
+    result = tune_against_the_rules(DH, NH)
+    another_gpu = dataclasses.replace(H100_SXM, name="NVIDIA H100 PCIe")
+    for direction, ranking in zip(DIRECTIONS, (result.forward, result.backward)):
+        winner = ranking.best.plan
+        assert winner != rule(DH, NH, 16, direction)
+        chosen = planned(DH, NH, 16, direction)
+        assert chosen == winner and chosen.why == "tuned winner"
+        same_bucket = planned(DH, NH, 9, direction)  # the same kernel (a cluster's sequences fit to the batch)
+        assert same_bucket.why == "tuned winner" and same_bucket.name_expression == winner.name_expression
+        assert planned(DH, NH, 17, direction) == rule(DH, NH, 17, direction)  # another bucket: not tuned
+        assert planned(DH, NH, 16, direction, another_gpu) == rule(DH, NH, 16, direction, another_gpu)
+        # narrowed to a kernel family (tests, probes, bench --plan), the planner gives the rules' pick in it
+        assert plan(problem(DH, NH, 16), H100_SXM, direction, strategy=winner.strategy).why.startswith("rule")
 
 
-def test_a_corrupted_or_missing_cache_falls_back_to_the_heuristic(cache_dir):
-    tune_against_the_heuristic(64, 12)
-    path = cache.cache_path()
+@pytest.mark.parametrize("DH,NH,strategy", [(64, 12, "one_sm"), (64, 12, "grid"), (64, 12, "cluster"),
+                                            (256, 3, "cluster"), (768, 1, "grid"), (768, 1, "cluster")])
+def test_the_planner_runs_the_winner_of_any_family(DH, NH, strategy):
+    """The timer prefers a candidate of one family that is not the rules' (at 768x1 the
+    rules' cluster is the only one): every candidate is timed, each its own kernel, and
+    the planner then runs exactly the winner, cluster, grid or one SM."""
+    preferred = {}
+    for direction in DIRECTIONS:
+        ranking = model_ranking("lstm", BF16, DH, NH, 16, direction == "backward", H100_SXM)
+        family = [c.config for c in ranking.candidates if c.plan.strategy == strategy]
+        others = [config for config in family if config != rule(DH, NH, 16, direction).config]
+        preferred[direction] = (others or family)[0]
+    timer = FakeTimer(scale={config: 1e-3 for config in preferred.values()})
+    result = tune("lstm", BF16, DH, NH, 16, limits=H100_SXM, timer=timer, check=FakeCheck(), exhaustive=True,
+                  progress=False)
+    for direction, ranking in zip(DIRECTIONS, (result.forward, result.backward)):
+        kernels = [p.config.name_expression for p in timer.calls if p.direction == direction]
+        assert len(kernels) == len(set(kernels)) == len(ranking.candidates)
+        assert ranking.best.config == preferred[direction]
+        chosen = planned(DH, NH, 16, direction)
+        assert (chosen.config, chosen.strategy, chosen.why) == (ranking.best.config, strategy, "tuned winner")
+        if (DH, strategy) != (768, "cluster"):
+            assert chosen != rule(DH, NH, 16, direction)
+
+
+def test_a_winner_measured_with_another_version_of_its_kernel_is_retired():
+    result = tune_against_the_rules(64, 12)
+    path = tuned.cache_path()
+    entries = tuned.read_entries(path)
+    keys = {direction: tuned.cache_key(GPU, "lstm", BF16, 64, 12, 16, direction == "backward")
+            for direction in DIRECTIONS}
+    for direction, ranking in zip(DIRECTIONS, (result.forward, result.backward)):
+        # each entry keeps the digest of its own kernel's translation unit
+        assert entries[keys[direction]]["kernel_digest"] == source_digest(ranking.best.config.source)
+        assert planned(64, 12, 16, direction) == ranking.best.plan
+    # the forward's kernel was edited since its winner was measured: that winner is retired ...
+    entries[keys["forward"]] = dict(entries[keys["forward"]], kernel_digest="0" * 64)
+    tuned.write_entries(path, entries)
+    assert tuned.lookup(keys["forward"]) is None
+    chosen = planned(64, 12, 16, "forward")
+    assert chosen == rule(64, 12, 16, "forward") and chosen.why.startswith("rule")
+    # ... and only that one
+    assert tuned.lookup(keys["backward"]) == result.backward.best.config
+    assert planned(64, 12, 16, "backward") == result.backward.best.plan
+    # tuned again, the winner is current
+    tune_against_the_rules(64, 12)
+    assert planned(64, 12, 16, "forward") == result.forward.best.plan
+
+
+def test_a_corrupted_or_missing_cache_falls_back_to_the_rules():
+    result = tune_against_the_rules(64, 12)
+    path = tuned.cache_path()
     text = path.read_text()
+    assert planned(64, 12, 16, "forward") == result.forward.best.plan
     for broken in (text[: len(text) // 3], text.replace('"depth": ', '"depth": 1'), "", "{"):
         path.write_text(broken)
-        assert tuned(64, 12, 16, False) == heuristic(64, 12, 16, False)
+        assert planned(64, 12, 16, "forward") == rule(64, 12, 16, "forward")
     path.unlink()
-    assert tuned(64, 12, 16, True) == heuristic(64, 12, 16, True)
+    assert planned(64, 12, 16, "backward") == rule(64, 12, 16, "backward")
 
 
-def test_only_a_winner_of_the_callers_kind_that_still_fits_is_run():
+def test_only_a_winner_that_can_run_the_call_is_run():
     one_sm = feasible_configs("lstm", BF16, 64, 12, 16, False, H100_SXM)[0]
-    head = feasible_configs("lstm", BF16, 768, 1, 16, False, H100_SXM)[0]
+    head = next(c for c in feasible_configs("lstm", BF16, 768, 1, 16, False, H100_SXM) if isinstance(c, SplitConfig))
+    cluster = next(c for c in feasible_configs("lstm", BF16, 768, 1, 16, False, H100_SXM)
+                   if isinstance(c, ClusterConfig))
+    assert isinstance(one_sm, FusedConfig)
 
-    def cached(DH, NH, config):
-        cache.store(cache.cache_key(GPU, "lstm", BF16, DH, NH, 16, False), config, 1.0)
+    def cached(DH, NH, config, backward=False):
+        tuned.store(tuned.cache_key(GPU, "lstm", BF16, DH, NH, 16, backward), config, 1.0)
 
-    cached(64, 12, head)  # a SplitConfig where choose_config asks
-    assert fused.choose_config("lstm", BF16, 64, 16, False, 12, tuned_for=GPU) == heuristic(64, 12, 16, False)
+    cached(64, 12, head)  # a kernel for heads of 768 where the call's are 64
+    assert planned(64, 12, 16, "forward") == rule(64, 12, 16, "forward")
     cached(768, 1, one_sm)  # and the other way round
-    assert split.choose_split("lstm", BF16, 768, 16, 1, SMS, tuned_for=GPU) == heuristic(768, 1, 16, False)
+    assert planned(768, 1, 16, "forward") == rule(768, 1, 16, "forward")
+    cached(64, 12, one_sm, backward=True)  # a forward kernel for the backward
+    assert planned(64, 12, 16, "backward") == rule(64, 12, 16, "backward")
+    cached(64, 12, dataclasses.replace(one_sm, cell="gru"))  # another cell's (a hand-edited file)
+    assert planned(64, 12, 16, "forward") == rule(64, 12, 16, "forward")
     too_big = FusedConfig("lstm", BF16, 64, False, NT=2, WN=32, depth=4)  # 2048 threads a block
     cached(64, 12, too_big)
-    assert not too_big.fits() and tuned(64, 12, 16, False) == heuristic(64, 12, 16, False)
+    assert not too_big.fits(H100_SXM) and planned(64, 12, 16, "forward") == rule(64, 12, 16, "forward")
     cached(768, 1, head)
-    assert tuned(768, 1, 16, False) == head
-    assert tuned(768, 1, 16, False, sm_count=head.parts - 1) != head  # its CTAs no longer all resident
+    assert planned(768, 1, 16, "forward") == Plan("forward", head)
+    fewer_sms = dataclasses.replace(H100_SXM, sm_count=head.parts - 1)  # its CTAs no longer all resident
+    assert planned(768, 1, 16, "forward", fewer_sms).config != head
+    cached(768, 1, cluster)
+    assert planned(768, 1, 16, "forward") == Plan("forward", cluster)
+    no_clusters = dataclasses.replace(H100_SXM, capability=(8, 0), max_cluster_size=1, max_cluster_size_non_portable=1)
+    assert planned(768, 1, 16, "forward", no_clusters).strategy == "grid"
     other_width = FusedConfig("lstm", BF16, 64, False, WN=1, depth=4, vec=8)
     cached(60, 12, other_width)  # a row-copy width of 8 does not divide DH=60
-    assert fused.choose_config("lstm", BF16, 60, 16, False, 12, tuned_for=GPU).vec == 4
+    assert planned(60, 12, 16, "forward").config.vec == 4
 
 
-def test_the_timers_forcing_wins_over_the_cache():
-    result = tune_against_the_heuristic(64, 12)
-    cached_forward, cached_backward = result.forward.best.config, result.backward.best.config
-    candidate = next(c.config for c in result.forward.candidates if c.config != cached_forward)
-    with forced(candidate):
-        assert fused.choose_config("lstm", BF16, 64, 16, False, 12, SMS, tuned_for=GPU) == candidate
-        # the other direction runs as the backend picks it: the cached winner
-        assert fused.choose_config("lstm", BF16, 64, 16, True, 12, SMS, tuned_for=GPU) == cached_backward
-    assert fused.choose_config("lstm", BF16, 64, 16, False, 12, SMS, tuned_for=GPU) == cached_forward
-    head = tune_against_the_heuristic(768, 1).forward
-    candidate = next(c.config for c in head.candidates if c.config != head.best.config)
-    with forced(candidate):
-        assert split.choose_split("lstm", BF16, 768, 16, 1, SMS, tuned_for=GPU) == candidate
+def test_every_candidate_survives_the_cache():
+    """A winner may be any candidate: each reads back from the file as itself, zero counts
+    included (a cluster with none of R in registers, or running its whole batch tile), and
+    the planner then runs it."""
+    zeros = {}
+    for DH, NH in ((64, 12), (256, 3), (768, 1)):
+        for direction in DIRECTIONS:
+            for candidate in model_ranking("lstm", BF16, DH, NH, 16, direction == "backward", H100_SXM).candidates:
+                config = candidate.config
+                assert tuned.config_from_json(json.loads(json.dumps(tuned.config_to_json(config)))) == config
+                for field in ("sequences", "reg_tiles", "reg_blocks"):
+                    if getattr(config, field, None) == 0:
+                        zeros.setdefault(field, (DH, NH, candidate.plan))
+    assert set(zeros) == {"sequences", "reg_tiles", "reg_blocks"}
+    for DH, NH, candidate in zeros.values():
+        tuned.store(tuned.cache_key(GPU, "lstm", BF16, DH, NH, 16, candidate.direction == "backward"),
+                    candidate.config, 1.0)
+        assert planned(DH, NH, 16, candidate.direction) == candidate
+
+
+def record_launches(monkeypatch) -> list:
+    """Every kernel launch goes through launchers.run_kernel: record the kernels instead
+    (CPU tensors, nothing runs)."""
+    launched = []
+    monkeypatch.setattr(launchers, "run_kernel", lambda config, *args, **kwargs: launched.append(
+        config.name_expression))
+    return launched
+
+
+def inputs(DH, NH, B=5, T=16, requires_grad=False):  # 16 steps: where a tuned cluster may run
+    x = torch.zeros(B, T, 4, NH, DH, dtype=BF16, requires_grad=requires_grad)
+    R = torch.zeros(4, NH, DH, DH, dtype=BF16, requires_grad=requires_grad)
+    b = torch.zeros(4, NH, DH, dtype=BF16, requires_grad=requires_grad)
+    states = torch.zeros(2, B, NH, DH, dtype=BF16, requires_grad=requires_grad)
+    return x, R, b, states
+
+
+def test_an_explicit_plan_runs_as_given(monkeypatch):
+    """The internal call path with explicit plans (the tuner's check and timer, probes) runs
+    its plans, not the cached winners nor the rules."""
+    result = tune_against_the_rules(64, 12)
+    explicit = [next(c.plan for c in ranking.candidates if c.plan.strategy == "grid")
+                for ranking in (result.forward, result.backward)]
+    assert all(p not in (result.forward.best.plan, result.backward.best.plan) for p in explicit)
+    launched = record_launches(monkeypatch)
+    y, final = with_plans(*explicit)(*inputs(64, 12, requires_grad=True), cell="lstm")
+    (y.float().sum() + final.float().sum()).backward()
+    assert launched == [p.name_expression for p in explicit]
+    launched.clear()
+    with_plans(explicit[0])(*inputs(64, 12), cell="lstm")  # inference: a forward plan alone
+    assert launched == [explicit[0].name_expression]
 
 
 def test_a_candidate_that_fails_the_check_is_reported_never_timed_nor_cached(capsys):
     space = feasible_configs("lstm", BF16, 64, 12, 16, False, H100_SXM)
     slow = {c: 10.0 for c in space[1:]}  # the failing favourite would otherwise win
-    favourite = min(space, key=lambda c: FakeTimer(scale=slow)(c, Call("lstm", BF16, 64, 12, 16)))
+    call = Call("lstm", BF16, 64, 12, 16)
+    favourite = min(space, key=lambda c: FakeTimer(scale=slow)(Plan("forward", c), call))
     timer, check = FakeTimer(scale=slow), FakeCheck(fail=[favourite])
     result = tune("lstm", BF16, 64, 12, 16, limits=H100_SXM, timer=timer, check=check, exhaustive=True)
-    assert set(check.calls) == set(timer.prepared[0]) and favourite not in timer.calls
+    assert set(check.calls) == set(timer.prepared[0]) and favourite not in [p.config for p in timer.calls]
     assert [c.config for c in result.forward.failed] == [favourite]
     assert "MismatchError" in result.forward.failed[0].failed_check
     assert favourite not in [c.config for c in result.forward.timed]
-    assert result.forward.best.config != favourite and tuned(64, 12, 16, False) == result.forward.best.config
+    assert result.forward.best.config != favourite
+    assert planned(64, 12, 16, "forward") == result.forward.best.plan
     assert f"failed the correctness check, not timed: {favourite.name_expression}" in capsys.readouterr().out
     with pytest.raises(RuntimeError, match=r"rejected .*: \d+ by the correctness check"):
         tune("lstm", BF16, 128, 6, 16, limits=H100_SXM, timer=FakeTimer(), progress=False,
              check=FakeCheck(fail=feasible_configs("lstm", BF16, 128, 6, 16, False, H100_SXM)))
-    assert tuned(128, 6, 16, False) == heuristic(128, 6, 16, False)  # nothing cached
+    assert planned(128, 6, 16, "forward") == rule(128, 6, 16, "forward")  # nothing cached
 
 
-def test_gpu_check_forces_the_candidate_on_poisoned_outputs(monkeypatch):
-    """The default check's control flow, with the kernel run replaced by a fake."""
+def test_gpu_check_runs_the_plan_with_the_planners_other_direction_on_poisoned_outputs(monkeypatch):
+    """The default check's control flow, with the kernel run replaced by a fake: a forward plan
+    runs in inference and in training with the planner's backward; a backward plan in training
+    only, after the planner's forward."""
     from fusedrnn.backends import outputs
     from fusedrnn.tune import correctness
 
     runs = []
 
     def fake_check_backend(backend, cell, dtype, B, T, NH, DH, device, with_grads):
-        chosen = fused.choose_config(cell, dtype, DH, B, config.backward, NH)
-        runs.append((backend, B, T, NH, DH, with_grads, chosen, outputs._poison))
+        runs.append((backend, B, T, NH, DH, with_grads, outputs._poison))
         if with_grads and fail_training:
             raise MismatchError("dR: error 0.3 > 2 x torch's 0.01")
 
     monkeypatch.setattr(correctness, "check_backend", fake_check_backend)
+    monkeypatch.setattr(correctness, "with_plans", lambda forward, backward: ("planned", forward, backward))
+    monkeypatch.setattr(correctness, "device_limits", lambda index=None: H100_SXM)
     monkeypatch.setattr(torch.cuda, "device", lambda device: contextlib.nullcontext())
     monkeypatch.setattr(outputs, "_poison", False)
     check, call = correctness.GpuCheck("cuda:0"), Call("lstm", BF16, 64, 12, 16)
-    config = feasible_configs("lstm", BF16, 64, 12, 16, False, H100_SXM)[-1]
+    forward = Plan("forward", feasible_configs("lstm", BF16, 64, 12, 16, False, H100_SXM)[-1])
+    partner = plan(problem(64, 12, 5, T=37), H100_SXM, "backward")
     fail_training = False
-    assert check(config, call) == ""
-    assert runs == [("cuda_fused", 5, 37, 12, 64, with_grads, config, True) for with_grads in (False, True)]
+    assert check(forward, call) == ""
+    assert runs == [(("planned", forward, partner), 5, 37, 12, 64, with_grads, True) for with_grads in (False, True)]
     fail_training, runs[:] = True, []
-    assert check(config, call) == "forward+backward: MismatchError: dR: error 0.3 > 2 x torch's 0.01"
-    config = feasible_configs("lstm", BF16, 64, 12, 3, True, H100_SXM)[0]
+    assert check(forward, call) == "forward+backward: MismatchError: dR: error 0.3 > 2 x torch's 0.01"
+    backward = Plan("backward", feasible_configs("lstm", BF16, 64, 12, 3, True, H100_SXM)[0])
     runs[:] = []
-    assert check(config, Call("lstm", BF16, 64, 12, 3)).startswith("forward+backward: MismatchError")
-    assert [(r[1], r[5]) for r in runs] == [(3, True)]  # a backward configuration: training only
+    assert check(backward, Call("lstm", BF16, 64, 12, 3)).startswith("forward+backward: MismatchError")
+    partner = plan(problem(64, 12, 3, T=37), H100_SXM, "forward")
+    assert runs == [(("planned", partner, backward), 3, 37, 12, 64, True, True)]  # training only
     assert not outputs._poison
 
 
-def test_host_code_runs_the_winner_for_the_gpu_it_is_on(monkeypatch):
-    """fused.forward / backward and split_forward / split_backward look the winner up under
-    the GPU's name (the launch replaced: CPU tensors; split heads on the grid, which the tuner covers)."""
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "grid")
-    launched = []
-    for module in (fused, split):
-        monkeypatch.setattr(module, "launch", lambda name, *args, **kwargs: launched.append(name))
-        monkeypatch.setattr(module, "gpu_name", lambda device: GPU)
-    monkeypatch.setattr(fused, "_sm_count", lambda device: SMS)
-    for DH, NH in ((64, 3), (768, 1)):
-        result = tune_against_the_heuristic(DH, NH, B=5)
-        x = torch.zeros(5, 7, 4, NH, DH, dtype=BF16)
-        R, b = torch.zeros(4, NH, DH, DH, dtype=BF16), torch.zeros(4, NH, DH, dtype=BF16)
-        states = torch.zeros(2, 5, NH, DH, dtype=BF16)
-        y, final, saved = fused.forward(x, R, b, states, None, "lstm", True)
-        fused.backward(y, final, x, R, b, states, None, y, final, saved, "lstm")
-        winners = [result.forward.best.config, result.backward.best.config]
-        assert all(w != heuristic(DH, NH, 5, w.backward) for w in winners)
-        assert launched == [config.name_expression for config in winners]
-        launched.clear()
+@pytest.mark.parametrize("DH,NH", [(64, 3), (768, 1)], ids=["one SM", "split"])
+def test_host_code_launches_the_winner_for_the_gpu_it_is_on(monkeypatch, DH, NH):
+    """The backend's ops plan every call for the GPU the tensors are on (here CPU tensors, the
+    H100's limits, the launches recorded) and so launch the tuned winners."""
+    # the cluster backward's recompute of R h is a GEMM with fp32 output that CPU torch lacks
+    cluster_backward = [c for c in feasible_configs("lstm", BF16, DH, NH, 5, True, H100_SXM)
+                        if Plan("backward", c).strategy == "cluster"]
+    result = tune_against_the_rules(DH, NH, B=5, reject=cluster_backward)
+    monkeypatch.setattr(fused_backend, "device_limits", lambda index=None: H100_SXM)
+    launched = record_launches(monkeypatch)
+    x, R, b, states = inputs(DH, NH)
+    y, final, saved = torch.ops.fusedrnn.cuda_fused_fwd(x, R, b, states, None, "lstm", True)
+    torch.ops.fusedrnn.cuda_fused_bwd(torch.ones_like(y), torch.ones_like(final), x, R, b, states, None, y, final,
+                                      saved, "lstm")
+    winners = [result.forward.best.plan, result.backward.best.plan]
+    assert all(w != rule(DH, NH, 5, w.direction) for w in winners)
+    assert launched == [w.name_expression for w in winners]
 
 
 def test_an_unchanged_cache_file_costs_one_stat(monkeypatch):
-    tune_against_the_heuristic(64, 12)
-    path = cache.cache_path()
+    tune_against_the_rules(64, 12)
+    path = tuned.cache_path()
     settled = time.time() - 10  # older than a timestamp tick: its stat identifies it
     os.utime(path, (settled, settled))
-    reads, read_text = [], cache.Path.read_text
-    monkeypatch.setattr(cache.Path, "read_text", lambda self: reads.append(self) or read_text(self))
-    winner = tuned(64, 12, 16, False)
+    reads, read_text = [], tuned.Path.read_text
+    monkeypatch.setattr(tuned.Path, "read_text", lambda self: reads.append(self) or read_text(self))
+    winner = planned(64, 12, 16, "forward")
     assert len(reads) == 1
     for _ in range(3):
-        assert tuned(64, 12, 16, False) == winner and tuned(64, 12, 16, True) is not None
+        assert planned(64, 12, 16, "forward") == winner and planned(64, 12, 16, "backward").why == "tuned winner"
     assert len(reads) == 1
     os.utime(path, (settled + 1, settled + 1))  # a changed stat: read again (same contents, same winner)
-    assert tuned(64, 12, 16, False) == winner and len(reads) == 2
+    assert planned(64, 12, 16, "forward") == winner and len(reads) == 2
 
 
 def test_the_gates_rule_with_the_float64_torch_reference():

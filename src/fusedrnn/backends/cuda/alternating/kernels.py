@@ -35,7 +35,7 @@ def product_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, ...]:
 
 
 def shipped_alternating_kernels() -> list[str]:
-    """Every instantiation a call can select (CI compiles them all, tests/test_cuda_alternating_compile.py)."""
+    """Every instantiation a call can select (CI compiles them all, tests/test_cuda_compile.py)."""
     names = {SET_CALL}
     for dtype in STORAGE_TYPES:
         for backward in (False, True):

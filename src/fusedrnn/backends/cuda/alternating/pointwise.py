@@ -1,5 +1,5 @@
 """The kernels of the cuda_alternating step loop, launched through NVRTC:
-what alternating.py's loop calls between its GEMMs. Each method's argument
+what loop.py's step loop calls between its GEMMs. Each method's argument
 list is its kernel's signature in csrc/alternating_*.cuh, in order.
 
 The loop only needs an object with these three methods; the CPU tests give it

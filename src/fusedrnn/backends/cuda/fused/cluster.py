@@ -35,7 +35,7 @@ KERNEL = Kernel("fused_cluster_forward_kernel",
                 pointers=("x", "R", "b", "states", "lengths", "y", "final", "saved"),
                 ints=("ldr", "B", "T", "NH", "DH", "sequences"))
 
-MAX_CLUSTER = 16  # CTAs in a cluster on Hopper; over 8 needs the non-portable attribute (launch.py)
+MAX_CLUSTER = 16  # CTAs in a cluster on Hopper; over 8 needs the non-portable attribute (runtime/launch.py)
 PARTITION_REGISTERS = 16384  # an SM's 4 partitions hold 16K registers each; a warp takes them from one
 # Registers a thread needs beside its fragments of R (accumulators, states, pointers): fitted to
 # ptxas's reports so that every shipped kernel holds as many tiles as it can without a spill

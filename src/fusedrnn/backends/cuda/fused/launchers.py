@@ -25,7 +25,8 @@ def contiguous_inputs(x, R, b, states, lengths):
     return x.contiguous(), R.contiguous(), b.contiguous(), states.contiguous(), lengths
 
 
-def run_kernel(config, grid, x, cooperative: bool = False, cluster: int | None = None, **arguments):
+def run_kernel(config, grid, x, /, cooperative: bool = False, cluster: int | None = None, **arguments):
+    # x positional-only: the kernels' own argument named x comes in `arguments`
     launch(config.name_expression, config.source, grid, config.threads, config.shared_memory, x.device,
            *config.kernel.arguments(**arguments), cooperative=cooperative, cluster=cluster)
 

@@ -13,7 +13,12 @@ cached and can run the call; otherwise the rules below, measured on the H100
             cooperative grid.
   backward: a cluster where choose_cluster_backward plans one (half types;
             heads over one SM, and LSTM-sized heads from 64 that fit one, where
-            that measured faster); else one SM where the head fits; else the grid.
+            that measured faster) and the sequence has CLUSTER_MIN_STEPS steps or
+            more; else one SM where the head fits; else the grid.
+Where neither one SM nor the grid can run a direction (a head over one SM
+whose grid needs more CTAs than the GPU has SMs), a cluster runs it whatever
+the length and the compiler: the last resort before refusing the call.
+A tuned cluster winner runs only from CLUSTER_MIN_STEPS steps, as the rules.
 `strategy` narrows the choice to one kernel family (tests, probes, `fusedrnn
 bench --plan`): the rule's pick within it, or a ValueError saying why none.
 """
@@ -96,8 +101,8 @@ def plan(problem: Problem, device: DeviceLimits, direction: str, *, strategy: st
 
 def why_no_plan(problem: Problem, device: DeviceLimits) -> str:
     """Why no plan runs the call on the device ('' when every direction it needs has one).
-    Pure Python, so torch.compile can trace it: the rules' last resort, one SM or the
-    grid, exists exactly when any plan does."""
+    Pure Python, so torch.compile can trace it: one SM, the grid, or a cluster shape (the
+    rules' last resort) for each direction."""
     cell, dtype, DH, NH, B = problem.cell.name, problem.dtype, problem.head_dim, problem.heads, problem.batch
     if DH > MAX_HEAD_DIM:
         return f"DH={DH} over {MAX_HEAD_DIM}, the largest head the kernels are written for"
@@ -105,9 +110,11 @@ def why_no_plan(problem: Problem, device: DeviceLimits) -> str:
     if not reason:
         return ""
     for backward in (False, True) if problem.needs_grad else (False,):
-        if rule_split(cell, dtype, DH, B, NH, backward, device) is None:
-            return (f"{reason}; split over CTAs ({'backward' if backward else 'forward'}), it needs more shared "
-                    f"memory or SMs than {device.sm_count}")
+        direction = "backward" if backward else "forward"
+        if (rule_split(cell, dtype, DH, B, NH, backward, device) is None
+                and not cluster_exists(cell, dtype, DH, NH, B, device, direction)):
+            return (f"{reason}; split over CTAs ({direction}), it needs more shared memory or SMs than "
+                    f"{device.sm_count}, and no thread-block cluster holds it")
     return ""
 
 
@@ -130,9 +137,11 @@ def admissible(config, problem: Problem, device: DeviceLimits, direction: str):
         return config if config.fits(NH, B, device) else None
     if device.capability < (9, 0) or config.parts > device.max_cluster_size_non_portable:
         return None
+    if problem.steps < CLUSTER_MIN_STEPS or clusters_at_once(config, device) < 1:
+        return None
     if isinstance(config, ClusterConfig):
-        return config.with_sequences(B, NH, clusters_at_once(config, device)) if clusters_at_once(config, device) else None
-    return config if clusters_at_once(config, device) else None
+        return config.with_sequences(B, NH, clusters_at_once(config, device))
+    return config
 
 
 @functools.lru_cache(maxsize=4096)  # asked on every call: the rules cost ~0.5 ms for a cluster
@@ -170,11 +179,41 @@ def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enou
         if strategy == "one_sm":
             raise ValueError(f"strategy='one_sm': {why_not_one_sm(cell, dtype, DH, B, device)}")
     config = rule_split(cell, dtype, DH, B, NH, direction == "backward", device)
+    if config is None and strategy is None:  # the last resort: a cluster, whatever T and the compiler
+        last = last_resort_cluster(cell, dtype, DH, NH, B, device, direction)
+        if last is not None:
+            return Plan(direction, last, "rule: no grid fits the GPU, a cluster does")
     if config is None:
         raise ValueError(f"cuda_fused has no plan for the {direction} of cell={cell!r} dtype={dtype} DH={DH} NH={NH} "
                          f"B={B} on {device.name}: the head needs more shared memory or SMs than it has"
                          f" (or DH over {MAX_HEAD_DIM})")
     return Plan(direction, config, "rule: the cooperative grid")
+
+
+def last_resort_cluster(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device: DeviceLimits,
+                        direction: str):
+    """A cluster config for a call nothing else runs, or None."""
+    if direction == "forward":
+        shape = choose_cluster(cell, dtype, DH, 1 << (B - 1).bit_length(), NH, device)
+    else:
+        shape = choose_cluster_backward(cell, dtype, DH, B, NH, device) or next(iter(cluster_backward_configs(
+            cell, dtype, split_head_dim(DH), math.gcd(DH, 8), device.shared_memory_per_block)), None)
+    config, _ = cluster_or_why(shape, device, forced=True)
+    if config is not None and direction == "forward":
+        config = config.with_sequences(B, NH, clusters_at_once(config, device))
+    return config
+
+
+def cluster_exists(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device: DeviceLimits,
+                   direction: str) -> bool:
+    """Whether a cluster shape holds the head for this direction on the device (pure Python: no
+    compile, no occupancy query)."""
+    if device.capability < (9, 0):
+        return False
+    if direction == "forward":
+        return choose_cluster(cell, dtype, DH, 1 << (B - 1).bit_length(), NH, device) is not None
+    return next(iter(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8),
+                                              device.shared_memory_per_block)), None) is not None
 
 
 def cluster_or_why(config, device: DeviceLimits, forced: bool):

@@ -1,8 +1,9 @@
 """The tuned winners on disk, where the planner finds them: one JSON file
 beside the cubin cache (the user cache dir, or FUSEDRNN_CACHE_DIR), one entry
 per (GPU, cell, dtype, DH, NH, batch bucket, direction). An entry keeps the
-digest of its kernel's translation unit (the cubin cache's key), so editing a
-kernel family retires the winners measured with the old one, and only those.
+digest of its kernel's translation unit (the cubin cache's key) and the NVRTC
+version, so editing a kernel family retires the winners measured with the old
+one, and only those, and so does another compiler.
 `fusedrnn.tune` writes the entries; this module never imports the tuner.
 
 Several processes may tune at once: updates run under a file lock and replace
@@ -40,6 +41,8 @@ from .one_sm import FusedConfig
 VERSION = 2
 KINDS = {"one_sm": FusedConfig, "grid": SplitConfig, "cluster": ClusterConfig,
          "cluster_backward": ClusterBackwardConfig}
+# the int fields that may be 0 (a cluster's R tiles in registers, option bits, sequences and cells a thread)
+MAY_BE_ZERO = frozenset({"reg_tiles", "reg_blocks", "options", "sequences", "elements"})
 
 
 def batch_bucket(B: int) -> int:
@@ -65,6 +68,12 @@ def cache_key(gpu: str, cell: str, dtype: torch.dtype, DH: int, NH: int, B: int,
                      direction])
 
 
+def kernel_version(config) -> dict:
+    """What a winner was measured with: its translation unit's sources (their digest) and the
+    NVRTC that compiled them (another may allocate registers differently: spill, or fit more)."""
+    return dict(kernel_digest=nvrtc_compile.source_digest(config.source), nvrtc=nvrtc_compile.nvrtc_version())
+
+
 def lookup(key: str):
     """The cached configuration for `key`, or None: also when the entry was written for
     configuration fields this version does not have, or for another version of its kernel."""
@@ -81,8 +90,7 @@ def store(key: str, config, measured_ms: float) -> None:
 
     with FileLock(str(path) + ".lock"):
         entries = read_entries(path)  # as other processes left it
-        entries[key] = dict(config=config_to_json(config), measured_ms=measured_ms,
-                            kernel_digest=nvrtc_compile.source_digest(config.source))
+        entries[key] = dict(config=config_to_json(config), measured_ms=measured_ms, **kernel_version(config))
         write_entries(path, entries)
 
 
@@ -178,7 +186,8 @@ def _parse(entry):
             return None
         config = config_from_json(entry["config"])
         # measured with another version of its kernel's sources: retired
-        return config if entry["kernel_digest"] == nvrtc_compile.source_digest(config.source) else None
+        measured_with = {name: entry[name] for name in ("kernel_digest", "nvrtc")}
+        return config if measured_with == kernel_version(config) else None
     except (KeyError, TypeError, AttributeError, ValueError):  # an entry of another shape is no entry
         return None
 
@@ -206,7 +215,7 @@ def config_from_json(data: dict):
     # a field of the wrong type, or a count below 1 (DH % vec with vec = 0), would fail at dispatch, not here
     for name, expected in _field_types(kind).items():
         value = getattr(config, name)
-        if type(value) is not expected or (expected is int and value < 1):
+        if type(value) is not expected or (expected is int and value < (0 if name in MAY_BE_ZERO else 1)):
             raise TypeError(f"{kind.__name__}.{name} = {value!r}")
     return config
 

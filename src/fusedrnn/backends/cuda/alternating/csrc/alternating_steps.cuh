@@ -6,7 +6,7 @@
 //   forward  step t: rec = h_{t-1} R^T (GEMM) -> forward step -> h_t
 //   backward step t: backward step -> drec_t -> dh = drec_t R (GEMM), added at step t - 1
 //
-// Semantics are the cuda_fused kernels' (forward.cuh, backward.cuh): states in
+// Semantics are the cuda_fused kernels' (fused/csrc/one_sm_forward.cuh, one_sm_backward.cuh): states in
 // fp32, h rounded to the storage type T where it meets R, past a sequence's
 // length the states are held and y is 0, and the gradient passes through.
 // P is the type cuBLAS wrote the products in: float, or T where torch cannot

@@ -17,7 +17,7 @@
 // that ended it, and is next read at step t + 1, after the barrier that ends
 // step t: one barrier a step orders both. The last step's barrier also lets
 // every CTA exit: nothing writes into another CTA's shared memory after it.
-// Same tensors as forward.cuh, R with rows of ldr elements (DH, or DH + 1 padded where DH
+// Same tensors as one_sm_forward.cuh, R with rows of ldr elements (DH, or DH + 1 padded where DH
 // is odd); a cluster runs `sequences` of the batch (BT without SPREAD_CELLS; with it 1 .. BT,
 // at most SPREAD_ELEMENTS * THREADS / ROWS where that is set), the rest of its tile being
 // zero padding that is never exchanged (fewer bytes through DSMEM a step, in more clusters);

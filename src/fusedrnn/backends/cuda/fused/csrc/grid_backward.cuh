@@ -1,11 +1,11 @@
-// The backward for heads split over CTAs (the forward is split_forward.cuh).
+// The backward for heads split over CTAs (the forward is grid_forward.cuh).
 // Per step t, in reverse, a CTA: recomputes its rows of R h_{t-1} (h from y,
 // staged ahead like everything else a step reads), runs the cell's gradient on
 // its rows, and multiplies its rows of R^T by its drec for every unit of the
 // head: a partial sum of dh_{t-1} that goes to a global exchange buffer. After
 // a barrier of the head's CTAs each sums, for its own rows, the partials of all
 // parts (in a fixed order: deterministic). Adds to the forward's arguments
-// those of backward.cuh, plus partials [2, PARTS, B, NH, DHP] fp32 and arrival flags.
+// those of one_sm_backward.cuh, plus partials [2, PARTS, B, NH, DHP] fp32 and arrival flags.
 #pragma once
 #include "grid_barrier.cuh"
 #include "elements.cuh"

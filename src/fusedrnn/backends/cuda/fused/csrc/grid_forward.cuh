@@ -4,7 +4,7 @@
 // sum through shared memory), runs the cell on them, writes its slice of h_t
 // to a global exchange buffer, waits at a barrier of the head's CTAs, and
 // reloads all of h_t from there (an L2 round trip). Same tensors as
-// forward.cuh, plus exchange [2, B, NH, DH] and arrival flags [tiles, NH, PARTS, 32] (zeroed).
+// one_sm_forward.cuh, plus exchange [2, B, NH, DH] and arrival flags [tiles, NH, PARTS, 32] (zeroed).
 #pragma once
 #include "grid_barrier.cuh"
 #include "elements.cuh"

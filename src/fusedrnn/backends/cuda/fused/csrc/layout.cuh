@@ -5,7 +5,7 @@
 // and one more. All gates of an element land in the same thread, so the
 // cell's pointwise step needs no exchange.
 //
-// A head too large for one SM is split over CTAs (split_forward.cuh): each
+// A head too large for one SM is split over CTAs (grid_forward.cuh, cluster_forward.cuh): each
 // holds ROWS of the DHP rows of every gate, and its warps may also split the
 // K dimension (KSPLIT), summing their partial products through shared memory.
 #pragma once
