@@ -9,7 +9,7 @@ compiler spills). The planner's rules pick within this space
 Variables are the kernels' template knobs, over the values the kernels are
 written for. Constraints are the device's limits: threads a block, shared
 memory a block (the byte counts of FusedConfig / SplitConfig themselves),
-registers a thread (tune/registers.py) within the block's share, a batch tile
+registers a thread (backends/cuda/fused/registers.py) within the block's share, a batch tile
 no wider than the batch bucket, and for a head split over CTAs, every CTA of
 the grid resident at once (the cooperative launch of its grid barrier; the
 kernels' __launch_bounds__(THREADS, 1) lets ptxas take a whole SM's
