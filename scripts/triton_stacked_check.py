@@ -2,13 +2,14 @@
 
 Every variant of fusedrnn.backends.triton.variants with STACK_GATES, for lstm,
 gru and slstm, in bf16 and fp16, at DH=64 and 128 (B=16, T=64, NH=2, with
-lengths): y, final and every gradient against the float64 reference by
-fusedrnn.testing's rule (the one tests/test_triton.py applies), outputs
-poisoned with NaN. One line per case, "ok" or "FAIL" with the first error; a
-variant whose kernels equal an earlier one's for that case is reported as such
-and not run again. Exits 1 on any failure. The (DH, cell, dtype) groups run in
-parallel processes so that their ~100 kernels compile side by side: under a
-minute on an H100 host from a cold Triton cache.
+lengths), its plans passed explicitly (backends/triton/explicit.py): y, final
+and every gradient against the float64 reference by fusedrnn.testing's rule
+(the one tests/test_triton.py applies), outputs poisoned with NaN. One line per
+case, "ok" or "FAIL" with the first error; a variant whose plans equal an
+earlier one's for that case is reported as such and not run again. Exits 1 on
+any failure. The (DH, cell, dtype) groups run in parallel processes so that
+their ~100 kernels compile side by side: under a minute on an H100 host from a
+cold Triton cache.
 
   python scripts/triton_stacked_check.py [--dh 64,128] [--cells lstm,gru,slstm] [--dtypes bfloat16,float16]
                                          [--variants a,b] [--workers N]
@@ -25,18 +26,18 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from fusedrnn.backends import outputs  # noqa: E402
-from fusedrnn.backends.triton import launch  # noqa: E402
-from fusedrnn.backends.triton.variants import VARIANTS, variant  # noqa: E402
+from fusedrnn.backends.triton.explicit import variant_plans, with_variant  # noqa: E402
+from fusedrnn.backends.triton.variants import VARIANTS  # noqa: E402
 
 B, T, NH = 16, 64, 2
 STACKED = [name for name, chosen in VARIANTS.items()
            if any(chosen.get(kernel, {}).get("STACK_GATES") for kernel in ("forward", "backward"))]
 
 
-def _kernels(cell: str, dtype: torch.dtype, DH: int) -> str:
-    """What tells two variants' kernels apart for this case (the active variant's)."""
-    x = torch.empty(B, T, 4, NH, DH, dtype=dtype, device="meta")
-    return repr([sorted(launch.kernel_options(x, cell, backward).items()) for backward in (False, True)])
+def _plans(cell: str, dtype: torch.dtype, DH: int, name: str):
+    """Variant `name`'s forward and backward plans for this case: equal plans run the same kernels."""
+    x = torch.empty(B, T, 4, NH, DH, dtype=dtype, device="meta")  # the planner reads shapes only
+    return variant_plans(x, cell, None, name)
 
 
 def run_group(DH: int, cell: str, dtype_name: str, names: list, device: str) -> list:
@@ -47,21 +48,20 @@ def run_group(DH: int, cell: str, dtype_name: str, names: list, device: str) -> 
     lines, seen = [], {}
     for name in names:
         case = f"DH={DH:<3} {cell:<5} {dtype_name:<8} {name}"
-        with variant(name):
-            key = _kernels(cell, dtype, DH)
-            if key in seen:
-                lines.append(f"{case:<68} same kernels as {seen[key]}")
-                continue
-            seen[key] = name
-            torch.manual_seed(0)
-            started = time.perf_counter()
-            try:
-                with outputs.poisoned():
-                    errors = check_backend("triton", cell, dtype, B=B, T=T, NH=NH, DH=DH, device=device)
-                worst = max(errors, key=lambda k: errors[k][0] / max(errors[k][1], 1e-12))
-                line = "ok   (worst %s: %.2g vs torch %.2g)" % (worst, *errors[worst])
-            except AssertionError as failure:
-                line = "FAIL " + str(failure).splitlines()[0][:160]
+        key = _plans(cell, dtype, DH, name)
+        if key in seen:
+            lines.append(f"{case:<68} same kernels as {seen[key]}")
+            continue
+        seen[key] = name
+        torch.manual_seed(0)
+        started = time.perf_counter()
+        try:
+            with outputs.poisoned():
+                errors = check_backend(with_variant(name), cell, dtype, B=B, T=T, NH=NH, DH=DH, device=device)
+            worst = max(errors, key=lambda k: errors[k][0] / max(errors[k][1], 1e-12))
+            line = "ok   (worst %s: %.2g vs torch %.2g)" % (worst, *errors[worst])
+        except AssertionError as failure:
+            line = "FAIL " + str(failure).splitlines()[0][:160]
         lines.append(f"{case:<68} {line}  [{time.perf_counter() - started:.1f} s]")
     return lines
 

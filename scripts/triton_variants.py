@@ -1,12 +1,15 @@
 """Time the variants of the Triton kernels side by side on the GPU, in one process.
 
 For each shape (DHxNH, LSTM, bf16, B=16, T=1024) and each variant of
-fusedrnn.backends.triton.variants: first its correctness against the float64
+fusedrnn.backends.triton.variants, its plans passed explicitly
+(backends/triton/explicit.py): first its correctness against the float64
 reference next to the torch backend (tests/kernel_check.py at B=5, T=37 with
 the same head dim and count, so the very kernels that are timed; outputs
-poisoned with NaN), then the forward and forward+backward medians exactly as
-`fusedrnn bench` takes them. A variant whose kernels are the same as an
-earlier one's at that shape (say 8 warps where 8 is the default) is skipped.
+poisoned with NaN), then the forward and forward+backward medians as
+`fusedrnn bench` takes them (the same inputs and do_bench; run_with_plans skips
+the custom ops' dispatch, a few microseconds a call). A variant whose plans are
+the same as an earlier one's at that shape (say 8 warps where 8 is the default)
+is skipped.
 A failing variant is reported and not timed. Prints a table last; writes
 triton-variants.json to --out (default $OUT, else /tmp).
 
@@ -14,19 +17,18 @@ triton-variants.json to --out (default $OUT, else /tmp).
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
 
 import torch
-import triton
+import triton.testing
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from fusedrnn.backends import outputs  # noqa: E402
-from fusedrnn.backends.triton import launch  # noqa: E402
-from fusedrnn.backends.triton.variants import VARIANTS, variant  # noqa: E402
-from fusedrnn.bench.harness import measure  # noqa: E402
-from fusedrnn.bench.providers import PROVIDERS, Case  # noqa: E402
+from fusedrnn.backends.triton.explicit import run_with_plans, variant_plans, with_variant  # noqa: E402
+from fusedrnn.backends.triton.variants import VARIANTS  # noqa: E402
 from kernel_check import check_backend  # noqa: E402
 
 B, T = 16, 1024
@@ -35,41 +37,77 @@ TARGET = {"128x6": (2.0, 6.0), "64x12": (1.5, 4.5)}
 RECORDED = {"128x6": (1.854, 6.938), "64x12": (0.920, 3.861)}
 
 
-def kernels(NH: int, DH: int) -> str:
-    """What tells two variants' kernels apart at this shape."""
-    x = torch.empty(B, T, 4, NH, DH, device="cuda", dtype=torch.bfloat16)
-    return repr([sorted(launch.kernel_options(x, "lstm", backward).items(), key=lambda kv: kv[0])
-                 for backward in (False, True)])
+def plans(NH: int, DH: int, name: str):
+    """The forward and backward plans of variant `name` at this shape: equal plans run the same kernels."""
+    x = torch.empty(B, T, 4, NH, DH, device="meta", dtype=torch.bfloat16)  # the planner reads shapes only
+    return variant_plans(x, "lstm", None, name)
 
 
-def check(NH: int, DH: int) -> str:
+def check(NH: int, DH: int, name: str) -> str:
     try:
         with outputs.poisoned():
-            errors = check_backend("triton", "lstm", torch.bfloat16, B=5, T=37, NH=NH, DH=DH, device="cuda",
-                                   with_lengths=False)
+            errors = check_backend(with_variant(name), "lstm", torch.bfloat16, B=5, T=37, NH=NH, DH=DH,
+                                   device="cuda", with_lengths=False)
         return "ok (dx err %.2g vs torch %.2g)" % errors["dx"]
     except AssertionError as failure:
         return "FAIL: " + str(failure).splitlines()[0][:120]
 
 
-def time_variant(NH: int, DH: int) -> dict:
+def step(NH: int, DH: int, planned, backward: bool):
+    """One forward (under no_grad) or forward+backward with `planned`, on the inputs `fusedrnn bench` draws."""
+    kw = dict(device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(B, T, 4, NH, DH, **kw)
+    R = torch.randn(4, NH, DH, DH, **kw) / math.sqrt(DH)
+    b = torch.randn(4, NH, DH, **kw) * 0.1
+    states = torch.zeros(2, B, NH, DH, **kw)
+    if not backward:
+        def fwd():
+            with torch.no_grad():
+                return run_with_plans(x, R, b, states, None, "lstm", *planned)
+        return fwd
+    leaves = [t.requires_grad_() for t in (x, R, b)]
+    dy = torch.randn(B, T, NH, DH, **kw)
+
+    def fwd_bwd():
+        y, _ = run_with_plans(*leaves, states, None, "lstm", *planned)
+        return torch.autograd.grad(y, leaves, dy)
+    return fwd_bwd
+
+
+def time_variant(NH: int, DH: int, planned) -> dict:
+    """Medians, first call and peak memory as fusedrnn.bench.harness.measure takes them."""
     out = {}
     for backward in (False, True):
-        m = measure("triton", Case("lstm", torch.bfloat16, B, T, NH, DH, backward))
         key = "fwd_bwd" if backward else "fwd"
-        out[key], out[key + "_note"] = m.median_ms, m.note
-        if backward:
-            out["peak_mib"], out["first_call_s"] = m.peak_mib, m.first_call_s
+        try:
+            fn = step(NH, DH, planned, backward)
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            first_call_s = time.perf_counter() - start
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            fn()
+            torch.cuda.synchronize()
+            peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
+            out[key] = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+            if backward:
+                out["peak_mib"], out["first_call_s"] = peak_mib, first_call_s
+        except Exception as error:  # noqa: BLE001 (a variant that fails is a row's note, never the sweep's end)
+            out[key + "_note"] = f"failed: {type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+        finally:
+            torch.cuda.empty_cache()
     return out
 
 
-def profile(NH: int, DH: int) -> str:
+def profile(NH: int, DH: int, planned) -> str:
     """Where the time of one forward+backward goes, kernel by kernel."""
-    step = PROVIDERS["triton"](Case("lstm", torch.bfloat16, B, T, NH, DH, True))
-    step()
+    step_once = step(NH, DH, planned, True)
+    step_once()
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        step()
+        step_once()
         torch.cuda.synchronize()
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=50)
 
@@ -99,23 +137,21 @@ def main() -> None:
         seen = {}
         for name in names:
             row = dict(variant=name, shape=shape)
-            with variant(name):
-                key = kernels(NH, DH)
-                if key in seen:
-                    row["check"] = f"same kernels as {seen[key]}"
-                else:
-                    seen[key] = name
-                    row["check"] = check(NH, DH)
-                    if row["check"].startswith("ok"):
-                        row.update(time_variant(NH, DH))
+            planned = plans(NH, DH, name)
+            if planned in seen:
+                row["check"] = f"same kernels as {seen[planned]}"
+            else:
+                seen[planned] = name
+                row["check"] = check(NH, DH, name)
+                if row["check"].startswith("ok"):
+                    row.update(time_variant(NH, DH, planned))
             rows.append(row)
             print(json.dumps(row), flush=True)
             write(args.out, rows, profiles, started)  # after every row: a run cut short keeps what it measured
         timed = [r for r in rows if r["shape"] == shape and isinstance(r.get("fwd_bwd"), float)]
         if args.profile and timed:
             best = min(timed, key=lambda r: r["fwd_bwd"])
-            with variant(best["variant"]):
-                profiles[f"{shape} {best['variant']}"] = profile(NH, DH)
+            profiles[f"{shape} {best['variant']}"] = profile(NH, DH, plans(NH, DH, best["variant"]))
     meta, path = write(args.out, rows, profiles, started)
     for title, table in profiles.items():
         print(f"\n{title}\n{table}")

@@ -10,75 +10,23 @@ import pytest
 import torch
 
 import fusedrnn
-from fusedrnn.cells import get_cell
-from fusedrnn.testing import JUMP_SLACK, NAMES, SANITY, SLACK, MismatchError, random_problem
+from fusedrnn.backends.triton.variants import code_paths
 from kernel_check import check_backend
-from reference import reference_rnn
 
 CELLS = list(fusedrnn.CELLS)
 triton_ok = fusedrnn.backends()["triton"].available
 needs_triton = pytest.mark.skipif(not triton_ok, reason=fusedrnn.backends()["triton"].reason)
+VARIANTS = code_paths()  # the shipped kernels and every other code path of fusedrnn.backends.triton.variants
 
 
-def _code_paths():
-    from fusedrnn.backends.triton.variants import code_paths  # imports no triton
+def check_variant(name, cell, dtype, B, T, NH, DH, device, **kw) -> dict:
+    """check_backend for the Triton kernels run as variant `name`: "shipped" through the
+    backend's own ops (fusedrnn.rnn, which plan every call as shipped), any other with
+    its plans passed explicitly (run_with_plans)."""
+    from fusedrnn.backends.triton.explicit import with_variant
 
-    return code_paths()
-
-
-VARIANTS = _code_paths()  # the shipped kernels and every other code path of fusedrnn.backends.triton.variants
-
-
-def check_variant(name, cell, dtype, B, T, NH, DH, device, with_lengths=True, with_states=True) -> dict:
-    """check_backend's rule (fusedrnn.testing) for the Triton kernels run as variant `name`.
-
-    "shipped" is the backend itself, checked by check_backend. Any other variant is
-    no backend that fusedrnn.rnn (so check_backend) could name: its plans go to
-    run_with_plans, and the rule is applied here as check_backend applies it, on
-    inputs drawn in the same order."""
-    if name == "shipped":
-        return check_backend("triton", cell, dtype, B=B, T=T, NH=NH, DH=DH, device=device,
-                             with_lengths=with_lengths, with_states=with_states)
-    from fusedrnn.backends.triton.explicit import run_with_plans, variant_plans
-
-    x, R, b, s = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=with_states)
-    if s is None:
-        s = torch.zeros(get_cell(cell).num_states, B, NH, DH, dtype=dtype, device=device)
-    inputs = (x, R, b, s)
-    lengths = None
-    if with_lengths:
-        lengths = torch.randint(1, T + 1, (B,), device=device)
-        lengths[0] = T
-    ref_leaves = [t.detach().double().requires_grad_() for t in inputs]
-    y_ref, final_ref = reference_rnn(cell, *ref_leaves, lengths=lengths)
-    seeds = [torch.randn_like(y_ref), torch.randn_like(final_ref)]
-    if cell == "slstm" and dtype != torch.float32:  # as check_backend: no loss on the raw c, n, m in half types
-        seeds[1][1:] = 0
-    want = [y_ref, final_ref, *torch.autograd.grad((y_ref * seeds[0]).sum() + (final_ref * seeds[1]).sum(),
-                                                   ref_leaves)]
-    plans = variant_plans(x, cell, lengths, name)
-
-    def results(run):
-        leaves = [t.detach().clone().requires_grad_() for t in inputs]
-        y, final = run(*leaves)
-        loss = (y.double() * seeds[0]).sum() + (final.double() * seeds[1]).sum()
-        return [y, final, *torch.autograd.grad(loss, leaves)]
-
-    got = results(lambda *leaves: run_with_plans(*leaves, lengths, cell, *plans))
-    baseline = results(lambda *leaves: fusedrnn.rnn(*leaves, cell=cell, backend="torch", lengths=lengths))
-    report = {}
-    for what, g, base, ref in zip(NAMES, got, baseline, want):
-        if g.dtype != dtype or g.shape != ref.shape:
-            raise MismatchError(f"{what}: expected {dtype} of shape {tuple(ref.shape)}, got {g.dtype} {tuple(g.shape)}")
-        if not torch.isfinite(g).all():
-            raise MismatchError(f"{what}: non-finite values (unwritten output?)")
-        norm = ref.norm().item() or 1.0
-        report[what] = err, err_torch = (g.double() - ref).norm().item() / norm, (base.double() - ref).norm().item() / norm
-        slack = SLACK[dtype] + JUMP_SLACK.get(cell, {}).get(dtype, 0.0)
-        if err > 2 * err_torch + slack or err > SANITY[dtype]:
-            raise MismatchError(f"{what}: error {err:.3g} vs torch's {err_torch:.3g} (slack {slack:.3g}, "
-                                f"sanity bound {SANITY[dtype]:.3g})")
-    return report
+    run = "triton" if name == "shipped" else with_variant(name)
+    return check_backend(run, cell, dtype, B=B, T=T, NH=NH, DH=DH, device=device, **kw)
 
 
 @needs_triton

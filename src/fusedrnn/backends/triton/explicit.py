@@ -4,6 +4,7 @@ hand-made plans (dataclasses.replace of a planned one) side by side in one proce
 
   forward_plan, backward_plan = variant_plans(x, cell, lengths, "stacked")
   y, final = run_with_plans(x, R, b, states, lengths, cell, forward_plan, backward_plan)
+  check_backend(with_variant("stacked"), ...)  # fusedrnn.testing: rnn's call form, planned per call
 
 Eager autograd around the very launchers the ops call (launch.py), without the
 custom ops: torch.library ops have one fixed signature per backend, and a plan
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from ...problem import check_lengths_range
 from . import launch
 from .plan import TritonPlan, plan, problem_of
 
@@ -22,6 +24,16 @@ def variant_plans(x, cell: str, lengths, variant: str) -> tuple[TritonPlan, Trit
     """The forward and backward plans of a training call like `x` run as `variant`."""
     problem = problem_of(x, cell, lengths, needs_grad=True)
     return plan(problem, backward=False, variant=variant), plan(problem, backward=True, variant=variant)
+
+
+def with_variant(variant: str):
+    """A function of `fusedrnn.rnn`'s call form, `(x, R, b, states, *, cell, lengths=None)
+    -> (y, final)`, that plans each call as `variant` and runs it (states required)."""
+    def run(x, R, b, states, *, cell: str, lengths=None):
+        check_lengths_range(lengths, x.shape[1])  # as the backend's ops check it
+        return run_with_plans(x, R, b, states, lengths, cell, *variant_plans(x, cell, lengths, variant))
+
+    return run
 
 
 def run_with_plans(x, R, b, states, lengths, cell: str, forward_plan: TritonPlan, backward_plan: TritonPlan):
