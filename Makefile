@@ -4,12 +4,12 @@ PYTHON ?= python3
 
 # Set up a fresh machine and run the main job.
 demo:
-	./scripts/setup.sh
+	./tools/setup.sh
 	$(PYTHON) -m fusedrnn.cli demo
 
 # Set up a fresh machine and run the CPU test suite (what CI runs).
 test:
-	./scripts/setup.sh dev
+	./tools/setup.sh dev
 	$(PYTHON) -m pytest -q
 
 # On a machine with a CUDA GPU: the GPU tests.

@@ -118,7 +118,7 @@ def _requirements(name: str, group: str = "dependencies") -> list[str]:
 
 
 def test_torch_is_a_dependency_with_a_lower_bound_only():
-    # pip then keeps a torch the user has (scripts/setup.sh installs the CPU build first where there is none)
+    # pip then keeps a torch the user has (tools/setup.sh installs the CPU build first where there is none)
     (torch,) = _requirements("torch")
     assert re.search(r">=\s*2\.\d+", torch), torch
     assert not re.search(r"<|==|~=", torch), torch

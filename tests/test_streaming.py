@@ -69,3 +69,26 @@ def test_gpu_step_replayed_from_a_cuda_graph(backend, cell):
         x.copy_(xs[t])
         graph.replay()
         assert torch.equal(y, eager[t][0]) and torch.equal(states, eager[t][1]), t
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("side_stream", [False, True], ids=["current stream", "side stream"])
+@pytest.mark.parametrize("backend", ["cuda_fused", "cuda_alternating", "triton"])
+def test_gpu_kernels_are_ordered_on_the_current_stream(backend, side_stream):
+    """A long torch op queued first, then the input written, then our kernel: the kernel runs
+    on torch's current stream (cuda.core's handle of it), so it sees the input."""
+    stream = torch.cuda.Stream() if side_stream else torch.cuda.current_stream()
+    with torch.cuda.stream(stream):
+        R = torch.randn(4, 2, 64, 64, device="cuda", dtype=torch.bfloat16) / 8
+        b = torch.zeros(4, 2, 64, device="cuda", dtype=torch.bfloat16)
+        x = torch.zeros(16, 256, 4, 2, 64, device="cuda", dtype=torch.bfloat16)
+        want, _ = fusedrnn.rnn(x + 1, R, b, backend="torch")
+        for _ in range(3):
+            big = torch.randn(4096, 4096, device="cuda")
+            for _ in range(5):
+                big = big @ big / 64  # keeps the stream busy
+            x.fill_(1.0)  # the kernel must see this
+            y, _ = fusedrnn.rnn(x, R, b, backend=backend)
+            torch.testing.assert_close(y.float(), want.float(), atol=3e-2, rtol=0)
+            x.zero_()
+    torch.cuda.synchronize()

@@ -98,7 +98,7 @@ def test_gpu_matches_reference(cell, dtype, DH):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("DH", [64, 128])
 def test_gpu_variant_matches_reference(cell, DH, name):
-    """The variants not shipped yet, in bf16 at the benchmark's head dims (scripts/triton_variants.py times them)."""
+    """The variants not shipped yet, in bf16 at the benchmark's head dims (tools/triton_variants.py times them)."""
     check_variant(name, cell, torch.bfloat16, B=5, T=37, NH=3, DH=DH, device="cuda")
 
 

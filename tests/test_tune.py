@@ -410,7 +410,7 @@ def test_cli_table_and_model_ranking_on_cpu(capsys):
 
 def test_model_picks_compile_without_spills(cache_dir):
     """The kernels are the ground truth: what the model picks for the shapes
-    scripts/tune_check.py times, and for the largest LSTM heads it claims,
+    tools/tune_check.py times, and for the largest LSTM heads it claims,
     compiles (NVRTC, sm_90) without register spills or local memory."""
     pytest.importorskip("cuda.core")
     rows = {(r.cell, r.dtype): r for r in largest_head_dims(H100_SXM)}["lstm", BF16]

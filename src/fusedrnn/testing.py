@@ -97,7 +97,7 @@ def check_backend(backend, cell, dtype, B, T, NH, DH, device, with_lengths=True,
         # sLSTM's stabiliser m' = max(log f + m, i) sends the gradient of m' to one
         # argument or the other: where the two are within rounding of each other,
         # any two half-precision runs (torch's included, as measured with
-        # scripts/triton_probe.py) may route it differently. h does not depend on m
+        # tools/triton_probe.py) may route it differently. h does not depend on m
         # (c and n scale together), so a loss on y and final h has no such jumps;
         # the raw final c, n, m get their loss weights in the fp32 tests.
         seeds[1][1:] = 0

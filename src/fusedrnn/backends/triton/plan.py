@@ -88,7 +88,7 @@ def plan(problem: Problem, backward: bool, variant: str = "shipped") -> TritonPl
                * max(spec.gates_x, spec.gates_r, spec.num_states))
     return TritonPlan(
         backward=backward, BLOCK_B=batch_tile(problem.batch, DH_P), WIDE_OFFSETS=largest >= 2**31,
-        FAST_MATH=problem.dtype == torch.bfloat16,  # MUFU tanh for bf16 only; scripts/triton_probe.py plans it off
+        FAST_MATH=problem.dtype == torch.bfloat16,  # MUFU tanh for bf16 only; tools/triton_probe.py plans it off
         # fp32 inputs get true fp32 products, not tf32: the backend must match torch's fp32
         PRECISION="ieee" if fp32 else "tf32",
         products=chosen.get("products") or SAVED_PRODUCTS.get(DH_P, "none"), **options)
@@ -111,7 +111,7 @@ def launch_options(DH_P: int, backward: bool, gates_r: int = 4, overrides: dict 
     if backward and gates_r == 1 and DH_P >= 64:
         # Triton 3.6 on sm_90 computes a wrong dx (or faults) for single-gate cells
         # with these tile shapes under one warpgroup, or two with prefetch;
-        # scripts/triton_probe.py reproduces it. These options measured correct; no variant overrides them.
+        # tools/triton_probe.py reproduces it. These options measured correct; no variant overrides them.
         return dict(num_warps=8, num_stages=1, PREFETCH=DH_P <= 64, DB_EACH_STEP=False, DX_DB_FROM_DREC=False,
                     STACK_GATES=False)
     if backward:

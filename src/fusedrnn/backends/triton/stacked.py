@@ -23,7 +23,7 @@ transposed view (memdesc_trans) put columns 64-127 at +32 KiB and K >= 256 at
 Tiles of at most 256 rows agree both ways. Triton 3.9's PTX has the same jumps
 for the one tile (MAX_TRANSPOSED_ROWS = 512 tried). tests/test_triton_compile.py reads
 those descriptors from the sm_90 PTX (compile_check.transposed_a_jumps);
-scripts/triton_stacked_check.py checks the results on a GPU.
+tools/triton_stacked_check.py checks the results on a GPU.
 """
 import triton
 import triton.language as tl

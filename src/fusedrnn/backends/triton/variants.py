@@ -1,5 +1,5 @@
 """Named variants of the Triton kernels, as data: so that one process can run
-the same call several ways side by side (scripts/triton_variants.py times them,
+the same call several ways side by side (tools/triton_variants.py times them,
 tests/test_triton.py checks each, compile_check.py reports each).
 
 A variant overrides launch options of the forward and/or the backward kernel
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 _DREC_ONLY = dict(DX_DB_FROM_DREC=True)  # dx, db derived from drec after the loop: 4 stores a step fewer
 _STACKED = dict(STACK_GATES=True)  # one product for all gates, each way: 1 wait instead of 4
-VARIANTS = {  # the most promising first: scripts/triton_variants.py times them in this order
+VARIANTS = {  # the most promising first: tools/triton_variants.py times them in this order
     "shipped": {},
     "stacked+drec-only": dict(forward=_STACKED, backward={**_STACKED, **_DREC_ONLY}),
     # the forward as shipped: stacking measured slower there at 64x12 (1.21 vs 0.93 ms), faster in the backward

@@ -91,7 +91,7 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
     reg_tiles: int  # of each warp's K tiles of R, those held in registers
     REGISTER_FIELD = "reg_tiles"  # what fit_to_compiler lowers (a class attribute, not a field)
     # bits of csrc ClusterOptions: ASYNC_PUSH (st.async + mbarriers instead of the cluster barrier)
-    # or timing probes (scripts/cluster_variants.py); planned_options() in every planned config
+    # or timing probes (tools/cluster_variants.py); planned_options() in every planned config
     options: int = 0
     # sequences of the batch a cluster runs (0: the whole batch tile); fewer move fewer bytes of h
     # through DSMEM a step, in more clusters

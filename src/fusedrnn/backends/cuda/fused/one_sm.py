@@ -101,7 +101,7 @@ def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, 
     sm_count = device.sm_count
     gates = get_cell(cell).gates_r
     tensor_cores = dtype != torch.float32
-    # Measured on the H100 (docs/perf-notes.md, scripts/cuda_variants.py): at B=16 tiles of
+    # Measured on the H100 (docs/perf-notes.md, tools/cuda_variants.py): at B=16 tiles of
     # 8 beat 16 everywhere (64x12: 0.57 vs 0.74 ms forward, 2.35 vs 3.57 fwd+bwd): the
     # step is latency-bound, so fewer warps a CTA and twice the CTAs win. Past one wave
     # the wider tile halves the waves. Heads over 128 (over 512 threads a CTA, whose

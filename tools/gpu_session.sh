@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Everything that waits for the lent GPU, in phases that each fit one device
 # call (< 10 minutes). Run from the repository root through the device tool:
-#   bash scripts/gpu_session.sh PHASE
+#   bash tools/gpu_session.sh PHASE [ARGS]
 # PHASE: check    GPU tests of every backend, then the Triton and cluster variants
-#        perf     alternating bench, tuner check and table, the head, batch and length
+#        tests    the GPU tests only (ARGS: pytest selection, default tests)
+#        tune     the tuner's check: every plan timed, pick and rule vs best (ARGS: batch sizes)
+#        sweep    the head sweep (bench) and the streaming latency
+#        perf     alternating bench, tuner table, the head, batch and length
 #                 sweeps, numerics over time (NUMERICS=0 skips it), streaming latency
 #        release  check's tests, then perf without numerics (one call, ~8 minutes)
 #        verify   check's tests, the head sweep, streaming latency (~5 minutes)
@@ -18,8 +21,11 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
 # and it is installed first.
 set -u
-phase=${1:?usage: bash scripts/gpu_session.sh check|perf|lm}
+phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|lm [ARGS]}
+shift
 export PYTHONPATH=src PYTHONUNBUFFERED=1
+# the cubin cache inside the checkout (ignored by git): a warm machine keeps it between calls
+export FUSEDRNN_CACHE_DIR=${FUSEDRNN_CACHE_DIR:-$PWD/.cache/fusedrnn}
 OUT=${OUT:-/tmp/out}
 work=$(mktemp -d)/$phase
 mkdir -p "$work" "$OUT"
@@ -36,15 +42,14 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $work/NA
   echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$work/steps.txt"
 }
 
-tests() { step pytest 300 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests; }
+tests() { step pytest 300 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider "${@:-tests}"; }
 variants() {
-  step triton-variants 150 python3 scripts/triton_variants.py --out "$work"
-  [ -f scripts/triton_stacked_check.py ] && step triton-stacked 90 python3 scripts/triton_stacked_check.py
-  step cluster-variants 150 python3 scripts/cluster_variants.py "$work" --probes
+  step triton-variants 150 python3 tools/triton_variants.py --out "$work"
+  step triton-stacked 90 python3 tools/triton_stacked_check.py
+  step cluster-variants 150 python3 tools/cluster_variants.py --out "$work"
 }
 perf() {
-  step alternating 90 python3 scripts/alternating_bench.py
-  step tune-check 110 python3 scripts/tune_check.py "$work"
+  step alternating 90 python3 tools/alternating_bench.py
   step tune-table 30 python3 -m fusedrnn.cli tune --table
   step bench 200 python3 -m fusedrnn.cli bench --out "$work"
   for sweep in batch length; do
@@ -52,17 +57,23 @@ perf() {
       --providers cuda_fused triton cudnn_fp16 sdpa --out "$work"
   done
   [ "${NUMERICS:-1}" = 1 ] && step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
-  step streaming 60 python3 scripts/streaming_latency.py --profile --out "$work"
+  step streaming 60 python3 tools/streaming_latency.py --profile --out "$work"
 }
 
 case $phase in
   check) tests; variants ;;
+  tests) tests "$@" ;;
+  tune) step plan-report 120 python3 tools/plan_report.py
+        step tune-check 500 python3 tools/tune_check.py "$work" "${@:-16}" ;;
+  sweep)
+    step bench 300 python3 -m fusedrnn.cli bench --out "$work"
+    step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   perf) perf ;;
   release) tests; NUMERICS=0 perf ;;  # the GPU tests, then the measurements, in one call
   verify)  # the GPU tests, the head sweep and the streaming latency (~5 minutes)
     tests
     step bench 200 python3 -m fusedrnn.cli bench --out "$work"
-    step streaming 60 python3 scripts/streaming_latency.py --profile --out "$work" ;;
+    step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

@@ -13,7 +13,7 @@ is skipped.
 A failing variant is reported and not timed. Prints a table last; writes
 triton-variants.json to --out (default $OUT, else /tmp).
 
-  python scripts/triton_variants.py [--variants a,b,...] [--shapes 128x6,64x12] [--out DIR] [--profile]
+  python tools/triton_variants.py [--variants a,b,...] [--shapes 128x6,64x12] [--out DIR] [--profile]
 """
 import argparse
 import json

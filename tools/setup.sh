@@ -2,8 +2,8 @@
 # Set up a fresh machine for fusedrnn: install only what is missing.
 # A torch that is already installed is never replaced (pyproject.toml asks for torch>=2.11, which
 # pip leaves alone once satisfied); with none, the CPU-sized torch==2.13.0 is installed explicitly
-# (a bare "torch" would pull a CUDA build of several GB).  Usage: scripts/setup.sh [extras], e.g.
-# scripts/setup.sh dev
+# (a bare "torch" would pull a CUDA build of several GB).  Usage: tools/setup.sh [extras], e.g.
+# tools/setup.sh dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -11,7 +11,7 @@ any failure. The (DH, cell, dtype) groups run in parallel processes so that
 their ~100 kernels compile side by side: under a minute on an H100 host from a
 cold Triton cache.
 
-  python scripts/triton_stacked_check.py [--dh 64,128] [--cells lstm,gru,slstm] [--dtypes bfloat16,float16]
+  python tools/triton_stacked_check.py [--dh 64,128] [--cells lstm,gru,slstm] [--dtypes bfloat16,float16]
                                          [--variants a,b] [--workers N]
 (on CPU: TRITON_INTERPRET=1 ... --device cpu --dtypes float16, slowly)
 """

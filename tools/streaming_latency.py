@@ -8,7 +8,7 @@ input projection precomputed (x), as fusedrnn.rnn's contract has it, and for a
 like-for-like number also with the projection done by one matmul per step.
 Median microseconds over many steps; prints a table, writes JSON to --out.
 
-    PYTHONPATH=src python scripts/streaming_latency.py [--out DIR] [--backend cuda_fused] [--profile]
+    PYTHONPATH=src python tools/streaming_latency.py [--out DIR] [--backend cuda_fused] [--profile]
 """
 import argparse
 import json

@@ -6,7 +6,7 @@ to the torch backend's error on the same bf16 inputs. A kernel bug shows as an
 error far above torch's on some seeds; a race as errors that move between runs.
 A launch variant is the shipped plans with fields replaced (the backward's
 options below; MUFU tanh on or off in both), run through run_with_plans.
-usage: python scripts/triton_probe.py CELL[,CELL] DH[,DH] SEEDS
+usage: python tools/triton_probe.py CELL[,CELL] DH[,DH] SEEDS
 """
 import dataclasses
 import sys

@@ -5,7 +5,7 @@ forward (no grad) and forward+backward; medians of `--repeats`, both modules
 timed in the same process, alternating. `backend="auto"` is what a user gets;
 `--loop` adds the torch backend (the Python step loop) with 1 and 4 heads.
 
-    python scripts/cpu_speed.py [--repeats 5] [--loop] [--out results.json]
+    python tools/cpu_speed.py [--repeats 5] [--loop] [--out results.json]
 """
 import argparse
 import json
