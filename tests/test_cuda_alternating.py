@@ -3,12 +3,19 @@ every cell x dtype x head size (DH=4096 forward), odd B and T, lengths and
 initial states, gradients; graph replays (a workspace's first call runs
 eagerly and captures, later calls replay, so each check runs after a warm-up
 call with other tensors of the same shape); chunked T; carrying `final`;
-streams; torch.compile. (CPU: test_cuda_alternating_host.py, _compile.py.)"""
+streams; torch.compile; plans passed explicitly (launch by launch instead of
+graphs, GEMM results in the storage type). (CPU: test_cuda_alternating_host.py,
+test_cuda_compile.py, test_cuda_contract.py.)"""
+import dataclasses
+
 import pytest
 import torch
 
 import fusedrnn
-from fusedrnn.backends.cuda import alternating_workspace
+from fusedrnn.backends.cuda.alternating import loop
+from fusedrnn.backends.cuda.alternating import workspace as alternating_workspace
+from fusedrnn.backends.cuda.alternating.plan import AlternatingPlan
+from fusedrnn.backends.cuda.alternating.plan import plan as alternating_plan
 from kernel_check import check_backend
 
 CELLS = list(fusedrnn.CELLS)
@@ -26,17 +33,49 @@ def _inputs(cell, dtype, B, T, NH, DH, requires_grad=False):
     return [t.requires_grad_(requires_grad) for t in tensors]
 
 
-def _run(cell, inputs, lengths=None, grads=True):
-    y, final = fusedrnn.rnn(*inputs, cell=cell, backend=BACKEND, lengths=lengths)
+class _Planned(torch.autograd.Function):
+    """The loop's forward and backward run with an explicit plan (first-order autograd)."""
+
+    @staticmethod
+    def forward(ctx, plan, cell, lengths, x, R, b, states):
+        need_saved = any(ctx.needs_input_grad[3:7])
+        y, final, saved = loop.forward(x, R, b, states, lengths, cell, need_saved, plan=plan)
+        ctx.plan, ctx.cell, ctx.lengths = plan, cell, lengths
+        ctx.save_for_backward(x, R, b, states, y, final, saved)
+        return y, final
+
+    @staticmethod
+    def backward(ctx, dy, dfinal):
+        x, R, b, states, y, final, saved = ctx.saved_tensors
+        grads = loop.backward(dy, dfinal, x, R, b, states, ctx.lengths, y, final, saved, ctx.cell, plan=ctx.plan)
+        return (None, None, None, *grads)
+
+
+def with_plan(plan: AlternatingPlan):
+    """A function of rnn's call form (states required) that runs the loop as `plan` says."""
+    def run(x, R, b, states, *, cell, lengths=None):
+        return _Planned.apply(plan, cell, lengths, x, R, b, states)
+
+    return run
+
+
+def _launched(dtype):
+    """The default plan for `dtype`, launched step by step instead of replayed from graphs."""
+    return dataclasses.replace(alternating_plan(dtype, torch.device("cuda")), graphs=False)
+
+
+def _run(cell, inputs, lengths=None, grads=True, run=None):
+    run = run or (lambda *a, **k: fusedrnn.rnn(*a, backend=BACKEND, **k))
+    y, final = run(*inputs, cell=cell, lengths=lengths)
     if not grads:
         return [y, final]
     return [y, final, *torch.autograd.grad(y.float().square().sum() + final.float().sum(), inputs)]
 
 
-def _warm(cell, dtype, B, T, NH, DH, grads=True):
+def _warm(cell, dtype, B, T, NH, DH, grads=True, run=None):
     """A call of the same shape with other tensors: the checked call then replays graphs."""
     with torch.set_grad_enabled(grads):
-        _run(cell, _inputs(cell, dtype, B, T, NH, DH, requires_grad=grads), grads=grads)
+        _run(cell, _inputs(cell, dtype, B, T, NH, DH, requires_grad=grads), grads=grads, run=run)
 
 
 @pytest.mark.gpu
@@ -58,23 +97,34 @@ def test_gpu_single_head_of_4096(cell, dtype):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("cell", ["lstm", "gru", "slstm"])
-def test_gpu_many_chunks_and_eager_launches(cell, monkeypatch):
+def test_gpu_many_chunks_and_eager_launches(cell):
     """T=150: chunks of 64, 64, 16, 4 and 2 steps, replayed; then the same launched
-    step by step without graphs (FUSEDRNN_ALTERNATING_GRAPHS=0)."""
+    step by step without graphs (a plan with graphs off)."""
     _warm(cell, torch.bfloat16, 7, 150, 2, 64)
     check_backend(BACKEND, cell, torch.bfloat16, B=7, T=150, NH=2, DH=64, device="cuda")
-    monkeypatch.setenv("FUSEDRNN_ALTERNATING_GRAPHS", "0")
-    check_backend(BACKEND, cell, torch.bfloat16, B=7, T=150, NH=2, DH=64, device="cuda")
+    check_backend(with_plan(_launched(torch.bfloat16)), cell, torch.bfloat16, B=7, T=150, NH=2, DH=64, device="cuda")
 
 
 @pytest.mark.gpu
-def test_gpu_graphs_and_launches_agree(monkeypatch):
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman_relu"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("graphs", [False, True])
+def test_gpu_storage_type_products(cell, dtype, graphs):
+    """GEMM results in the storage type (the plan where torch cannot give fp32 ones): the step
+    kernels that read half-precision products, replayed and launched."""
+    plan = AlternatingPlan(dtype, graphs=graphs)
+    if graphs:
+        _warm(cell, dtype, 5, 37, 3, 48, run=with_plan(plan))
+    check_backend(with_plan(plan), cell, dtype, B=5, T=37, NH=3, DH=48, device="cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_graphs_and_launches_agree():
     inputs = _inputs("lstm", torch.float32, 4, 70, 2, 32, requires_grad=True)
     lengths = torch.tensor([70, 0, 33, 1], device="cuda")
     _run("lstm", inputs, lengths)
     replayed = _run("lstm", inputs, lengths)
-    monkeypatch.setenv("FUSEDRNN_ALTERNATING_GRAPHS", "0")
-    launched = _run("lstm", inputs, lengths)
+    launched = _run("lstm", inputs, lengths, run=with_plan(_launched(torch.float32)))
     for a, b in zip(replayed, launched):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -119,7 +169,7 @@ def test_gpu_carrying_final_equals_one_call(cell):
 
 @pytest.mark.gpu
 def test_gpu_side_stream_and_new_shapes_compile_nothing():
-    from fusedrnn.backends.cuda.launch import load_kernel
+    from fusedrnn.backends.cuda.runtime.launch import load_kernel
 
     inputs = _inputs("lstm", torch.bfloat16, 5, 20, 2, 32)
     with torch.no_grad():

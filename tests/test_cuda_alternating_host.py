@@ -2,8 +2,9 @@
 GEMMs, lengths handling, saving and backward orchestration, run with the step
 kernels' contract written in torch from the reference cells (no second copy of
 the cell math) against the torch backend and the float64 reference; the chunk
-plan; the workspace cache; supports(). (The kernels themselves: GPU tests in
-test_cuda_alternating.py; their NVRTC compile: test_cuda_alternating_compile.py.)"""
+plan; the workspace cache; supports(); the plan's `graphs` switch. (The kernels
+themselves: GPU tests in test_cuda_alternating.py; their NVRTC compile:
+test_cuda_compile.py; their launch arguments against the PTX: test_cuda_contract.py.)"""
 import contextlib
 import dataclasses
 
@@ -12,10 +13,11 @@ import torch
 
 import fusedrnn
 from fusedrnn.backends import torch_loop
-from fusedrnn.backends.cuda import alternating
-from fusedrnn.backends.cuda import alternating_workspace as workspaces
-from fusedrnn.backends.cuda.alternating_backend import supports
-from fusedrnn.backends.cuda.alternating_workspace import DONE, Shape, chunk_plan
+from fusedrnn.backends.cuda.alternating import loop as alternating
+from fusedrnn.backends.cuda.alternating import supports
+from fusedrnn.backends.cuda.alternating import workspace as workspaces
+from fusedrnn.backends.cuda.alternating.plan import AlternatingPlan
+from fusedrnn.backends.cuda.alternating.workspace import DONE, Shape, chunk_plan
 from reference import random_problem, reference_rnn
 
 CELLS = list(fusedrnn.CELLS)
@@ -147,7 +149,7 @@ def test_replayed_chunks_equal_launched_ones(monkeypatch):
         def wait_stream(self, other):
             pass
 
-    monkeypatch.setattr(alternating, "_graphs_enabled", lambda device: True)
+    monkeypatch.setattr(alternating, "_graphs_enabled", lambda device, graphs: graphs)
     monkeypatch.setattr(alternating, "_capture_stream", lambda device: FakeStream())
     monkeypatch.setattr(alternating, "_capture", lambda ws, pw, run, chunk, side: FakeGraph(ws, pw, run, chunk))
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
@@ -163,6 +165,25 @@ def test_replayed_chunks_equal_launched_ones(monkeypatch):
         for got, first in zip(run, runs[0]):
             assert torch.equal(got, first)
     torch.testing.assert_close(short[0], runs[0][0][:, :6])
+    # a plan with graphs off launches its chunks one by one: nothing captured or replayed
+    replays = []
+    for ws in workspaces._WORKSPACES.values():
+        for chunk, graph in ws.graphs.items():
+            graph.replay = lambda chunk=chunk: replays.append(chunk)
+    launched = alternating.forward(x, R, b, s, None, "gru", False, pointwise=pointwise,
+                                   plan=AlternatingPlan(torch.float32, graphs=False))
+    assert len(captured) == 8 and not replays
+    assert torch.equal(launched[0], runs[0][0]) and torch.equal(launched[1], runs[0][1])
+
+
+def test_plan():
+    from fusedrnn.backends.cuda.alternating.plan import fp32_products_supported, plan
+
+    assert plan(torch.float32, torch.device("cpu")) == AlternatingPlan(torch.float32, graphs=True)
+    # fp32 GEMM results from half inputs wherever torch can ask cuBLAS for them (not on the CPU)
+    for dtype in (torch.float16, torch.bfloat16):
+        product = torch.float32 if fp32_products_supported(torch.device("cpu")) else dtype
+        assert plan(dtype, torch.device("cpu")) == AlternatingPlan(product)
 
 
 @pytest.mark.parametrize("T, capacity, plan", [
@@ -231,17 +252,20 @@ def _problem(**change):
     (dict(dtype=torch.float64), ["float64", "float16, bfloat16, float32"]),
     (dict(batch=2**20, heads=64), ["B * NH * DH", "2147483647"]),
 ])
-def test_supports_names_the_limit(change, words):
+def test_supports_names_the_limit(change, words, monkeypatch):
+    from fusedrnn.backends.cuda.runtime import toolchain
+
+    monkeypatch.setattr(toolchain, "capability", lambda index: (9, 0))  # a recent GPU: the call's own limit
     ok, why = supports(_problem(**change))
     assert not ok and all(w in why for w in words), why
 
 
 def test_supports_any_head_size_on_a_recent_gpu(monkeypatch):
-    from fusedrnn.backends.cuda import alternating_backend
+    from fusedrnn.backends.cuda.runtime import toolchain
 
-    monkeypatch.setattr(alternating_backend, "_capability", lambda index: (9, 0))
+    monkeypatch.setattr(toolchain, "capability", lambda index: (9, 0))
     assert supports(_problem()) == (True, "")
-    monkeypatch.setattr(alternating_backend, "_capability", lambda index: (7, 5))
+    monkeypatch.setattr(toolchain, "capability", lambda index: (7, 5))
     ok, why = supports(_problem())
     assert not ok and "(7, 5)" in why
 

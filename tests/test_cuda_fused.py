@@ -1,8 +1,11 @@
 """The `cuda_fused` backend on the GPU against the float64 reference: every
 cell x dtype x head size (non-powers of two included) at odd B and T, with
 lengths and initial states; heads split over a cooperative grid and over a
-thread-block cluster (FUSEDRNN_SPLIT); torch.compile; determinism; no recompiles.
-(tests/test_cuda_compile.py compiles every shipped kernel on CPU.)"""
+thread-block cluster, each kernel family run through explicit plans (the
+planner narrowed to it: kernel_check.fused_plans, planned.with_plans);
+torch.compile; determinism; no recompiles. (On CPU: test_cuda_compile.py
+compiles every shipped kernel, test_cuda_contract.py checks their parameters.)"""
+import dataclasses
 import math
 
 import pytest
@@ -10,14 +13,45 @@ import torch
 
 import fusedrnn
 import fusedrnn.nn
-from kernel_check import check_backend
+from fusedrnn.backends.cuda.fused import cluster
+from fusedrnn.backends.cuda.fused.cluster import choose_cluster, clusters_at_once, fit_to_compiler
+from fusedrnn.backends.cuda.fused.cluster_backward import choose_cluster_backward
+from fusedrnn.backends.cuda.fused.one_sm import fits_one_sm
+from fusedrnn.backends.cuda.fused.plan import Plan
+from kernel_check import check_backend, device_limits, fused_plans, fused_problem, planned
 
 CELLS = list(fusedrnn.CELLS)
 BACKEND = fusedrnn.api._backends.registry._BACKENDS["cuda_fused"]
 
 
-def _problem(cell, dtype, DH, B=5):
-    return fusedrnn.problem.Problem(fusedrnn.CELLS[cell], B, 37, 3, DH, dtype, torch.device("cuda"), True, True)
+def _needs_clusters():
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+
+
+def _plan_or_none(cell, dtype, B, T, NH, DH, direction, strategy):
+    """The direction's plan on kernel family `strategy`, or None where that family cannot run it."""
+    from fusedrnn.backends.cuda.fused.plan import plan
+
+    try:
+        return plan(fused_problem(cell, dtype, B, T, NH, DH), device_limits(), direction, strategy=strategy)
+    except ValueError:
+        return None
+
+
+def _cluster_then_grid_backward(cell, dtype, B, T, NH, DH):
+    """The backward on a cluster where one holds the head (half types), else on the grid."""
+    chosen = _plan_or_none(cell, dtype, B, T, NH, DH, "backward", "cluster")
+    return chosen or _plan_or_none(cell, dtype, B, T, NH, DH, "backward", "grid")
+
+
+def _forward_plan(config, B, NH, why):
+    """A forward plan of a hand-made cluster config, as the planner finishes one: fitted to the
+    NVRTC in use where that can keep it out of local memory, with the sequences a cluster
+    chosen for B on this GPU."""
+    limits = device_limits()
+    config = fit_to_compiler(config, limits) or config
+    return Plan("forward", config.with_sequences(B, NH, clusters_at_once(config, limits)), why)
 
 
 @pytest.mark.gpu
@@ -25,7 +59,8 @@ def _problem(cell, dtype, DH, B=5):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("DH", [16, 24, 40, 48, 64, 96, 128, 144, 256])
 def test_gpu_matches_reference(cell, dtype, DH):
-    ok, why = BACKEND.supports(_problem(cell, dtype, DH))
+    """The backend as fusedrnn.rnn runs it: the planner's own plans."""
+    ok, why = BACKEND.supports(fused_problem(cell, dtype, 5, 37, 3, DH))
     if not ok:  # only fp32 heads whose R fits neither one SM nor a split are refused
         assert dtype == torch.float32 and DH > 64 and "KiB" in why, why
         return
@@ -43,22 +78,16 @@ def test_gpu_wide_batch_no_initial_states(cell):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("DH", [200, 256, 520])
 @pytest.mark.parametrize("with_grads", [False, True])
-def test_gpu_split_heads_match_reference(cell, dtype, DH, with_grads, monkeypatch):
-    """Heads over one SM run split over the CTAs of a cooperative grid, forward and backward."""
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "grid")
-    problem = fusedrnn.problem.Problem(fusedrnn.CELLS[cell], 11, 29, 2, DH, dtype, torch.device("cuda"), True,
-                                       with_grads)
-    ok, why = BACKEND.supports(problem)
-    if not ok:  # fp32 R (4 bytes, no tensor cores) of the larger heads does not fit the GPU
-        assert dtype == torch.float32 and DH > 256 and "split over CTAs" in why, why
+def test_gpu_split_heads_match_reference(cell, dtype, DH, with_grads):
+    """Heads split over the CTAs of a cooperative grid, forward and backward (also heads that
+    would fit one SM: the grid is planned explicitly)."""
+    try:
+        plans = fused_plans(cell, dtype, 11, 29, 2, DH, forward="grid", backward="grid", with_grads=with_grads)
+    except ValueError as error:  # fp32 R (4 bytes, no tensor cores) of the larger heads does not fit the GPU
+        assert dtype == torch.float32 and DH > 256, error
         return
-    check_backend("cuda_fused", cell, dtype, B=11, T=29, NH=2, DH=DH, device="cuda", with_grads=with_grads)
-
-
-def _cluster(cell, dtype, DH, B, NH):
-    from fusedrnn.backends.cuda.cluster import choose_cluster
-
-    return choose_cluster(cell, dtype, DH, B, NH, torch.cuda.get_device_properties(0).multi_processor_count)
+    assert all(p.strategy == "grid" for p in plans if p is not None)
+    check_backend(planned(*plans), cell, dtype, B=11, T=29, NH=2, DH=DH, device="cuda", with_grads=with_grads)
 
 
 @pytest.mark.gpu
@@ -66,35 +95,36 @@ def _cluster(cell, dtype, DH, B, NH):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("DH", [200, 201, 256, 520, 768])
 @pytest.mark.parametrize("with_grads", [False, True])
-def test_gpu_cluster_heads_match_reference(cell, dtype, DH, with_grads, monkeypatch):
-    """Heads over one SM split over the CTAs of a thread-block cluster (sm_90): the forward
-    exchanges h through DSMEM; the backward is the cluster's where it has a plan (half types,
-    DH 200 to 768 here), else the grid's, reading what the forward saved.
-    DH 201: an odd head (R padded to even rows for the register fragments); 520: a
-    cluster of 10 (non-portable, not a power of two) with whole CTAs of padding rows."""
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")  # raises rather than falling back to the grid
-    problem = fusedrnn.problem.Problem(fusedrnn.CELLS[cell], 11, 29, 2, DH, dtype, torch.device("cuda"), True,
-                                       with_grads)
-    if not BACKEND.supports(problem)[0] or _cluster(cell, dtype, DH, 11, 2) is None:
+def test_gpu_cluster_heads_match_reference(cell, dtype, DH, with_grads):
+    """Heads split over the CTAs of a thread-block cluster (sm_90): the forward exchanges h
+    through DSMEM; the backward is the cluster's where it has a plan (half types, DH 200 to
+    768 here), else the grid's, reading what the forward saved. DH 201: an odd head (R padded
+    to even rows for the register fragments); 520: a cluster of 10 (non-portable, not a power
+    of two) with whole CTAs of padding rows."""
+    _needs_clusters()
+    B, T, NH = 11, 29, 2
+    forward = _plan_or_none(cell, dtype, B, T, NH, DH, "forward", "cluster")
+    if forward is None:
         assert dtype == torch.float32 and DH > 256  # fp32 R of the larger heads fits no cluster
         return
-    check_backend("cuda_fused", cell, dtype, B=11, T=29, NH=2, DH=DH, device="cuda", with_grads=with_grads)
+    backward = _cluster_then_grid_backward(cell, dtype, B, T, NH, DH) if with_grads else None
+    assert forward.strategy == "cluster" and (backward is not None or not with_grads)
+    check_backend(planned(forward, backward), cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda",
+                  with_grads=with_grads)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("cell, B, T, NH, DH", [("lstm", 1, 1, 1, 768), ("lstm", 3, 2, 3, 256),
                                                 ("slstm", 17, 13, 1, 384), ("gru", 5, 9, 1, 896),
                                                 ("elman", 9, 40, 1, 1536)])
-def test_gpu_cluster_odd_shapes(cell, B, T, NH, DH, monkeypatch):
+def test_gpu_cluster_odd_shapes(cell, B, T, NH, DH):
     """One step of one sequence, a batch over two tiles, the largest cluster heads of
     GRU (14 CTAs) and Elman, without initial states; forward only."""
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
-    assert _cluster(cell, torch.bfloat16, DH, B, NH) is not None
-    check_backend("cuda_fused", cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda", with_states=False,
+    _needs_clusters()
+    assert choose_cluster(cell, torch.bfloat16, DH, B, NH, device_limits()) is not None
+    forward, _ = fused_plans(cell, torch.bfloat16, B, T, NH, DH, forward="cluster", with_grads=False)
+    assert forward.strategy == "cluster"
+    check_backend(planned(forward), cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda", with_states=False,
                   with_grads=False)
 
 
@@ -107,25 +137,19 @@ def test_gpu_cluster_odd_shapes(cell, B, T, NH, DH, monkeypatch):
                                                        ("slstm", torch.bfloat16, 17, 13, 1, 384)])
 @pytest.mark.parametrize("per_source", [False, True])
 @pytest.mark.parametrize("spread", [False, True])
-def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, per_source, spread, monkeypatch):
-    """The exchange of h by st.async and mbarriers (ClusterOptions::ASYNC_PUSH, csrc/cluster_forward.cuh),
+def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, per_source, spread):
+    """The exchange of h by st.async and mbarriers (ClusterOptions::ASYNC_PUSH, csrc/cluster_options.cuh),
     with one barrier for all senders or one a sender (PER_SOURCE), the cell on the first K slice's warps
     or on every thread (SPREAD_CELLS, which also sends h warp by warp and runs the sequences a cluster
     that the launch picks), on the plan's shapes: K split, odd head, one step, two batch tiles, a
     cluster of 10, fp32."""
-    import dataclasses
-
-    from fusedrnn.backends.cuda import cluster
-
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    planned = _cluster(cell, dtype, DH, B, NH)
-    assert planned is not None
+    _needs_clusters()
+    chosen = choose_cluster(cell, dtype, DH, B, NH, device_limits())
+    assert chosen is not None
     options = cluster.ASYNC_PUSH | (cluster.PER_SOURCE if per_source else 0) | (cluster.SPREAD_CELLS if spread else 0)
-    async_push = dataclasses.replace(planned, options=options)
-    monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: async_push)
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
-    check_backend("cuda_fused", cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=False)
+    forward = _forward_plan(dataclasses.replace(chosen, options=options, sequences=0), B, NH, "test: async push")
+    assert forward.config.options == options
+    check_backend(planned(forward), cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=False)
 
 
 @pytest.mark.gpu
@@ -134,33 +158,24 @@ def test_gpu_cluster_async_push_matches_reference(cell, dtype, B, T, NH, DH, per
                                                    ("slstm", torch.bfloat16, 13, 1, 256),
                                                    ("elman", torch.float32, 5, 1, 201)])
 @pytest.mark.parametrize("sequences", [1, 3, 5, 8])
-def test_gpu_cluster_fewer_sequences_match_reference(cell, dtype, B, NH, DH, sequences, monkeypatch):
+def test_gpu_cluster_fewer_sequences_match_reference(cell, dtype, B, NH, DH, sequences):
     """A cluster running fewer sequences than its batch tile (the spread cells' launch argument):
     the tile's other columns are padding nobody sends; the last cluster runs what is left of B
-    (11 = 3 + 3 + 3 + 2, 5 + 5 + 1, ...); with lengths, and gradients through the saved states."""
-    import dataclasses
-
-    from fusedrnn.backends.cuda import cluster
-
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    planned = _cluster(cell, dtype, DH, B, NH)
-    assert planned is not None and planned.options & cluster.SPREAD_CELLS
-    sequences = min(sequences, planned.batch_tile)
-    built = dataclasses.replace(planned, elements=math.ceil(planned.ROWS * sequences / planned.threads))
+    (11 = 3 + 3 + 3 + 2, 5 + 5 + 1, ...); with lengths, and gradients through the saved states
+    (the backward on a cluster where one holds the head, else the grid)."""
+    _needs_clusters()
+    T, limits = 19, device_limits()
+    chosen = choose_cluster(cell, dtype, DH, B, NH, limits)
+    assert chosen is not None and chosen.options & cluster.SPREAD_CELLS
+    sequences = min(sequences, chosen.batch_tile)
+    built = dataclasses.replace(chosen, elements=math.ceil(chosen.ROWS * sequences / chosen.threads))
     assert built.most_sequences >= sequences
-    monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: built)
-    monkeypatch.setattr(cluster.ClusterConfig, "with_sequences",
-                        lambda self, *args: dataclasses.replace(self, sequences=sequences))
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
-    check_backend("cuda_fused", cell, dtype, B=B, T=19, NH=NH, DH=DH, device="cuda", with_lengths=True,
-                  with_grads=dtype != torch.float32)
-
-
-def _cluster_backward(cell, dtype, DH, B, NH):
-    from fusedrnn.backends.cuda.cluster_backward import choose_cluster_backward
-
-    return choose_cluster_backward(cell, dtype, DH, B, NH, torch.cuda.get_device_properties(0).multi_processor_count)
+    built = fit_to_compiler(built, limits) or built
+    forward = Plan("forward", dataclasses.replace(built, sequences=sequences), "test: fewer sequences a cluster")
+    with_grads = dtype != torch.float32
+    backward = _cluster_then_grid_backward(cell, dtype, B, T, NH, DH) if with_grads else None
+    check_backend(planned(forward, backward), cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda",
+                  with_lengths=True, with_grads=with_grads)
 
 
 @pytest.mark.gpu
@@ -168,115 +183,123 @@ def _cluster_backward(cell, dtype, DH, B, NH):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("B, T, NH, DH", [(11, 29, 2, 201), (11, 29, 2, 256), (11, 29, 2, 768), (5, 17, 1, 384),
                                           (11, 29, 3, 64), (9, 21, 2, 100)])
-def test_gpu_cluster_backward_matches_reference(cell, dtype, B, T, NH, DH, monkeypatch):
+def test_gpu_cluster_backward_matches_reference(cell, dtype, B, T, NH, DH):
     """The backward on a cluster (csrc/cluster_backward.cuh): every cell and half type; an odd
     head (scalar copies, padding units), clusters of 16 with R partly in registers, two batch
     tiles (the second part padding), heads that fit one SM (64, 100: padded to 128), lengths
-    and initial states."""
-    from fusedrnn.backends.cuda.fused import fits_one_sm
-
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    if _cluster_backward(cell, dtype, DH, B, NH) is None:
+    and initial states. The forward: one SM where the head fits, else a cluster."""
+    _needs_clusters()
+    limits = device_limits()
+    one_sm = fits_one_sm(cell, dtype, DH, B, limits)
+    if choose_cluster_backward(cell, dtype, DH, B, NH, limits) is None:
         # Elman heads that fit one SM keep the one-SM kernel; sLSTM's three fp32 saved states do
         # not fit beside R at 768 (its backward is the grid's)
-        assert (fits_one_sm(cell, dtype, DH, B) and cell.startswith("elman")) or (cell == "slstm" and DH == 768)
+        assert (one_sm and cell.startswith("elman")) or (cell == "slstm" and DH == 768)
         return
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
-    check_backend("cuda_fused", cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=True)
+    plans = fused_plans(cell, dtype, B, T, NH, DH, forward="one_sm" if one_sm else "cluster", backward="cluster")
+    assert plans[1].strategy == "cluster"
+    check_backend(planned(*plans), cell, dtype, B=B, T=T, NH=NH, DH=DH, device="cuda", with_grads=True)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("cell, B, T, NH, DH", [("lstm", 1, 1, 1, 768), ("elman", 3, 7, 1, 1280),
                                                 ("gru", 16, 33, 3, 512), ("slstm", 2, 2, 1, 256)])
-def test_gpu_cluster_backward_odd_shapes(cell, B, T, NH, DH, monkeypatch):
+def test_gpu_cluster_backward_odd_shapes(cell, B, T, NH, DH):
     """One step of one sequence; the largest Elman head; three heads of GRU; no initial states."""
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    assert _cluster_backward(cell, torch.bfloat16, DH, B, NH) is not None
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
-    check_backend("cuda_fused", cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda", with_states=False)
+    _needs_clusters()
+    assert choose_cluster_backward(cell, torch.bfloat16, DH, B, NH, device_limits()) is not None
+    plans = fused_plans(cell, torch.bfloat16, B, T, NH, DH, forward="cluster", backward="cluster")
+    check_backend(planned(*plans), cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda", with_states=False)
+
+
+def _lstm_inputs(B, T, NH, DH):
+    x = torch.randn(B, T, 4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, NH, DH, DH, device="cuda") / DH**0.5).bfloat16().requires_grad_()
+    b = torch.randn(4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    states = torch.zeros(2, B, NH, DH, device="cuda", dtype=torch.bfloat16)
+    return x, R, b, states
 
 
 @pytest.mark.gpu
-def test_gpu_cluster_backward_is_deterministic(monkeypatch):
+def test_gpu_cluster_backward_is_deterministic():
     """Two runs, the same bits: every dh is summed over the cluster in rank order."""
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
+    _needs_clusters()
     torch.manual_seed(0)
     B, T, NH, DH = 13, 50, 1, 768
-    x = torch.randn(B, T, 4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    R = (torch.randn(4, NH, DH, DH, device="cuda") / DH ** 0.5).bfloat16().requires_grad_()
-    b = torch.randn(4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    run = planned(*fused_plans("lstm", torch.bfloat16, B, T, NH, DH, forward="cluster", backward="cluster"))
+    x, R, b, states = _lstm_inputs(B, T, NH, DH)
     dy = torch.randn(B, T, NH, DH, device="cuda", dtype=torch.bfloat16)
     runs = []
     for _ in range(2):
-        y, _ = fusedrnn.rnn(x, R, b, cell="lstm", backend="cuda_fused")
+        y, _ = run(x, R, b, states, cell="lstm")
         runs.append(torch.autograd.grad(y, (x, R, b), dy))
     for first, second in zip(*runs):
         assert torch.equal(first, second)
 
 
 @pytest.mark.gpu
-def test_gpu_cluster_two_column_tiles(monkeypatch):
+def test_gpu_cluster_two_column_tiles():
     """Batch tiles of 16 (two column tiles a warp), which the plan takes for many clusters."""
-    from fusedrnn.backends.cuda import cluster
-
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    wide = next(c for c in cluster.cluster_configs("lstm", torch.bfloat16, 256, 8, True) if c.NT == 2)
-    monkeypatch.setattr(cluster, "choose_cluster", lambda *args, **kwargs: wide)
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
-    check_backend("cuda_fused", "lstm", torch.bfloat16, B=21, T=9, NH=2, DH=256, device="cuda", with_grads=False)
+    _needs_clusters()
+    limits = device_limits()
+    wide = next(c for c in cluster.cluster_configs("lstm", torch.bfloat16, 256, 8, True,
+                                                   limits.shared_memory_per_block) if c.NT == 2)
+    forward = _forward_plan(wide, 21, 2, "test: two column tiles")
+    assert forward.config.NT == 2
+    check_backend(planned(forward), "lstm", torch.bfloat16, B=21, T=9, NH=2, DH=256, device="cuda", with_grads=False)
 
 
 @pytest.mark.gpu
-def test_gpu_cluster_is_the_default_split_on_hopper(monkeypatch):
-    """By default a split head runs on a cluster where the NVRTC in use compiles
-    the plan without local memory (always at 256x3; at 768x1 it depends on the
+def test_gpu_cluster_is_the_default_split_on_hopper(tmp_path, monkeypatch):
+    """By default (no tuned winner) a split head runs on a cluster where the NVRTC in use
+    compiles the plan without local memory (always at 256x3; at 768x1 it depends on the
     NVRTC version) and the sequence is long enough, on the grid elsewhere."""
-    from fusedrnn.backends.cuda.cluster import choose_cluster, clusters_at_once, fit_to_compiler
-    from fusedrnn.backends.cuda.launch import device_arch
-    from fusedrnn.backends.cuda.split import CLUSTER_MIN_STEPS, _cluster_plan
+    from fusedrnn.backends.cuda.fused.plan import CLUSTER_MIN_STEPS, plan
 
-    if torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    monkeypatch.delenv("FUSEDRNN_SPLIT", raising=False)
-    sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+    _needs_clusters()
+    monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))  # no tuned winners: the rules
+    limits = device_limits()
     for DH, NH in ((768, 1), (256, 3)):
-        x = torch.empty(16, 64, 4, NH, DH, device="cuda", dtype=torch.bfloat16)
-        fitted = fit_to_compiler(choose_cluster("lstm", x.dtype, DH, 16, NH, sm_count), device_arch(x.device))
-        planned = _cluster_plan("lstm", x, sm_count)
-        assert planned == fitted.with_sequences(16, NH, clusters_at_once(fitted, 0, sm_count)), DH
+        fitted = fit_to_compiler(choose_cluster("lstm", torch.bfloat16, DH, 16, NH, limits), limits)
+        chosen = plan(fused_problem("lstm", torch.bfloat16, 16, 64, NH, DH), limits, "forward")
+        if fitted is None:
+            assert chosen.strategy == "grid", DH
+        else:
+            assert chosen.config == fitted.with_sequences(16, NH, clusters_at_once(fitted, limits)), DH
         # a few steps (decoding) stay on the grid: the cluster's longer load of R is not repaid
-        assert _cluster_plan("lstm", x[:, :CLUSTER_MIN_STEPS - 1], sm_count) is None
+        short = plan(fused_problem("lstm", torch.bfloat16, 16, CLUSTER_MIN_STEPS - 1, NH, DH), limits, "forward")
+        assert short.strategy == "grid", DH
         if DH == 256:
             assert fitted is not None and fitted.parts <= 8 and fitted.shared_tiles == 0
 
 
 @pytest.mark.gpu
-def test_gpu_refuses_heads_too_large_even_split():
-    problem = fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 16, 10, 1, 4096, torch.bfloat16,
-                                       torch.device("cuda"), False, True)
-    ok, why = BACKEND.supports(problem)
-    assert not ok and "split over CTAs" in why
+@pytest.mark.parametrize("dtype, DH, words", [(torch.bfloat16, 4096, ["DH=4096", "2048"]),
+                                              (torch.float32, 2048, ["DH=2048", "split over CTAs"])])
+def test_gpu_refuses_heads_too_large_even_split(dtype, DH, words):
+    ok, why = BACKEND.supports(fused_problem("lstm", dtype, 16, 10, 1, DH))
+    assert not ok and all(w in why for w in words), why
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("DH, split", [(64, "auto"), (256, "grid"), (256, "cluster"), (768, "cluster")])
-def test_gpu_two_runs_bitwise_identical(DH, split, monkeypatch):
-    """One SM a head; a head split over a cooperative grid or a cluster."""
-    if split == "cluster" and torch.cuda.get_device_capability() < (9, 0):
-        pytest.skip("thread-block clusters need sm_90")
-    monkeypatch.setenv("FUSEDRNN_SPLIT", split)
+@pytest.mark.parametrize("DH, strategy", [(64, None), (256, "grid"), (256, "cluster"), (768, "cluster")])
+def test_gpu_two_runs_bitwise_identical(DH, strategy):
+    """One SM a head (the backend as fusedrnn.rnn runs it); a head split over a cooperative
+    grid or a cluster (planned explicitly)."""
+    if strategy == "cluster":
+        _needs_clusters()
     NH = 3 if DH <= 256 else 1  # the grid backward of a 768 head takes most SMs
-    x = torch.randn(7, 33, 4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    R = (torch.randn(4, NH, DH, DH, device="cuda") / DH**0.5).bfloat16().requires_grad_()
-    b = torch.randn(4, NH, DH, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    B, T = 7, 33
+    if strategy is None:
+        run = lambda *a, **k: fusedrnn.rnn(*a, backend="cuda_fused", **k)  # noqa: E731
+    else:
+        plans = fused_plans("lstm", torch.bfloat16, B, T, NH, DH, forward=strategy, backward=strategy)
+        assert all(p.strategy == strategy for p in plans)
+        run = planned(*plans)
+    x, R, b, states = _lstm_inputs(B, T, NH, DH)
     runs = []
     for _ in range(2):
-        y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend="cuda_fused")
+        y, final = run(x, R, b, states, cell="lstm")
         grads = torch.autograd.grad(y.float().sum() + final.float().square().sum(), (x, R, b))
         runs.append((y, final, *grads))
     for first, second in zip(*runs):
@@ -304,7 +327,7 @@ def test_gpu_torch_compile_fullgraph():
 
 @pytest.mark.gpu
 def test_gpu_new_batch_and_length_do_not_recompile():
-    from fusedrnn.backends.cuda import launch
+    from fusedrnn.backends.cuda.runtime import launch
 
     R = torch.randn(4, 2, 32, 32, device="cuda", dtype=torch.bfloat16)
     b = torch.zeros(4, 2, 32, device="cuda", dtype=torch.bfloat16)
@@ -321,7 +344,7 @@ def test_gpu_first_call_compiles_fast_and_cache_loads_faster(tmp_path, monkeypat
     (simulated by clearing the in-process cache): <= 50 ms."""
     import time
 
-    from fusedrnn.backends.cuda import launch
+    from fusedrnn.backends.cuda.runtime import launch
 
     monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
     x = torch.randn(3, 5, 3, 2, 40, device="cuda", dtype=torch.float16)  # GRU at DH 40: no other test's kernel

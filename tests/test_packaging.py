@@ -176,3 +176,24 @@ def test_runs_without_any_extra():
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_every_kernel_source_is_package_data():
+    """An installed wheel carries every .cu / .cuh the NVRTC compiles read (pyproject's package-data)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    src = root / "src"
+    missing = []
+    for path in sorted(src.rglob("*.cu*")):
+        if path.suffix not in (".cu", ".cuh"):
+            continue
+        shipped = any(path.is_relative_to(src / package.replace(".", "/"))
+                      and any(fnmatch.fnmatch(str(path.relative_to(src / package.replace(".", "/"))), p) for p in globs)
+                      for package, globs in patterns.items())
+        if not shipped:
+            missing.append(str(path.relative_to(src)))
+    assert not missing, f"kernel sources outside package-data: {missing}"

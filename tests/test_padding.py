@@ -10,9 +10,10 @@ a zero upstream gradient, and 0 * NaN is NaN.
 
 Nothing past a length may reach a result, so the two calls must agree bit for
 bit (every backend is deterministic, test_cuda_fused.py and
-test_cuda_alternating.py check that). torch and triton (the interpreter) run
-on CPU; cuda_fused, plan by plan (one SM, the cooperative grid, the cluster),
-and cuda_alternating are marked gpu.
+test_cuda_alternating.py check that). torch and triton (the interpreter; every
+code path through its explicit plans) run on CPU; cuda_fused, plan by plan (one
+SM, the cooperative grid, the cluster, passed explicitly through the planned
+call path), and cuda_alternating are marked gpu.
 """
 import pytest
 import torch
@@ -40,8 +41,10 @@ def _padded(x, lengths, value):
 
 
 def _run(backend, cell, x, R, b, states, lengths, dy, dfinal):
+    """`backend`: a backend's name, or a function of rnn's call form (explicit plans)."""
+    run = backend if callable(backend) else lambda *a, **k: fusedrnn.rnn(*a, backend=backend, **k)
     leaves = [t.detach().clone().requires_grad_() for t in (x, R, b, states)]
-    y, final = fusedrnn.rnn(*leaves, cell=cell, backend=backend, lengths=lengths)
+    y, final = run(*leaves, cell=cell, lengths=lengths)
     loss = (y.double() * dy).sum() + (final.double() * dfinal).sum()
     return [y.detach(), final.detach(), *torch.autograd.grad(loss, leaves)]
 
@@ -107,12 +110,12 @@ def _triton_code_paths():
 @pytest.mark.parametrize("cell", ["lstm", "gru", "slstm"])
 def test_triton_code_paths(cell, name):
     """Every kernel code path (stacked gates, dx and db derived from drec, saved R h), in fp16
-    (fp32 never stacks): lstm and slstm derive dx, db from drec, gru does not."""
-    from fusedrnn.backends.triton.variants import variant
+    (fp32 never stacks): lstm and slstm derive dx, db from drec, gru does not. The variant's
+    plans are passed explicitly (explicit.with_variant)."""
+    from fusedrnn.backends.triton.explicit import with_variant
 
     _interpreter_only()
-    with variant(name):
-        check_padding("triton", cell, torch.float16, 12, LENGTHS[0], "nan", "cpu")
+    check_padding(with_variant(name), cell, torch.float16, 12, LENGTHS[0], "nan", "cpu")
 
 
 @pytest.mark.gpu
@@ -128,44 +131,41 @@ def test_triton_gpu(DH, dtype, cell, fill, lengths):
 
 # ---- GPU: cuda_fused plan by plan, cuda_alternating ----
 
-# (plan, FUSEDRNN_SPLIT, dtype): heads that fit one SM (DH=24) run the one-SM kernels under `grid`
-# (which also keeps their backward off the cluster); larger ones (_split_head_dim) split the head
+# (strategy, dtype): both directions of the call on one kernel family, planned explicitly (the
+# planner narrowed to it): heads that fit one SM (DH=24) on one SM; larger ones (_head_dim) split
 # over CTAs, on the cooperative grid or on a thread-block cluster (sm_90; the cluster backward in
 # half types)
 PLANS = [
-    ("one_sm", "grid", torch.float32),
-    ("one_sm", "grid", torch.bfloat16),
-    ("grid", "grid", torch.bfloat16),
-    ("grid", "grid", torch.float32),
-    ("cluster", "cluster", torch.bfloat16),
-    ("cluster", "cluster", torch.float16),
+    ("one_sm", torch.float32),
+    ("one_sm", torch.bfloat16),
+    ("grid", torch.bfloat16),
+    ("grid", torch.float32),
+    ("cluster", torch.bfloat16),
+    ("cluster", torch.float16),
 ]
 
 
-def _head_dim(plan, cell):
+def _head_dim(strategy, cell):
     """24 fits one SM; 200 does not for the gated cells, 300 for the Elman ones (in every dtype)."""
-    return 24 if plan == "one_sm" else 300 if cell.startswith("elman") else 200
+    return 24 if strategy == "one_sm" else 300 if cell.startswith("elman") else 200
 
 
-def _check_plan(plan, dtype, DH, cell):
-    """Skip where the GPU cannot run the plan; make sure the call takes the plan named."""
-    from fusedrnn.backends.cuda.fused import fits_one_sm
+def _planned(forward, backward, dtype, DH, cell):
+    """The call's plans, its forward on family `forward` and its backward on `backward`, for
+    check_padding; skipped where the GPU cannot run them."""
+    from fusedrnn.backends.cuda.fused.one_sm import fits_one_sm
+    from kernel_check import device_limits, fused_plans, fused_problem, planned
 
     backend = fusedrnn.api._backends.registry._BACKENDS["cuda_fused"]
-    problem = fusedrnn.problem.Problem(fusedrnn.CELLS[cell], B, T, NH, DH, dtype, torch.device("cuda"), True, True)
-    ok, why = backend.supports(problem)
+    ok, why = backend.supports(fused_problem(cell, dtype, B, T, NH, DH))
     if not ok:
         pytest.skip(why)
-    assert fits_one_sm(cell, dtype, DH, B) == (plan == "one_sm")
-    if plan == "cluster":
-        from fusedrnn.backends.cuda.cluster import choose_cluster
-        from fusedrnn.backends.cuda.cluster_backward import choose_cluster_backward
-
-        if torch.cuda.get_device_capability() < (9, 0):
-            pytest.skip("thread-block clusters need sm_90")
-        sm_count = torch.cuda.get_device_properties(0).multi_processor_count
-        assert choose_cluster(cell, dtype, DH, B, NH, sm_count) is not None
-        assert choose_cluster_backward(cell, dtype, DH, B, NH, sm_count) is not None
+    assert fits_one_sm(cell, dtype, DH, B, device_limits()) == (forward == "one_sm")
+    if "cluster" in (forward, backward) and torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("thread-block clusters need sm_90")
+    plans = fused_plans(cell, dtype, B, T, NH, DH, forward=forward, backward=backward)
+    assert [p.strategy for p in plans] == [forward, backward], plans
+    return planned(*plans)
 
 
 @pytest.mark.gpu
@@ -173,31 +173,28 @@ def _check_plan(plan, dtype, DH, cell):
 @pytest.mark.parametrize("lengths", LENGTHS)
 @pytest.mark.parametrize("fill", FILLS)
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("plan, split, dtype", PLANS, ids=[f"{p[0]}-{str(p[2])[6:]}" for p in PLANS])
-def test_cuda_fused(plan, split, dtype, cell, fill, lengths, monkeypatch):
-    monkeypatch.setenv("FUSEDRNN_SPLIT", split)
-    DH = _head_dim(plan, cell)
-    _check_plan(plan, dtype, DH, cell)
-    check_padding("cuda_fused", cell, dtype, DH, lengths, fill, "cuda")
+@pytest.mark.parametrize("strategy, dtype", PLANS, ids=[f"{p[0]}-{str(p[1])[6:]}" for p in PLANS])
+def test_cuda_fused(strategy, dtype, cell, fill, lengths):
+    DH = _head_dim(strategy, cell)
+    run = _planned(strategy, strategy, dtype, DH, cell)
+    check_padding(run, cell, dtype, DH, lengths, fill, "cuda")
 
 
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("lengths", LENGTHS)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "slstm"])
-def test_cuda_fused_cluster_backward_of_one_sm_heads(cell, lengths, monkeypatch):
+def test_cuda_fused_cluster_backward_of_one_sm_heads(cell, lengths):
     """Heads that fit one SM: the one-SM forward with the cluster backward, which such heads
     of 3 gates or more take from DH=64 in half types (cluster_backward.choose_cluster_backward)."""
-    from fusedrnn.backends.cuda.cluster_backward import choose_cluster_backward
-    from fusedrnn.backends.cuda.fused import fits_one_sm
+    from fusedrnn.backends.cuda.fused.cluster_backward import choose_cluster_backward
+    from kernel_check import device_limits
 
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("thread-block clusters need sm_90")
-    monkeypatch.setenv("FUSEDRNN_SPLIT", "cluster")
-    sm_count = torch.cuda.get_device_properties(0).multi_processor_count
-    assert fits_one_sm(cell, torch.bfloat16, 64, B)
-    assert choose_cluster_backward(cell, torch.bfloat16, 64, B, NH, sm_count) is not None
-    check_padding("cuda_fused", cell, torch.bfloat16, 64, lengths, "nan", "cuda")
+    assert choose_cluster_backward(cell, torch.bfloat16, 64, B, NH, device_limits()) is not None
+    run = _planned("one_sm", "cluster", torch.bfloat16, 64, cell)
+    check_padding(run, cell, torch.bfloat16, 64, lengths, "nan", "cuda")
 
 
 @pytest.mark.gpu
