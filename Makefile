@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: demo test test-gpu
+.PHONY: demo test test-gpu test-kernels
 
 # Set up a fresh machine and run the main job.
 demo:
@@ -15,3 +15,7 @@ test:
 # On a machine with a CUDA GPU: the GPU tests.
 test-gpu:
 	$(PYTHON) -m pytest -q -m gpu
+
+# Every shipped CUDA kernel through NVRTC, not CI's sample (~35 minutes on 2 cores; no GPU needed).
+test-kernels:
+	$(PYTHON) -m pytest -q tests/test_cuda_compile.py --all-kernels

@@ -27,3 +27,8 @@ def _seed(request):
     torch.manual_seed(seed)
     request.node.user_properties.append(("seed", seed))
     yield
+
+
+def pytest_addoption(parser):
+    parser.addoption("--all-kernels", action="store_true",
+                     help="compile every shipped CUDA kernel instantiation, not the sample (tests/test_cuda_compile.py)")

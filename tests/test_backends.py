@@ -70,3 +70,25 @@ def test_carrying_final_equals_one_call(backend, cell):
     tolerance = dict(atol=2e-5, rtol=2e-5) if device == "cpu" else dict(atol=2e-3, rtol=2e-3)  # TF32-free fp32
     torch.testing.assert_close(torch.cat([y1, y2], 1), y, **tolerance)
     torch.testing.assert_close(final2, final, **tolerance)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gpu_torch_compile_fullgraph(backend):
+    """One graph under torch.compile, forward and backward equal to eager."""
+    require(backend, torch.bfloat16, "cuda")
+    x = torch.randn(3, 9, 4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    R = (torch.randn(4, 2, 32, 32, device="cuda") / 6).bfloat16().requires_grad_()
+    b = torch.zeros(4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+
+    def f(x, R, b):
+        y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend=backend)
+        return y.float().square().sum() + final.float().sum()
+
+    got = torch.compile(f, fullgraph=True)(x, R, b)
+    grads = torch.autograd.grad(got, (x, R, b))
+    want = f(x, R, b)
+    want_grads = torch.autograd.grad(want, (x, R, b))
+    torch.testing.assert_close(got, want)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w)

@@ -103,25 +103,6 @@ def test_gpu_variant_matches_reference(cell, DH, name):
 
 
 @pytest.mark.gpu
-def test_gpu_torch_compile_fullgraph():
-    x = torch.randn(3, 9, 4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    R = (torch.randn(4, 2, 32, 32, device="cuda") / 6).bfloat16().requires_grad_()
-    b = torch.zeros(4, 2, 32, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-
-    def f(x, R, b):
-        y, final = fusedrnn.rnn(x, R, b, cell="lstm", backend="triton")
-        return y.float().square().sum() + final.float().sum()
-
-    got = torch.compile(f, fullgraph=True)(x, R, b)
-    grads = torch.autograd.grad(got, (x, R, b))
-    want = f(x, R, b)
-    want_grads = torch.autograd.grad(want, (x, R, b))
-    torch.testing.assert_close(got, want)
-    for g, w in zip(grads, want_grads):
-        torch.testing.assert_close(g, w)
-
-
-@pytest.mark.gpu
 def test_gpu_new_batch_and_length_do_not_recompile():
     from fusedrnn.backends.triton.forward import recurrence_fwd_kernel
 

@@ -28,35 +28,27 @@ def one_sm_configs(device: DeviceLimits = H100_SXM) -> list:
     return sorted(configs, key=lambda c: c.name_expression)
 
 
-def grid_configs(device: DeviceLimits = H100_SXM) -> list:
-    configs = set()
+def split_heads():
+    """(cell, dtype, DH) of every padded head dim a split kernel serves, each row-copy width at 256."""
     for cell in CELL_TYPES:
         for dtype in STORAGE_TYPES:
             for DHP in range(PAD_TO, MAX_HEAD_DIM + 1, PAD_TO):
                 for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
-                    for B in (8, 16):
-                        for ROWS in ROWS_CHOICES:
-                            for backward in (False, True):
-                                config = split_config(cell, dtype, DH, B, ROWS, backward,
-                                                      device.shared_memory_per_block)
-                                if config is not None:
-                                    configs.add(config)
-    return sorted(configs, key=lambda c: c.name_expression)
+                    yield cell, dtype, DH
+
+
+def grid_configs(device: DeviceLimits = H100_SXM) -> list:
+    configs = {split_config(cell, dtype, DH, B, ROWS, backward, device.shared_memory_per_block)
+               for cell, dtype, DH in split_heads() for B in (8, 16) for ROWS in ROWS_CHOICES
+               for backward in (False, True)}
+    return sorted(configs - {None}, key=lambda c: c.name_expression)
 
 
 def cluster_configs(device: DeviceLimits = H100_SXM) -> list:
     """The cluster forward's shapes as choose_cluster plans them (before the fit to a compiler)."""
-    configs = set()
-    for cell in CELL_TYPES:
-        for dtype in STORAGE_TYPES:
-            for DHP in range(PAD_TO, MAX_HEAD_DIM + 1, PAD_TO):
-                for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
-                    for B, NH in ((8, 1), (16, 1), (16, 3), (64, 12)):
-                        if not fits_one_sm(cell, dtype, DH, B, device):
-                            config = choose_cluster(cell, dtype, DH, B, NH, device)
-                            if config is not None:
-                                configs.add(config)
-    return sorted(configs, key=lambda c: c.name_expression)
+    configs = {choose_cluster(cell, dtype, DH, B, NH, device) for cell, dtype, DH in split_heads()
+               for B, NH in ((8, 1), (16, 1), (16, 3), (64, 12)) if not fits_one_sm(cell, dtype, DH, B, device)}
+    return sorted(configs - {None}, key=lambda c: c.name_expression)
 
 
 def cluster_backward_configs(device: DeviceLimits = H100_SXM) -> list:
