@@ -7,10 +7,11 @@ demo:
 	./tools/setup.sh
 	$(PYTHON) -m fusedrnn.cli demo
 
-# Set up a fresh machine and run the CPU test suite (what CI runs).
+# Set up a fresh machine and run the CPU test suite (what CI runs): one worker a CPU core,
+# each test file on one worker (module fixtures compile once).
 test:
 	./tools/setup.sh dev
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n auto --dist loadfile
 
 # On a machine with a CUDA GPU: the GPU tests.
 test-gpu:

@@ -18,7 +18,7 @@ ARCH = "sm_90"
 @pytest.fixture
 def nvrtc_compile():
     pytest.importorskip("cuda.core")
-    from fusedrnn.backends.cuda import compile as nvrtc_compile
+    from fusedrnn.backends.cuda.runtime import compile as nvrtc_compile
 
     return nvrtc_compile
 
@@ -26,9 +26,9 @@ def nvrtc_compile():
 @pytest.fixture
 def kernel():
     """One small shipped kernel instantiation."""
-    from fusedrnn.backends.cuda.fused import shipped_configs
+    from fusedrnn.backends.cuda.fused.shipped import one_sm_configs
 
-    return shipped_configs()[0].name_expression
+    return one_sm_configs()[0]
 
 
 def _one_warning(record, *fragments):
@@ -42,8 +42,8 @@ def _compile_warned(nvrtc_compile, kernel, *fragments):
     """Compile twice: both return a cubin, only the first warns (naming the cache and FUSEDRNN_CACHE_DIR)."""
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        first = nvrtc_compile.compile_kernel(kernel, ARCH)
-        again = nvrtc_compile.compile_kernel(kernel, ARCH)
+        first = nvrtc_compile.compile_kernel(kernel.name_expression, ARCH, kernel.source)
+        again = nvrtc_compile.compile_kernel(kernel.name_expression, ARCH, kernel.source)
     _one_warning(record, *fragments)
     for compiled in (first, again):
         assert compiled.cubin.startswith(b"\x7fELF") and compiled.mangled_name and compiled.registers > 0
@@ -78,7 +78,7 @@ def test_lock_of_another_user_compiles_in_memory(nvrtc_compile, kernel, tmp_path
 
 def test_entry_that_cannot_be_written_compiles_in_memory(nvrtc_compile, kernel, tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
-    path = tmp_path / "cubin" / f"{nvrtc_compile.cache_key(kernel, ARCH)}.entry"
+    path = tmp_path / "cubin" / f"{nvrtc_compile.cache_key(kernel.name_expression, ARCH, kernel.source)}.entry"
     path.mkdir(parents=True)  # neither read nor replaced by a file
     _compile_warned(nvrtc_compile, kernel, str(tmp_path / "cubin"))
     assert not list(path.parent.glob("*.tmp"))
@@ -103,7 +103,7 @@ def _entry(header, cubin: bytes, nvrtc_compile) -> bytes:
 
 def test_entry_header_of_the_wrong_shape_is_rebuilt(nvrtc_compile, kernel, tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEDRNN_CACHE_DIR", str(tmp_path))
-    first = nvrtc_compile.compile_kernel(kernel, ARCH)
+    first = nvrtc_compile.compile_kernel(kernel.name_expression, ARCH, kernel.source)
     (path,) = (tmp_path / "cubin").glob("*.entry")
     good = dict(mangled_name=first.mangled_name, length=len(first.cubin), log=first.log,
                 sha256=hashlib.sha256(first.cubin).hexdigest())
@@ -114,7 +114,7 @@ def test_entry_header_of_the_wrong_shape_is_rebuilt(nvrtc_compile, kernel, tmp_p
     for header in headers:
         path.write_bytes(_entry(header, first.cubin, nvrtc_compile))
         assert nvrtc_compile.read_entry(path) is None, header
-        assert nvrtc_compile.compile_kernel(kernel, ARCH) == first, header
+        assert nvrtc_compile.compile_kernel(kernel.name_expression, ARCH, kernel.source) == first, header
         assert nvrtc_compile.read_entry(path) == first, header  # overwritten with a good entry
     path.write_bytes(nvrtc_compile.ENTRY_MAGIC + b"[" * 100_000 + b"\n" + first.cubin)  # JSON too deep to parse
     assert nvrtc_compile.read_entry(path) is None

@@ -29,7 +29,7 @@ from fusedrnn.tune.space import batch_bucket, candidates, feasible_configs, fuse
 from tune_fakes import FakeCheck, FakeTimer, problem, shared_cubins, use_cache_dir  # noqa: E402, F401
 
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
-RESULTS = Path(__file__).parent.parent / "results" / "h100-2026-11-25-cuda"
+RECORD = Path(__file__).parent / "data"  # the H100 measurements of 2026-11-25 the model was fitted to
 DIRECTIONS = ("forward", "backward")
 
 
@@ -202,7 +202,7 @@ def _recorded_h100():
     and 96 backward, R in registers forward) and the split heads of the benchmark (bench-head.json).
     A backward kernel's time is fwd+bwd minus fwd minus ~0.1 ms of dR GEMM."""
     variants = {"shipped": {}, "NT2 WN1": dict(NT=2, WN=1), "NT1 WN1": dict(NT=1, WN=1), "NT2 WN2": dict(NT=2, WN=2)}
-    rows = json.loads((RESULTS / "cuda-variants.json").read_text())
+    rows = json.loads((RECORD / "h100-2026-11-25-cuda-variants.json").read_text())
     ms = {(r["shape"], r["variant"], r["passes"]): r["ms"] for r in rows}
     out = []
     for (shape, variant, passes), t in ms.items():
@@ -216,7 +216,7 @@ def _recorded_h100():
             config = dataclasses.replace(base, **variants[variant])
             # the script fell back when it did not fit
             out.append((config if config.fits(H100_SXM) else base, NH, total))
-    bench = json.loads((RESULTS / "bench-head.json").read_text())["rows"]
+    bench = json.loads((RECORD / "h100-2026-11-25-cuda-bench-head.json").read_text())["rows"]
     fused_ms = {(r["DH"], r["passes"]): r["median_ms"] for r in bench if r["provider"] == "cuda_fused"}
     for DH, NH, backward_depth in ((256, 3, 4), (768, 1, 3)):
         forward, total = fused_ms[DH, "fwd"], fused_ms[DH, "fwd+bwd"]

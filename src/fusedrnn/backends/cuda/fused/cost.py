@@ -21,7 +21,7 @@ steps cannot overlap. So a step costs the longest of
 and a call costs T steps times the waves of CTAs the grid needs.
 
 The cycle constants were fitted to the H100 measurements of 2026-11-25 (LSTM,
-bf16, B=16, T=1024: docs/perf-notes.md, results/h100-2026-11-25-cuda/);
+bf16, B=16, T=1024: docs/perf-notes.md, tests/data/h100-2026-11-25-cuda-*.json);
 tests/test_tune.py compares the model's ranking with them and docs/tuning.md
 reports how well it agrees. Other cells scale the pointwise terms by their
 count of transcendental operations (not measured).
