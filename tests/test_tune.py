@@ -24,7 +24,7 @@ from fusedrnn.backends.cuda.fused.registers import registers_needed  # noqa: E40
 from fusedrnn.backends.cuda.runtime import compile as nvrtc_compile  # noqa: E402
 from fusedrnn.cli import main  # noqa: E402
 from fusedrnn.tune import A100_SXM, H100_SXM, RTX_4090, largest_head_dims, preset, tune  # noqa: E402
-from fusedrnn.tune.search import model_ranking  # noqa: E402
+from fusedrnn.tune.search import distinct, form, model_ranking, to_time  # noqa: E402
 from fusedrnn.tune.space import batch_bucket, candidates, feasible_configs, fused_space  # noqa: E402
 from tune_fakes import FakeCheck, FakeTimer, problem, shared_cubins, use_cache_dir  # noqa: E402, F401
 
@@ -264,10 +264,16 @@ def test_search_times_the_models_best_and_caches_the_winner(cache_dir):
     timer = FakeTimer(scale=slow_first)
     result = tune("lstm", BF16, 64, 12, 16, top_k=2, limits=H100_SXM, timer=timer, check=FakeCheck(),
                   progress=False)
-    assert len(timer.prepared) == 1 and timer.prepared[0] == timer.calls and len(timer.calls) == 4  # 2 a direction
-    assert [p.direction for p in timer.calls] == ["forward"] * 2 + ["backward"] * 2
+    models = [model_ranking("lstm", BF16, 64, 12, 16, backward, H100_SXM) for backward in (False, True)]
+    expected = [to_time(m.candidates, 2) for m in models]  # the top 2, then the model's first of each form
+    assert [c.plan for c in expected[0][:2]] == [c.plan for c in distinct(models[0].candidates)[:2]]
+    forms = {form(c.config) for c in models[0].candidates}
+    assert len(forms) > 3 and {form(c.config) for c in expected[0]} == forms
+    assert len(timer.prepared) == 1 and timer.prepared[0] == timer.calls
+    assert timer.calls == [c.plan for picked in expected for c in picked]
     timed = result.forward.timed
-    assert len(timed) == 2 and timed[0].config != space[0] and result.forward.best.config == timed[0].config
+    assert len(timed) == len(expected[0]) and timed[0].config != space[0]
+    assert result.forward.best.config == timed[0].config
     assert [c.config for c in result.forward.candidates] == space
     assert all(c.estimated_ms > 0 for c in result.backward.candidates)
     # the planner runs the winners from now on (the backward's also at 13 sequences: the same bucket)
@@ -297,7 +303,10 @@ def test_top_k_skips_configurations_the_model_cannot_tell_apart(cache_dir):
          progress=False)
     forward = [p.config for p in timer.calls if p.direction == "forward"]
     estimates = [estimated_ms(c, 12, 16, H100_SXM) for c in forward]
-    assert len(forward) == 3 and len({round(e, 6) for e in estimates}) == 3
+    assert len({round(e, 6) for e in estimates[:3]}) == 3  # the top 3 the model tells apart
+    ranked = model_ranking("lstm", BF16, 64, 12, 16, False, H100_SXM).candidates
+    assert {form(c) for c in forward} == {form(c.config) for c in ranked}  # then each form's first
+    assert len(forward) == len(set(forward))
     assert not (cache_dir / "tune.json").exists()
 
 
@@ -401,7 +410,9 @@ def test_cli_table_and_model_ranking_on_cpu(capsys):
     assert "A100" in out and "| lstm | bfloat16 | 112 | 896 | 768 |" in out
     assert main(["tune", "--device", "h100", "--dh", "64", "--nh", "12", "--top-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.count("| 64x12 | forward |") == out.count("| 64x12 | backward |") == 2
+    shown = [len(to_time(model_ranking("lstm", BF16, 64, 12, 16, backward, H100_SXM).candidates, 2))
+             for backward in (False, True)]
+    assert [out.count("| 64x12 | forward |"), out.count("| 64x12 | backward |")] == shown
     assert "cluster of 2 CTAs a head" in out  # the model's favourite kernels there, in words
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="no CUDA GPU here; --device a100"):

@@ -5,8 +5,9 @@ batch sizes given (default 16 and 64): every plan of the planner's space
 and the backward (`tune(..., exhaustive=True)`), after its outputs are
 compared with the rule's plan's on a short sequence (a plan that computes
 something else must not win). Then the tuner's pick as `fusedrnn tune` makes
-it (the fastest of the model's top 3 distinct candidates) and the rule's plan
-are compared with the best of all. Prints a table; writes tune-check-B.json
+it (the fastest of what it times: the model's top 3 distinct candidates and its
+first of each kernel form, search.to_time) and the rule's plan are compared
+with the best of all. Prints a table; writes tune-check-B.json
 to the folder given. Usage: python tools/tune_check.py FOLDER [B ...]"""
 import json
 import math
@@ -18,7 +19,7 @@ from fusedrnn.backends.cuda.fused.plan import rule_plan
 from fusedrnn.backends.cuda.fused.planned import with_plans
 from fusedrnn.tune import device_limits, tune
 from fusedrnn.tune.command import describe
-from fusedrnn.tune.search import distinct
+from fusedrnn.tune.search import to_time
 from fusedrnn.tune.timing import GpuTimer
 from fusedrnn.testing import random_problem
 
@@ -72,7 +73,7 @@ class CheckedTimer(GpuTimer):
 def compare(ranking, B, DH, NH, limits) -> dict:
     timed = {c.config: c.measured_ms for c in ranking.candidates}
     best = ranking.best
-    picked = min(distinct(ranking.candidates)[:TOP_K], key=lambda c: c.measured_ms)
+    picked = min(to_time(ranking.candidates, TOP_K), key=lambda c: c.measured_ms)
     direction = "backward" if ranking.backward else "forward"
     rule = rule_plan(CELL, DTYPE, DH, NH, B, True, limits, direction, None).config
     rule_ms = timed.get(rule)

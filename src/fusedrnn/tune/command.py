@@ -11,7 +11,7 @@ from ..arguments import UsageError, positive_int
 from ..backends.cuda.fused.plan import strategy_of
 from ..backends.cuda.runtime.device import PRESETS, device_limits, preset
 from ..cells import CELLS
-from .search import distinct, model_ranking, tune
+from .search import model_ranking, to_time, tune
 from .table import largest_head_dims
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -65,7 +65,7 @@ def run(args) -> None:
         except ValueError as error:  # no configuration fits this shape on this GPU
             raise UsageError(f"--dh {DH} --nh {NH}: {error}") from None
         for ranking in shape_rankings:
-            shown = distinct(ranking.candidates)[:args.top_k] if args.device else ranking.timed + ranking.failed
+            shown = to_time(ranking.candidates, args.top_k) if args.device else ranking.timed + ranking.failed
             for candidate in shown:
                 measured = "—" if candidate.measured_ms is None else f"{candidate.measured_ms:.3f}"
                 if candidate.failed_check is not None:

@@ -19,7 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backends.cuda.fused import tuned
+from ..backends.cuda.fused.cluster import ClusterConfig
+from ..backends.cuda.fused.cluster_backward import ClusterBackwardConfig
 from ..backends.cuda.fused.cost import estimated_ms, rank
+from ..backends.cuda.fused.plan import strategy_of
 from ..backends.cuda.runtime.device import DeviceLimits, device_limits
 from .space import candidates
 
@@ -96,20 +99,46 @@ def distinct(candidates) -> list[Candidate]:
     return kept
 
 
+def form(config) -> tuple:
+    """A kernel's form: its family, and for a cluster its size, K split and exchange form."""
+    strategy = strategy_of(config)
+    if isinstance(config, ClusterConfig):
+        return strategy, "forward", config.parts, config.KSPLIT, config.options
+    if isinstance(config, ClusterBackwardConfig):
+        return strategy, "backward", config.parts
+    return (strategy,)
+
+
+def to_time(ranked, top_k: int) -> list[Candidate]:
+    """The candidates a tuning times: the model's `top_k` distinct ones, and its first of each
+    form. The model orders the shapes of one form well but not always the forms: at B=64 it
+    put the fastest cluster forward of 128x6 and 256x3 (H200, 2026-12-07) 11th and 21st, as it
+    counts clusters that share SMs as waves; timing each form's best caught every best within 5%
+    (docs/perf-notes.md)."""
+    chosen, forms = distinct(ranked)[:top_k], set()
+    for candidate in ranked:
+        if form(candidate.config) not in forms:
+            forms.add(form(candidate.config))
+            if candidate not in chosen:
+                chosen.append(candidate)
+    return chosen
+
+
 def tune(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device=None, *, top_k: int = 3,
          exhaustive: bool = False, T: int = 1024, limits: DeviceLimits | None = None, timer=None,
          check=None, use_cache: bool = True, progress: bool = True) -> TuneResult:
     """Tune the `cuda_fused` kernels for one call shape: for the forward and the
-    backward, check and time the `top_k` plans the cost model ranks fastest
-    (every plan of the planner's space with `exhaustive`) and cache the fastest
-    that passed the check, which the planner runs from then on."""
+    backward, check and time the `top_k` plans the cost model ranks fastest and
+    its best of each kernel form (to_time; every plan of the planner's space
+    with `exhaustive`) and cache the fastest that passed the check, which the
+    planner runs from then on."""
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
     if limits is None:
         limits = device_limits(None if device is None else torch.device(device).index)
     call = Call(cell, dtype, DH, NH, B, T)
     models = [model_ranking(cell, dtype, DH, NH, B, backward, limits, T) for backward in (False, True)]
-    chosen = [m.candidates if exhaustive else distinct(m.candidates)[:top_k] for m in models]
+    chosen = [m.candidates if exhaustive else to_time(m.candidates, top_k) for m in models]
     if timer is None:
         from .timing import GpuTimer
 
