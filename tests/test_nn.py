@@ -351,10 +351,11 @@ def test_proj_size_on_the_gpu_runs_torchs_kernels_and_matches(bidirectional):
     want, (h, c) = ref(packed)
     on_gpu = pack_padded_sequence(x.float().cuda(), lengths, batch_first=True, enforce_sorted=False)
     got, (gh, gc) = ours(on_gpu)
-    # torch's own module on the GPU runs the same cuDNN kernel (TF32 as torch's settings say): equal
+    # torch's own module on the GPU runs the same cuDNN kernels (TF32 as torch's settings say); its
+    # weights may sit in one flattened buffer, ours not, so allow for another order of sums
     same, (sh, sc) = ref.float().cuda()(on_gpu)
     for a, b in ((got.data, same.data), (gh, sh), (gc, sc)):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for a, b in ((got.data, want.data), (gh, h), (gc, c)):  # and the float64 answer, to TF32's precision
         torch.testing.assert_close(a.double().cpu(), b, rtol=1e-3, atol=2e-4)
     got.data.sum().backward()
