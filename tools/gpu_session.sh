@@ -54,7 +54,7 @@ perf() {
   step bench 200 python3 -m fusedrnn.cli bench --out "$work"
   for sweep in batch length; do
     step "bench-$sweep" 60 python3 -m fusedrnn.cli bench --sweep $sweep --passes fwd+bwd \
-      --providers cuda_fused triton cudnn_fp16 sdpa --out "$work"
+      --providers cuda_fused cuda_alternating triton cudnn_fp16 sdpa --out "$work"
   done
   [ "${NUMERICS:-1}" = 1 ] && step numerics 90 python3 -m fusedrnn.cli numerics --out "$work"
   step streaming 60 python3 tools/streaming_latency.py --profile --out "$work"
