@@ -10,7 +10,7 @@ if not torch.cuda.is_available():
     # run the Triton kernels on CPU through the interpreter; must precede their import
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from fusedrnn.backends.outputs import poisoned  # noqa: E402
+from fusedrnn.ops.outputs import poisoned  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -271,7 +271,7 @@ def test_supports_any_head_size_on_a_recent_gpu(monkeypatch):
 
 
 def test_registered_below_the_fused_backends():
-    from fusedrnn.backends import registry
+    from fusedrnn.ops import registry
 
     order = registry.names()
     assert order.index("cuda_fused") < order.index("triton") < order.index("cuda_alternating") < order.index("torch")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import fusedrnn
+from fusedrnn.ops import registry
 import fusedrnn.nn
 from fusedrnn.backends.cuda.fused import cluster
 from fusedrnn.backends.cuda.fused.cluster import choose_cluster, clusters_at_once, fit_to_compiler
@@ -21,7 +22,7 @@ from fusedrnn.backends.cuda.fused.plan import Plan
 from kernel_check import check_backend, device_limits, fused_plans, fused_problem, planned
 
 CELLS = list(fusedrnn.CELLS)
-BACKEND = fusedrnn.api._backends.registry._BACKENDS["cuda_fused"]
+BACKEND = registry.get("cuda_fused")
 
 
 def _needs_clusters():

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import fusedrnn
+from fusedrnn.ops import registry
 from fusedrnn.testing import random_problem
 
 CELLS = list(fusedrnn.CELLS)
@@ -160,7 +161,7 @@ def _planned(forward, backward, dtype, DH, cell):
     from fusedrnn.backends.cuda.fused.one_sm import fits_one_sm
     from kernel_check import device_limits, fused_plans, fused_problem, planned
 
-    backend = fusedrnn.api._backends.registry._BACKENDS["cuda_fused"]
+    backend = registry.get("cuda_fused")
     ok, why = backend.supports(fused_problem(cell, dtype, B, T, NH, DH))
     if not ok:
         pytest.skip(why)

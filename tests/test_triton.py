@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fusedrnn
+from fusedrnn.ops import registry
 from fusedrnn.backends.triton.variants import code_paths
 from kernel_check import check_backend
 
@@ -68,7 +69,7 @@ def test_interpreter_never_chosen_by_auto():
 def test_refuses_fp32_weights_that_do_not_fit_on_chip():
     problem = fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 2, 3, 1, 128, torch.float32, torch.device("cuda"),
                                        False, False)
-    ok, why = fusedrnn.api._backends.registry._BACKENDS["triton"].supports(problem)
+    ok, why = registry.get("triton").supports(problem)
     assert not ok and "KiB" in why
 
 
@@ -86,7 +87,7 @@ def test_refuses_with_reason():
 @pytest.mark.parametrize("DH", [16, 32, 48, 64, 128])
 def test_gpu_matches_reference(cell, dtype, DH):
     problem = fusedrnn.problem.Problem(fusedrnn.CELLS[cell], 5, 37, 3, DH, dtype, torch.device("cuda"), True, True)
-    ok, why = fusedrnn.api._backends.registry._BACKENDS["triton"].supports(problem)
+    ok, why = registry.get("triton").supports(problem)
     if not ok:  # only fp32 weights too large for shared memory are refused
         assert dtype == torch.float32 and DH == 128 and "KiB" in why
         return

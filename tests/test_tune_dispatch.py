@@ -247,7 +247,7 @@ def test_gpu_check_runs_the_plan_with_the_planners_other_direction_on_poisoned_o
     """The default check's control flow, with the kernel run replaced by a fake: a forward plan
     runs in inference and in training with the planner's backward; a backward plan in training
     only, after the planner's forward."""
-    from fusedrnn.backends import outputs
+    from fusedrnn.ops import outputs
     from fusedrnn.tune import correctness
 
     runs = []

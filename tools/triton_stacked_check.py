@@ -25,7 +25,7 @@ from multiprocessing import get_context
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from fusedrnn.backends import outputs  # noqa: E402
+from fusedrnn.ops import outputs  # noqa: E402
 from fusedrnn.backends.triton.explicit import variant_plans, with_variant  # noqa: E402
 from fusedrnn.backends.triton.variants import VARIANTS  # noqa: E402
 

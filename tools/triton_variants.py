@@ -26,7 +26,7 @@ import torch
 import triton.testing
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from fusedrnn.backends import outputs  # noqa: E402
+from fusedrnn.ops import outputs  # noqa: E402
 from fusedrnn.backends.triton.explicit import run_with_plans, variant_plans, with_variant  # noqa: E402
 from fusedrnn.backends.triton.variants import VARIANTS  # noqa: E402
 from kernel_check import check_backend  # noqa: E402

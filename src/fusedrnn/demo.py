@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import fusedrnn
 
-from .backends import registry
+from .ops import registry
 from .arguments import UsageError, positive_float, positive_int, seed_int
 from .nn import LSTM
 

@@ -11,7 +11,7 @@ under a loose sanity bound. Errors are relative Frobenius norms,
 a relu or a max flips sign under rounding, which either backend may hit.
 
 Outputs are checked for non-finite values: run under
-`fusedrnn.backends.outputs.poisoned()` so that an element a kernel forgets to
+`fusedrnn.ops.outputs.poisoned()` so that an element a kernel forgets to
 write is NaN instead of a stale value.
 """
 from __future__ import annotations

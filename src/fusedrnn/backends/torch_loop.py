@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 
 from ..cells import get_cell
-from . import outputs
-from .custom_op import define_recurrence_ops
-from .registry import Backend, register
+from ..ops import outputs
+from ..ops.custom_op import define_recurrence_ops
+from ..ops.registry import Backend, register
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

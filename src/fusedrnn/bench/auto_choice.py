@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..backends import registry
+from ..ops import registry
 from ..cells import get_cell
 from ..problem import Problem
 

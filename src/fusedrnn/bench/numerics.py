@@ -21,7 +21,7 @@ import torch
 
 import fusedrnn
 
-from ..backends import registry
+from ..ops import registry
 from ..cells import get_cell
 from ..arguments import UsageError, ensure_writable_dir, head_split, positive_int
 

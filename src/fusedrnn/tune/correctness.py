@@ -18,7 +18,7 @@ import torch
 from ..backends.cuda.fused.plan import plan as planned
 from ..backends.cuda.fused.planned import with_plans
 from ..backends.cuda.runtime.device import device_limits
-from ..backends.outputs import poisoned
+from ..ops.outputs import poisoned
 from ..cells import get_cell
 from ..problem import Problem
 from ..testing import check_backend

@@ -6,8 +6,8 @@ import os
 import torch
 
 from ...problem import Problem
-from ..custom_op import define_recurrence_ops
-from ..registry import Backend, register
+from ...ops.custom_op import define_recurrence_ops
+from ...ops.registry import Backend, register
 from .shapes import padded_head_dim
 
 MAX_HEAD_DIM = 128

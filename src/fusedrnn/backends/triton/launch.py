@@ -6,7 +6,7 @@ import torch
 import triton
 
 from ...cells import Cell, get_cell
-from .. import outputs
+from ...ops import outputs
 from ..weight_gradient import bias_gradient, recurrent_weight_gradient
 from . import saved as saved_buffers
 from .backward import recurrence_bwd_kernel

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ...cells import get_cell
-from .. import outputs
+from ...ops import outputs
 
 
 def products_dtype(products: str) -> torch.dtype | None:

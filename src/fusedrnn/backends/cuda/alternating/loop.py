@@ -26,7 +26,7 @@ import functools
 import torch
 
 from ....cells import get_cell
-from ... import outputs
+from ....ops import outputs
 from ...weight_gradient import bias_gradient, recurrent_weight_gradient
 from .plan import AlternatingPlan
 from .plan import plan as planned

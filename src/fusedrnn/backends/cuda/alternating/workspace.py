@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ....cells import get_cell
-from ... import outputs
+from ....ops import outputs
 
 MAX_CHUNK = 64  # steps a graph captures: 2 * 64 + 2 nodes, captured in milliseconds
 CHUNK_BUDGET = 64 * 2**20  # bytes of staging buffers a workspace may hold

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from ....problem import Problem
-from ... import outputs
-from ...custom_op import define_recurrence_ops
-from ...registry import Backend, register
+from ....ops import outputs
+from ....ops.custom_op import define_recurrence_ops
+from ....ops.registry import Backend, register
 from ..cxx import STORAGE_TYPES
 from ..runtime.device import DeviceLimits, device_limits
 from ..runtime.toolchain import available, check_device

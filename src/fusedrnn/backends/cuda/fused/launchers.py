@@ -10,7 +10,7 @@ import math
 import torch
 
 from ....cells import get_cell
-from ... import outputs
+from ....ops import outputs
 from ...weight_gradient import bias_gradient, previous_states, recurrent_weight_gradient
 from ..runtime.launch import launch
 from .cluster import SPREAD_CELLS, ClusterConfig

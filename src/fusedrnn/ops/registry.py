@@ -34,6 +34,13 @@ def register(backend: Backend) -> Backend:
     return backend
 
 
+def get(name: str) -> Backend:
+    """The registered backend called `name`."""
+    if name not in _BACKENDS:
+        raise ValueError(f"backend: expected one of {names()}, got {name!r}")
+    return _BACKENDS[name]
+
+
 def names() -> list[str]:
     return sorted(_BACKENDS, key=lambda n: -_BACKENDS[n].priority)
 
