@@ -42,7 +42,7 @@ import pytest  # noqa: E402
 
 import fusedrnn  # noqa: E402
 
-from fusedrnn.backends import registry  # noqa: E402
+from fusedrnn.ops import registry  # noqa: E402
 
 NO_GPU = not torch.cuda.is_available()
 needs_no_gpu = pytest.mark.skipif(not NO_GPU, reason="checks the errors of a machine without a CUDA GPU")

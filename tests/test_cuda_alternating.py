@@ -215,7 +215,7 @@ def test_gpu_torch_compile_fullgraph():
 
 @pytest.mark.gpu
 def test_gpu_auto_picks_it_only_where_no_fused_backend_fits():
-    from fusedrnn.backends import registry
+    from fusedrnn.ops import registry
 
     for heads, DH in ((1, 4096), (12, 64)):
         problem = fusedrnn.problem.Problem(fusedrnn.CELLS["lstm"], 2, 3, heads, DH, torch.bfloat16,
