@@ -112,7 +112,8 @@ def why_no_plan(problem: Problem, device: DeviceLimits) -> str:
     for backward in (False, True) if problem.needs_grad else (False,):
         direction = "backward" if backward else "forward"
         if (rule_split(cell, dtype, DH, B, NH, backward, device) is None
-                and not cluster_exists(cell, dtype, DH, NH, B, device, direction)):
+                and (device.capability < (9, 0)
+                     or cluster_shape(cell, dtype, DH, NH, B, device, direction, any_shape=True) is None)):
             return (f"{reason}; split over CTAs ({direction}), it needs more shared memory or SMs than "
                     f"{device.sm_count}, and no thread-block cluster holds it")
     return ""
@@ -147,42 +148,31 @@ def admissible(config, problem: Problem, device: DeviceLimits, direction: str):
 @functools.lru_cache(maxsize=4096)  # asked on every call: the rules cost ~0.5 ms for a cluster
 def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enough: bool, device: DeviceLimits,
               direction: str, strategy: str | None) -> Plan:
-    """The rules' plan (module docstring); `long_enough`: T >= CLUSTER_MIN_STEPS."""
+    """The rules' plan (module docstring); `long_enough`: T >= CLUSTER_MIN_STEPS. The forward
+    tries one SM before a cluster, the backward a cluster before one SM; then the grid."""
     one_sm = fits_one_sm(cell, dtype, DH, B, device)
     forced = strategy is not None
-    if direction == "forward":
-        if one_sm and strategy in (None, "one_sm"):
-            return Plan(direction, rule_config(cell, dtype, DH, B, False, NH, device), "rule: the head fits one SM")
-        if strategy == "one_sm":
-            raise ValueError(f"strategy='one_sm': {why_not_one_sm(cell, dtype, DH, B, device)}")
-        if strategy in (None, "cluster") and (long_enough or forced):
-            bucket = 1 << (B - 1).bit_length()  # one kernel a power-of-two batch bucket
-            config, why = cluster_or_why(choose_cluster(cell, dtype, DH, bucket, NH, device), device, forced)
+    if strategy == "one_sm" and not one_sm:
+        raise ValueError(f"strategy='one_sm': {why_not_one_sm(cell, dtype, DH, B, device)}")
+    for family in ("cluster", "one_sm") if direction == "backward" else ("one_sm", "cluster"):
+        if strategy not in (None, family):
+            continue
+        if family == "one_sm" and one_sm:
+            config = rule_config(cell, dtype, DH, B, direction == "backward", NH, device)
+            return Plan(direction, config, "rule: the head fits one SM")
+        if family == "cluster" and (long_enough or forced):
+            config, why = cluster_or_why(cluster_shape(cell, dtype, DH, NH, B, device, direction, forced),
+                                         B, NH, device, forced)
             if config is not None:
-                config = config.with_sequences(B, NH, clusters_at_once(config, device))
                 return Plan(direction, config, "rule: a cluster holds the head")
             if forced:
-                raise ValueError(f"strategy='cluster' (forward): {why}")
-    else:
-        if strategy in (None, "cluster"):
-            chosen = choose_cluster_backward(cell, dtype, DH, B, NH, device)
-            if chosen is None and forced:  # any cluster that holds the head, most CTAs first
-                chosen = next(iter(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8),
-                                                            device.shared_memory_per_block)), None)
-            config, why = cluster_or_why(chosen, device, forced) if long_enough or forced else (None, "")
-            if config is not None:
-                return Plan(direction, config, "rule: a cluster backward is planned")
-            if forced:
-                raise ValueError(f"strategy='cluster' (backward): {why or 'no cluster backward holds the head'}")
-        if one_sm and strategy in (None, "one_sm"):
-            return Plan(direction, rule_config(cell, dtype, DH, B, True, NH, device), "rule: the head fits one SM")
-        if strategy == "one_sm":
-            raise ValueError(f"strategy='one_sm': {why_not_one_sm(cell, dtype, DH, B, device)}")
+                raise ValueError(f"strategy='cluster' ({direction}): {why}")
     config = rule_split(cell, dtype, DH, B, NH, direction == "backward", device)
     if config is None and strategy is None:  # the last resort: a cluster, whatever T and the compiler
-        last = last_resort_cluster(cell, dtype, DH, NH, B, device, direction)
-        if last is not None:
-            return Plan(direction, last, "rule: no grid fits the GPU, a cluster does")
+        config, _ = cluster_or_why(cluster_shape(cell, dtype, DH, NH, B, device, direction, True), B, NH, device,
+                                   forced=True)
+        if config is not None:
+            return Plan(direction, config, "rule: no grid fits the GPU, a cluster does")
     if config is None:
         raise ValueError(f"cuda_fused has no plan for the {direction} of cell={cell!r} dtype={dtype} DH={DH} NH={NH} "
                          f"B={B} on {device.name}: the head needs more shared memory or SMs than it has"
@@ -190,36 +180,26 @@ def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enou
     return Plan(direction, config, "rule: the cooperative grid")
 
 
-def last_resort_cluster(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device: DeviceLimits,
-                        direction: str):
-    """A cluster config for a call nothing else runs, or None."""
+def cluster_shape(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device: DeviceLimits, direction: str,
+                  any_shape: bool):
+    """The cluster shape the rules take for a direction, before the fit to a compiler (None where
+    none): forward, the cost model's for B's power-of-two bucket (one kernel a bucket); backward,
+    choose_cluster_backward's, or with `any_shape` where it declines, the one of most CTAs that
+    holds the head. Pure Python: no compile, no occupancy query."""
     if direction == "forward":
-        shape = choose_cluster(cell, dtype, DH, 1 << (B - 1).bit_length(), NH, device)
-    else:
-        shape = choose_cluster_backward(cell, dtype, DH, B, NH, device) or next(iter(cluster_backward_configs(
-            cell, dtype, split_head_dim(DH), math.gcd(DH, 8), device.shared_memory_per_block)), None)
-    config, _ = cluster_or_why(shape, device, forced=True)
-    if config is not None and direction == "forward":
-        config = config.with_sequences(B, NH, clusters_at_once(config, device))
-    return config
+        return choose_cluster(cell, dtype, DH, 1 << (B - 1).bit_length(), NH, device)
+    chosen = choose_cluster_backward(cell, dtype, DH, B, NH, device)
+    if chosen is None and any_shape:
+        shapes = cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8),
+                                          device.shared_memory_per_block)
+        chosen = next(iter(shapes), None)
+    return chosen
 
 
-def cluster_exists(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device: DeviceLimits,
-                   direction: str) -> bool:
-    """Whether a cluster shape holds the head for this direction on the device (pure Python: no
-    compile, no occupancy query)."""
-    if device.capability < (9, 0):
-        return False
-    if direction == "forward":
-        return choose_cluster(cell, dtype, DH, 1 << (B - 1).bit_length(), NH, device) is not None
-    return next(iter(cluster_backward_configs(cell, dtype, split_head_dim(DH), math.gcd(DH, 8),
-                                              device.shared_memory_per_block)), None) is not None
-
-
-def cluster_or_why(config, device: DeviceLimits, forced: bool):
-    """(the cluster config as the NVRTC in use compiles it without local memory, '') where one
-    cluster of it can run on the device; else (None, why). Forced, a config that needs local
-    memory runs as it is (slower, but what was asked for)."""
+def cluster_or_why(config, B: int, NH: int, device: DeviceLimits, forced: bool):
+    """(the cluster config as the NVRTC in use compiles it without local memory, with the sequences a
+    cluster for B, '') where one cluster of it can run on the device; else (None, why). Forced, a
+    config that needs local memory runs as it is (slower, but what was asked for)."""
     if config is None:
         return None, "no cluster of at most 16 CTAs holds the head"
     if device.capability < (9, 0):
@@ -228,6 +208,9 @@ def cluster_or_why(config, device: DeviceLimits, forced: bool):
     if fitted is None and not forced:
         return None, f"{config.name_expression} needs local memory with this NVRTC"
     config = fitted or config
-    if device.index is not None and clusters_at_once(config, device) < 1:
+    at_once = clusters_at_once(config, device)
+    if device.index is not None and at_once < 1:
         return None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
+    if isinstance(config, ClusterConfig):  # the sequences a cluster are the launch's, for this B
+        config = config.with_sequences(B, NH, at_once)
     return config, ""
