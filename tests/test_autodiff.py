@@ -146,3 +146,28 @@ def test_kernel_backends_refuse_forward_ad_and_double_backward_by_name():
     got = torch.func.jacrev(lambda *a: run(*a)[1][:, 0, 0, 0], argnums=2)(x, R, b, states)  # 2 rows: cheap
     want = torch.func.jacrev(lambda *a: _theirs("lstm")(*a)[1][:, 0, 0, 0], argnums=2)(*doubles)
     torch.testing.assert_close(got.double(), want, rtol=2e-4, atol=2e-5)
+
+
+def test_explicit_recurrence_runs_a_backend_like_its_ops():
+    """The internal call path with explicit plans (ops/custom_op.explicit_recurrence) around a
+    backend's forward and backward: the same values and first-order gradients as its ops, the
+    lengths checked as they are, and double backward refused by name."""
+    from fusedrnn.backends import torch_loop
+    from fusedrnn.ops.custom_op import explicit_recurrence
+
+    run = explicit_recurrence("torch", torch_loop.forward, torch_loop.backward)
+    x, R, b, states = (t.requires_grad_() for t in random_problem("lstm", 3, 7, 2, 5))
+    lengths = torch.tensor([7, 2, 0])
+    got = run(x, R, b, states, cell="lstm", lengths=lengths)
+    want = fusedrnn.rnn(x, R, b, states, cell="lstm", backend="torch", lengths=lengths)
+    loss = lambda y, final: (y * y).sum() + final.sum()  # noqa: E731
+    for g, w in zip(torch.autograd.grad(loss(*got), (x, R, b, states)),
+                    torch.autograd.grad(loss(*want), (x, R, b, states))):
+        torch.testing.assert_close(g, w)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    with pytest.raises(ValueError, match="lengths"):
+        run(x, R, b, states, cell="lstm", lengths=torch.tensor([8, 1, 1]))
+    dx, = torch.autograd.grad(loss(*run(x, R, b, states, cell="lstm")), x, create_graph=True)
+    with pytest.raises(NotImplementedError, match="double backward"):
+        torch.autograd.grad(dx.sum(), R)

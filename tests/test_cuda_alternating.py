@@ -7,6 +7,7 @@ streams; torch.compile; plans passed explicitly (launch by launch instead of
 graphs, GEMM results in the storage type). (CPU: test_cuda_alternating_host.py,
 test_cuda_compile.py, test_cuda_contract.py.)"""
 import dataclasses
+import functools
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from fusedrnn.backends.cuda.alternating import loop
 from fusedrnn.backends.cuda.alternating import workspace as alternating_workspace
 from fusedrnn.backends.cuda.alternating.plan import AlternatingPlan
 from fusedrnn.backends.cuda.alternating.plan import plan as alternating_plan
+from fusedrnn.ops.custom_op import explicit_recurrence
 from kernel_check import check_backend
 
 CELLS = list(fusedrnn.CELLS)
@@ -33,30 +35,10 @@ def _inputs(cell, dtype, B, T, NH, DH, requires_grad=False):
     return [t.requires_grad_(requires_grad) for t in tensors]
 
 
-class _Planned(torch.autograd.Function):
-    """The loop's forward and backward run with an explicit plan (first-order autograd)."""
-
-    @staticmethod
-    def forward(ctx, plan, cell, lengths, x, R, b, states):
-        need_saved = any(ctx.needs_input_grad[3:7])
-        y, final, saved = loop.forward(x, R, b, states, lengths, cell, need_saved, plan=plan)
-        ctx.plan, ctx.cell, ctx.lengths = plan, cell, lengths
-        ctx.save_for_backward(x, R, b, states, y, final, saved)
-        return y, final
-
-    @staticmethod
-    def backward(ctx, dy, dfinal):
-        x, R, b, states, y, final, saved = ctx.saved_tensors
-        grads = loop.backward(dy, dfinal, x, R, b, states, ctx.lengths, y, final, saved, ctx.cell, plan=ctx.plan)
-        return (None, None, None, *grads)
-
-
 def with_plan(plan: AlternatingPlan):
     """A function of rnn's call form (states required) that runs the loop as `plan` says."""
-    def run(x, R, b, states, *, cell, lengths=None):
-        return _Planned.apply(plan, cell, lengths, x, R, b, states)
-
-    return run
+    return explicit_recurrence("cuda_alternating", functools.partial(loop.forward, plan=plan),
+                               functools.partial(loop.backward, plan=plan))
 
 
 def _launched(dtype):

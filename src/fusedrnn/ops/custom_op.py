@@ -19,6 +19,11 @@ A backend may also supply `differentiable(x, R, b, states, lengths, cell) ->
 (y, final)` in torch ops autograd can differentiate in both modes: with it,
 forward-mode AD and double backward work; without it they raise
 NotImplementedError naming the backend.
+
+`explicit_recurrence` runs a forward and backward of the same form eagerly,
+with the same autograd Function but no custom op: the internal call path with
+explicit plans (an op has one fixed signature a backend, and a plan is no op
+argument).
 """
 from __future__ import annotations
 
@@ -82,6 +87,21 @@ def define_recurrence_ops(
         # the Function without jvp, eager code the one with it.
         function = recurrence.compiled if torch.compiler.is_compiling() else recurrence.eager
         y, final, _ = function.apply(x, R, b, states, lengths, cell, need_grad)
+        return y, final
+
+    return run
+
+
+def explicit_recurrence(backend: str, forward: Callable, backward: Callable) -> Callable:
+    """`forward` and `backward` (the forms above, a plan bound in) as a function of
+    `fusedrnn.rnn`'s call form, `(x, R, b, states, *, cell, lengths=None) -> (y, final)`
+    (states required), differentiable once as the backend's ops are."""
+    function = _autograd_functions(backend, forward, backward, None).compiled
+
+    def run(x, R, b, states, *, cell: str, lengths=None):
+        check_lengths_range(lengths, x.shape[1])  # as the ops check it
+        need_saved = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
+        y, final, _ = function.apply(x, R, b, states, lengths, cell, need_saved)
         return y, final
 
     return run

@@ -6,16 +6,14 @@ hand-made plans (dataclasses.replace of a planned one) side by side in one proce
   y, final = run_with_plans(x, R, b, states, lengths, cell, forward_plan, backward_plan)
   check_backend(with_variant("stacked"), ...)  # fusedrnn.testing: rnn's call form, planned per call
 
-Eager autograd around the very launchers the ops call (launch.py), without the
-custom ops: torch.library ops have one fixed signature per backend, and a plan
-is no op argument. Inputs are taken as `fusedrnn.rnn` passes them to a backend
-(validated, states given, no autocast).
+Eager autograd (ops/custom_op.explicit_recurrence) around the very launchers
+the ops call (launch.py), without the custom ops: torch.library ops have one
+fixed signature per backend, and a plan is no op argument. Inputs are taken as
+`fusedrnn.rnn` passes them to a backend (validated, states given, no autocast).
 """
 from __future__ import annotations
 
-import torch
-
-from ...problem import check_lengths_range
+from ...ops.custom_op import explicit_recurrence
 from . import launch
 from .plan import TritonPlan, plan, problem_of
 
@@ -30,7 +28,6 @@ def with_variant(variant: str):
     """A function of `fusedrnn.rnn`'s call form, `(x, R, b, states, *, cell, lengths=None)
     -> (y, final)`, that plans each call as `variant` and runs it (states required)."""
     def run(x, R, b, states, *, cell: str, lengths=None):
-        check_lengths_range(lengths, x.shape[1])  # as the backend's ops check it
         return run_with_plans(x, R, b, states, lengths, cell, *variant_plans(x, cell, lengths, variant))
 
     return run
@@ -42,21 +39,6 @@ def run_with_plans(x, R, b, states, lengths, cell: str, forward_plan: TritonPlan
     if forward_plan.products != backward_plan.products:  # the backward reads what the forward saved
         raise ValueError(f"the plans save and read different products: {forward_plan.products!r} "
                          f"and {backward_plan.products!r}")
-    # decided out here: inside an autograd.Function's forward, grad mode is always off
-    need_saved = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
-    return _Recurrence.apply(x, R, b, states, lengths, cell, need_saved, forward_plan, backward_plan)
-
-
-class _Recurrence(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, R, b, states, lengths, cell, need_saved, forward_plan, backward_plan):
-        y, final, saved = launch.forward(x, R, b, states, lengths, cell, need_saved, forward_plan)
-        ctx.save_for_backward(x, R, b, states, lengths, y, final, saved)
-        ctx.cell, ctx.backward_plan = cell, backward_plan
-        return y, final
-
-    @staticmethod
-    def backward(ctx, dy, dfinal):  # zeros, not None, for an unused output (materialize_grads)
-        x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
-        grads = launch.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell, ctx.backward_plan)
-        return (*grads, None, None, None, None, None)
+    run = explicit_recurrence("triton", lambda *a: launch.forward(*a, forward_plan),
+                              lambda *a: launch.backward(*a, backward_plan))
+    return run(x, R, b, states, cell=cell, lengths=lengths)
