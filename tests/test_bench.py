@@ -173,3 +173,19 @@ def test_bench_sweep_with_the_fake_flashrnn(tmp_path, monkeypatch):
     rows = run(_args(tmp_path, "--providers", "torch", "flashrnn", "--dtypes", "float32", "--passes", "fwd"))
     flash = [r for r in rows if r["provider"] == "flashrnn"]
     assert len(flash) == 2 and all(r["median_ms"] > 0 and r["note"] == "" for r in flash)
+
+
+def test_plan_rows_beside_the_providers(tmp_path):
+    """--plan FWD/BWD adds a cuda_fused row a plan spec, each reported (here: no GPU), never dropped;
+    a bad spec is an argparse error naming the option."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU report of a GPU-only provider")
+    rows = run(_args(tmp_path, "--providers", "torch", "--dtypes", "float32", "--passes", "fwd",
+                     "--plan", "one_sm/cluster", "auto/grid", "one_sm/cluster"))
+    planned = [r for r in rows if r["provider"].startswith("cuda_fused:")]
+    assert sorted({r["provider"] for r in planned}) == ["cuda_fused:auto/grid", "cuda_fused:one_sm/cluster"]
+    assert all(r["median_ms"] is None and "unavailable" in r["note"] for r in planned)
+    with pytest.raises(SystemExit):
+        _args(tmp_path, "--plan", "one_sm")

@@ -28,8 +28,8 @@ def plan_spec(text: str) -> str:
     return text
 
 
-def planned_function(name: str, case, x, R, b):
-    """The run function of provider `name` (cuda_fused:FWD/BWD) for the case's inputs."""
+def planned_function(name: str, case):
+    """The run function of provider `name` (cuda_fused:FWD/BWD) for the case, of rnn's call form."""
     forward, backward = (None if s == "auto" else s for s in name.removeprefix(PREFIX).split("/"))
     device = torch.device(case.device)
     problem = Problem(get_cell(case.cell), case.B, case.T, case.NH, case.DH, case.dtype, device, False,

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import fusedrnn
 
 from ..cells import get_cell
+from .planned import PREFIX, planned_function
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,15 @@ def _ours(backend):
     """fusedrnn.rnn with `backend`; a name `cuda_fused:FWD/BWD` runs the plans of those kernel
     families (bench/planned.py) through the internal call path."""
     def make(case: Case):
-        report = fusedrnn.backends()[backend.split(":")[0]]
+        report = fusedrnn.backends()[backend.split(":")[0]]  # cuda_fused:FWD/BWD is cuda_fused's
         if not report.available:  # before allocating anything
             raise Unavailable(report.reason)
         kw = dict(device=case.device, dtype=case.dtype)
         x, R, b = _inputs(case)
         states = torch.zeros(get_cell(case.cell).num_states, case.B, case.NH, case.DH, **kw)
-        if ":" in backend:
-            from .planned import planned_function
-
+        if backend.startswith(PREFIX):
             try:
-                run = planned_function(backend, case, x, R, b)
+                run = planned_function(backend, case)
             except ValueError as error:  # no plan of that family for the case
                 raise Unavailable(str(error)) from None
         else:
@@ -82,7 +81,7 @@ def _ours(backend):
 
 def provider_function(name: str):
     """What makes the run function of provider `name`: one of PROVIDERS, or cuda_fused:FWD/BWD."""
-    return _ours(name) if name.startswith("cuda_fused:") else PROVIDERS[name]
+    return _ours(name) if name.startswith(PREFIX) else PROVIDERS[name]
 
 
 TORCH_MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "elman": torch.nn.RNN}

@@ -15,7 +15,7 @@ import fusedrnn
 from ..arguments import UsageError, ensure_writable_dir, head_split, positive_int
 from .auto_choice import auto_table
 from .harness import as_dict, measure
-from .planned import plan_spec
+from .planned import PREFIX, plan_spec
 from .providers import PROVIDERS, Case, unavailable_reason
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -77,7 +77,7 @@ def check(args) -> None:
     would be lost). A UsageError if not."""
     for name in ("providers", "cells", "dtypes", "passes", "splits", "plan"):
         setattr(args, name, _distinct(getattr(args, name)))
-    args.providers = _distinct(args.providers + [f"cuda_fused:{spec}" for spec in args.plan])
+    args.providers = _distinct(args.providers + [PREFIX + spec for spec in args.plan])
     reasons = {p: unavailable_reason(p) for p in args.providers}
     if all(reasons.values()):
         why = "; ".join(f"{p}: {reason}" for p, reason in reasons.items())

@@ -22,7 +22,7 @@ from ..backends.cuda.runtime.launch import device_arch
 
 def kernel_touches_local_memory(name_expression: str, source, arch: str) -> tuple[str, bool]:
     compiled = compile_kernel(name_expression, arch, source)
-    return name_expression, bool(compiled.spill_bytes or compiled.stack_bytes or compiled.local_memory_instructions)
+    return name_expression, compiled.uses_local_memory
 
 
 class GpuTimer:

@@ -261,7 +261,7 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, devi
 def touches_local_memory(config, arch: str) -> bool:
     """Whether the NVRTC in use compiles the config's kernel with spills, a stack frame or LDL/STL."""
     compiled = compile_kernel(config.name_expression, arch, config.source)
-    return bool(compiled.spill_bytes or compiled.stack_bytes or compiled.local_memory_instructions)
+    return compiled.uses_local_memory
 
 
 @functools.lru_cache(maxsize=None)

@@ -60,6 +60,12 @@ class Compiled:
         """LDL and STL instructions in the cubin's code (sm_90 encodings; no disassembler needed)."""
         return local_memory_instructions(self.cubin)
 
+    @property
+    def uses_local_memory(self) -> bool:
+        """Spills, a stack frame, or loads and stores of local memory: a kernel that keeps its
+        fragments of R on chip has none."""
+        return bool(self.spill_bytes or self.stack_bytes or self.local_memory_instructions)
+
 
 # The low 12 bits of an sm_90 instruction's first 64-bit word select its opcode (with its operand
 # form): LDL and STL in every form ptxas emits (checked against cuobjdump -sass on sm_90 cubins)
