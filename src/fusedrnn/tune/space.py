@@ -126,11 +126,6 @@ def split_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backwar
     return [config(**s) for s in _solutions(knobs, constraints)]
 
 
-def one_sm_fits(cell: str, dtype: torch.dtype, DH: int, B: int, limits: DeviceLimits) -> bool:
-    """Whether a head runs on one SM: the backward, the larger kernel, fits there."""
-    return bool(fused_space(cell, dtype, DH, 1, B, True, limits))
-
-
 def cluster_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,
                   limits: DeviceLimits) -> list:
     """Every thread-block cluster shape (Hopper and later) with each count of R's tiles in
@@ -142,26 +137,14 @@ def cluster_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backw
     configs = []
     if backward:
         for shape in cluster_backward.cluster_backward_configs(cell, dtype, DHP, vec, smem):
-            configs += registers_and_depths(shape, smem)
+            configs += cluster.register_forms(shape, smem)
         return configs
     for shape in cluster.cluster_configs(cell, dtype, DHP, vec, batch_bucket(B) > 8, smem):
         if shape.options & cluster.SPREAD_CELLS:
             shape = dataclasses.replace(shape, elements=1)
-        for config in registers_and_depths(shape, smem):
+        for config in cluster.register_forms(shape, smem):
             configs.append(config.with_sequences(B, NH, cluster.clusters_at_once(config, limits)))
     return configs
-
-
-def registers_and_depths(shape, shared_memory_per_block: int) -> list:
-    """The shape with each count of register tiles from its own down to 0, each with the
-    deepest input ring (at most the shape's) that fits: the forms fit_to_compiler can lower to."""
-    field, forms = shape.REGISTER_FIELD, []
-    for count in range(getattr(shape, field), -1, -1):
-        fitting = (dataclasses.replace(shape, **{field: count, "depth": depth}) for depth in range(shape.depth, 1, -1))
-        form = next((c for c in fitting if c.shared_memory <= shared_memory_per_block), None)
-        if form is not None:
-            forms.append(form)
-    return forms
 
 
 def candidates(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backward: bool,

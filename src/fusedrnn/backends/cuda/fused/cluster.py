@@ -264,6 +264,21 @@ def touches_local_memory(config, arch: str) -> bool:
     return compiled.uses_local_memory
 
 
+def register_forms(shape, shared_memory_per_block: int) -> list:
+    """A cluster shape (forward or backward) with each count of R's register tiles (blocks)
+    from its own down to 0, each with the deepest input ring, at most the shape's, that fits
+    shared memory beside R's other tiles: the forms a compiler fit lowers through, and what
+    the tuner times."""
+    field, forms = shape.REGISTER_FIELD, []
+    for count in range(getattr(shape, field), -1, -1):
+        fitting = (dataclasses.replace(shape, **{field: count, "depth": depth}) for depth in range(shape.depth, 1, -1))
+        form = next((c for c in fitting if c.shared_memory <= shared_memory_per_block), None)
+        if form is None:  # fewer tiles in registers need more shared memory: none of the rest fits either
+            break
+        forms.append(form)
+    return forms
+
+
 @functools.lru_cache(maxsize=None)
 def fit_to_compiler(config, device: DeviceLimits):
     """The plan (a ClusterConfig, or a ClusterBackwardConfig) with as many fragments
@@ -274,18 +289,8 @@ def fit_to_compiler(config, device: DeviceLimits):
     step). Each register tile (forward) or block (backward) fewer moves its fragments
     to shared memory, paid for with a shallower input ring where needed; None when
     no such shape fits."""
-    field = config.REGISTER_FIELD
-    while touches_local_memory(config, device.arch):
-        if getattr(config, field) == 0:
-            return None
-        for depth in range(config.depth, 1, -1):
-            fewer = dataclasses.replace(config, **{field: getattr(config, field) - 1, "depth": depth})
-            if fewer.shared_memory <= device.shared_memory_per_block:
-                break
-        else:
-            return None
-        config = fewer
-    return config
+    return next((form for form in register_forms(config, device.shared_memory_per_block)
+                 if not touches_local_memory(form, device.arch)), None)
 
 
 def estimated_clusters_at_once(parts: int, sm_count: int) -> int:
