@@ -8,7 +8,7 @@ from torch import Tensor
 
 from . import backends as _backends
 from .cells import Cell, get_cell
-from .problem import Problem
+from .problem import problem_of
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -99,7 +99,7 @@ def rnn(
     if states is None:
         states = x.new_zeros(spec.num_states, B, NH, DH)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
-    problem = Problem(spec, B, T, NH, DH, x.dtype, x.device, lengths is not None, needs_grad)
+    problem = problem_of(x, spec.name, lengths, needs_grad)
     chosen = _backends.choose(backend, problem)
     if B == 0:  # an empty batch has nothing to run; every backend's answer is the same empty outputs
         chosen = _backends.choose("torch", problem)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .cells import Cell
+from .cells import Cell, get_cell
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,12 @@ class Problem:
     @property
     def hidden(self) -> int:
         return self.heads * self.head_dim
+
+
+def problem_of(x: torch.Tensor, cell: str, lengths: Optional[torch.Tensor], needs_grad: bool) -> Problem:
+    """The facts of a call with x [B, T, Gx, NH, DH] (what rnn() dispatches on and the planners read)."""
+    B, T, _, NH, DH = x.shape
+    return Problem(get_cell(cell), B, T, NH, DH, x.dtype, x.device, lengths is not None, needs_grad)
 
 
 def check_lengths_range(lengths: Optional[torch.Tensor], steps: int) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Optional
 
 import torch
 import torch.nn.functional as F

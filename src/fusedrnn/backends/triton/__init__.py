@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ...problem import Problem
+from ...problem import Problem, problem_of
 from ...ops.custom_op import define_recurrence_ops
 from ...ops.registry import Backend, register
 from .shapes import padded_head_dim
@@ -69,7 +69,7 @@ def supports(problem: Problem):
 # kernel (saved_like) imports no triton at all.
 
 def _plan(x, cell, lengths, need_grad, backward):
-    from .plan import plan, problem_of
+    from .plan import plan
 
     return plan(problem_of(x, cell, lengths, need_grad), backward)
 

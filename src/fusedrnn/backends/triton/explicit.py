@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ...ops.custom_op import explicit_recurrence
 from . import launch
-from .plan import TritonPlan, plan, problem_of
+from ...problem import problem_of
+from .plan import TritonPlan, plan
 
 
 def variant_plans(x, cell: str, lengths, variant: str) -> tuple[TritonPlan, TritonPlan]:

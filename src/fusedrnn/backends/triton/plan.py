@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...cells import Cell, get_cell
+from ...cells import Cell
 from ...problem import Problem
 from .shapes import padded_head_dim
 from .variants import VARIANTS
@@ -64,12 +64,6 @@ class TritonPlan:
     def options(self) -> dict:
         """Triton's compile options for the launch."""
         return dict(num_warps=self.num_warps, num_stages=self.num_stages, **FP_FUSION)
-
-
-def problem_of(x: torch.Tensor, cell: str, lengths, needs_grad: bool) -> Problem:
-    """The facts the planner reads, from a backend call's x [B, T, Gx, NH, DH]."""
-    B, T, _, NH, DH = x.shape
-    return Problem(get_cell(cell), B, T, NH, DH, x.dtype, x.device, lengths is not None, needs_grad)
 
 
 def plan(problem: Problem, backward: bool, variant: str = "shipped") -> TritonPlan:

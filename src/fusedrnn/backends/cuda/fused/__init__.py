@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ....problem import Problem
+from ....problem import Problem, problem_of
 from ....ops import outputs
 from ....ops.custom_op import define_recurrence_ops
 from ....ops.registry import Backend, register
@@ -32,21 +32,13 @@ def constant_limits(index) -> DeviceLimits:
     return device_limits(index)
 
 
-def problem_of(x, lengths, cell: str, needs_grad: bool) -> Problem:
-    from ....cells import get_cell
-
-    B, T, _, NH, DH = x.shape
-    return Problem(cell=get_cell(cell), batch=B, steps=T, heads=NH, head_dim=DH, dtype=x.dtype, device=x.device,
-                   has_lengths=lengths is not None, needs_grad=needs_grad)
-
-
 def _forward(x, R, b, states, lengths, cell, need_saved):
-    chosen = plan(problem_of(x, lengths, cell, need_saved), device_limits(x.device.index), "forward")
+    chosen = plan(problem_of(x, cell, lengths, need_saved), device_limits(x.device.index), "forward")
     return launchers.forward(chosen, x, R, b, states, lengths, cell, need_saved)
 
 
 def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
-    chosen = plan(problem_of(x, lengths, cell, True), device_limits(x.device.index), "backward")
+    chosen = plan(problem_of(x, cell, lengths, True), device_limits(x.device.index), "backward")
     return launchers.backward(chosen, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
 
 
