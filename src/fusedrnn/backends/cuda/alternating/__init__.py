@@ -8,26 +8,21 @@ only for calls no fused backend supports (large heads, mostly), ahead of the
 plain torch loop."""
 from __future__ import annotations
 
-import torch
-
 from ....problem import Problem
 from ....ops import outputs
 from ....ops.custom_op import define_recurrence_ops
 from ....ops.registry import Backend, register
-from ..runtime.toolchain import available, check_device
+from ..runtime.toolchain import available, check_call
 from .loop import backward, forward
 
 PRIORITY = 10  # cuda_fused 30, triton 20, torch 0
-DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 MAX_ELEMENTS = 2**31 - 1  # B * NH * DH: the step kernels index one step in 32 bits
 
 
 def supports(problem: Problem):
-    why = check_device(problem)
+    why = check_call(problem)
     if why:
         return False, why
-    if problem.dtype not in DTYPES:
-        return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
     elements = problem.batch * problem.heads * problem.head_dim
     if elements > MAX_ELEMENTS:
         return False, f"B * NH * DH = {elements} elements a step, over the {MAX_ELEMENTS} the step kernels index"

@@ -10,20 +10,14 @@ from ....problem import Problem, problem_of
 from ....ops import outputs
 from ....ops.custom_op import define_recurrence_ops
 from ....ops.registry import Backend, register
-from ..cxx import STORAGE_TYPES
 from ..runtime.device import DeviceLimits, device_limits
-from ..runtime.toolchain import available, check_device
+from ..runtime.toolchain import available, check_call
 from . import launchers
 from .plan import plan, why_no_plan
 
 
 def supports(problem: Problem):
-    why = check_device(problem)
-    if why:
-        return False, why
-    if problem.dtype not in STORAGE_TYPES:
-        return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
-    why = why_no_plan(problem, constant_limits(problem.device.index))
+    why = check_call(problem) or why_no_plan(problem, constant_limits(problem.device.index))
     return not why, why
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from ..cxx import STORAGE_TYPES
+
 MIN_CAPABILITY = (8, 0)
 
 
@@ -42,11 +44,14 @@ def available():
     return True, "NVRTC + cuda.core with a CUDA GPU"
 
 
-def check_device(problem) -> str:
-    """Why the CUDA backends cannot run this call's device ('' when they can)."""
+def check_call(problem) -> str:
+    """Why the CUDA backends cannot run this call's device or dtype ('' when they can): every
+    kernel of both is written for the storage types of cxx.STORAGE_TYPES."""
     if problem.device.type != "cuda":
         return f"device {problem.device} (the CUDA kernels need a CUDA GPU)"
     found = capability(problem.device.index)
     if found < MIN_CAPABILITY:
         return f"GPU compute capability {found} < {MIN_CAPABILITY}"
+    if problem.dtype not in STORAGE_TYPES:
+        return f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
     return ""
