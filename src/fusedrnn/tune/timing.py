@@ -52,8 +52,7 @@ class GpuTimer:
         import torch
         import triton.testing
 
-        from ..cells import get_cell
-        from ..problem import Problem
+        from ..problem import problem_of
         from ..testing import random_problem
 
         if self.local_memory.get(plan.config.name_expression, False):
@@ -65,9 +64,7 @@ class GpuTimer:
                 def run():
                     launchers.forward(plan, x, R, b, states, None, call.cell, False)
             else:
-                problem = Problem(get_cell(call.cell), call.B, call.T, call.NH, call.DH, call.dtype, self.device,
-                                  False, True)
-                first = planned(problem, device_limits(self.device.index), "forward")
+                first = planned(problem_of(x, call.cell, None, True), device_limits(self.device.index), "forward")
                 y, final, saved = launchers.forward(first, x, R, b, states, None, call.cell, True)
                 dy, dfinal = torch.randn_like(y), torch.randn_like(final)
 
