@@ -138,11 +138,10 @@ def admissible(config, problem: Problem, device: DeviceLimits, direction: str):
         return config if config.fits(NH, B, device) else None
     if device.capability < (9, 0) or config.parts > device.max_cluster_size_non_portable:
         return None
-    if problem.steps < CLUSTER_MIN_STEPS or clusters_at_once(config, device) < 1:
+    at_once = clusters_at_once(config, device)
+    if problem.steps < CLUSTER_MIN_STEPS or at_once < 1:
         return None
-    if isinstance(config, ClusterConfig):
-        return config.with_sequences(B, NH, clusters_at_once(config, device))
-    return config
+    return config.with_sequences(B, NH, at_once) if isinstance(config, ClusterConfig) else config
 
 
 @functools.lru_cache(maxsize=4096)  # asked on every call: the rules cost ~0.5 ms for a cluster
