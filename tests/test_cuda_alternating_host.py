@@ -71,7 +71,8 @@ class TorchPointwise:
         dg = [torch.where(t < length, q, 0.0) for q in d]
         dx, drec, db, dprev = spec.backward(x, rec, bias, [h, *saved], dg)
         call.dx[:, t] = dx
-        call.drec.view(s.NH, s.B, call.steps, spec.gates_r, s.DH)[:, :, t] = drec.permute(2, 0, 1, 3)
+        if call.drec is not None:  # None where the gates are sums: dR reads dx
+            call.drec.view(s.NH, s.B, call.steps, spec.gates_r, s.DH)[:, :, t] = drec.permute(2, 0, 1, 3)
         ws.drec_step.view(s.NH, s.B, spec.gates_r, s.DH).copy_(drec.permute(2, 0, 1, 3))
         ws.db_acc.add_(db)
         ws.d_state.copy_(torch.stack([torch.where(t < length, g, q) for g, q in zip(dprev, d)]))

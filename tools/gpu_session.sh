@@ -10,6 +10,7 @@
 #                 sweeps, numerics over time (NUMERICS=0 skips it), streaming latency
 #        release  check's tests, then perf without numerics (one call, ~8 minutes)
 #        verify   check's tests, the head sweep, streaming latency (~5 minutes)
+#        scale    the batch axis: bench, kernel breakdown and tuner at B=256 (ARGS: batch sizes)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -21,7 +22,7 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
 # and it is installed first.
 set -u
-phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|lm [ARGS]}
+phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|lm [ARGS]}
 shift
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 # the cubin cache inside the checkout (ignored by git): a warm machine keeps it between calls
@@ -75,6 +76,14 @@ case $phase in
     step bench 200 python3 -m fusedrnn.cli bench --out "$work"
     step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
+  scale)  # the batch axis at B given (default 256): ours (and the grid's plans) beside cuDNN fp16 at 64x12
+    # and 768x1, where a forward+backward's time goes, and the tuner's top plans at 64x12
+    for B in "${@:-256}"; do
+      step "bench-B$B" 240 python3 -m fusedrnn.cli bench --splits 64x12 768x1 --batch "$B" --passes fwd fwd+bwd \
+        --providers cuda_fused cuda_alternating cudnn_fp16 --plan grid/grid --out "$work/B$B"
+      step "breakdown-B$B" 120 python3 tools/kernel_breakdown.py 64x12 768x1 --batch "$B"
+      step "tune-B$B" 150 python3 -m fusedrnn.cli tune --dh 64 --nh 12 --batch "$B" --top-k 6
+    done ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac
 

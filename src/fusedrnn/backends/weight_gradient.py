@@ -19,21 +19,36 @@ def previous_states(states: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return h_prev.view(B * T, NH, DH).transpose(0, 1)
 
 
-def recurrent_weight_gradient(drec: torch.Tensor, states: torch.Tensor, y: torch.Tensor, gates_r: int,
-                              dtype: torch.dtype, h_prev: torch.Tensor | None = None) -> torch.Tensor:
-    """dR[g, n] = sum over (b, t) of drec[b, t, g, n]^T h_{t-1}[b, n], with h as the
-    forward's matmul saw it. drec is [NH, B * T, GR * DH], fp32 or (from a kernel that
-    rounds it so) y's half type, where the GEMM runs in that type with fp32 accumulation;
-    h_prev, previous_states(states, y) if the caller has it. Returns [GR, NH, DH, DH]."""
-    B, T, NH, DH = y.shape
-    if h_prev is None:
-        h_prev = previous_states(states, y)
-    if drec.dtype == torch.float32:
-        with _tf32(dtype != torch.float32):  # tf32 error is far under the rounding of a half-precision dR
-            dR = torch.bmm(drec.transpose(1, 2), h_prev.float())  # [NH, GR*DH, DH]
-    else:
-        dR = torch.bmm(drec.transpose(1, 2), h_prev.to(drec.dtype))
-    return dR.view(NH, gates_r, DH, DH).transpose(0, 1).to(dtype)
+def drec_steps(drec: torch.Tensor, DH: int) -> torch.Tensor:
+    """The [NH, B * T, GR, DH] view of a drec buffer [NH, B * T, GR * DH] (what a kernel writes for a
+    cell whose gates are not sums)."""
+    NH, rows, width = drec.shape
+    return drec.view(NH, rows, width // DH, DH)
+
+
+def dx_steps(dx: torch.Tensor) -> torch.Tensor:
+    """dx [B, T, GX, NH, DH] as the [NH, B * T, GX, DH] gradients of the recurrent pre-activations,
+    a strided view: where every gate is the sum x_g + (R h)_g + b_g (Cell.gates_are_sums), drec is
+    dx, and the kernels store it once (at B=256, hidden 768, an fp32 drec was 3.2 GB)."""
+    B, T, GX, NH, DH = dx.shape
+    return dx.view(B * T, GX, NH, DH).permute(2, 0, 1, 3)
+
+
+def recurrent_weight_gradient(d_rec: torch.Tensor, h_prev: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """dR[g, n] = sum over rows r (every (b, t)) of d_rec[n, r, g]^T h_prev[n, r], h as the forward's
+    product saw it. d_rec [NH, B * T, GR, DH] (drec_steps or dx_steps: any strides, units contiguous)
+    in the storage type, the GEMM in it with fp32 accumulation, or fp32 (Triton's drec; TF32 for a
+    half-precision call, its error far under a half dR's rounding). Returns [GR, NH, DH, DH]."""
+    NH, rows, G, DH = d_rec.shape
+    h_prev = h_prev.to(d_rec.dtype)
+    with _tf32(d_rec.dtype == torch.float32 and dtype != torch.float32):
+        if d_rec.stride(2) == DH:  # gates side by side (drec, or dx of one head): one GEMM
+            dR = torch.bmm(d_rec.reshape(NH, rows, G * DH).transpose(1, 2), h_prev)  # [NH, G*DH, DH]
+            return dR.view(NH, G, DH, DH).transpose(0, 1).to(dtype)
+        dR = torch.empty((G, NH, DH, DH), dtype=d_rec.dtype, device=d_rec.device)
+        for g in range(G):  # dx of several heads: a strided GEMM a gate, no copy of dx
+            torch.bmm(d_rec[:, :, g].transpose(1, 2), h_prev, out=dR[g])
+        return dR.to(dtype)
 
 
 def bias_gradient(db_partial: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -7,7 +7,7 @@ import triton
 
 from ...cells import Cell, get_cell
 from ...ops import outputs
-from ..weight_gradient import bias_gradient, recurrent_weight_gradient
+from ..weight_gradient import bias_gradient, drec_steps, previous_states, recurrent_weight_gradient
 from . import saved as saved_buffers
 from .backward import recurrence_bwd_kernel
 from .cells import POINTWISE
@@ -70,7 +70,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan: 
         dy, dfinal, dx, drec, db_partial, dstates, B, T,
         CELL=POINTWISE[cell][1], HAS_LENGTHS=has_lengths, LOAD_PRODUCTS=products is not None, **meta,
     )
-    dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
+    dR = recurrent_weight_gradient(drec_steps(drec, DH), previous_states(states, y), R.dtype)
     if not derived:
         return dx, dR, bias_gradient(db_partial, b.dtype), dstates
     drec_by_step = drec.view(NH, B, T, GX, DH)  # GX == GR == GB for these cells

@@ -27,7 +27,7 @@ import torch
 
 from ....cells import get_cell
 from ....ops import outputs
-from ...weight_gradient import bias_gradient, recurrent_weight_gradient
+from ...weight_gradient import bias_gradient, drec_steps, dx_steps, previous_states, recurrent_weight_gradient
 from .plan import AlternatingPlan
 from .plan import plan as planned
 from .pointwise import Call, NvrtcPointwise
@@ -185,7 +185,8 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointw
     pointwise = _pointwise(pointwise)
     ws = workspace(_shape(x, cell, True, plan.product_dtype))
     dx = outputs.empty(x.shape, like=x)
-    drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
+    # drec kept for dR only where the cell's gates are not sums; where they are, drec is dx
+    drec = None if spec.gates_are_sums else outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
     dstates = outputs.empty(states.shape, like=states)
     _load_weights(ws, R, b, lengths, T)
     ws.d_state.copy_(dfinal)
@@ -199,5 +200,6 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointw
     started = (ws.lengths > 0).view(B, 1, 1)
     dstates[0].copy_(ws.d_state[0] + torch.where(started, ws.dh.transpose(0, 1).float(), 0.0))
     dstates[1:].copy_(ws.d_state[1:])
-    dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype)
+    dR = recurrent_weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH),
+                                   previous_states(states, y), R.dtype)
     return dx, dR, bias_gradient(ws.db_acc, b.dtype), dstates

@@ -11,7 +11,7 @@ import torch
 
 from ....cells import get_cell
 from ....ops import outputs
-from ...weight_gradient import bias_gradient, previous_states, recurrent_weight_gradient
+from ...weight_gradient import bias_gradient, drec_steps, dx_steps, previous_states, recurrent_weight_gradient
 from ..runtime.launch import launch
 from .cluster import SPREAD_CELLS, ClusterConfig
 from .cluster_backward import BATCH_TILE as CLUSTER_BACKWARD_TILE
@@ -75,26 +75,24 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
     dstates = outputs.empty(states.shape, like=states)
     common = dict(x=x, R=R, b=b, states=states, lengths=lengths, y=y, saved=saved, dy=dy, dfinal=dfinal, dx=dx,
                   dstates=dstates, B=B, T=T, NH=NH, DH=DH)
-    h_prev = None
+    # drec in the storage type where the cell's gates are not sums; where they are, drec is dx (null here)
+    drec = None if spec.gates_are_sums else outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
+    h_prev = previous_states(states, y)  # dR reads it; the cluster's recompute of R h too
     if isinstance(config, ClusterBackwardConfig):
         tiles = math.ceil(B / CLUSTER_BACKWARD_TILE)
-        h_prev = previous_states(states, y)  # the recompute of R h and dR both read it
-        drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
         db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
         run_kernel(config, (NH, tiles, 1), x, cluster=config.parts, rh=recurrent_preactivations(R, h_prev),
                    drec=drec, db_partial=db_partial, **common)
     else:
         tiles = math.ceil(B / config.batch_tile)
-        drec = outputs.empty((NH, B * T, spec.gates_r * DH), like=x, dtype=torch.float32)
         db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
         if isinstance(config, SplitConfig):
-            h_prev = previous_states(states, y)
             partials = torch.empty((2, config.parts, B, NH, config.DHP), dtype=torch.float32, device=x.device)
             run_kernel(config, (NH * config.parts, tiles, 1), x, cooperative=True, drec=drec, db_partial=db_partial,
                        partials=partials, arrivals=arrival_flags(tiles, NH, config.parts, x.device), **common)
         else:
             run_kernel(config, (NH, tiles, 1), x, drec=drec, db_partial=db_partial, **common)
-    dR = recurrent_weight_gradient(drec, states, y, spec.gates_r, R.dtype, h_prev)
+    dR = recurrent_weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH), h_prev, R.dtype)
     return dx, dR, bias_gradient(db_partial, b.dtype), dstates
 
 

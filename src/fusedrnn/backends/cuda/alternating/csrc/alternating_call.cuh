@@ -20,7 +20,7 @@ struct AlternatingCall {
   void* y;                // [B, T, NH, DH] (forward)
   float* saved;           // [T + 1, S - 1, B, NH, DH] fp32, or null (forward)
   void* dx;               // [B, T, GX, NH, DH] (backward)
-  float* drec;            // [NH, B * T, GR * DH] fp32 (backward)
+  void* drec;             // [NH, B * T, GR * DH] in T, null where the cell's gates are sums (backward)
   long long steps;        // T
   long long done;         // steps the earlier chunks ran; each chunk adds its size at its end
 };
@@ -28,7 +28,7 @@ struct AlternatingCall {
 // Runs as one thread: a kernel (not a host copy) so that it can be captured too.
 __global__ void alternating_set_call(AlternatingCall* call, const void* x, const void* h0, const void* y_in,
                                      const void* dy, const float* saved_in, void* y, float* saved, void* dx,
-                                     float* drec, int steps) {
+                                     void* drec, int steps) {
   *call = AlternatingCall{x, h0, y_in, dy, saved_in, y, saved, dx, drec, steps, 0};
 }
 

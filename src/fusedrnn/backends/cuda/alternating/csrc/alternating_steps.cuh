@@ -124,12 +124,14 @@ __global__ void __launch_bounds__(ALTERNATING_THREADS)
   T* dx_at = static_cast<T*>(call->dx) + (size_t(el.b) * steps + t) * Cell::GX * HD + el.hd;
 #pragma unroll
   for (int g = 0; g < Cell::GX; ++g) dx_at[g * HD] = Storage<T>::store(dx[g]);
-  float* drec_at = call->drec + ((size_t(el.n) * B + el.b) * steps + t) * Cell::GR * DH + el.i;
   T* drec_step_at = drec_step + (size_t(el.n) * B + el.b) * Cell::GR * DH + el.i;
 #pragma unroll
-  for (int g = 0; g < Cell::GR; ++g) {
-    drec_at[g * DH] = drec[g];
+  for (int g = 0; g < Cell::GR; ++g)
     drec_step_at[g * DH] = Storage<T>::store(drec[g]);  // the GEMM's operand, rounded as cuda_fused rounds it
+  if constexpr (!Cell::SUMS) {  // kept for dR; where the gates are sums, dR reads dx
+    T* drec_at = static_cast<T*>(call->drec) + ((size_t(el.n) * B + el.b) * steps + t) * Cell::GR * DH + el.i;
+#pragma unroll
+    for (int g = 0; g < Cell::GR; ++g) drec_at[g * DH] = Storage<T>::store(drec[g]);
   }
   float* db_at = db_acc + size_t(el.b) * Cell::GB * HD + el.hd;
 #pragma unroll

@@ -7,6 +7,8 @@ namespace fusedrnn {
 template <bool RELU>
 struct Elman {
   static constexpr int GX = 1, GR = 1, GB = 1, S = 1;
+  // every gate enters as x_g + (R h)_g + b_g: drec is dx (no separate store)
+  static constexpr bool SUMS = true;
 
   template <bool FAST>
   __device__ static void forward(const Gates& x, const Gates& r, const Gates& b, const Gates& s, Gates& next) {

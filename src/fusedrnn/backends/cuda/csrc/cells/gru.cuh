@@ -7,6 +7,8 @@ namespace fusedrnn {
 
 struct Gru {
   static constexpr int GX = 3, GR = 3, GB = 4, S = 1;
+  // r scales (R h)_n + b_nhid: drec differs from dx and is stored for dR
+  static constexpr bool SUMS = false;
 
   template <bool FAST>
   __device__ static void gates(const Gates& x, const Gates& r, const Gates& b, float& reset, float& update,

@@ -6,6 +6,8 @@ namespace fusedrnn {
 
 struct Lstm {
   static constexpr int GX = 4, GR = 4, GB = 4, S = 2;
+  // every gate enters as x_g + (R h)_g + b_g: drec is dx (no separate store)
+  static constexpr bool SUMS = true;
 
   template <bool FAST>
   __device__ static void forward(const Gates& x, const Gates& r, const Gates& b, const Gates& s, Gates& next) {

@@ -7,6 +7,8 @@ namespace fusedrnn {
 
 struct Slstm {
   static constexpr int GX = 4, GR = 4, GB = 4, S = 4;
+  // every gate enters as x_g + (R h)_g + b_g: drec is dx (no separate store)
+  static constexpr bool SUMS = true;
 
   struct Parts {
     float i, f, z, o, f_pre, from_f, i_pre, m_new, c_new, n_new;

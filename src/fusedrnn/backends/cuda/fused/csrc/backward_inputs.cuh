@@ -60,18 +60,21 @@ struct BackwardInputs {
 };
 
 // The cell's gradients of one element (sequence `batch`, unit `unit` of head n, step t) into
-// dx [B, T, GX, NH, DH] and drec [NH, B * T, GR * DH] (fp32, or T where dR is a half-precision GEMM)
-template <class Cell, class T, class D>
-__device__ __forceinline__ void store_step_gradients(T* __restrict__ dx, D* __restrict__ drec, const Gates& gx,
+// dx [B, T, GX, NH, DH] and, where the cell's gates are not sums, drec [NH, B * T, GR * DH] (where
+// they are, drec is dx and the pointer null)
+template <class Cell, class T>
+__device__ __forceinline__ void store_step_gradients(T* __restrict__ dx, T* __restrict__ drec, const Gates& gx,
                                                      const Gates& gr, size_t batch, int t, int n, int unit, int steps,
                                                      int B, int NH, int DH) {
   const size_t head_stride = size_t(NH) * DH;
   T* dx_row = dx + (batch * steps + t) * Cell::GX * head_stride + n * DH + unit;
 #pragma unroll
   for (int g = 0; g < Cell::GX; ++g) dx_row[g * head_stride] = Storage<T>::store(gx[g]);
-  D* drec_row = drec + ((size_t(n) * B + batch) * steps + t) * Cell::GR * DH + unit;
+  if constexpr (!Cell::SUMS) {
+    T* drec_row = drec + ((size_t(n) * B + batch) * steps + t) * Cell::GR * DH + unit;
 #pragma unroll
-  for (int g = 0; g < Cell::GR; ++g) drec_row[g * DH] = Storage<D>::store(gr[g]);
+    for (int g = 0; g < Cell::GR; ++g) drec_row[g * DH] = Storage<T>::store(gr[g]);
+  }
 }
 
 }  // namespace fusedrnn

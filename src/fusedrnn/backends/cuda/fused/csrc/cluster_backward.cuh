@@ -17,8 +17,8 @@
 // come. Everything a step reads from memory (x, rh, h_{t-1}, dy, the saved states) arrives
 // DEPTH - 1 steps ahead by cp.async.
 //
-// Arguments as one_sm_backward.cuh's, plus rh [NH, B * T, GR * DH] fp32 (the layout of drec), and drec
-// in T: dR is one GEMM in T with fp32 accumulation (weight_gradient.py);
+// Arguments as one_sm_backward.cuh's (drec in T, null where the cell's gates are sums: dR is a GEMM
+// in T with fp32 accumulation of dx or drec, weight_gradient.py), plus rh [NH, B * T, GR * DH] fp32;
 // grid: (NH * PARTS, tiles of 8 sequences), clusters of (PARTS, 1, 1).
 #pragma once
 #include "cells/cell.cuh"

@@ -19,7 +19,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     fused_split_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                 const T* __restrict__ states, const long long* __restrict__ lengths,
                                 const T* __restrict__ y, const float* __restrict__ saved, const T* __restrict__ dy,
-                                const T* __restrict__ dfinal, T* __restrict__ dx, float* __restrict__ drec,
+                                const T* __restrict__ dfinal, T* __restrict__ dx, T* __restrict__ drec,
                                 float* __restrict__ db_partial, T* __restrict__ dstates, float* __restrict__ partials,
                                 unsigned* __restrict__ arrivals, int B, int steps, int NH, int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
@@ -108,9 +108,11 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
             T* dx_row = dx + (batch * steps + t) * Cell::GX * head_stride + n * DH + row0 + i;
 #pragma unroll
             for (int g = 0; g < Cell::GX; ++g) dx_row[g * head_stride] = Storage<T>::store(gx[g]);
-            float* drec_row = drec + ((size_t(n) * B + batch) * steps + t) * Cell::GR * DH + row0 + i;
+            if constexpr (!Cell::SUMS) {  // else drec is dx (null)
+              T* drec_row = drec + ((size_t(n) * B + batch) * steps + t) * Cell::GR * DH + row0 + i;
 #pragma unroll
-            for (int g = 0; g < Cell::GR; ++g) drec_row[g * DH] = gr[g];
+              for (int g = 0; g < Cell::GR; ++g) drec_row[g * DH] = Storage<T>::store(gr[g]);
+            }
           }
 #pragma unroll
           for (int g = 0; g < Cell::GR; ++g)

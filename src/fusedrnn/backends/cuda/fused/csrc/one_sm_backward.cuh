@@ -8,8 +8,9 @@
 // on the host side.
 //
 // Adds to the forward's arguments: y, saved (states 1..S-1 entering every step),
-// dy [B, T, NH, DH], dfinal [S, B, NH, DH]; writes dx [B, T, GX, NH, DH],
-// drec [NH, B * T, GR * DH] fp32, db_partial [tiles, GB, NH, DH] fp32, dstates [S, B, NH, DH].
+// dy [B, T, NH, DH], dfinal [S, B, NH, DH]; writes dx [B, T, GX, NH, DH], drec [NH, B * T, GR * DH]
+// in T (only where the cell's gates are not sums; else drec is dx and the pointer is null),
+// db_partial [tiles, GB, NH, DH] fp32, dstates [S, B, NH, DH].
 #pragma once
 #include "elements.cuh"
 #include "recurrent_product.cuh"
@@ -22,7 +23,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                           const T* __restrict__ states, const long long* __restrict__ lengths,
                           const T* __restrict__ y, const float* __restrict__ saved, const T* __restrict__ dy,
-                          const T* __restrict__ dfinal, T* __restrict__ dx, float* __restrict__ drec,
+                          const T* __restrict__ dfinal, T* __restrict__ dx, T* __restrict__ drec,
                           float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps, int NH,
                           int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, WN>;
@@ -67,14 +68,15 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   load_biases<Cell::GB>(b, bias, at, 0, n, NH, DH);
   // where this thread's elements of the current step (from the last) go in dx and drec
   T* dx_at[L::NT][4];
-  float* drec_at[L::NT][4];
+  T* drec_at[L::NT][4];  // unused where Cell::SUMS
 #pragma unroll
   for (int j = 0; j < L::NT; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const size_t batch = size_t(batch0 + at.col(j, e));
       dx_at[j][e] = dx + (batch * steps + steps - 1) * Cell::GX * head_stride + n * DH + at.row(e);
-      drec_at[j][e] = drec + ((size_t(n) * B + batch) * steps + steps - 1) * Cell::GR * DH + at.row(e);
+      if constexpr (!Cell::SUMS)
+        drec_at[j][e] = drec + ((size_t(n) * B + batch) * steps + steps - 1) * Cell::GR * DH + at.row(e);
     }
   wait_copies<DEPTH - 2>();
   __syncthreads();
@@ -121,11 +123,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         if (inside[j][e]) {
 #pragma unroll
           for (int g = 0; g < Cell::GX; ++g) dx_at[j][e][g * head_stride] = Storage<T>::store(gx[g]);
+          if constexpr (!Cell::SUMS)
 #pragma unroll
-          for (int g = 0; g < Cell::GR; ++g) drec_at[j][e][g * DH] = gr[g];
+            for (int g = 0; g < Cell::GR; ++g) drec_at[j][e][g * DH] = Storage<T>::store(gr[g]);
         }
         dx_at[j][e] -= Cell::GX * head_stride;
-        drec_at[j][e] -= Cell::GR * DH;
+        if constexpr (!Cell::SUMS) drec_at[j][e] -= Cell::GR * DH;
 #pragma unroll
         for (int g = 0; g < Cell::GR; ++g)
           d_tile[c * L::LDD + g * L::DHP + i] = Storage<T>::store(inside[j][e] ? gr[g] : 0.0f);
