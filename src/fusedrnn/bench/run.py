@@ -47,7 +47,7 @@ def cases(args) -> list[Case]:
                     shapes = [(args.batch, args.length, nh, dh) for dh, nh in args.splits]
                 elif args.sweep == "batch":  # at the first head split
                     DH, NH = args.splits[0] if args.splits != HEAD_SPLITS else (64, 12)
-                    shapes = [(b, args.length, NH, DH) for b in (2, 4, 8, 16, 32, 64, 128, 256)]
+                    shapes = [(b, args.length, NH, DH) for b in (1, 2, 4, 8, 16, 32, 64, 128, 256)]
                 else:
                     DH, NH = args.splits[0] if args.splits != HEAD_SPLITS else (64, 12)
                     shapes = [(args.batch, t, NH, DH) for t in (256, 512, 1024, 2048, 4096, 8192)]
