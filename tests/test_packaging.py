@@ -26,6 +26,7 @@ DISTRIBUTIONS = {
     "numpy": "numpy",
     "tqdm": "tqdm",
     "filelock": "filelock",
+    "sympy": "sympy",
     "triton": "triton",
     "constraint": "python-constraint2",
     "matplotlib": "matplotlib",

@@ -10,7 +10,7 @@
 #                 sweeps, numerics over time (NUMERICS=0 skips it), streaming latency
 #        release  check's tests, then perf without numerics (one call, ~8 minutes)
 #        verify   check's tests, the head sweep, streaming latency (~5 minutes)
-#        scale    the batch axis: bench, kernel breakdown and tuner at B=256 (ARGS: batch sizes)
+#        scale    the batch axis: bench, module memory, tuner, kernel breakdown (ARGS: batch sizes)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -76,13 +76,16 @@ case $phase in
     step bench 200 python3 -m fusedrnn.cli bench --out "$work"
     step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
-  scale)  # the batch axis at B given (default 256): ours (and the grid's plans) beside cuDNN fp16 at 64x12
-    # and 768x1, where a forward+backward's time goes, and the tuner's top plans at 64x12
+  scale)  # the batch axis (issue 16) at the batch sizes given (default 256): ours (and the grid's plans)
+    # beside cuDNN fp16 at 64x12 and 768x1, a module's training-step memory, the tuner's top plans at
+    # 64x12, where a forward+backward's time goes. SCALE_STEPS picks some (default all).
+    want() { case " ${SCALE_STEPS:-bench memory tune breakdown} " in *" $1 "*) return 0 ;; esac; return 1; }
     for B in "${@:-256}"; do
-      step "bench-B$B" 240 python3 -m fusedrnn.cli bench --splits 64x12 768x1 --batch "$B" --passes fwd fwd+bwd \
-        --providers cuda_fused cuda_alternating cudnn_fp16 --plan grid/grid --out "$work/B$B"
-      step "breakdown-B$B" 120 python3 tools/kernel_breakdown.py 64x12 768x1 --batch "$B"
-      step "tune-B$B" 150 python3 -m fusedrnn.cli tune --dh 64 --nh 12 --batch "$B" --top-k 6
+      want bench && step "bench-B$B" 240 python3 -m fusedrnn.cli bench --splits 64x12 768x1 --batch "$B" \
+        --passes fwd fwd+bwd --providers cuda_fused cuda_alternating cudnn_fp16 --plan grid/grid --out "$work/B$B"
+      want memory && step "memory-B$B" 120 python3 tools/module_memory.py --batch "$B"
+      want tune && step "tune-B$B" 150 python3 -m fusedrnn.cli tune --dh 64 --nh 12 --batch "$B" --top-k 6
+      want breakdown && step "breakdown-B$B" 120 python3 tools/kernel_breakdown.py 64x12 768x1 --batch "$B"
     done ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

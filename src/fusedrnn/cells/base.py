@@ -5,10 +5,13 @@ in their own language.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .symbolic import SymbolicCell
 
 # forward(x, rec, b, states) -> new states
 #   x:      [B, Gx, NH, DH]  input pre-activations of this time step
@@ -38,6 +41,10 @@ class Cell:
     # whether every gate enters the step only as the sum x_g + rec_g + b_g, so that
     # dx, drec and the per-sample db are one tensor (not GRU: r scales R_n h + b_nhid)
     gates_are_sums: bool = True
+    # the step traced to sympy, for a cell made by define_cell (the code printers' input);
+    # None for a cell written by hand. Left out of == and hash: the name and functions
+    # already tell cells apart, and a Problem holding the cell may be hashed every call
+    symbolic: SymbolicCell | None = field(default=None, compare=False)
 
     @property
     def num_states(self) -> int:

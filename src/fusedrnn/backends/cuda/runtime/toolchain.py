@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..cxx import STORAGE_TYPES
+from ..cxx import CELL_TYPES, STORAGE_TYPES
 
 MIN_CAPABILITY = (8, 0)
 
@@ -47,6 +47,8 @@ def available():
 def check_call(problem) -> str:
     """Why the CUDA backends cannot run this call's device or dtype ('' when they can): every
     kernel of both is written for the storage types of cxx.STORAGE_TYPES."""
+    if problem.cell.name not in CELL_TYPES:
+        return f"cell {problem.cell.name!r}: no CUDA pointwise for a define_cell cell yet (use backend='torch')"
     if problem.device.type != "cuda":
         return f"device {problem.device} (the CUDA kernels need a CUDA GPU)"
     found = capability(problem.device.index)
