@@ -10,8 +10,9 @@ from ...ops.custom_op import define_recurrence_ops
 from ...ops.registry import Backend, register
 from .shapes import padded_head_dim
 
-# the cells with a Triton pointwise (cells/ here; POINTWISE imports triton, supports() must not)
-HAND_WRITTEN_CELLS = frozenset({"lstm", "gru", "elman", "elman_relu", "slstm"})
+# gates of each kind and states the kernels pass a cell's pointwise functions: four
+# tiles each, the unused ones zero (cells/__init__.py; cell_codegen.py generates them so)
+CELL_SLOTS = 4
 
 MAX_HEAD_DIM = 128
 WEIGHT_BUDGET = 200 * 1024  # bytes of R one program keeps in shared memory (an H100 block has 227 KiB)
@@ -49,8 +50,13 @@ def available():
 
 
 def supports(problem: Problem):
-    if problem.cell.name not in HAND_WRITTEN_CELLS:
-        return False, f"cell {problem.cell.name!r}: no Triton pointwise for a define_cell cell yet (use backend='torch')"
+    cell = problem.cell
+    counts = (("gates_x", cell.gates_x), ("gates_r", cell.gates_r), ("gates_b", cell.gates_b),
+              ("states", cell.num_states))
+    for what, count in counts:
+        if count > CELL_SLOTS:
+            return False, (f"cell {cell.name!r} has {what}={count}; the Triton kernels pass a cell at most "
+                           f"{CELL_SLOTS} gates of each kind and {CELL_SLOTS} states (use backend='torch')")
     if problem.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
     if problem.head_dim > MAX_HEAD_DIM:

@@ -29,11 +29,11 @@ from triton.compiler import ASTSource
 from ...cells import get_cell
 from ...problem import Problem
 from .backward import recurrence_bwd_kernel
-from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
 from . import saved
 from .launch import shape_constants
 from .plan import plan
+from .pointwise import pointwise
 
 _TYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _FP32_ARGS = ("saved_states_ptr", "drec_ptr", "db_ptr")
@@ -71,7 +71,7 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
     signature.update({name: "*fp32" for name in _FP32_ARGS if name in signature})
     signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32", "products_ptr": "*" + (product_type or "fp32")})
     # as launch.py passes them, with lengths and a training call's saved states
-    constants = dict(shape_constants(spec, HEADS, DH), **chosen.constants(), CELL=POINTWISE[cell][int(backward)],
+    constants = dict(shape_constants(spec, HEADS, DH), **chosen.constants(), CELL=pointwise(spec)[int(backward)],
                      HAS_LENGTHS=True)
     constants["LOAD_PRODUCTS" if backward else "SAVE_PRODUCTS"] = product_type is not None
     if not backward:

@@ -10,9 +10,9 @@ from ...ops import outputs
 from ..weight_gradient import bias_gradient, drec_steps, previous_states, recurrent_weight_gradient
 from . import saved as saved_buffers
 from .backward import recurrence_bwd_kernel
-from .cells import POINTWISE
 from .forward import recurrence_fwd_kernel
 from .plan import TritonPlan
+from .pointwise import pointwise
 from .shapes import padded_head_dim
 
 
@@ -47,7 +47,7 @@ def forward(x, R, b, states, lengths, cell, need_saved, plan: TritonPlan):
     recurrence_fwd_kernel[grid](
         x, R, b, states, len_arg, y, final, saved if saved_states is None else saved_states,
         saved if products is None else products, B, T,
-        CELL=POINTWISE[cell][0], HAS_LENGTHS=has_lengths, SAVE=need_saved, SAVE_PRODUCTS=products is not None, **meta,
+        CELL=pointwise(spec)[0], HAS_LENGTHS=has_lengths, SAVE=need_saved, SAVE_PRODUCTS=products is not None, **meta,
     )
     return y, final, saved
 
@@ -68,7 +68,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan: 
     recurrence_bwd_kernel[grid](
         x, R, b, states, len_arg, y, saved_states, saved_states if products is None else products,
         dy, dfinal, dx, drec, db_partial, dstates, B, T,
-        CELL=POINTWISE[cell][1], HAS_LENGTHS=has_lengths, LOAD_PRODUCTS=products is not None, **meta,
+        CELL=pointwise(spec)[1], HAS_LENGTHS=has_lengths, LOAD_PRODUCTS=products is not None, **meta,
     )
     dR = recurrent_weight_gradient(drec_steps(drec, DH), previous_states(states, y), R.dtype)
     if not derived:

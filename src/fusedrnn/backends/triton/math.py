@@ -1,4 +1,5 @@
-"""Transcendentals for the pointwise cells.
+"""Transcendentals and other math for the pointwise cells (the hand-written ones
+in cells/ and those cell_codegen.py generates from a define_cell step).
 
 Accurate versions are built from tl.exp and a fast (2-ulp, non-IEEE) division
 and run the same on the GPU and under the Triton interpreter. With FAST (used
@@ -35,3 +36,28 @@ def tanh(x, FAST: tl.constexpr):
 @triton.jit
 def log_sigmoid(x):
     return tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x)))
+
+
+@triton.jit
+def sqrt(x, FAST: tl.constexpr):
+    """Correctly rounded, as torch.sqrt; with FAST the approximate one (bfloat16 rounds more anyway)."""
+    if FAST:
+        return tl.sqrt(x)
+    else:
+        return tl.sqrt_rn(x)
+
+
+@triton.jit
+def integer_power(x, N: tl.constexpr):
+    """x ** N for a constant N >= 1, by N - 1 multiplies: exact for a negative x, where
+    exp(N log x) is NaN (a step's integer powers are small: x**2, x**3)."""
+    result = x
+    for _ in tl.static_range(N - 1):
+        result = result * x
+    return result
+
+
+@triton.jit
+def sign(x):
+    """-1, 0 or 1, as torch.sign (the derivative of abs); NaN stays NaN (x * 0)."""
+    return tl.where(x > 0.0, 1.0, tl.where(x < 0.0, -1.0, x * 0.0))
