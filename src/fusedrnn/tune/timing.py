@@ -41,7 +41,8 @@ class GpuTimer:
     def prepare(self, plans) -> None:
         """Compile every candidate at once (NVRTC in parallel processes; the cubins land
         in the disk cache the launches load from)."""
-        kernels = sorted({(p.config.name_expression, p.config.source) for p in plans})
+        # by name: a source may be a TranslationUnit (a generated cell's), which has no order
+        kernels = sorted({(p.config.name_expression, p.config.source) for p in plans}, key=lambda k: k[0])
         arch = device_arch(self.device)
         # spawned, not forked: this process already holds a CUDA context
         with ProcessPoolExecutor(max_workers=max(1, min(len(kernels), os.cpu_count() or 1)),

@@ -1,14 +1,16 @@
 """The cuda_alternating kernels (csrc/alternating.cu): their names, the list
 of every instantiation a call can select, and their launch over elements.
 They are compiled, cached and launched by the shared runtime (runtime/), from
-their own translation unit (a compile takes ~0.1 s)."""
+their own translation unit (a compile takes ~0.1 s); a step kernel of a cell
+whose struct is generated, from that unit with the struct as its prelude
+(step_source)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from ..cxx import CELL_TYPES, STORAGE_TYPES
+from ..cxx import CELL_TYPES, STORAGE_TYPES, cell_type, cell_unit
 from ..runtime import launch as runtime
 
 SOURCE = Path(__file__).parent / "csrc" / "alternating.cu"
@@ -21,8 +23,13 @@ def step_kernel(cell: str, dtype: torch.dtype, product_dtype: torch.dtype, backw
     Fast MUFU tanh in bfloat16 only, as cuda_fused (its error is under bf16's rounding)."""
     fast = str(dtype == torch.bfloat16).lower()
     kind = "backward" if backward else "forward"
-    return (f"fusedrnn::alternating_{kind}_step<{CELL_TYPES[cell]}, {STORAGE_TYPES[dtype]}, "
+    return (f"fusedrnn::alternating_{kind}_step<{cell_type(cell)}, {STORAGE_TYPES[dtype]}, "
             f"{STORAGE_TYPES[product_dtype]}, {fast}>")
+
+
+def step_source(cell: str):
+    """The translation unit of `cell`'s step kernels (the staging and call kernels need no cell: SOURCE)."""
+    return cell_unit(SOURCE, cell)
 
 
 def stage_kernel(dtype: torch.dtype, backward: bool) -> str:
@@ -47,10 +54,11 @@ def shipped_alternating_kernels() -> list[str]:
 
 
 def launch(name_expression: str, elements: int, device: torch.device, *args, block: int = THREADS,
-           max_blocks: int | None = None):
-    """Run the kernel on torch's current stream (a capturing stream included) over
-    `elements` threads' worth of blocks (at most `max_blocks`, for grid-stride kernels)."""
+           max_blocks: int | None = None, source=SOURCE):
+    """Run the kernel of the translation unit `source` on torch's current stream (a capturing
+    stream included) over `elements` threads' worth of blocks (at most `max_blocks`, for
+    grid-stride kernels)."""
     blocks = max(1, -(-elements // block))
     if max_blocks is not None:
         blocks = min(blocks, max_blocks)
-    runtime.launch(name_expression, SOURCE, (blocks, 1, 1), block, 0, device, *args)
+    runtime.launch(name_expression, source, (blocks, 1, 1), block, 0, device, *args)

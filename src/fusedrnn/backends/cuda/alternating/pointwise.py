@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from ....cells import get_cell
-from .kernels import SET_CALL, launch, stage_kernel, step_kernel
+from .kernels import SET_CALL, launch, stage_kernel, step_kernel, step_source
 
 STAGE_BLOCKS = 1024  # grid-stride: a chunk's copy is a few MB
 
@@ -52,11 +52,11 @@ class NvrtcPointwise:
     def step(self, ws, k: int, chunk: int) -> None:
         """The pointwise of position k of the chunk, forward or backward."""
         s = ws.shape
-        name = step_kernel(s.cell, s.dtype, s.product_dtype, s.backward)
+        name, source = step_kernel(s.cell, s.dtype, s.product_dtype, s.backward), step_source(s.cell)
         if not s.backward:
             launch(name, s.elements, s.device, ws.call, ws.x_chunk, ws.rec, ws.bias, ws.lengths, ws.state,
-                   ws.h_operand, k, s.B, s.NH, s.DH)
+                   ws.h_operand, k, s.B, s.NH, s.DH, source=source)
         else:
             launch(name, s.elements, s.device, ws.call, ws.x_chunk, ws.dy_chunk, ws.saved_chunk, ws.h_chunk,
                    ws.rec_chunk, ws.bias, ws.lengths, ws.dh, ws.d_state, ws.db_acc, ws.drec_step, k, chunk, s.B,
-                   s.NH, s.DH)
+                   s.NH, s.DH, source=source)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ....cells import get_cell
-from ..cxx import Kernel, struct_constants
+from ..cxx import Kernel, cell_unit, struct_constants
 from ..runtime.compile import compile_kernel
 from ..runtime.device import DeviceLimits
 from ..runtime.launch import load_kernel, torch_stream
@@ -140,8 +140,9 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
             raise ValueError(f"probe: expected one of {PROBES} or '', got {self.probe!r}")
 
     @property
-    def source(self) -> Path:
-        return PROBES_SOURCE if self.probe else SOURCE
+    def source(self):
+        """The translation unit (the probes' where a probe is asked), with the cell's struct where it is generated."""
+        return cell_unit(PROBES_SOURCE if self.probe else SOURCE, self.cell)
 
     @property
     def probe_type(self) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ....cells import get_cell
-from ..cxx import Kernel
+from ..cxx import Kernel, cell_unit
 from ..runtime.device import DeviceLimits
 from .grid import MAX_HEAD_DIM, HeadSplit, split_head_dim
 from .one_sm import fits_one_sm, ring_bytes
@@ -51,8 +51,12 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
     fast_math: bool
     REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers (class attributes, not fields)
     kernel = KERNEL
-    source = SOURCE
     backward = True
+
+    @property
+    def source(self):
+        """The translation unit: csrc/cluster_backward.cu, with the cell's struct where it is generated."""
+        return cell_unit(SOURCE, self.cell)
 
     @property
     def warps(self) -> int:

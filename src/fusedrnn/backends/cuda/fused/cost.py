@@ -68,6 +68,16 @@ BACKWARD = Cycles(pointwise=1550, issue=1300, products=2, ldmatrix=27, store=8, 
 POINTWISE_WEIGHT = {"lstm": 1.0, "gru": 5 / 7, "elman": 3 / 7, "elman_relu": 2 / 7, "slstm": 9 / 7}
 
 
+def pointwise_weight(cell: str, backward: bool) -> float:
+    """The table's weight, or for a cell defined by its step the same rule over the
+    transcendental calls its traced forward or backward makes."""
+    if cell in POINTWISE_WEIGHT:
+        return POINTWISE_WEIGHT[cell]
+    symbolic = get_cell(cell).symbolic
+    count = symbolic.backward_transcendentals if backward else symbolic.forward_transcendentals
+    return (2 + count) / 7
+
+
 def resident_ctas(config, limits: DeviceLimits) -> int:
     """CTAs of this instantiation one SM can hold at once."""
     shared = config.shared_memory + getattr(config, "static_shared_memory", 0)
@@ -88,7 +98,7 @@ def step_cycles(config, NH: int, B: int, limits: DeviceLimits) -> float:
     k_tiles = config.DHP // 16 // (config.KSPLIT if split else 1)
     tile = c.mma if config.dtype != torch.float32 else c.fma_tile
     product = c.products * spec.gates_r * k_tiles * config.NT * tile
-    weight = POINTWISE_WEIGHT[config.cell]
+    weight = pointwise_weight(config.cell, config.backward)
     chain = config.NT * c.pointwise * weight + product
     if not getattr(config, "r_in_registers", False):
         chain += c.products * spec.gates_r * k_tiles * c.ldmatrix
@@ -149,7 +159,7 @@ def cluster_backward_cycles(config: ClusterBackwardConfig, NH: int, B: int, limi
     G = get_cell(config.cell).gates_r
     k_tiles = G * config.ROWS // 16
     product = config.blocks_per_warp * k_tiles * (FORWARD.mma + (0 if config.reg_blocks else BACKWARD.ldmatrix))
-    chain = product + BACKWARD.pointwise * POINTWISE_WEIGHT[config.cell] + 1300  # the cluster barrier and DSMEM
+    chain = product + BACKWARD.pointwise * pointwise_weight(config.cell, True) + 1300  # the cluster barrier and DSMEM
     clusters = NH * math.ceil(B / config.batch_tile)
     waves = math.ceil(clusters / max(1, limits.sm_count // config.parts))
     return waves * chain

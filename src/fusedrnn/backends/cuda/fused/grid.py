@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ....cells import get_cell
-from ..cxx import Kernel
+from ..cxx import Kernel, cell_unit
 from ..runtime.device import DeviceLimits
 from .one_sm import ring_bytes
 
@@ -76,7 +76,11 @@ class SplitShape(HeadSplit):
 @dataclass(frozen=True)
 class SplitConfig(SplitShape):
     backward: bool = False
-    source = SOURCE  # a class attribute, not a field
+
+    @property
+    def source(self):
+        """The translation unit: csrc/grid.cu, with the cell's struct where it is generated."""
+        return cell_unit(SOURCE, self.cell)
 
     @property
     def shared_memory(self) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ....cells import get_cell
-from ..cxx import STORAGE_TYPES, Kernel
+from ..cxx import STORAGE_TYPES, Kernel, cell_unit
 from ..runtime.device import DeviceLimits
 
 SOURCE = Path(__file__).parent / "csrc" / "one_sm.cu"
@@ -37,7 +37,6 @@ class FusedConfig:
     CTA), the depth of the cp.async rings that stage each step's inputs, and
     whether the forward keeps its fragments of R in registers. The head dim
     itself, B and T are kernel arguments."""
-    source = SOURCE  # a class attribute, not a field
     cell: str
     dtype: torch.dtype
     DHP: int
@@ -77,6 +76,11 @@ class FusedConfig:
     @property
     def kernel(self) -> Kernel:
         return BACKWARD_KERNEL if self.backward else FORWARD_KERNEL
+
+    @property
+    def source(self):
+        """The translation unit: csrc/one_sm.cu, with the cell's struct where it is generated."""
+        return cell_unit(SOURCE, self.cell)
 
     @property
     def name_expression(self) -> str:

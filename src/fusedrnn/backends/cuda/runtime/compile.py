@@ -3,8 +3,9 @@ into a cubin for the device's exact architecture, cached on disk. No policy:
 the backends name the translation unit and the instantiation.
 
 The cache key covers everything that changes the binary: the bytes of the
-translation unit and of every header it includes (its include closure, so a
-kernel family's cubins survive edits to another family's headers), the
+translation unit, of its prelude (a generated cell's struct: runtime/unit.py)
+and of every header either includes (its include closure, so a kernel
+family's cubins survive edits to another family's headers), the
 instantiation, the architecture, the compiler options and NVRTC's version. Several processes may compile the same kernel at
 once: the compile runs under a file lock, the entry is written to a temporary
 file and renamed into place, and every entry carries its length and SHA-256,
@@ -25,6 +26,8 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from .unit import TranslationUnit, as_unit
 
 # headers every backend shares (the cells, storage types, math); a translation unit's own
 # directory is searched first
@@ -106,33 +109,47 @@ def _cache_dir(fusedrnn_cache_dir: str | None, xdg_cache_home: str | None, home:
     return Path(root) / "cubin"
 
 
-def include_closure(source: Path) -> list[Path]:
-    """The translation unit and every header it includes with #include "...", transitively,
-    each resolved as NVRTC does: beside the including file, then in its own directory, then in
-    COMMON_HEADERS. Sorted; a header that is found nowhere is left to NVRTC to report."""
-    seen, pending = {}, [Path(source).resolve()]
+def include_closure(source: Path | TranslationUnit) -> list[Path]:
+    """The translation unit's file and every header it or its prelude includes with
+    #include "...", transitively, each resolved as NVRTC does: beside the including file (the
+    prelude is the file's text), then in the unit's directory, then in COMMON_HEADERS. Sorted;
+    a header that is found nowhere is left to NVRTC to report."""
+    unit = as_unit(source)
+    file = unit.path.resolve()
+    seen, pending = {}, [file] + included(unit.prelude.encode(), file, unit.path.parent)
     while pending:
         path = pending.pop()
         if path in seen:
             continue
         seen[path] = path.read_bytes()
-        for name in INCLUDE.findall(seen[path]):
-            for directory in (path.parent, Path(source).parent, COMMON_HEADERS):
-                found = (directory / name.decode()).resolve()
-                if found.is_file():
-                    pending.append(found)
-                    break
+        pending += included(seen[path], path, unit.path.parent)
     return sorted(seen)
 
 
+def included(text: bytes, including: Path, unit_directory: Path) -> list[Path]:
+    """The headers `text`, the contents of the file `including`, names with #include "..."."""
+    found = []
+    for name in INCLUDE.findall(text):
+        for directory in (including.parent, unit_directory, COMMON_HEADERS):
+            path = (directory / name.decode()).resolve()
+            if path.is_file():
+                found.append(path)
+                break
+    return found
+
+
 @functools.lru_cache(maxsize=None)
-def source_digest(source: Path) -> str:
+def source_digest(source: Path | TranslationUnit) -> str:
     """SHA-256 over the include closure of a translation unit: names (relative to its
-    directory's parent, so the same tree anywhere hashes the same) and bytes."""
+    directory's parent, so the same tree anywhere hashes the same) and bytes; then its
+    prelude, where it has one (a unit without one hashes as its file alone)."""
+    unit = as_unit(source)
     digest = hashlib.sha256()
-    root = Path(source).resolve().parent.parent.parent
-    for path in include_closure(source):
+    root = unit.path.resolve().parent.parent.parent
+    for path in include_closure(unit):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    if unit.prelude:
+        digest.update(b"prelude\0" + unit.prelude.encode())
     return digest.hexdigest()
 
 
@@ -160,14 +177,15 @@ def include_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def cache_key(name_expression: str, arch: str, source: Path) -> str:
-    parts = [source_digest(source), Path(source).name, name_expression, arch, nvrtc_version(), json.dumps(OPTIONS, sort_keys=True)]
+def cache_key(name_expression: str, arch: str, source: Path | TranslationUnit) -> str:
+    parts = [source_digest(source), as_unit(source).name, name_expression, arch, nvrtc_version(), json.dumps(OPTIONS, sort_keys=True)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def compile_kernel(name_expression: str, arch: str, source: Path) -> Compiled:
+def compile_kernel(name_expression: str, arch: str, source: Path | TranslationUnit) -> Compiled:
     """The cubin of one kernel instantiation, e.g. `fused_forward_kernel<Lstm, __half, 64, 1, 2, true, false>`,
-    of the translation unit at `source`, for `arch` such as "sm_90": from the cache, or compiled and cached."""
+    of the translation unit `source` (a TranslationUnit, or the path of a file compiled alone), for `arch`
+    such as "sm_90": from the cache, or compiled and cached."""
     path = cache_dir() / f"{cache_key(name_expression, arch, source)}.entry"
     entry = read_entry(path)
     if entry is not None:
@@ -210,16 +228,16 @@ def _cache_unwritable(directory: Path, error: OSError) -> None:
                   RuntimeWarning, stacklevel=3)
 
 
-def _nvrtc(name_expression: str, arch: str, source: Path) -> Compiled:
+def _nvrtc(name_expression: str, arch: str, source: Path | TranslationUnit) -> Compiled:
     from cuda.core import Program, ProgramOptions
 
-    source = Path(source)
-    options = ProgramOptions(name=source.name, arch=arch,
-                             include_path=[str(source.parent), str(COMMON_HEADERS), *include_dirs()],
+    unit = as_unit(source)
+    options = ProgramOptions(name=unit.name, arch=arch,
+                             include_path=[str(unit.path.parent), str(COMMON_HEADERS), *include_dirs()],
                              define_macro=[("FUSEDRNN_NVRTC", "1")], **OPTIONS)
     log = io.StringIO()
     try:
-        code = Program(source.read_text(), "c++", options).compile(
+        code = Program(unit.text(), "c++", options).compile(
             "cubin", name_expressions=[name_expression], logs=log)
     except Exception as error:
         raise RuntimeError(f"NVRTC failed to compile {name_expression} for {arch}:\n{log.getvalue()}\n{error}") from error

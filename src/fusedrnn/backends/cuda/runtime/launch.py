@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .compile import compile_kernel
+from .unit import TranslationUnit
 
 
 def device_arch(device: torch.device) -> str:
@@ -27,11 +28,12 @@ def _cuda_device(index: int):
 
 
 @functools.lru_cache(maxsize=None)
-def load_kernel(name_expression: str, source: Path, device_index: int, dynamic_smem: int,
+def load_kernel(name_expression: str, source: Path | TranslationUnit, device_index: int, dynamic_smem: int,
                 large_clusters: bool = False):
-    """The kernel of the translation unit `source`, compiled (or taken from the disk cache) and loaded
-    on the device, allowed `dynamic_smem` bytes of dynamic shared memory and, with
-    `large_clusters`, clusters of more than the 8 CTAs every GPU with clusters supports."""
+    """The kernel of the translation unit `source` (a TranslationUnit, or a file's path), compiled
+    (or taken from the disk cache) and loaded on the device, allowed `dynamic_smem` bytes of
+    dynamic shared memory and, with `large_clusters`, clusters of more than the 8 CTAs every GPU
+    with clusters supports."""
     from cuda.bindings import driver
     from cuda.core import ObjectCode
 
@@ -67,8 +69,8 @@ def pointer(tensor: torch.Tensor | None) -> np.uint64:
     return np.uint64(0 if tensor is None else tensor.data_ptr())
 
 
-def launch(name_expression: str, source: Path, grid: tuple, block: int, dynamic_smem: int, device: torch.device,
-           *args, cooperative: bool = False, cluster: int | None = None):
+def launch(name_expression: str, source: Path | TranslationUnit, grid: tuple, block: int, dynamic_smem: int,
+           device: torch.device, *args, cooperative: bool = False, cluster: int | None = None):
     """Run the kernel on torch's current stream of `device`. Tensors are passed
     as pointers, Python ints as 32-bit ints. A cooperative launch guarantees
     that all CTAs are resident at once (or fails), as a grid barrier needs.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..cell_codegen import too_many
 from ..cxx import CELL_TYPES, STORAGE_TYPES
 
 MIN_CAPABILITY = (8, 0)
@@ -45,10 +46,15 @@ def available():
 
 
 def check_call(problem) -> str:
-    """Why the CUDA backends cannot run this call's device or dtype ('' when they can): every
-    kernel of both is written for the storage types of cxx.STORAGE_TYPES."""
-    if problem.cell.name not in CELL_TYPES:
-        return f"cell {problem.cell.name!r}: no CUDA pointwise for a define_cell cell yet (use backend='torch')"
+    """Why the CUDA backends cannot run this call's cell, device or dtype ('' when they can):
+    every kernel of both holds at most 4 gates of each kind and 4 states an element, and is
+    written for the storage types of cxx.STORAGE_TYPES. Pure Python: no compile."""
+    cell = problem.cell
+    if cell.name not in CELL_TYPES and cell.symbolic is None:  # a Cell made by hand, not by define_cell
+        return f"cell {cell.name!r}: no CUDA struct (neither hand-written nor generated from a define_cell step)"
+    counts = too_many(cell.gates_x, cell.gates_r, cell.gates_b, cell.num_states)
+    if counts:
+        return f"cell {cell.name!r}: {counts}"
     if problem.device.type != "cuda":
         return f"device {problem.device} (the CUDA kernels need a CUDA GPU)"
     found = capability(problem.device.index)
