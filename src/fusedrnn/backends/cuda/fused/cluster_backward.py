@@ -85,7 +85,7 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
         total = BT * (spec.gates_r * ROWS + pad) * size  # the drec tile
         total += ring_bytes(spec.gates_x, ROWS, size, BT, self.depth)  # x
         total += 2 * ring_bytes(1, ROWS, size, BT, self.depth)  # h_{t-1}, dy
-        total += ring_bytes(spec.gates_r, ROWS, size, BT, self.depth)  # R h_{t-1}
+        total += ring_bytes(spec.gates_r, ROWS, 4, BT, self.depth)  # R h_{t-1}
         total += ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
         total += 2 * self.parts * ROWS * BT * 4  # the inbox of partial sums
         total += 16  # its two mbarriers

@@ -1,6 +1,6 @@
 // The backward for heads split over the PARTS = DHP / ROWS CTAs of one thread-block cluster
 // (sm_90, half types). CTA `rank` owns units row0 = rank * ROWS .. + ROWS. The recurrent
-// pre-activations R h_{t-1} of every step are one GEMM before the kernel (`rh`, in T), so the
+// pre-activations R h_{t-1} of every step are one GEMM before the kernel (`rh`, fp32), so the
 // only product on the sequential chain is dh_{t-1} = sum_g R[g]^T drec_t[g]. Per step t, in
 // reverse, a CTA:
 //   1. waits for the partial sums of dh_t that the cluster's CTAs sent it (step 3 of step t + 1)
@@ -18,8 +18,7 @@
 // DEPTH - 1 steps ahead by cp.async.
 //
 // Arguments as one_sm_backward.cuh's (drec in T, null where the cell's gates are sums: dR is a GEMM
-// in T with fp32 accumulation of dx or drec, weight_gradient.py), plus rh [NH, B * T, GR * DH] in T
-// (rounded as torch's own half-precision product rounds it; fp32 took 3.2 GB at B=256, hidden 768);
+// in T with fp32 accumulation of dx or drec, weight_gradient.py), plus rh [NH, B * T, GR * DH] fp32;
 // grid: (NH * PARTS, tiles of 8 sequences), clusters of (PARTS, 1, 1).
 #pragma once
 #include "cells/cell.cuh"
@@ -35,7 +34,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
                                   const T* __restrict__ states, const long long* __restrict__ lengths,
                                   const T* __restrict__ y, const float* __restrict__ saved,
                                   const T* __restrict__ dy, const T* __restrict__ dfinal,
-                                  const T* __restrict__ rh, T* __restrict__ dx, T* __restrict__ drec,
+                                  const float* __restrict__ rh, T* __restrict__ dx, T* __restrict__ drec,
                                   float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps,
                                   int NH, int DH) {
   constexpr int THREADS = 32 * WARPS, BT = 8, PARTS = DHP / ROWS, PAD = 16 / sizeof(T);
@@ -46,7 +45,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   using W = TransposedWeights<T, DHP, ROWS, Cell::GR, WARPS, REG_MT>;
   using XRing = StepRing<T, Cell::GX, ROWS, BT, DEPTH>;
   using HRing = StepRing<T, 1, ROWS, BT, DEPTH>;  // this CTA's units of h_{t-1}; also dy
-  using RhRing = StepRing<T, Cell::GR, ROWS, BT, DEPTH>;
+  using RhRing = StepRing<float, Cell::GR, ROWS, BT, DEPTH>;
   using SavedRing = StepRing<float, SAVED, ROWS, BT, DEPTH>;
   static_assert(Storage<T>::tensor_cores, "the cluster backward runs on tensor cores");
   static_assert(PARTS >= 2 && PARTS <= 16 && DHP % ROWS == 0, "a cluster of 2 to 16 CTAs");
@@ -58,8 +57,8 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   const XRing xr{d_tile + BT * LDD};
   const HRing hr{xr.base + XRing::ELEMS};
   const HRing dyr{hr.base + HRing::ELEMS};
-  const RhRing rr{dyr.base + HRing::ELEMS};
-  const SavedRing sr{reinterpret_cast<float*>(rr.base + RhRing::ELEMS)};
+  const RhRing rr{reinterpret_cast<float*>(dyr.base + HRing::ELEMS)};
+  const SavedRing sr{rr.base + RhRing::ELEMS};
   float* inbox = sr.base + SavedRing::ELEMS;  // [2][PARTS][ROWS][BT]
   const unsigned arrivals = shared_address(inbox + 2 * PARTS * ROWS * BT);  // 2 mbarriers, one a buffer
 
