@@ -327,3 +327,20 @@ def test_the_gates_rule_with_the_float64_torch_reference():
 
     with pytest.raises(MismatchError, match="y: relative error .* over the sanity bound"):
         check_backend("torch", "lstm", torch.float32, 3, 7, 2, 8, "cpu", with_grads=False, reference=off_by_a_tenth)
+
+
+@pytest.mark.parametrize("B,needs_grad,DH,expected", [
+    (256, False, 768, True),   # inference, a head over one SM, large batch: the alternating loop
+    (256, True, 768, False),   # training: the fused kernels (measured faster with the backward)
+    (64, False, 768, False),   # below the measured batch
+    (256, False, 64, False),   # a head on one SM: the fused kernel
+])
+def test_auto_leaves_large_batch_inference_of_large_heads_to_the_alternating_loop(B, needs_grad, DH, expected):
+    from fusedrnn.backends.cuda.fused.plan import alternating_is_faster
+    from fusedrnn.backends.cuda.runtime.device import H100_SXM
+    from fusedrnn.cells import get_cell
+    from fusedrnn.problem import Problem
+
+    problem = Problem(get_cell("lstm"), B, 1024, 768 // DH, DH, torch.bfloat16, torch.device("cuda", 0), False,
+                      needs_grad)
+    assert alternating_is_faster(problem, H100_SXM) is expected

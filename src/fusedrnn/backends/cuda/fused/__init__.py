@@ -13,7 +13,7 @@ from ....ops.registry import Backend, register
 from ..runtime.device import DeviceLimits, device_limits
 from ..runtime.toolchain import available, check_call
 from . import launchers
-from .plan import plan, why_no_plan
+from .plan import alternating_is_faster, plan, why_no_plan
 
 
 def supports(problem: Problem):
@@ -40,5 +40,7 @@ CUDA_FUSED = register(
     Backend(
         name="cuda_fused", priority=30, available=available, supports=supports,
         run=define_recurrence_ops("cuda_fused", _forward, _backward, outputs.saved_states_like),
+        auto_eligible=lambda problem: problem.device.type != "cuda" or not alternating_is_faster(
+            problem, constant_limits(problem.device.index)),
     )
 )

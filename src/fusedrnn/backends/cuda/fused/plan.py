@@ -99,6 +99,21 @@ def plan(problem: Problem, device: DeviceLimits, direction: str, *, strategy: st
     return rule_plan(cell, problem.dtype, DH, NH, B, problem.steps >= CLUSTER_MIN_STEPS, device, direction, strategy)
 
 
+# From this batch a forward-only call of a head over one SM runs faster on cuda_alternating: the
+# cluster holds R on 16 SMs with room for 8 sequences, so a large batch runs in waves, while the
+# alternating loop's per-step GEMM streams R from L2 for the whole batch at once (H100, LSTM bf16,
+# 768x1, B=256, T=1024: 12.46 ms against 19.38; with the backward the fused kernels still win,
+# 36.8 against 41.0 ms: docs/perf-notes.md, 2026-12-07)
+ALTERNATING_FORWARD_MIN_BATCH = 256
+
+
+def alternating_is_faster(problem: Problem, device: DeviceLimits) -> bool:
+    """Whether cuda_alternating runs this call faster than any plan here (measured rule above):
+    `backend="auto"` then takes it instead. Pure Python, as supports()."""
+    return (not problem.needs_grad and problem.batch >= ALTERNATING_FORWARD_MIN_BATCH
+            and not fits_one_sm(problem.cell.name, problem.dtype, problem.head_dim, problem.batch, device))
+
+
 def why_no_plan(problem: Problem, device: DeviceLimits) -> str:
     """Why no plan runs the call on the device ('' when every direction it needs has one).
     Pure Python, so torch.compile can trace it: one SM, the grid, or a cluster shape (the
