@@ -68,11 +68,9 @@ int main(int argc, char** argv) {
 
 def build(preludes, types: dict, directory: Path, include: Path, compiler: list) -> Path:
     """The executable running each struct of `types` ({name: C++ type}) by name, with the `preludes`
-    (the structs' text) and every hand-written cell header of include/cells compiled in; an
-    AssertionError with the compiler's message if it fails."""
-    headers = "".join(f'#include "cells/{path.name}"\n' for path in sorted((include / "cells").glob("*.cuh")))
+    (the structs' text) compiled in; an AssertionError with the compiler's message if it fails."""
     dispatch = "".join(f'  if (cell == "{name}") return run<{struct}>();\n' for name, struct in types.items())
-    source = SHIM + headers + "".join(preludes) + MAIN + dispatch + "  return 2;\n}\n"
+    source = SHIM + "".join(preludes) + MAIN + dispatch + "  return 2;\n}\n"
     (directory / "cells.cpp").write_text(source)
     executable = directory / "cells"
     command = [*compiler, "-std=c++17", "-O1", f"-I{include}", str(directory / "cells.cpp"), "-o", str(executable)]

@@ -15,7 +15,7 @@ COUNTS = {  # cell: (Gx, Gr, Gb, S)
 }
 
 
-def _step(cell, xt, hR, b, s):
+def reference_step(cell, xt, hR, b, s):
     """xt [B, Gx, NH, DH], hR [B, Gr, NH, DH] (= h @ R.T per gate), b [Gb, NH, DH]."""
     sig = torch.sigmoid
     if cell == "lstm":
@@ -55,7 +55,7 @@ def reference_rnn(cell, x, R, b, states=None, lengths=None):
     ys = []
     for t in range(T):
         hR = torch.einsum("bnj,gnij->bgni", s[0], R)
-        new = _step(cell, x[:, t], hR, b, s)
+        new = reference_step(cell, x[:, t], hR, b, s)
         if lengths is not None:
             keep = (t < lengths.to(x.device)).view(B, 1, 1)
             new = [torch.where(keep, a, o) for a, o in zip(new, s)]

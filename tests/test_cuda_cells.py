@@ -1,10 +1,12 @@
 """Cells defined once, on the CUDA side, on a machine with no GPU.
 
-- The C++ a define_cell cell's struct is printed as (backends/cuda/cell_codegen.py)
-  is compiled as host code with a small shim (__device__ away, host versions of
-  the CUDA intrinsics) and the real csrc/math.cuh, run on random inputs, and
-  compared with the cell's generated torch forward and backward in float64:
-  new cells, and the five built-in steps under new names (FAST=false, fp32).
+- The C++ a cell's struct is printed as (backends/cuda/cell_codegen.py) is
+  compiled as host code with a small shim (__device__ away, host versions of
+  the CUDA intrinsics) and the real csrc/math.cuh, run on random inputs
+  (FAST=false, fp32), and compared in float64: new cells with their generated
+  torch forward and backward, the five built-in cells' structs, which the
+  shipped kernels run, with tests/reference.py (written apart from fusedrnn's
+  cells, gradients by autograd).
 - NVRTC compiles a user cell's kernels for the H100 (sm_90) from its translation
   unit (the file and the struct as its prelude: runtime/unit.py) in processes
   that never saw the cell: one SM, the cooperative grid and the clusters,
@@ -35,7 +37,8 @@ from fusedrnn.backends.cuda.runtime.compile import COMMON_HEADERS, cache_key, in
 from fusedrnn.backends.cuda.runtime.device import H100_SXM
 from fusedrnn.backends.cuda.runtime.toolchain import check_call
 from fusedrnn.backends.cuda.runtime.unit import TranslationUnit, as_unit
-from fusedrnn.cells import registry
+from fusedrnn.cells import BUILT_IN, registry
+from reference import reference_step
 
 m = fusedrnn.cellmath
 ARCH = "sm_90"
@@ -52,39 +55,6 @@ def _only_built_in_cells_afterwards():
 
 
 # ---------------------------------------------------------------- the cells
-
-def lstm_step(x, r, b, s):  # the built-in steps, as tests/test_define_cell.py writes them
-    i, f, g, o = (x[k] + r[k] + b[k] for k in range(4))
-    c = m.sigmoid(f) * s[1] + m.sigmoid(i) * m.tanh(g)
-    return m.sigmoid(o) * m.tanh(c), c
-
-
-def gru_step(x, r, b, s):
-    reset = m.sigmoid(x[0] + r[0] + b[0])
-    update = m.sigmoid(x[1] + r[1] + b[1])
-    n = m.tanh(x[2] + b[2] + reset * (r[2] + b[3]))
-    return (1 - update) * n + update * s[0]
-
-
-def elman_step(x, r, b, s):
-    return (m.tanh(x[0] + r[0] + b[0]),)
-
-
-def elman_relu_step(x, r, b, s):
-    return (m.relu(x[0] + r[0] + b[0]),)
-
-
-def slstm_step(x, r, b, s):
-    _, c, n, stabiliser = s
-    i_pre, f_pre, z_pre, o_pre = (x[k] + r[k] + b[k] for k in range(4))
-    from_f = m.logsigmoid(f_pre) + stabiliser
-    m_new = m.where(m.eq(n, 0), i_pre, m.maximum(from_f, i_pre))
-    i = m.exp(i_pre - m_new)
-    f = m.exp(from_f - m_new)
-    c_new = f * c + i * m.tanh(z_pre)
-    n_new = f * n + i
-    return m.sigmoid(o_pre) * c_new / n_new, c_new, n_new, m_new
-
 
 def cifg_step(x, r, b, s):
     """Coupled input-forget LSTM: the forget gate is 1 - i."""
@@ -145,20 +115,14 @@ def some_zero_states(states):
 
 
 CELLS = {  # name: (step, Gx, Gr, Gb, states, scale of x, tweak of the inputs)
-    "tc_lstm": (lstm_step, 4, 4, 4, ("h", "c"), 1.0, None),
-    "tc_gru": (gru_step, 3, 3, 4, ("h",), 1.0, None),
-    "tc_elman": (elman_step, 1, 1, 1, ("h",), 1.0, None),
-    "tc_elman_relu": (elman_relu_step, 1, 1, 1, ("h",), 1.0, None),
-    "tc_slstm": (slstm_step, 4, 4, 4, ("h", "c", "n", "m"), 1.0, ("states", positive_n)),
     "tc_cifg": (cifg_step, 3, 3, 3, ("h", "c"), 1.0, None),
     "tc_forget": (forget_step, 2, 2, 2, ("h", "c"), 1.0, None),
     "tc_relu6": (relu6_step, 1, 1, 1, ("h",), 5.0, ("gates", ties_at_0_and_6)),
     "tc_gru_log": (gru_log_step, 3, 3, 4, ("h",), 1.0, None),
     "tc_misc": (misc_step, 2, 2, 3, ("h", "a", "k", "z"), 1.0, ("states", some_zero_states)),
 }
-# the hand-written structs the host harness also runs, as a check of the harness itself: those
-# still in use, on the inputs of their step under a new name
-HAND_WRITTEN = {name: f"tc_{name}" for name in cxx.CELL_TYPES}
+# the built-in cells' tweaks of the inputs (their counts are their Cells')
+BUILT_IN_TWEAKS = {"slstm": ("states", positive_n)}
 
 
 def define(name: str):
@@ -170,7 +134,7 @@ def define(name: str):
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    """The host executable running every cell of CELLS (generated structs) and the hand-written ones."""
+    """The host executable running the struct of every cell of CELLS and of every built-in cell."""
     compiler = host_cells.host_compiler()
     if compiler is None:
         pytest.skip("no host C++ compiler (g++, c++, clang++ or nvcc) to run the printed cells on the CPU")
@@ -180,14 +144,20 @@ def harness(tmp_path_factory):
     finally:
         registry.REGISTERED.clear()
         registry.REGISTERED.update(before)
-    types = {**{name: qualified_name(name) for name in CELLS}, **{name: cxx.CELL_TYPES[name] for name in HAND_WRITTEN}}
+    preludes += [cxx.cell_prelude(name) for name in BUILT_IN]
+    types = {name: qualified_name(name) for name in [*CELLS, *BUILT_IN]}
     return host_cells.build(preludes, types, tmp_path_factory.mktemp("host_cells"), COMMON_HEADERS, compiler)
 
 
 def random_inputs(name: str):
     """fp32 values (as float64 tensors) of SAMPLES elements: x, rec [1, G, 1, N], b [G, 1, N],
     states and d_new S tensors [1, 1, N]; each element has its own bias."""
-    _, gx, gr, gb, states, scale, tweak = CELLS[name]
+    if name in CELLS:
+        _, gx, gr, gb, states, scale, tweak = CELLS[name]
+    else:
+        cell = fusedrnn.CELLS[name]
+        gx, gr, gb, states, scale, tweak = (cell.gates_x, cell.gates_r, cell.gates_b, cell.state_names, 1.0,
+                                            BUILT_IN_TWEAKS.get(name))
     N = SAMPLES
     x = (scale * torch.randn(1, gx, 1, N)).double()
     rec, b = torch.randn(1, gr, 1, N).double(), torch.randn(gb, 1, N).double()
@@ -204,9 +174,22 @@ def random_inputs(name: str):
 
 def torch_outputs(cell, x, rec, b, s, d) -> torch.Tensor:
     """The cell's torch forward and backward in float64, laid out as run_host's columns."""
-    new = cell.forward(x, rec, b, s)
-    dx, drec, db, dprev = cell.backward(x, rec, b, s, d)
-    N = x.shape[-1]
+    return as_columns(cell.forward(x, rec, b, s), *cell.backward(x, rec, b, s, d))
+
+
+def reference_outputs(name, x, rec, b, s, d) -> torch.Tensor:
+    """tests/reference.py's step of the built-in cell `name` and its gradient by autograd, in
+    float64, laid out as run_host's columns. One batch row: the biases' gradient is per sample."""
+    inputs = [t.clone().requires_grad_() for t in (x, rec, b, *s)]
+    new = reference_step(name, inputs[0], inputs[1], inputs[2], inputs[3:])
+    grads = torch.autograd.grad(sum((n * dn).sum() for n, dn in zip(new, d)), inputs, allow_unused=True)
+    dx, drec, db, *dprev = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs)]
+    return as_columns([n.detach() for n in new], dx, drec, db[None], dprev)
+
+
+def as_columns(new, dx, drec, db, dprev) -> torch.Tensor:
+    """[N, S + Gx + Gr + Gb + S]: the new states, dx, drec, db, dprev of N elements."""
+    N = dx.shape[-1]
     flat = [v.expand(1, 1, N).reshape(1, N) for v in new]
     flat += [g.expand(1, g.shape[1], 1, N).reshape(-1, N) for g in (dx, drec, db)]
     flat += [v.expand(1, 1, N).reshape(1, N) for v in dprev]
@@ -233,20 +216,19 @@ def test_printed_cell_matches_its_torch_code_on_the_host(name, harness):
     assert_close_fp32(host_cells.run_host(harness, name, *inputs), torch_outputs(cell, *inputs), name)
 
 
-@pytest.mark.parametrize("built_in", list(HAND_WRITTEN))
-def test_harness_runs_the_hand_written_structs_alike(built_in, harness):
-    """The harness itself: the hand-written structs against the built-in torch cells."""
-    inputs = random_inputs(HAND_WRITTEN[built_in])
-    hand = fusedrnn.CELLS[built_in]
-    want = torch_outputs(hand, *inputs)
+@pytest.mark.parametrize("built_in", BUILT_IN)
+def test_built_in_structs_match_the_float64_reference_on_the_host(built_in, harness):
+    """The structs the shipped kernels run, against a reference written apart from them."""
+    inputs = random_inputs(built_in)
+    want = reference_outputs(built_in, *inputs)
     assert_close_fp32(host_cells.run_host(harness, built_in, *inputs), want, built_in)
 
 
 # ---------------------------------------------------------------- the printed text
 
 def test_generated_lstm_struct_follows_the_contract():
-    text = cell_struct(define("tc_lstm").symbolic)
-    assert "namespace fusedrnn::generated {" in text and "struct cell_tc_lstm {" in text
+    text = cell_struct(fusedrnn.CELLS["lstm"].symbolic)
+    assert "namespace fusedrnn::generated {" in text and "struct cell_lstm {" in text
     assert "static constexpr int GX = 4, GR = 4, GB = 4, S = 2;" in text and "static constexpr bool SUMS = true;" in text
     assert "template <bool FAST>" in text and "sigmoid_<FAST>(" in text and "tanh_<FAST>(" in text
     for store in ("next[0] =", "next[1] =", "dx[3] = drec[3] = db[3] =", "dprev[0] = 0.0f;", "dprev[1] ="):
@@ -258,7 +240,7 @@ def test_generated_lstm_struct_follows_the_contract():
 
 
 def test_literals_are_float_and_conditions_bool():
-    text = cell_struct(define("tc_slstm").symbolic)
+    text = cell_struct(fusedrnn.CELLS["slstm"].symbolic)
     assert "const bool bwd0 = (s[2] == 0.0f);" in text
     assert "exp_<FAST>(" in text and "log_sigmoid_(" in text and "fmaxf(" in text and " ? " in text
     misc = cell_struct(define("tc_misc").symbolic)
@@ -308,8 +290,9 @@ def test_translation_unit_prelude_text_digest_and_key():
     file = one_sm.SOURCE.read_text()
     assert unit.text() == f'#line 1 "prelude of one_sm.cu"\n{unit.prelude}#line 1 "one_sm.cu"\n{file}'
     assert pickle.loads(pickle.dumps(unit)) == unit and hash(unit) == hash(as_unit(unit))
-    # a built-in cell keeps its file alone; a path and its unit without a prelude hash alike
-    assert one_sm.rule_config("lstm", torch.bfloat16, 64, 16, False, 1, H100_SXM).source == one_sm.SOURCE
+    # a built-in cell's struct is generated alike; a path and its unit without a prelude hash alike
+    lstm = one_sm.rule_config("lstm", torch.bfloat16, 64, 16, False, 1, H100_SXM).source
+    assert lstm == TranslationUnit(one_sm.SOURCE, cxx.cell_prelude("lstm")) and "struct cell_lstm {" in lstm.prelude
     assert as_unit(one_sm.SOURCE) == TranslationUnit(one_sm.SOURCE) and as_unit(one_sm.SOURCE).text() == file
     assert source_digest(TranslationUnit(one_sm.SOURCE)) == source_digest(one_sm.SOURCE)
     assert len({source_digest(one_sm.SOURCE), source_digest(unit), source_digest(other)}) == 3
@@ -334,7 +317,8 @@ def test_configs_name_and_source_the_generated_struct():
     define("tc_cifg")
     struct = "fusedrnn::generated::cell_tc_cifg"
     assert cxx.template_argument("tc_cifg") == cxx.cell_type("tc_cifg") == struct
-    assert cxx.template_argument("lstm") == "fusedrnn::Lstm" and cxx.cell_unit(one_sm.SOURCE, "gru") == one_sm.SOURCE
+    assert cxx.template_argument("lstm") == "fusedrnn::generated::cell_lstm"
+    assert cxx.cell_unit(one_sm.SOURCE, "gru") == TranslationUnit(one_sm.SOURCE, cxx.cell_prelude("gru"))
     configs = [one_sm.rule_config("tc_cifg", torch.float16, 96, 16, True, 4, H100_SXM),
                grid.split_config("tc_cifg", torch.float16, 256, 16, 16, False, H100_SXM.shared_memory_per_block),
                cluster.choose_cluster("tc_cifg", torch.bfloat16, 768, 16, 1, H100_SXM),
@@ -393,13 +377,17 @@ def test_alternating_step_launches_from_the_cells_unit(monkeypatch):
                               "float, false>")
 
 
-def test_tuner_cost_model_weighs_a_defined_cell():
+def test_tuner_cost_model_weighs_every_cell_by_its_trace():
+    """(2 + transcendental calls + divisions) / 7 of the traced forward or backward, built-in or not."""
     from fusedrnn.backends.cuda.fused import cost, one_sm
 
     define("tc_cifg")
-    lstm = define("tc_lstm")
-    assert cost.pointwise_weight("tc_lstm", False) == cost.pointwise_weight("lstm", False) == 1.0
-    assert lstm.symbolic.backward_transcendentals == 5
+    weights = {name: (7 * cost.pointwise_weight(name, False), 7 * cost.pointwise_weight(name, True))
+               for name in [*BUILT_IN, "tc_cifg"]}
+    want = {"lstm": (7, 7), "gru": (5, 5), "elman": (3, 3), "elman_relu": (2, 2),
+            "slstm": (8, 10),  # one division forward (c' / n'), two backward; sigmoid(-f~) backward
+            "tc_cifg": (6, 6)}  # two sigmoids, two tanh
+    assert weights == pytest.approx(want)
     config = one_sm.rule_config("tc_cifg", torch.bfloat16, 64, 16, False, 4, H100_SXM)
     assert 0 < cost.estimated_ms(config, 4, 16, H100_SXM, 64) < math.inf
 

@@ -37,6 +37,7 @@ from fusedrnn.backends.cuda.fused.cluster import choose_cluster  # noqa: E402
 from fusedrnn.backends.cuda.fused.cluster_backward import choose_cluster_backward  # noqa: E402
 from fusedrnn.backends.cuda.runtime import compile as nvrtc_compile  # noqa: E402
 from fusedrnn.backends.cuda.runtime.device import H100_SXM  # noqa: E402
+from fusedrnn.backends.cuda.runtime.unit import TranslationUnit  # noqa: E402
 
 ARCH = "sm_90"
 LIMIT = H100_SXM.shared_memory_per_block
@@ -101,13 +102,12 @@ def built(request):
     every = request.config.getoption("--all-kernels")
     pick = (lambda configs: configs) if every else sample
     configs = pick(shipped.shipped_configs())
-    alternating = alternating_kernels.shipped_alternating_kernels()
-    source = alternating_kernels.SOURCE
+    alternating = alternating_kernels.shipped_alternating_kernels()  # (name expression, unit)
     jobs = [_job(c) for c in pick(shipped.cluster_configs()) + _cluster_variants()
             + pick(shipped.cluster_backward_configs())]
     jobs += [_job(c) for c in pick(shipped.grid_configs()) + pick(shipped.one_sm_configs())]
-    jobs += [(name, ARCH, source) for name in alternating]
-    jobs += [(name, "sm_80", source) for name in alternating if "step<" in name][:10]
+    jobs += [(name, ARCH, source) for name, source in alternating]
+    jobs += [(name, "sm_80", source) for name, source in alternating if "step<" in name][:10]
     jobs = list(dict.fromkeys(jobs))
     context = multiprocessing.get_context("spawn")  # no fork of a process that has torch's threads
     with ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context) as pool:
@@ -125,7 +125,8 @@ def test_every_shipped_kernel_compiles_without_spills(built):
     assert not spilled, spilled[:10]
     for config in configs:
         assert config.shared_memory + getattr(config, "static_shared_memory", 0) <= LIMIT, config
-    registers = [figures["registers"] for (name, _, _), figures in results.items() if name in alternating]
+    names = {name for name, _ in alternating}
+    registers = [figures["registers"] for (name, _, _), figures in results.items() if name in names]
     assert len(registers) == len(alternating) + 10 and all(0 < r <= 128 for r in registers), max(registers)
 
 
@@ -149,7 +150,7 @@ def test_cluster_variants_compile_without_local_memory(built):
         figures = results[_job(config)]
         assert not figures["spill"] and not figures["stack"] and not figures["local"], (config.name_expression, figures)
         assert config.shared_memory <= LIMIT, config
-    assert {c.source for c in variants} == {cluster.SOURCE, cluster.PROBES_SOURCE}
+    assert {c.source.path for c in variants} == {cluster.SOURCE, cluster.PROBES_SOURCE}
 
 
 def test_largest_head_dims_reported(built):
@@ -279,21 +280,29 @@ def test_truncated_entry_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_key_covers_source_arch_and_instantiation():
-    first, second = (c.name_expression for c in shipped.one_sm_configs()[:2])
-    step = alternating_kernels.shipped_alternating_kernels()[0]
-    keys = [nvrtc_compile.cache_key(first, ARCH, one_sm.SOURCE), nvrtc_compile.cache_key(first, "sm_80", one_sm.SOURCE),
-            nvrtc_compile.cache_key(second, ARCH, one_sm.SOURCE), nvrtc_compile.cache_key(first, ARCH, grid.SOURCE),
-            nvrtc_compile.cache_key(step, ARCH, alternating_kernels.SOURCE),
-            nvrtc_compile.cache_key(step, ARCH, one_sm.SOURCE)]
+    """The key covers the instantiation, the architecture, the file and the unit's prelude (the
+    cell's struct): the same kernel of the same file for another cell is another entry."""
+    first, second = shipped.one_sm_configs()[:2]
+    unit, name = first.source, first.name_expression
+    other_cell = TranslationUnit(unit.path, next(c.source.prelude for c in shipped.one_sm_configs()
+                                                 if c.cell != first.cell))
+    step, step_unit = next(k for k in alternating_kernels.shipped_alternating_kernels() if "step<" in k[0])
+    keys = [nvrtc_compile.cache_key(name, ARCH, unit), nvrtc_compile.cache_key(name, "sm_80", unit),
+            nvrtc_compile.cache_key(second.name_expression, ARCH, second.source),
+            nvrtc_compile.cache_key(name, ARCH, TranslationUnit(grid.SOURCE, unit.prelude)),
+            nvrtc_compile.cache_key(name, ARCH, other_cell), nvrtc_compile.cache_key(name, ARCH, one_sm.SOURCE),
+            nvrtc_compile.cache_key(step, ARCH, step_unit), nvrtc_compile.cache_key(step, ARCH, one_sm.SOURCE)]
     assert len(set(keys)) == len(keys)
-    assert nvrtc_compile.cache_key(first, ARCH, one_sm.SOURCE) == nvrtc_compile.cache_key(first, ARCH, one_sm.SOURCE)
+    assert nvrtc_compile.cache_key(name, ARCH, unit) == nvrtc_compile.cache_key(name, ARCH, first.source)
 
 
 def test_concurrent_processes_share_one_entry(tmp_path):
     config = shipped.one_sm_configs()[1]
+    unit = config.source  # the file and the cell's struct: what each process compiles, and keys on
     code = ("from pathlib import Path; from fusedrnn.backends.cuda.runtime.compile import compile_kernel; "
-            f"c = compile_kernel({config.name_expression!r}, {ARCH!r}, Path({str(config.source)!r})); "
-            "print(len(c.cubin))")
+            "from fusedrnn.backends.cuda.runtime.unit import TranslationUnit; "
+            f"unit = TranslationUnit(Path({str(unit.path)!r}), {unit.prelude!r}); "
+            f"c = compile_kernel({config.name_expression!r}, {ARCH!r}, unit); print(len(c.cubin))")
     env = dict(os.environ, FUSEDRNN_CACHE_DIR=str(tmp_path))
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
              for _ in range(4)]
@@ -350,5 +359,5 @@ def test_editing_a_header_changes_only_the_digests_of_its_units(tmp_path, monkey
     assert users(fused / "cluster_backward.cuh") == {"cluster_backward"}
     assert users(fused / "cluster_forward.cuh") == {"cluster_forward", "cluster_probes"}
     assert users(copy / "alternating" / "csrc" / "alternating_steps.cuh") == {"alternating"}
-    assert users(copy / "csrc" / "cells" / "lstm.cuh") == set(UNITS)
+    assert users(copy / "csrc" / "cells" / "cell.cuh") == set(UNITS)
     assert digests() == before

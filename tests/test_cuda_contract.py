@@ -34,10 +34,11 @@ from fusedrnn.backends.cuda.fused.cluster_backward import ClusterBackwardConfig 
 from fusedrnn.backends.cuda.fused.grid import SplitConfig  # noqa: E402
 from fusedrnn.backends.cuda.fused.plan import Plan  # noqa: E402
 from fusedrnn.backends.cuda.runtime import compile as nvrtc_compile  # noqa: E402
+from fusedrnn.backends.cuda.runtime.unit import as_unit  # noqa: E402
 from fusedrnn.cells import get_cell  # noqa: E402
 
 SHIPPED = shipped.shipped_configs()
-ALTERNATING = alternating_kernels.shipped_alternating_kernels()
+ALTERNATING = dict(alternating_kernels.shipped_alternating_kernels())  # name expression: translation unit
 
 
 def _one_per_kernel(configs):
@@ -74,14 +75,16 @@ def _kind(value) -> str:
 @functools.lru_cache(maxsize=None)
 def _ptx_kinds(source, name_expression):
     """The kinds of the kernel's parameters in the PTX NVRTC emits, in order: 'u64', 'u32'
-    (an int's .s32 read as .u32: the same 32 bits)."""
+    (an int's .s32 read as .u32: the same 32 bits). `source`: a path or a translation unit
+    (the cell's struct in its prelude), compiled as the runtime compiles it."""
     from cuda.bindings import nvrtc
 
-    _, program = nvrtc.nvrtcCreateProgram(source.read_bytes(), source.name.encode(), 0, [], [])
+    unit = as_unit(source)
+    _, program = nvrtc.nvrtcCreateProgram(unit.text().encode(), unit.name.encode(), 0, [], [])
     try:
         nvrtc.nvrtcAddNameExpression(program, name_expression.encode())
         options = [b"--std=c++17", b"--gpu-architecture=compute_90", b"-DFUSEDRNN_NVRTC=1",
-                   f"-I{source.parent}".encode(), f"-I{nvrtc_compile.COMMON_HEADERS}".encode(),
+                   f"-I{unit.path.parent}".encode(), f"-I{nvrtc_compile.COMMON_HEADERS}".encode(),
                    *(f"-I{d}".encode() for d in nvrtc_compile.include_dirs())]
         (error,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
         if error != nvrtc.nvrtcResult.NVRTC_SUCCESS:
@@ -128,11 +131,11 @@ def _fused_launch(config, monkeypatch):
 
 
 def _alternating_launches(monkeypatch, cell, dtype, product_dtype, backward):
-    """The (name, args) of every kernel launch the loop's pointwise makes for a call: the call
-    block, a chunk's staging and a step."""
+    """The (name, source, args) of every kernel launch the loop's pointwise makes for a call: the
+    call block, a chunk's staging and a step."""
     launches = []
     monkeypatch.setattr(alternating_pointwise, "launch", lambda name, elements, device, *args, **kw:
-                        launches.append((name, args)))
+                        launches.append((name, kw.get("source", alternating_kernels.SOURCE), args)))
     ws = make_workspace(Shape(torch.device("cpu"), 0, backward, cell, dtype, product_dtype, 3, 2, 8))
     some = torch.empty(1)
     pointwise = NvrtcPointwise()
@@ -159,11 +162,12 @@ def _host_launches(case, monkeypatch):
     for dtype, product in ((torch.float32, torch.float32), (torch.bfloat16, torch.float32),
                           (torch.float16, torch.float16)):
         launches = _alternating_launches(monkeypatch, cell, dtype, product, backward)
-        assert [name for name, _ in launches] == [
+        assert [name for name, _, _ in launches] == [
             alternating_kernels.SET_CALL, alternating_kernels.stage_kernel(dtype, backward),
             alternating_kernels.step_kernel(cell, dtype, product, backward)]
-        assert all(name in ALTERNATING for name, _ in launches), launches
-        found = [(alternating_kernels.SOURCE, name, [_kind(a) for a in args]) for name, args in launches]
+        # every launch is a shipped kernel, from the unit CI compiles it from
+        assert all(ALTERNATING.get(name) == source for name, source, _ in launches), launches
+        found = [(source, name, [_kind(a) for a in args]) for name, source, args in launches]
         # the parameter kinds do not depend on the types: the fp32 instantiations' PTX stands for all
         first = first or found
         assert [kinds for *_, kinds in found] == [kinds for *_, kinds in first], (dtype, product)
@@ -181,7 +185,7 @@ def test_every_kernel_template_is_covered():
     assert sorted(c.kernel.name for c in KERNELS) == sorted([
         "fused_forward_kernel", "fused_backward_kernel", "fused_split_forward_kernel", "fused_split_backward_kernel",
         "fused_cluster_forward_kernel", "fused_cluster_backward_kernel"])
-    assert len({c.source for c in KERNELS}) == 4
+    assert len({c.source.path for c in KERNELS}) == 4
     assert {name.split("<")[0] for name in ALTERNATING} == {
         alternating_kernels.SET_CALL, "fusedrnn::alternating_stage_forward", "fusedrnn::alternating_stage_backward",
         "fusedrnn::alternating_forward_step", "fusedrnn::alternating_backward_step"}
@@ -233,7 +237,7 @@ def _spelling(value) -> str:
     if isinstance(value, torch.dtype):
         return {torch.float32: "float", torch.float16: "__half", torch.bfloat16: "__nv_bfloat16"}[value]
     if isinstance(value, str):
-        return cxx.CELL_TYPES.get(value, value)
+        return f"fusedrnn::generated::cell_{value}" if value in fusedrnn.CELLS else value
     return str(int(value))
 
 
@@ -281,7 +285,7 @@ def test_kernel_description():
         DHP: int = 48
         fast_math: bool = True
 
-    assert kernel.name_expression(Config()) == "fusedrnn::k<fusedrnn::Gru, __nv_bfloat16, 48, true>"
+    assert kernel.name_expression(Config()) == "fusedrnn::k<fusedrnn::generated::cell_gru, __nv_bfloat16, 48, true>"
     assert kernel.parameter_kinds() == ["u64", "u64", "u32", "u32"]
     x = torch.empty(1)
     assert kernel.arguments(T=7, y=None, B=3, x=x) == [x, None, 3, 7]

@@ -6,7 +6,7 @@ On CPU the kernels run under TRITON_INTERPRET=1 (tests/conftest.py sets it), at 
 odd sizes. New cells are checked in float32 against a float64 reference written here
 (a plain loop of the step in torch ops, gradients by autograd); every code path of
 fusedrnn.backends.triton.variants by the FlashAttention rule in float16; the built-in
-steps defined anew against the built-in cells' hand-written pointwise functions.
+cells, whose functions are generated alike, against tests/reference.py in float32.
 Every output starts as NaN (conftest.py), and x past a sequence's length is NaN too.
 """
 import os
@@ -23,6 +23,7 @@ from fusedrnn.cells import registry
 from fusedrnn.backends.triton.variants import code_paths
 from fusedrnn.testing import random_problem
 from kernel_check import check_backend
+from reference import reference_rnn as built_in_reference_rnn
 
 m = fusedrnn.cellmath
 B, T, NH, DH = 3, 7, 2, 5
@@ -238,65 +239,30 @@ def test_new_cell_every_code_path(name, variant):
     check_backend(run, name, torch.float16, B=B, T=T, NH=NH, DH=DH, device=DEVICE, reference=reference_for_check)
 
 
-# ---------------------------------------------------------------- the built-in steps, generated
+# ---------------------------------------------------------------- the built-in cells, generated alike
 
-def lstm_step(x, r, b, s):
-    i, f, g, o = (x[k] + r[k] + b[k] for k in range(4))
-    c = m.sigmoid(f) * s[1] + m.sigmoid(i) * m.tanh(g)
-    return m.sigmoid(o) * m.tanh(c), c
-
-
-def gru_step(x, r, b, s):
-    reset = m.sigmoid(x[0] + r[0] + b[0])
-    update = m.sigmoid(x[1] + r[1] + b[1])
-    n = m.tanh(x[2] + b[2] + reset * (r[2] + b[3]))
-    return (1 - update) * n + update * s[0]
-
-
-def elman_step(x, r, b, s):
-    return (m.tanh(x[0] + r[0] + b[0]),)
-
-
-def elman_relu_step(x, r, b, s):
-    return (m.relu(x[0] + r[0] + b[0]),)
-
-
-def slstm_step(x, r, b, s):
-    _, c, n, stabiliser = s
-    i_pre, f_pre, z_pre, o_pre = (x[k] + r[k] + b[k] for k in range(4))
-    from_f = m.logsigmoid(f_pre) + stabiliser
-    m_new = m.where(m.eq(n, 0), i_pre, m.maximum(from_f, i_pre))
-    i = m.exp(i_pre - m_new)
-    f = m.exp(from_f - m_new)
-    c_new = f * c + i * m.tanh(z_pre)
-    n_new = f * n + i
-    return m.sigmoid(o_pre) * c_new / n_new, c_new, n_new, m_new
-
-
-BUILT_IN = {"lstm": lstm_step, "gru": gru_step, "elman": elman_step, "elman_relu": elman_relu_step,
-            "slstm": slstm_step}
-
-
-@pytest.mark.parametrize("built_in", list(BUILT_IN))
-def test_built_in_step_generated_matches_hand_written(built_in):
-    from fusedrnn.backends.triton.cells import POINTWISE
+@pytest.mark.parametrize("built_in", fusedrnn.cells.BUILT_IN)
+def test_built_in_cell_matches_float64_reference(built_in):
+    """The built-in cells' pointwise functions are generated from their steps as any cell's, and
+    checked against tests/reference.py, written apart from fusedrnn's cells."""
     from fusedrnn.backends.triton.pointwise import pointwise
 
-    hand = fusedrnn.CELLS[built_in]
-    name = f"tt_gen_{built_in}"
-    cell = fusedrnn.define_cell(name, BUILT_IN[built_in], gates_x=hand.gates_x, gates_r=hand.gates_r,
-                                gates_b=hand.gates_b, states=hand.state_names)
-    assert pointwise(hand) == POINTWISE[built_in]  # the built-in keeps its hand-written functions
-    assert [f.__name__ for f in pointwise(cell)] == [f"{name}_forward", f"{name}_backward"]
+    cell = fusedrnn.CELLS[built_in]
+    assert [f.__name__ for f in pointwise(cell)] == [f"{built_in}_forward", f"{built_in}_backward"]
+    inputs = random_problem(built_in, B, T, NH, DH, dtype=torch.float64)
+    lengths = torch.tensor([T, 4, 1])
+    kernel_x = inputs[0].clone()
+    for row, length in enumerate(lengths.tolist()):  # past a length, NaN must reach nothing
+        kernel_x[row, length:] = float("nan")
+    seeds = [torch.randn(B, T, NH, DH, dtype=torch.float64), torch.randn(inputs[3].shape, dtype=torch.float64)]
+    want = run_with_grads(lambda *a: built_in_reference_rnn(built_in, *a, lengths=lengths), inputs, seeds)
 
-    inputs = random_problem(built_in, B, T, NH, DH, dtype=torch.float32, device=DEVICE)
-    lengths = torch.tensor([T, 4, 1], device=DEVICE)
-    seeds = [torch.randn(B, T, NH, DH, dtype=torch.float64, device=DEVICE),
-             torch.randn(hand.num_states, B, NH, DH, dtype=torch.float64, device=DEVICE)]
-    kw = dict(backend="triton", lengths=lengths)
-    generated = run_with_grads(fusedrnn.rnn, inputs, seeds, cell=name, **kw)
-    hand_written = run_with_grads(fusedrnn.rnn, inputs, seeds, cell=built_in, **kw)
-    assert_all_close(generated, hand_written, rtol=1e-5, atol=1e-5)
+    kernel_inputs = [t.to(DEVICE, torch.float32) for t in (kernel_x, *inputs[1:])]
+    got = run_with_grads(fusedrnn.rnn, kernel_inputs, [s.to(DEVICE) for s in seeds], cell=built_in, backend="triton",
+                         lengths=lengths.to(DEVICE))
+    for g in got:
+        assert g.dtype == torch.float32 and torch.isfinite(g).all()
+    assert_all_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------- what the kernels cannot run
@@ -369,12 +335,12 @@ KERNEL_KEYS = textwrap.dedent("""
 
 def test_cells_with_the_same_math_never_share_a_kernel(tmp_path):
     """Compiled (not interpreted) Triton functions, in a process of their own: two cells
-    of the same step under two names get distinct kernel keys; a second process finds
-    the same two files in the cache."""
+    of the same step under two names, and the built-in elman of that step too, get distinct
+    kernel keys; a second process finds the same three files in the cache."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["FUSEDRNN_CACHE_DIR"] = str(tmp_path)
     for _ in range(2):
         done = subprocess.run([sys.executable, "-c", KERNEL_KEYS], env=env, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        assert done.stdout.split() == ["2"]
+        assert done.stdout.split() == ["3"]

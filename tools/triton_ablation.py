@@ -13,8 +13,9 @@ import triton.language as tl
 import triton.testing
 
 from fusedrnn.backends.triton.backward import recurrence_bwd_kernel
-from fusedrnn.backends.triton.cells import POINTWISE
 from fusedrnn.backends.triton.forward import recurrence_fwd_kernel
+from fusedrnn.backends.triton.pointwise import pointwise
+from fusedrnn.cells import get_cell
 
 
 @triton.jit
@@ -33,7 +34,7 @@ def trivial_backward(x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2,
 B, T = 16, 1024
 VARIANTS = [  # name, GX, GR, cell forward, cell backward
     ("4 matmuls", 4, 4, trivial_forward, trivial_backward),
-    ("lstm", 4, 4, *POINTWISE["lstm"]),
+    ("lstm", 4, 4, *pointwise(get_cell("lstm"))),  # the functions generated from its step
 ]
 rows = []
 for NH, DH in ((12, 64), (6, 128)):

@@ -1,7 +1,7 @@
 """What a cell is: its gate and state counts, its pointwise step and that step's
-gradient, written in torch. This is the reference every backend is tested
-against; the Triton and CUDA backends write the same two functions once each
-in their own language.
+gradient as torch functions (what the `torch` backend runs), and the step traced
+to sympy, from which those functions and every kernel backend's pointwise code
+are generated (define.py; no backend file names a cell).
 """
 from __future__ import annotations
 
@@ -41,9 +41,10 @@ class Cell:
     # whether every gate enters the step only as the sum x_g + rec_g + b_g, so that
     # dx, drec and the per-sample db are one tensor (not GRU: r scales R_n h + b_nhid)
     gates_are_sums: bool = True
-    # the step traced to sympy, for a cell made by define_cell (the code printers' input);
-    # None for a cell written by hand. Left out of == and hash: the name and functions
-    # already tell cells apart, and a Problem holding the cell may be hashed every call
+    # the step traced to sympy (the code printers' input), for every cell define.py builds;
+    # None only for a Cell constructed from torch functions alone, which the kernel backends
+    # refuse. Left out of == and hash: the name and functions already tell cells apart, and
+    # a Problem holding the cell may be hashed every call
     symbolic: SymbolicCell | None = field(default=None, compare=False)
 
     @property

@@ -1,5 +1,6 @@
 """define_cell: a cell from one step function, traced once; its torch forward and
-backward are generated from the trace (DESIGN.md section 2)."""
+backward are generated from the trace (DESIGN.md section 2). The built-in cells are
+built by the same function (cell_from_step) and registered in cells/__init__.py."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -20,19 +21,27 @@ def define_cell(name: str, step: Callable, *, gates_x: int, gates_r: int, gates_
     counts or state names, a step whose state count differs from `states`, or math
     outside cellmath."""
     check_name(name)
+    with REGISTRATION:  # no second definition of the name between the check and the registration
+        if name in CELLS:
+            raise ValueError(f"define_cell: a cell named {name!r} is already defined; choose another name")
+        return register(cell_from_step(name, step, gates_x=gates_x, gates_r=gates_r, gates_b=gates_b,
+                                       states=states))
+
+
+def cell_from_step(name: str, step: Callable, *, gates_x: int, gates_r: int, gates_b: int,
+                   states: Sequence[str]) -> Cell:
+    """The Cell of define_cell's arguments, checked, traced and its torch code generated, but
+    not registered: what define_cell registers, and each built-in cell's file builds."""
+    check_name(name)
     if not callable(step):
         raise ValueError(f"define_cell {name!r}: step must be a function step(x, r, b, s), got {type(step).__name__}")
     for argument, count in (("gates_x", gates_x), ("gates_r", gates_r), ("gates_b", gates_b)):
         check_count(name, argument, count)
     state_names = checked_states(name, states)
-    with REGISTRATION:  # no second definition of the name between the check and the registration
-        if name in CELLS:
-            raise ValueError(f"define_cell: a cell named {name!r} is already defined; choose another name")
-        symbolic = trace(step, gates_x, gates_r, gates_b, len(state_names), name=name)
-        code = torch_code(symbolic)
-        cell = Cell(name, gates_x, gates_r, gates_b, state_names, code.forward, code.backward,
-                    gates_are_sums=symbolic.gates_are_sums, symbolic=symbolic)
-        return register(cell)
+    symbolic = trace(step, gates_x, gates_r, gates_b, len(state_names), name=name)
+    code = torch_code(symbolic)
+    return Cell(name, gates_x, gates_r, gates_b, state_names, code.forward, code.backward,
+                gates_are_sums=symbolic.gates_are_sums, symbolic=symbolic)
 
 
 def check_name(name) -> None:

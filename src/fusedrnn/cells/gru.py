@@ -1,38 +1,15 @@
-"""GRU exactly as torch.nn.GRU: the reset gate multiplies the recurrent part of n
-including its own bias, so the biases are r, z, n_in, n_hid."""
-import torch
-
-from .base import Cell
-
-
-def _gates(x, rec, b):
-    x_r, x_z, x_n = x.unbind(1)
-    rec_r, rec_z, rec_n = rec.unbind(1)
-    b_r, b_z, b_nin, b_nhid = b.unbind(0)
-    r = torch.sigmoid(x_r + rec_r + b_r)
-    z = torch.sigmoid(x_z + rec_z + b_z)
-    hidden_n = rec_n + b_nhid
-    n = torch.tanh(x_n + b_nin + r * hidden_n)
-    return r, z, n, hidden_n
+"""GRU exactly as torch.nn.GRU: gates r, z, n; state h. The reset gate multiplies the
+recurrent part of n including its own bias, so the biases are r, z, n_in, n_hid (and
+the gates are not plain sums: the kernels keep drec apart from dx)."""
+from . import cellmath as m
+from .define import cell_from_step
 
 
-def gru_forward(x, rec, b, states):
-    (h,) = states
-    _, z, n, _ = _gates(x, rec, b)
-    return ((1 - z) * n + z * h,)
+def gru_step(x, r, b, s):
+    reset = m.sigmoid(x[0] + r[0] + b[0])
+    update = m.sigmoid(x[1] + r[1] + b[1])
+    n = m.tanh(x[2] + b[2] + reset * (r[2] + b[3]))
+    return (1 - update) * n + update * s[0]
 
 
-def gru_backward(x, rec, b, states, d_new):
-    (h,) = states
-    (dh_new,) = d_new
-    r, z, n, hidden_n = _gates(x, rec, b)
-    dn = dh_new * (1 - z) * (1 - n * n)
-    dr = dn * hidden_n * r * (1 - r)
-    dz = dh_new * (h - n) * z * (1 - z)
-    dx = torch.stack((dr, dz, dn), dim=1)
-    drec = torch.stack((dr, dz, dn * r), dim=1)
-    db = torch.stack((dr, dz, dn, dn * r), dim=1)
-    return dx, drec, db, (dh_new * z,)
-
-
-GRU = Cell("gru", 3, 3, 4, ("h",), gru_forward, gru_backward, gates_are_sums=False)
+GRU = cell_from_step("gru", gru_step, gates_x=3, gates_r=3, gates_b=4, states=("h",))

@@ -1,31 +1,14 @@
-"""LSTM, gate order i, f, g, o as in torch.nn.LSTM."""
-import torch
+"""LSTM as torch.nn.LSTM: gates i, f, g, o; states h, c.
 
-from .base import Cell
-
-
-def _gates(x, rec, b):
-    i, f, g, o = (x + rec + b).unbind(1)
-    return torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+c' = sigmoid(f) c + sigmoid(i) tanh(g), h' = sigmoid(o) tanh(c')."""
+from . import cellmath as m
+from .define import cell_from_step
 
 
-def lstm_forward(x, rec, b, states):
-    _, c = states
-    i, f, g, o = _gates(x, rec, b)
-    c_new = f * c + i * g
-    return o * torch.tanh(c_new), c_new
+def lstm_step(x, r, b, s):
+    i, f, g, o = (x[k] + r[k] + b[k] for k in range(4))
+    c = m.sigmoid(f) * s[1] + m.sigmoid(i) * m.tanh(g)
+    return m.sigmoid(o) * m.tanh(c), c
 
 
-def lstm_backward(x, rec, b, states, d_new):
-    _, c = states
-    dh_new, dc_new = d_new
-    i, f, g, o = _gates(x, rec, b)
-    tanh_c = torch.tanh(f * c + i * g)
-    dc = dc_new + dh_new * o * (1 - tanh_c * tanh_c)
-    dpre = torch.stack(
-        (dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g), dh_new * tanh_c * o * (1 - o)), dim=1
-    )
-    return dpre, dpre, dpre, (torch.zeros_like(c), dc * f)
-
-
-LSTM = Cell("lstm", 4, 4, 4, ("h", "c"), lstm_forward, lstm_backward)
+LSTM = cell_from_step("lstm", lstm_step, gates_x=4, gates_r=4, gates_b=4, states=("h", "c"))

@@ -96,6 +96,8 @@ class SymbolicCell:
     summed_backward: Program | None  # inputs pre, s, d; outputs dpre (G), then dprev (S)
     forward_transcendentals: int  # transcendental calls in `forward` (see count_transcendentals)
     backward_transcendentals: int  # ... and in `backward`
+    forward_divisions: int  # divisions in `forward` (see count_divisions)
+    backward_divisions: int  # ... and in `backward`
 
     @property
     def forward_assignments(self):
@@ -162,6 +164,7 @@ def trace(step: Callable, gates_x: int, gates_r: int, gates_b: int, num_states: 
         name, gates_x, gates_r, gates_b, num_states, x, r, b, s, d, new_states, gradients, forward, backward,
         summed_states is not None, pre, summed_forward, summed_backward,
         sum(count_transcendentals(forward).values()), sum(count_transcendentals(backward).values()),
+        count_divisions(forward), count_divisions(backward),
     )
 
 
@@ -270,3 +273,16 @@ def count_calls(expr: sympy.Basic, counts: Counter) -> None:
         counts[kind] += 1
     for arg in expr.args:
         count_calls(arg, counts)
+
+
+def count_divisions(program: Program) -> int:
+    """How many divisions the program makes, each temporary once: sympy writes a / b as
+    a * b**-1, so each power to a negative whole exponent (reciprocal or division)."""
+    return sum(count_negative_powers(expr) for expr in [e for _, e in program.assignments] + list(program.outputs))
+
+
+def count_negative_powers(expr: sympy.Basic) -> int:
+    if isinstance(expr, sympy.Expr) and expr.is_number:
+        return 0  # folded to a constant by every printer
+    own = isinstance(expr, Pow) and expr.exp.is_Integer and bool(expr.exp.is_negative)
+    return int(own) + sum(count_negative_powers(arg) for arg in expr.args)

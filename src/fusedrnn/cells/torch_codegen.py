@@ -5,7 +5,8 @@ Each input tensor is unbound into one tensor per gate or state, named as the
 SymbolicCell's symbols (x0 = x[:, 0], b0 = b[0], s0 = states[0], ...), then the
 Program's assignments run in order. A cell whose gates are sums adds
 x + rec + b once and unbinds that into pre0, pre1, ... (its summed Program),
-and returns the one gradient tensor as dx, drec and db, as hand-written cells do.
+and returns the one gradient tensor as dx, drec and db (the torch backend then
+keeps one buffer).
 """
 from __future__ import annotations
 

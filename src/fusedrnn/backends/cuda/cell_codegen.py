@@ -1,8 +1,8 @@
 """Generate a cell's CUDA struct (the contract of csrc/cells/cell.cuh) from its
 SymbolicCell: what every CUDA kernel template takes as its `Cell` argument.
 
-The struct lives in namespace fusedrnn::generated, apart from the hand-written
-structs of fusedrnn::, and is named after the cell (struct_name). Its forward
+The struct lives in namespace fusedrnn::generated, apart from the kernels'
+names in fusedrnn::, and is named after the cell (struct_name). Its forward
 and backward run the SymbolicCell's Programs as straight-line code: one
 `const float` (or `const bool`, for a condition) a temporary, then the outputs
 into the Gates arrays, slots past the cell's counts left alone. A cell whose

@@ -4,8 +4,7 @@ expressions in fp32, for a generated cell struct (cell_codegen.py).
 Every value is a float and every constant a float literal (an `f` suffix): one
 double literal would promote its expression to fp64, tens of times slower on
 the GPU. The transcendental functions are csrc/math.cuh's, templated on FAST
-(the MUFU approximations where the storage is bfloat16), as in the hand-written
-cells. A condition (a comparison, or And, Or, Not of them) prints as a C++ bool
+(the MUFU approximations where the storage is bfloat16). A condition (a comparison, or And, Or, Not of them) prints as a C++ bool
 expression; Where as the ternary operator.
 
 Semantics follow the torch printer (cells/torch_printer.py) wherever a finite

@@ -1,7 +1,7 @@
-"""The C++ side's names for the host's types: each cell's struct (hand-written
-in csrc/cells/*.cuh, or generated from the cell's step by cell_codegen.py)
-and each storage dtype, how a template instantiation is spelled for NVRTC's
-name expressions, and the translation unit a cell's kernels compile from."""
+"""The C++ side's names for the host's types: each cell's struct (generated from
+the cell's step by cell_codegen.py; no C++ file names a cell) and each storage
+dtype, how a template instantiation is spelled for NVRTC's name expressions, and
+the translation unit a cell's kernels compile from."""
 from __future__ import annotations
 
 import functools
@@ -15,13 +15,6 @@ from ...cells import CELLS, Cell, get_cell
 from .cell_codegen import cell_struct, qualified_name
 from .runtime.unit import TranslationUnit
 
-# The hand-written structs, by cell name: a cell listed here runs its struct of csrc/cells/; every
-# other cell the struct generated from its traced step. Moving a cell to its generated struct is
-# deleting its line here (the cell must then come from define_cell: its Cell.symbolic).
-CELL_TYPES = {
-    "lstm": "fusedrnn::Lstm", "gru": "fusedrnn::Gru", "elman": "fusedrnn::ElmanTanh",
-    "elman_relu": "fusedrnn::ElmanRelu", "slstm": "fusedrnn::Slstm",
-}
 STORAGE_TYPES = {torch.float32: "float", torch.float16: "__half", torch.bfloat16: "__nv_bfloat16"}
 # what a generated struct needs before it: Gates and the math (the kernels' headers include it again)
 PRELUDE_INCLUDE = '#include "cells/cell.cuh"\n'
@@ -29,24 +22,22 @@ PRELUDE_INCLUDE = '#include "cells/cell.cuh"\n'
 
 def cell_type(cell: str) -> str:
     """The C++ type of the struct of the cell named `cell`."""
-    if cell in CELL_TYPES:
-        return CELL_TYPES[cell]
-    return qualified_name(generated_cell(cell).name)
+    return qualified_name(traced_cell(cell).name)
 
 
-def generated_cell(cell: str) -> Cell:
-    """The cell named `cell`, which has no hand-written struct: its step must be traced."""
+def traced_cell(cell: str) -> Cell:
+    """The cell named `cell`, which must carry its traced step: its struct is printed from it."""
     spec = get_cell(cell)
     if spec.symbolic is None:
-        raise ValueError(f"cell {cell!r} has no CUDA struct: it is neither hand-written (cxx.CELL_TYPES) nor "
-                         "defined with fusedrnn.define_cell")
+        raise ValueError(f"cell {cell!r} has no CUDA struct: it was not built from a step (its Cell holds torch "
+                         "functions alone); define it with fusedrnn.define_cell")
     return spec
 
 
 def cell_prelude(cell: str) -> str:
     """The C++ text a translation unit needs before it to instantiate its kernels for the cell:
-    the generated struct ('' for a hand-written one, which every unit includes)."""
-    return "" if cell in CELL_TYPES else prelude_of(generated_cell(cell))
+    the cell's generated struct (the .cu files include no cell of their own)."""
+    return prelude_of(traced_cell(cell))
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,11 +46,10 @@ def prelude_of(cell: Cell) -> str:
     return PRELUDE_INCLUDE + cell_struct(cell.symbolic)
 
 
-def cell_unit(path: Path, cell: str) -> Path | TranslationUnit:
-    """The translation unit at `path` for the kernels of the cell named `cell`: the file alone
-    for a hand-written struct, else with the cell's generated struct as its prelude."""
-    prelude = cell_prelude(cell)
-    return TranslationUnit(path, prelude) if prelude else path
+def cell_unit(path: Path, cell: str) -> TranslationUnit:
+    """The translation unit at `path` for the kernels of the cell named `cell`: the file with the
+    cell's generated struct as its prelude."""
+    return TranslationUnit(path, cell_prelude(cell))
 
 
 def template_argument(value) -> str:
@@ -68,7 +58,7 @@ def template_argument(value) -> str:
         return str(value).lower()
     if isinstance(value, torch.dtype):
         return STORAGE_TYPES[value]
-    if isinstance(value, str) and (value in CELL_TYPES or value in CELLS):
+    if isinstance(value, str) and value in CELLS:
         return cell_type(value)
     return str(value)
 

@@ -11,7 +11,7 @@ from ...ops.registry import Backend, register
 from .shapes import padded_head_dim
 
 # gates of each kind and states the kernels pass a cell's pointwise functions: four
-# tiles each, the unused ones zero (cells/__init__.py; cell_codegen.py generates them so)
+# tiles each, the unused ones zero (pointwise.py; cell_codegen.py generates them so)
 CELL_SLOTS = 4
 
 MAX_HEAD_DIM = 128

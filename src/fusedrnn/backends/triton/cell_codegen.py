@@ -1,17 +1,16 @@
 """Generate a cell's Triton pointwise functions from its SymbolicCell: the source of
 one module holding `<name>_forward` and `<name>_backward`, @triton.jit functions
-with the fixed calling convention of cells/__init__.py, which the kernels call
+with the fixed calling convention of pointwise.py, which the kernels call
 for every cell alike:
 
   forward(x0..3, r0..3, b0..3, s0..3, FAST) -> s0..3 new
   backward(x0..3, r0..3, b0..3, s0..3, d0..3, FAST) -> dx0..3, drec0..3, db0..3, dprev0..3
 
 The SymbolicCell's symbols are named as these parameters, so the Programs'
-assignments print as they are. Slots past the cell's counts follow the
-hand-written cells: a state the cell does not have passes through the forward,
-and every gradient it does not have is a zero tile. A cell whose gates are sums
-computes pre_g = x_g + r_g + b_g once and returns its one gradient per gate as
-dx, drec and db, as the hand-written cells do.
+assignments print as they are. Slots past the cell's counts: a state the cell
+does not have passes through the forward, and every gradient it does not have is
+a zero tile. A cell whose gates are sums computes pre_g = x_g + r_g + b_g once and
+returns its one gradient per gate as dx, drec and db.
 
 Every output is a full [DH_P, BLOCK_B] tile: the kernels store and select
 whole tiles, while a bias is a [DH_P, 1] column and a constant no tile at all;
@@ -30,7 +29,7 @@ import sympy
 from ...cells.symbolic import Program, SymbolicCell
 from .cell_printer import MATH_NAMES, TritonPrinter
 
-SLOTS = 4  # gates and states of each kind the kernels pass (cells/__init__.py)
+SLOTS = 4  # gates and states of each kind the kernels pass (pointwise.py)
 FAST = "FAST"  # the functions' constexpr switch (math.py)
 ZERO = "zero"  # a zero tile of the step's shape: tl.zeros_like(s0)
 MATH_MODULE = f"{__package__}.math"  # math.py, named without importing it and so triton

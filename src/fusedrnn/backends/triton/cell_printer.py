@@ -1,8 +1,8 @@
 """Print the sympy nodes of a traced step (fusedrnn/cells/functions.py lists them)
 as Triton expressions on the fp32 tiles of the kernels' pointwise functions.
 
-The transcendentals are math.py's, so that a generated cell computes them as
-the hand-written ones do (sigmoid and tanh take the function's FAST switch).
+The transcendentals are math.py's (sigmoid and tanh take the function's FAST
+switch: one MUFU instruction in bfloat16).
 Constants print as float literals: an int literal would make an int tensor of
 a where of two constants, and a float one takes the dtype of the tile it meets.
 Imports no triton: it only writes text (cell_codegen.py assembles the module).

@@ -1,5 +1,5 @@
-"""Transcendentals and other math for the pointwise cells (the hand-written ones
-in cells/ and those cell_codegen.py generates from a define_cell step).
+"""Transcendentals and other math for the pointwise cells, which cell_codegen.py
+generates from each cell's step.
 
 Accurate versions are built from tl.exp and a fast (2-ulp, non-IEEE) division
 and run the same on the GPU and under the Triton interpreter. With FAST (used

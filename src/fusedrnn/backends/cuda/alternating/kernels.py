@@ -1,16 +1,16 @@
 """The cuda_alternating kernels (csrc/alternating.cu): their names, the list
 of every instantiation a call can select, and their launch over elements.
 They are compiled, cached and launched by the shared runtime (runtime/), from
-their own translation unit (a compile takes ~0.1 s); a step kernel of a cell
-whose struct is generated, from that unit with the struct as its prelude
-(step_source)."""
+their own translation unit (a compile takes ~0.1 s); a step kernel from that
+unit with its cell's generated struct as the prelude (step_source)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from ..cxx import CELL_TYPES, STORAGE_TYPES, cell_type, cell_unit
+from ....cells import BUILT_IN
+from ..cxx import STORAGE_TYPES, cell_type, cell_unit
 from ..runtime import launch as runtime
 
 SOURCE = Path(__file__).parent / "csrc" / "alternating.cu"
@@ -41,16 +41,17 @@ def product_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, ...]:
     return (torch.float32,) if dtype == torch.float32 else (torch.float32, dtype)
 
 
-def shipped_alternating_kernels() -> list[str]:
-    """Every instantiation a call can select (CI compiles them all, tests/test_cuda_compile.py)."""
-    names = {SET_CALL}
+def shipped_alternating_kernels() -> list[tuple]:
+    """(name expression, translation unit) of every instantiation a call of a built-in cell can
+    select, by name (CI compiles them all, tests/test_cuda_compile.py)."""
+    kernels = {SET_CALL: SOURCE}
     for dtype in STORAGE_TYPES:
         for backward in (False, True):
-            names.add(stage_kernel(dtype, backward))
-            for cell in CELL_TYPES:
+            kernels[stage_kernel(dtype, backward)] = SOURCE
+            for cell in BUILT_IN:
                 for product in product_dtypes(dtype):
-                    names.add(step_kernel(cell, dtype, product, backward))
-    return sorted(names)
+                    kernels[step_kernel(cell, dtype, product, backward)] = step_source(cell)
+    return sorted(kernels.items())
 
 
 def launch(name_expression: str, elements: int, device: torch.device, *args, block: int = THREADS,

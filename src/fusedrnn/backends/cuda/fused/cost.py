@@ -24,7 +24,8 @@ The cycle constants were fitted to the H100 measurements of 2026-11-25 (LSTM,
 bf16, B=16, T=1024: docs/perf-notes.md, tests/data/h100-2026-11-25-cuda-*.json);
 tests/test_tune.py compares the model's ranking with them and docs/tuning.md
 reports how well it agrees. Other cells scale the pointwise terms by their
-count of transcendental operations (not measured).
+count of transcendental calls and divisions, counted on their traced steps
+(pointwise_weight; not measured).
 """
 from __future__ import annotations
 
@@ -63,18 +64,17 @@ FORWARD = Cycles(pointwise=860, issue=420, products=1, store=10)
 # also waits for every part's partial sums to land
 BACKWARD = Cycles(pointwise=1550, issue=1300, products=2, ldmatrix=27, store=8, exchange=5200)
 
-# pointwise work of each cell relative to the LSTM's, from their transcendental
-# counts (LSTM 5: three sigmoids, two tanh) plus ~2 of FMAs: (2 + count) / 7
-POINTWISE_WEIGHT = {"lstm": 1.0, "gru": 5 / 7, "elman": 3 / 7, "elman_relu": 2 / 7, "slstm": 9 / 7}
-
-
 def pointwise_weight(cell: str, backward: bool) -> float:
-    """The table's weight, or for a cell defined by its step the same rule over the
-    transcendental calls its traced forward or backward makes."""
-    if cell in POINTWISE_WEIGHT:
-        return POINTWISE_WEIGHT[cell]
+    """The cell's pointwise work relative to the LSTM's, from its traced forward or backward:
+    (2 + count) / 7, where count is its transcendental calls and divisions (LSTM: three
+    sigmoids and two tanh, no division) and ~2 stands for its FMAs. A division counts as a
+    transcendental: in fp32 it is a reciprocal on the special-function unit refined by
+    Newton steps (NVRTC compiles IEEE division), as long a chain as a MUFU tanh or more."""
     symbolic = get_cell(cell).symbolic
-    count = symbolic.backward_transcendentals if backward else symbolic.forward_transcendentals
+    if backward:
+        count = symbolic.backward_transcendentals + symbolic.backward_divisions
+    else:
+        count = symbolic.forward_transcendentals + symbolic.forward_divisions
     return (2 + count) / 7
 
 

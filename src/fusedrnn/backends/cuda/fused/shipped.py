@@ -1,13 +1,15 @@
 """Every kernel instantiation a call can select, per family: what CI compiles
 with NVRTC on a CPU (tests/test_cuda_compile.py) and fails on spills. The
-calls sampled cover each cell, dtype and padded head dim, narrow and wide
-batch tiles, few and many heads; row-copy widths other than 8 are sampled at
-one head dim (they differ only in how rows are staged)."""
+calls sampled cover each built-in cell (a user's cell compiles at its first
+call), dtype and padded head dim, narrow and wide batch tiles, few and many
+heads; row-copy widths other than 8 are sampled at one head dim (they differ
+only in how rows are staged)."""
 from __future__ import annotations
 
 import torch
 
-from ..cxx import CELL_TYPES, STORAGE_TYPES
+from ....cells import BUILT_IN
+from ..cxx import STORAGE_TYPES
 from ..runtime.device import H100_SXM, DeviceLimits
 from .cluster import choose_cluster
 from .cluster_backward import choose_cluster_backward
@@ -17,7 +19,7 @@ from .one_sm import fits_one_sm, rule_config
 
 def one_sm_configs(device: DeviceLimits = H100_SXM) -> list:
     configs = set()
-    for cell in CELL_TYPES:
+    for cell in BUILT_IN:
         for dtype in STORAGE_TYPES:
             for DHP in range(16, 257, 16):
                 for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 48 else []):
@@ -30,7 +32,7 @@ def one_sm_configs(device: DeviceLimits = H100_SXM) -> list:
 
 def split_heads():
     """(cell, dtype, DH) of every padded head dim a split kernel serves, each row-copy width at 256."""
-    for cell in CELL_TYPES:
+    for cell in BUILT_IN:
         for dtype in STORAGE_TYPES:
             for DHP in range(PAD_TO, MAX_HEAD_DIM + 1, PAD_TO):
                 for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []):
@@ -53,7 +55,7 @@ def cluster_configs(device: DeviceLimits = H100_SXM) -> list:
 
 def cluster_backward_configs(device: DeviceLimits = H100_SXM) -> list:
     configs = set()
-    for cell in CELL_TYPES:
+    for cell in BUILT_IN:
         for dtype in (torch.float16, torch.bfloat16):
             for DHP in range(128, MAX_HEAD_DIM + 1, 128):
                 for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 256 else []) + (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..cell_codegen import too_many
-from ..cxx import CELL_TYPES, STORAGE_TYPES
+from ..cxx import STORAGE_TYPES
 
 MIN_CAPABILITY = (8, 0)
 
@@ -50,8 +50,8 @@ def check_call(problem) -> str:
     every kernel of both holds at most 4 gates of each kind and 4 states an element, and is
     written for the storage types of cxx.STORAGE_TYPES. Pure Python: no compile."""
     cell = problem.cell
-    if cell.name not in CELL_TYPES and cell.symbolic is None:  # a Cell made by hand, not by define_cell
-        return f"cell {cell.name!r}: no CUDA struct (neither hand-written nor generated from a define_cell step)"
+    if cell.symbolic is None:  # a Cell of torch functions alone: no step to print its struct from
+        return f"cell {cell.name!r}: no CUDA struct (it was not built from a step: define it with define_cell)"
     counts = too_many(cell.gates_x, cell.gates_r, cell.gates_b, cell.num_states)
     if counts:
         return f"cell {cell.name!r}: {counts}"

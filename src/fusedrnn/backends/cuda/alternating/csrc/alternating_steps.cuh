@@ -1,6 +1,6 @@
 // The per-step pointwise kernels of the cuda_alternating backend: one thread
 // per element (sequence b, head n, unit i) applies the cell's forward or
-// backward (cells/*.cuh; the cell is a template argument, never named here)
+// backward (cells/cell.cuh's contract; the cell is a template argument, never named here)
 // between two batched GEMMs that cuBLAS runs over all heads:
 //
 //   forward  step t: rec = h_{t-1} R^T (GEMM) -> forward step -> h_t

@@ -1,7 +1,12 @@
-// The contract every cell follows (fusedrnn/cells/ holds the reference math).
+// The contract every cell's struct follows. No struct is written here: each is
+// generated from the cell's step (fusedrnn/cells/: the built-in ones and define_cell's)
+// by backends/cuda/cell_codegen.py, and reaches a translation unit as its prelude,
+// in namespace fusedrnn::generated. The kernels take the struct as a template
+// argument and never name a cell.
 //
 //   struct Cell {
 //     static constexpr int GX, GR, GB, S;   // input gates, recurrent gates, biases, states
+//     static constexpr bool SUMS;           // every gate enters as x + r + b: drec == dx == db
 //     template <bool FAST> __device__ static void forward(
 //         const float (&x)[4], const float (&r)[4], const float (&b)[4], const float (&s)[4],
 //         float (&next)[4]);                   // the states after the step; next[0] is h

@@ -2,10 +2,7 @@
 // tools/cluster_timeline.py): each leaves out or stamps one part of a step, so its results are
 // wrong. Outside every shipped kernel's include closure: editing a probe retires no cubin or
 // tuned winner of the shipped kernels.
-#include "cells/elman.cuh"
-#include "cells/gru.cuh"
-#include "cells/lstm.cuh"
-#include "cells/slstm.cuh"
+// The cell's struct comes before this file, in the unit's prelude (cxx.cell_unit).
 #include "cluster_forward.cuh"
 
 namespace fusedrnn::probes {
