@@ -33,6 +33,7 @@ SHIM = """// Host shim: the CUDA keywords away, the intrinsics a cell uses as ho
 #define asm(...)  // math.cuh's MUFU tanh: only in the FAST branch, never instantiated here
 #define __expf expf  // macros: a C library may declare these names itself
 #define __logf logf
+#define __fdividef(a, b) ((a) / (b))
 static inline float rsqrtf(float v) { return 1.0f / sqrtf(v); }
 static inline float __int_as_float(int bits) { float v; std::memcpy(&v, &bits, sizeof v); return v; }
 #include "cells/cell.cuh"

@@ -242,7 +242,7 @@ def test_generated_lstm_struct_follows_the_contract():
 def test_literals_are_float_and_conditions_bool():
     text = cell_struct(fusedrnn.CELLS["slstm"].symbolic)
     assert "const bool bwd0 = (s[2] == 0.0f);" in text
-    assert "exp_<FAST>(" in text and "log_sigmoid_(" in text and "fmaxf(" in text and " ? " in text
+    assert "exp_<FAST>(" in text and "log_sigmoid_<FAST>(" in text and "div_<FAST>(" in text and "fmaxf(" in text and " ? " in text
     misc = cell_struct(define("tc_misc").symbolic)
     for piece in ("sqrtf(", "rsqrtf(", "powf(", "sign_(", "fabsf(", "&&", "!(", "!= 0.0f", "== 0.0f",
                   "power_<5>(", "fminf(", "next[3] = -1.25f;", "SUMS = false"):

@@ -30,7 +30,7 @@ UNARY = {
     "tanh": "tanh_<FAST>",
     "exp": "exp_<FAST>",
     "log": "log_<FAST>",
-    "LogSigmoid": "log_sigmoid_",
+    "LogSigmoid": "log_sigmoid_<FAST>",
     "Abs": "fabsf",
     "sign": "sign_",
 }
@@ -90,7 +90,22 @@ class CudaCellPrinter(C99CodePrinter):
 
     def _print_Softplus(self, expr):
         # log(1 + exp(z)) = -logsigmoid(-z), stable for every z (as the torch printer)
-        return f"(-log_sigmoid_(-({self._print(expr.args[0])})))"
+        return f"(-log_sigmoid_<FAST>(-({self._print(expr.args[0])})))"
+
+    def _print_Mul(self, expr):
+        """A product with factors to negative whole powers as one division, math.cuh's div_ (the
+        MUFU reciprocal with FAST); other products as sympy prints them."""
+        numerator, denominator = [], []
+        for factor in expr.args:
+            exponent = factor.exp if factor.is_Pow else None
+            whole = exponent is not None and exponent.is_number and float(exponent).is_integer()
+            if whole and float(exponent) < 0 and abs(float(exponent)) <= 64:
+                denominator.append(sympy.Pow(factor.base, -exponent))
+            else:
+                numerator.append(factor)
+        if not denominator:
+            return super()._print_Mul(expr)
+        return f"div_<FAST>({self._print(sympy.Mul(*numerator))}, {self._print(sympy.Mul(*denominator))})"
 
     def _print_Relu(self, expr):
         return f"fmaxf({self._print(expr.args[0])}, 0.0f)"
@@ -115,7 +130,7 @@ class CudaCellPrinter(C99CodePrinter):
         if whole and abs(float(exponent)) <= 64:
             n = int(exponent)
             power = self.whole_power(base, abs(n))
-            return f"(1.0f / {power})" if n < 0 else power
+            return f"div_<FAST>(1.0f, {power})" if n < 0 else power
         return f"powf({self._print(base)}, {self._print(exponent)})"
 
     def whole_power(self, base: sympy.Expr, n: int) -> str:
