@@ -123,7 +123,7 @@ def test_torch_compile_fullgraph_matches_eager():
 
 def test_custom_ops_pass_opcheck():
     x, R, b, s = _lstm(dtype=torch.float64)
-    args = (x.requires_grad_(), R.requires_grad_(), b, s, torch.tensor([3, 1]), "lstm", True)
+    args = (x.requires_grad_(), R.requires_grad_(), b, s, torch.tensor([3, 1]), None, "lstm", True)
     torch.library.opcheck(torch.ops.fusedrnn.torch_fwd.default, args)
 
 

@@ -289,9 +289,9 @@ def test_host_code_launches_the_winner_for_the_gpu_it_is_on(monkeypatch, DH, NH)
     monkeypatch.setattr(fused_backend, "device_limits", lambda index=None: H100_SXM)
     launched = record_launches(monkeypatch)
     x, R, b, states = inputs(DH, NH)
-    y, final, saved = torch.ops.fusedrnn.cuda_fused_fwd(x, R, b, states, None, "lstm", True)
-    torch.ops.fusedrnn.cuda_fused_bwd(torch.ones_like(y), torch.ones_like(final), x, R, b, states, None, y, final,
-                                      saved, "lstm")
+    y, final, saved = torch.ops.fusedrnn.cuda_fused_fwd(x, R, b, states, None, None, "lstm", True)
+    torch.ops.fusedrnn.cuda_fused_bwd(torch.ones_like(y), torch.ones_like(final), x, R, b, states, None, None, y,
+                                      final, saved, "lstm")
     winners = [result.forward.best.plan, result.backward.best.plan]
     assert all(w != rule(DH, NH, 5, w.direction) for w in winners)
     assert launched == [w.name_expression for w in winners]

@@ -32,7 +32,7 @@ def _check_same(name: str, value: Tensor, x: Tensor) -> None:
         raise ValueError(f"{name}: expected device {x.device} (the device of x), got {value.device}")
 
 
-def _validate(x, R, b, states, lengths, cell: Cell) -> None:
+def _validate(x, R, b, states, lengths, resets, cell: Cell) -> None:
     _check_tensor("x", x, 5, "[B, T, Gx, NH, DH]")
     if x.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"x: expected a floating dtype {_FLOAT_DTYPES}, got {x.dtype}")
@@ -59,6 +59,13 @@ def _validate(x, R, b, states, lengths, cell: Cell) -> None:
         if lengths.device.type != "cpu" and lengths.device != x.device:
             raise ValueError(f"lengths: expected device cpu or {x.device}, got {lengths.device}")
         # the range of the values is checked inside the backends' ops (check_lengths_range)
+    if resets is not None:
+        _check_tensor("resets", resets, 2, "[B, T]")
+        _check_shape("resets", resets, (B, T), "[B, T]")
+        if resets.dtype != torch.bool:
+            raise TypeError(f"resets: expected dtype torch.bool, got {resets.dtype}")
+        if resets.device != x.device:
+            raise ValueError(f"resets: expected device {x.device} (the device of x), got {resets.device}")
 
 
 def _autocast(tensors: list, device_type: str) -> list:
@@ -77,6 +84,7 @@ def rnn(
     cell: str = "lstm",
     backend: str = "auto",
     lengths: Optional[Tensor] = None,
+    resets: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
     """Run a multi-head recurrence over all time steps.
 
@@ -85,6 +93,9 @@ def rnn(
     b: [Gb, NH, DH] biases.
     states: [S, B, NH, DH] initial states (state 0 is h) or None for zeros.
     lengths: [B] int64 valid length of each sequence, or None.
+    resets: [B, T] bool, or None: where True, that step starts from the initial
+        states instead of the previous step's (no gradient crosses it; past a
+        sequence's length it changes nothing).
 
     Returns y [B, T, NH, DH] (h at every step, 0 past a sequence's length) and
     final [S, B, NH, DH] (the states after each sequence's last valid step).
@@ -92,18 +103,18 @@ def rnn(
     spec = get_cell(cell)
     if not isinstance(backend, str):
         raise TypeError(f"backend: expected a str, got {type(backend).__name__}")
-    _validate(x, R, b, states, lengths, spec)
+    _validate(x, R, b, states, lengths, resets, spec)
     if x.dtype != torch.float64 and x.device.type != "meta":  # meta: shape inference, no autocast
         x, R, b, states = _autocast([x, R, b, states], x.device.type)
     B, T, _, NH, DH = x.shape
     if states is None:
         states = x.new_zeros(spec.num_states, B, NH, DH)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
-    problem = problem_of(x, spec.name, lengths, needs_grad)
+    problem = problem_of(x, spec.name, lengths, needs_grad, resets)
     chosen = _backends.choose(backend, problem)
     if B == 0:  # an empty batch has nothing to run; every backend's answer is the same empty outputs
         chosen = _backends.choose("torch", problem)
-    return chosen.run(x, R, b, states, lengths, spec.name, needs_grad)
+    return chosen.run(x, R, b, states, lengths, spec.name, needs_grad, resets=resets)
 
 
 def backends() -> dict:

@@ -20,16 +20,34 @@ class Problem:
     device: torch.device
     has_lengths: bool
     needs_grad: bool
+    # last and defaulted: the planners and tools that build a Problem by hand describe calls without resets
+    has_resets: bool = False
 
     @property
     def hidden(self) -> int:
         return self.heads * self.head_dim
 
 
-def problem_of(x: torch.Tensor, cell: str, lengths: Optional[torch.Tensor], needs_grad: bool) -> Problem:
+def problem_of(x: torch.Tensor, cell: str, lengths: Optional[torch.Tensor], needs_grad: bool,
+               resets: Optional[torch.Tensor] = None) -> Problem:
     """The facts of a call with x [B, T, Gx, NH, DH] (what rnn() dispatches on and the planners read)."""
     B, T, _, NH, DH = x.shape
-    return Problem(get_cell(cell), B, T, NH, DH, x.dtype, x.device, lengths is not None, needs_grad)
+    return Problem(get_cell(cell), B, T, NH, DH, x.dtype, x.device, lengths is not None, needs_grad,
+                   resets is not None)
+
+
+def resets_not_in_kernels(problem: Problem, backend: str) -> str:
+    """The refusal of a kernel backend whose kernels do not run `resets` yet, or ""."""
+    if not problem.has_resets:
+        return ""
+    return f"resets: not yet in the {backend} kernels (backend='torch' runs them)"
+
+
+def no_resets(resets: Optional[torch.Tensor], backend: str) -> None:
+    """Inside a kernel backend's op: its supports() refused resets, so none reach here
+    through rnn(); a direct caller of the op gets the same reason."""
+    if resets is not None:
+        raise ValueError(f"resets: not yet in the {backend} kernels (backend='torch' runs them)")
 
 
 def check_lengths_range(lengths: Optional[torch.Tensor], steps: int) -> None:

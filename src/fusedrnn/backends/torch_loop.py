@@ -8,6 +8,11 @@ Forward keeps the states of every step for backward. Backward walks time in
 reverse: the recurrent products of every step are recomputed in one batched
 matmul up front, each step runs the cell's pointwise backward, and dR is one
 matmul over all steps at the end.
+
+Resets: a step marked in `resets` (and within its sequence's length) starts
+from the initial states. Backward reads the states entering each step the same
+way, and at such a step hands the gradient of its entering states to the
+initial states' gradient instead of to the step before.
 """
 from __future__ import annotations
 
@@ -61,7 +66,23 @@ def _valid_steps(lengths, T, device):
     return (torch.arange(T, device=device)[:, None] < lengths[None, :])[:, :, None, None]
 
 
-def _run(x, R, b, states, lengths, cell_name, keep_history):
+def _reset_steps(resets, valid_steps, T):
+    """[T, B, 1, 1] bool: the steps that start from the initial states, or None
+    without resets. Past a length a reset changes nothing, so it is dropped there."""
+    if resets is None:
+        return None
+    steps = resets.t()[:, :, None, None]
+    return steps if valid_steps is None else steps & valid_steps
+
+
+def _entering(state, initial, reset):
+    """The states a step starts from: the initial ones where it resets."""
+    if reset is None:
+        return state
+    return tuple(torch.where(reset, s0, s) for s0, s in zip(initial, state))
+
+
+def _run(x, R, b, states, lengths, cell_name, keep_history, resets=None):
     """The recurrence in plain, functional torch ops, so that autograd in both
     modes can differentiate through it (forward-mode AD, double backward).
     Returns y [B, T, NH, DH] and final [S, B, NH, DH] in the compute dtype, and
@@ -76,10 +97,12 @@ def _run(x, R, b, states, lengths, cell_name, keep_history):
         # select, never multiply: x past a length may hold NaN or Inf, and autograd
         # through a step on NaN inputs gives 0 * NaN = NaN however the step is masked
         xc = torch.where(valid_steps.transpose(0, 1)[..., None], xc, 0)
-    state = tuple(s.to(cd) for s in states.unbind(0))
+    reset_steps = _reset_steps(resets, valid_steps, T)
+    state = initial = tuple(s.to(cd) for s in states.unbind(0))
     ys, history = [], []
     for t in range(T):
         valid = None if valid_steps is None else valid_steps[t]
+        state = _entering(state, initial, None if reset_steps is None else reset_steps[t])
         rec = _recurrence(_operand(state[0], x.dtype), Rs)
         state = _keep_where_done(cell.forward(xc[:, t], rec, bc, state), state, valid)
         ys.append(state[0] if valid is None else torch.where(valid, state[0], 0))
@@ -88,16 +111,16 @@ def _run(x, R, b, states, lengths, cell_name, keep_history):
     return torch.stack(ys, 1), torch.stack(state), history
 
 
-def forward(x, R, b, states, lengths, cell_name, need_saved):
-    y, final, history = _run(x, R, b, states, lengths, cell_name, need_saved)
+def forward(x, R, b, states, lengths, cell_name, need_saved, resets=None):
+    y, final, history = _run(x, R, b, states, lengths, cell_name, need_saved, resets)
     saved = torch.stack(history) if need_saved else x.new_empty(0, dtype=_compute_dtype(x.dtype))
     return y.to(x.dtype), final.to(states.dtype), saved
 
 
-def differentiable(x, R, b, states, lengths, cell_name):
+def differentiable(x, R, b, states, lengths, cell_name, resets=None):
     """(y, final) as a function autograd can differentiate, in either mode and
     to any order: what forward-mode AD and double backward run."""
-    y, final, _ = _run(x, R, b, states, lengths, cell_name, False)
+    y, final, _ = _run(x, R, b, states, lengths, cell_name, False, resets)
     return y.to(x.dtype), final.to(states.dtype)
 
 
@@ -107,13 +130,17 @@ def saved_like(x, states, cell_name, need_saved):
     return x.new_empty(shape, dtype=_compute_dtype(x.dtype))
 
 
-def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name, resets=None):
     cell = get_cell(cell_name)
     B, T, _, NH, DH = x.shape
     cd = _compute_dtype(x.dtype)
     Rs = _stacked_recurrent(R, cd)
     valid_steps = _valid_steps(lengths, T, x.device)
+    reset_steps = _reset_steps(resets, valid_steps, T)
     before = torch.cat([states.to(cd)[None], saved[:-1]])  # states entering each step
+    if reset_steps is not None:
+        before = torch.where(reset_steps[:, None], states.to(cd)[None], before)
+    dinitial = None  # the gradient reaching the initial states through resets
     h_operand = _operand(before[:, 0], x.dtype)  # [T, B, NH, DH]
     rec_all = torch.einsum("tbnj,gnij->tbgni", h_operand, R.to(cd))
     bc = b.to(cd)
@@ -141,10 +168,18 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell_name):
         gprev = list(gprev)
         gprev[0] = gprev[0] + _recurrence_grad(grec, Rs)
         dstate = gprev if valid is None else [torch.where(valid, g, d) for g, d in zip(gprev, dstate)]
+        if reset_steps is not None:
+            # a reset step entered the initial states, not the states after t-1:
+            # its gradient goes there, and nothing flows on to t-1
+            reset = reset_steps[t]
+            crossing = torch.stack([torch.where(reset, d, 0) for d in dstate])
+            dinitial = crossing if dinitial is None else dinitial + crossing
+            dstate = [torch.where(reset, 0, d) for d in dstate]
     dx = drec_all.transpose(0, 1) if sums else dx
     db = (drec_all if sums else db_all).sum((0, 1))
     dR = torch.einsum("tbgni,tbnj->gnij", drec_all, h_operand)
-    return dx.to(x.dtype), dR.to(R.dtype), db.to(b.dtype), torch.stack(dstate).to(states.dtype)
+    dstates = torch.stack(dstate) if dinitial is None else torch.stack(dstate) + dinitial
+    return dx.to(x.dtype), dR.to(R.dtype), db.to(b.dtype), dstates.to(states.dtype)
 
 
 TORCH = register(

@@ -180,22 +180,28 @@ class RecurrentBase(nn.Module):
         return [self.proj_size or self.hidden_size] + [self.hidden_size] * (self.cell.num_states - 1)
 
     # -- forward --------------------------------------------------------------
-    def runs_natively(self, device: torch.device) -> bool:
+    def runs_natively(self, device: torch.device, resets=None) -> bool:
         """Whether forward runs torch's own kernels (nn/native.py) rather than
         fusedrnn.rnn. Only under backend="auto", only where they compute exactly
         this module (one head, a cell torch.nn has), and only where they are the
         better path: on a CPU (a fused C++ loop against a Python one) and for a
         projection (which fusedrnn's kernels do not run) or shape inference on meta.
         Never under torch.compile, which cannot trace torch's recurrent kernels:
-        there the custom ops (or, for a projection, its torch loop) run."""
+        there the custom ops (or, for a projection, its torch loop) run.
+        Never with resets, which torch's kernels do not have."""
+        if resets is not None:
+            return False
         if self.backend != "auto" or self.num_heads != 1 or mode_of(self.cell.name) is None:
             return False
         if torch.compiler.is_compiling():
             return False
         return device.type in ("cpu", "meta") or self.proj_size > 0
 
-    def forward(self, input, hx=None):
+    def forward(self, input, hx=None, *, resets=None):
         if isinstance(input, PackedSequence):
+            if resets is not None:
+                raise ValueError("resets: expected a padded Tensor input, got a PackedSequence "
+                                 "(resets are laid out like a padded input's batch and time dims)")
             # torch's kernels take the packed data as it is; only fusedrnn.rnn pads it
             x, batch, batched = input.data, int(input.batch_sizes[0]), True
         else:
@@ -213,14 +219,35 @@ class RecurrentBase(nn.Module):
         if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(f"input: expected dtype {weight.dtype} (the parameters' dtype), got {x.dtype}")
         hidden = self._hidden(hx, x, batch, batched)
-        if self.runs_natively(x.device):
+        resets = self._resets(resets, x, batched)
+        if self.runs_natively(x.device, resets):
             return self._native(input if isinstance(input, PackedSequence) else x, hidden, batched)
         if isinstance(input, PackedSequence):
             x, lengths = pad_packed_sequence(input, batch_first=True)  # in the caller's batch order
             output, hidden = self._layers(x, hidden, lengths)
             return repack(output, lengths, input), self._pack_hidden(hidden)
-        output, hidden = self._layers(x, hidden, None)
+        output, hidden = self._layers(x, hidden, None, resets)
         return self._unbatched_or_time_first(output, hidden, batched)
+
+    def _resets(self, resets, x: Tensor, batched: bool):
+        """resets in the caller's layout ([B, T] batch first, [T, B], or [T] unbatched)
+        as [B, T] like x [B, T, F]; None stays None."""
+        if resets is None:
+            return None
+        layout = "[T]" if not batched else ("[B, T]" if self.batch_first else "[T, B]")
+        B, T = x.shape[:2]
+        expected = (T,) if not batched else ((B, T) if self.batch_first else (T, B))
+        if not isinstance(resets, Tensor):
+            raise TypeError(f"resets: expected a bool Tensor of shape {layout}, got {type(resets).__name__}")
+        if tuple(resets.shape) != expected:
+            raise ValueError(f"resets: expected shape {layout} = {expected}, got {tuple(resets.shape)}")
+        if resets.dtype != torch.bool:
+            raise TypeError(f"resets: expected dtype torch.bool, got {resets.dtype}")
+        if resets.device != x.device:
+            raise ValueError(f"resets: expected device {x.device} (the device of input), got {resets.device}")
+        if not batched:
+            return resets.unsqueeze(0)
+        return resets if self.batch_first else resets.t()
 
     def _unbatched_or_time_first(self, output: Tensor, hidden: list[Tensor], batched: bool):
         """[B, T, F] output and [L*D, B, H] states in the layout the caller gave."""
@@ -256,13 +283,13 @@ class RecurrentBase(nn.Module):
         packed = PackedSequence(output, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
         return packed, self._pack_hidden(hidden)
 
-    def _layers(self, x: Tensor, hidden: list[Tensor], lengths):
+    def _layers(self, x: Tensor, hidden: list[Tensor], lengths, resets=None):
         finals = []
         for layer in range(self.num_layers):
             outputs = []
             for direction in range(self.num_directions):
                 index = layer * self.num_directions + direction
-                y, final = self._direction(x, layer, direction == 1, [h[index] for h in hidden], lengths)
+                y, final = self._direction(x, layer, direction == 1, [h[index] for h in hidden], lengths, resets)
                 outputs.append(y)
                 finals.append(final)
             x = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
@@ -270,13 +297,15 @@ class RecurrentBase(nn.Module):
                 x = F.dropout(x, self.dropout, training=True)
         return x, [torch.stack(f) for f in zip(*finals)]  # per state: [L*D, B, size]
 
-    def _direction(self, x: Tensor, layer: int, reverse: bool, h0: list[Tensor], lengths):
-        """One layer in one direction: y [B, T, size] and the final states, S x [B, size]."""
+    def _direction(self, x: Tensor, layer: int, reverse: bool, h0: list[Tensor], lengths, resets=None):
+        """One layer in one direction: y [B, T, size] and the final states, S x [B, size].
+        The reverse direction flips each sequence (each segment, with resets) in place,
+        so the same resets mark the flipped segments' starts."""
         suffix = f"l{layer}" + ("_reverse" if reverse else "")
         w_ih, w_hh = getattr(self, f"weight_ih_{suffix}"), getattr(self, f"weight_hh_{suffix}")
         G, NH, DH = self.cell.gates_x, self.num_heads, self.head_size
         if reverse:
-            x = reverse_within(x, lengths)
+            x = reverse_within(x, lengths, resets)
         if self.bias:
             gates = F.linear(x, w_ih, getattr(self, f"bias_ih_{suffix}"))
             b = self._recurrent_bias(getattr(self, f"bias_hh_{suffix}"))
@@ -289,10 +318,10 @@ class RecurrentBase(nn.Module):
             h0 = [h.to(gates.dtype) for h in h0]
         if self.proj_size:
             w_hr = getattr(self, f"weight_hr_{suffix}").to(gates.dtype)
-            y, final = projected_lstm(gates, w_hh, w_hr, b, h0[0], h0[1], lengths)
+            y, final = projected_lstm(gates, w_hh, w_hr, b, h0[0], h0[1], lengths, resets)
         else:
             states = torch.stack(h0).view(len(h0), B, NH, DH)
             y, final = rnn(gates.view(B, T, G, NH, DH), w_hh.view(G, NH, DH, DH), b, states,
-                           cell=self.cell.name, backend=self.backend, lengths=lengths)
+                           cell=self.cell.name, backend=self.backend, lengths=lengths, resets=resets)
             y, final = y.reshape(B, T, self.hidden_size), [s.reshape(B, self.hidden_size) for s in final]
-        return (reverse_within(y, lengths) if reverse else y), list(final)
+        return (reverse_within(y, lengths, resets) if reverse else y), list(final)

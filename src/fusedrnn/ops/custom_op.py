@@ -5,18 +5,22 @@ Every backend runs behind two opaque ops, `fusedrnn::<name>_fwd` and
 call (no graph break, no tracing into the time loop) and autograd calls the
 backend's own backward. A backend supplies three plain functions:
 
-  forward(x, R, b, states, lengths, cell, need_saved) -> (y, final, saved)
-  backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+  forward(x, R, b, states, lengths, cell, need_saved, resets=None) -> (y, final, saved)
+  backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None)
       -> (dx, dR, db, dstates)
   saved_like(x, states, cell, need_saved) -> an empty tensor shaped like `saved`
 
+`resets` ([B, T] bool or None) comes last and defaulted, by keyword, so that
+the plan-bound launchers of the explicit path, which never run resets, keep
+the form without it; the ops themselves take it right after `lengths`.
+
 `saved` is whatever the backend keeps for its backward (an empty tensor when no
 gradient is needed). Outputs are made contiguous here, once for all backends.
-The returned `run(x, R, b, states, lengths, cell, need_grad) -> (y, final)` is
-what the backend registers.
+The returned `run(x, R, b, states, lengths, cell, need_grad, resets=None) -> (y, final)`
+is what the backend registers.
 
-A backend may also supply `differentiable(x, R, b, states, lengths, cell) ->
-(y, final)` in torch ops autograd can differentiate in both modes: with it,
+A backend may also supply `differentiable(x, R, b, states, lengths, cell,
+resets=None) -> (y, final)` in torch ops autograd can differentiate in both modes: with it,
 forward-mode AD and double backward work; without it they raise
 NotImplementedError naming the backend.
 
@@ -46,26 +50,27 @@ def define_recurrence_ops(
 ):
     @torch.library.custom_op(f"fusedrnn::{backend}_fwd", mutates_args=())
     def fwd(
-        x: Tensor, R: Tensor, b: Tensor, states: Tensor, lengths: Optional[Tensor], cell: str, need_saved: bool
+        x: Tensor, R: Tensor, b: Tensor, states: Tensor, lengths: Optional[Tensor], resets: Optional[Tensor],
+        cell: str, need_saved: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
         # checked here, in the op, so that compiled code raises as eager code does
         check_lengths_range(lengths, x.shape[1])
-        return _contiguous(forward(x, R, b, states, lengths, cell, need_saved))
+        return _contiguous(forward(x, R, b, states, lengths, cell, need_saved, resets=resets))
 
     @fwd.register_fake
-    def _(x, R, b, states, lengths, cell, need_saved):
+    def _(x, R, b, states, lengths, resets, cell, need_saved):
         B, T, _, NH, DH = x.shape
         return x.new_empty(B, T, NH, DH), states.new_empty(states.shape), saved_like(x, states, cell, need_saved)
 
     @torch.library.custom_op(f"fusedrnn::{backend}_bwd", mutates_args=())
     def bwd(
         dy: Tensor, dfinal: Tensor, x: Tensor, R: Tensor, b: Tensor, states: Tensor,
-        lengths: Optional[Tensor], y: Tensor, final: Tensor, saved: Tensor, cell: str,
+        lengths: Optional[Tensor], resets: Optional[Tensor], y: Tensor, final: Tensor, saved: Tensor, cell: str,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return _contiguous(backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell))
+        return _contiguous(backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=resets))
 
     @bwd.register_fake
-    def _(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
+    def _(dy, dfinal, x, R, b, states, lengths, resets, y, final, saved, cell):
         return tuple(t.new_empty(t.shape) for t in (x, R, b, states))
 
     # the ops as torch.ops sees them: what Dynamo can trace when the Function calls them
@@ -74,19 +79,19 @@ def define_recurrence_ops(
     fwd.register_autograd(lambda ctx, *grads: _first_order(ops[1], ctx, *grads), setup_context=_save)
     recurrence = _autograd_functions(backend, *ops, differentiable)
 
-    def run(x, R, b, states, lengths, cell, need_grad):
+    def run(x, R, b, states, lengths, cell, need_grad, resets=None):
         if torch.jit.is_tracing():
             # torch.jit.trace records the op itself (a Python Function would not
             # replay), its first-order autograd the op's own; whether to keep what
             # backward needs is baked into the trace, so it must not depend on grad mode
             need_saved = any(t.requires_grad for t in (x, R, b, states))
-            y, final, _ = ops[0](x, R, b, states, lengths, cell, need_saved)
+            y, final, _ = ops[0](x, R, b, states, lengths, resets, cell, need_saved)
             return y, final
         # Dynamo cannot trace a Function that defines jvp (it graph-breaks), and
         # forward-mode AD under torch.compile is not a thing: compiled code gets
         # the Function without jvp, eager code the one with it.
         function = recurrence.compiled if torch.compiler.is_compiling() else recurrence.eager
-        y, final, _ = function.apply(x, R, b, states, lengths, cell, need_grad)
+        y, final, _ = function.apply(x, R, b, states, lengths, resets, cell, need_grad)
         return y, final
 
     return run
@@ -95,22 +100,35 @@ def define_recurrence_ops(
 def explicit_recurrence(backend: str, forward: Callable, backward: Callable) -> Callable:
     """`forward` and `backward` (the forms above, a plan bound in) as a function of
     `fusedrnn.rnn`'s call form, `(x, R, b, states, *, cell, lengths=None) -> (y, final)`
-    (states required), differentiable once as the backend's ops are."""
-    function = _autograd_functions(backend, forward, backward, None).compiled
+    (states required), differentiable once as the backend's ops are. It runs no
+    resets: `forward` and `backward` are called without that argument."""
+    function = _autograd_functions(backend, _op_order_forward(forward), _op_order_backward(backward), None).compiled
 
     def run(x, R, b, states, *, cell: str, lengths=None):
         check_lengths_range(lengths, x.shape[1])  # as the ops check it
         need_saved = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
-        y, final, _ = function.apply(x, R, b, states, lengths, cell, need_saved)
+        y, final, _ = function.apply(x, R, b, states, lengths, None, cell, need_saved)
         return y, final
 
     return run
 
 
+def _op_order_forward(forward):
+    """A forward of the backend form (no resets) as the ops' argument order calls it."""
+    return lambda x, R, b, states, lengths, resets, cell, need_saved: forward(
+        x, R, b, states, lengths, cell, need_saved)
+
+
+def _op_order_backward(backward):
+    """A backward of the backend form (no resets) as the ops' argument order calls it."""
+    return lambda dy, dfinal, x, R, b, states, lengths, resets, y, final, saved, cell: backward(
+        dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+
+
 def _save(ctx, inputs, output):
-    x, R, b, states, lengths, cell, _ = inputs
+    x, R, b, states, lengths, resets, cell, _ = inputs
     y, final, saved = output
-    ctx.save_for_backward(x, R, b, states, lengths, y, final, saved)
+    ctx.save_for_backward(x, R, b, states, lengths, resets, y, final, saved)
     ctx.mark_non_differentiable(saved)
     ctx.cell = cell
 
@@ -121,10 +139,10 @@ def _upstream(y, final, dy, dfinal):
 
 
 def _first_order(bwd, ctx, dy, dfinal, _dsaved):
-    """The gradients of (x, R, b, states, lengths, cell, need_saved) by the backend's backward op."""
-    x, R, b, states, lengths, y, final, saved = ctx.saved_tensors
+    """The gradients of (x, R, b, states, lengths, resets, cell, need_saved) by the backend's backward op."""
+    x, R, b, states, lengths, resets, y, final, saved = ctx.saved_tensors
     dy, dfinal = _upstream(y, final, dy, dfinal)
-    return (*bwd(dy, dfinal, x, R, b, states, lengths, y, final, saved, ctx.cell), None, None, None)
+    return (*bwd(dy, dfinal, x, R, b, states, lengths, resets, y, final, saved, ctx.cell), None, None, None, None)
 
 
 class _Functions(NamedTuple):
@@ -144,8 +162,8 @@ def _autograd_functions(backend: str, fwd, bwd, differentiable: Optional[Callabl
         generate_vmap_rule = True
 
         @staticmethod
-        def forward(x, R, b, states, lengths, cell, need_saved):
-            return fwd(x, R, b, states, lengths, cell, need_saved)
+        def forward(x, R, b, states, lengths, resets, cell, need_saved):
+            return fwd(x, R, b, states, lengths, resets, cell, need_saved)
 
         setup_context = staticmethod(_save)
 
@@ -154,52 +172,52 @@ def _autograd_functions(backend: str, fwd, bwd, differentiable: Optional[Callabl
             # grad mode is on here under create_graph=True and under torch.func.grad
             if not torch.is_grad_enabled():
                 return _first_order(bwd, ctx, dy, dfinal, dsaved)
-            x, R, b, states, lengths, y, final, _ = ctx.saved_tensors
+            x, R, b, states, lengths, resets, y, final, _ = ctx.saved_tensors
             inputs = (x, R, b, states)
             dy, dfinal = _upstream(y, final, dy, dfinal)
             if differentiable is not None:
-                grads = _differentiable_grads(differentiable, inputs, lengths, ctx.cell, dy, dfinal)
-                return (*grads, None, None, None)
+                grads = _differentiable_grads(differentiable, inputs, lengths, resets, ctx.cell, dy, dfinal)
+                return (*grads, None, None, None, None)
             with torch.no_grad():
                 grads = _first_order(bwd, ctx, dy, dfinal, dsaved)[:4]
             message = refuse_twice + " is not implemented; backend='torch' supports it"
-            return (*_Unsupported.apply(message, *grads, *inputs, dy, dfinal), None, None, None)
+            return (*_Unsupported.apply(message, *grads, *inputs, dy, dfinal), None, None, None, None)
 
     class RecurrenceWithTangents(Recurrence):
         @staticmethod
         def setup_context(ctx, inputs, output):
             Recurrence.setup_context(ctx, inputs, output)
-            x, R, b, states, lengths = inputs[:5]
-            ctx.save_for_forward(x, R, b, states, lengths)
+            x, R, b, states, lengths, resets = inputs[:6]
+            ctx.save_for_forward(x, R, b, states, lengths, resets)
 
         @staticmethod
         def jvp(ctx, x_t, R_t, b_t, states_t, *_):
             if differentiable is None:
                 raise NotImplementedError(refuse_tangents + " is not implemented; backend='torch' supports it")
-            x, R, b, states, lengths = ctx.saved_tensors
+            x, R, b, states, lengths, resets = ctx.saved_tensors
             primals = (x, R, b, states)
             given = (x_t, R_t, b_t, states_t)
             tangents = tuple(torch.zeros_like(p) if t is None else t for p, t in zip(primals, given))
-            y_t, final_t = _tangents(differentiable, primals, tangents, lengths, ctx.cell)
+            y_t, final_t = _tangents(differentiable, primals, tangents, lengths, resets, ctx.cell)
             return y_t, final_t, None
 
     return _Functions(compiled=Recurrence, eager=RecurrenceWithTangents)
 
 
-def _differentiable_grads(differentiable, inputs, lengths, cell, dy, dfinal):
+def _differentiable_grads(differentiable, inputs, lengths, resets, cell, dy, dfinal):
     """The backward as torch ops on a recomputed forward, so that the gradients
     are themselves differentiable (gradient penalties, Hessian products);
     torch.func's vjp, because this runs inside torch.func transforms too."""
-    _, vjp = torch.func.vjp(lambda *p: differentiable(*p, lengths, cell), *inputs)
+    _, vjp = torch.func.vjp(lambda *p: differentiable(*p, lengths, cell, resets=resets), *inputs)
     return vjp((dy, dfinal))
 
 
-def _tangents(differentiable, primals, tangents, lengths, cell):
+def _tangents(differentiable, primals, tangents, lengths, resets, cell):
     """J v by transposing a vector-Jacobian product: g(u) = J^T u is linear in u,
     so the vector-Jacobian product of g with v is J v. Reverse mode only,
     because forward-mode AD cannot nest inside forward-mode AD; torch.func's
     vjp, because this runs inside torch.func transforms too."""
-    outputs, vjp_of_outputs = torch.func.vjp(lambda *p: differentiable(*p, lengths, cell), *primals)
+    outputs, vjp_of_outputs = torch.func.vjp(lambda *p: differentiable(*p, lengths, cell, resets=resets), *primals)
     u = tuple(torch.zeros_like(o) for o in outputs)
     _, vjp_of_g = torch.func.vjp(vjp_of_outputs, u)
     (jv,) = vjp_of_g(tuple(tangents))

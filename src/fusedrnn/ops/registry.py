@@ -15,7 +15,7 @@ class Backend:
     priority: int  # higher wins under backend="auto"
     available: Callable[[], Verdict]  # can it run at all on this machine
     supports: Callable[[Problem], Verdict]  # can it run this call
-    run: Callable  # (x, R, b, states, lengths, cell_name, need_grad) -> (y, final)
+    run: Callable  # (x, R, b, states, lengths, cell_name, need_grad, resets=None) -> (y, final)
     # whether backend="auto" may pick it for this call (not, say, under an interpreter)
     auto_eligible: Callable[[Problem], bool] = lambda problem: True
 

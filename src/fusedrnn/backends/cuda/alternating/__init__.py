@@ -8,25 +8,35 @@ only for calls no fused backend supports (large heads, mostly), ahead of the
 plain torch loop."""
 from __future__ import annotations
 
-from ....problem import Problem
+from ....problem import Problem, no_resets, resets_not_in_kernels
 from ....ops import outputs
 from ....ops.custom_op import define_recurrence_ops
 from ....ops.registry import Backend, register
 from ..runtime.toolchain import available, check_call
-from .loop import backward, forward
+from . import loop
 
 PRIORITY = 10  # cuda_fused 30, triton 20, torch 0
 MAX_ELEMENTS = 2**31 - 1  # B * NH * DH: the step kernels index one step in 32 bits
 
 
 def supports(problem: Problem):
-    why = check_call(problem)
+    why = resets_not_in_kernels(problem, "cuda_alternating") or check_call(problem)
     if why:
         return False, why
     elements = problem.batch * problem.heads * problem.head_dim
     if elements > MAX_ELEMENTS:
         return False, f"B * NH * DH = {elements} elements a step, over the {MAX_ELEMENTS} the step kernels index"
     return True, ""
+
+
+def forward(x, R, b, states, lengths, cell, need_saved, resets=None):
+    no_resets(resets, "cuda_alternating")
+    return loop.forward(x, R, b, states, lengths, cell, need_saved)
+
+
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None):
+    no_resets(resets, "cuda_alternating")
+    return loop.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
 
 
 CUDA_ALTERNATING = register(

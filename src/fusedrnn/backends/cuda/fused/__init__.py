@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ....problem import Problem, problem_of
+from ....problem import Problem, no_resets, problem_of, resets_not_in_kernels
 from ....ops import outputs
 from ....ops.custom_op import define_recurrence_ops
 from ....ops.registry import Backend, register
@@ -17,7 +17,8 @@ from .plan import alternating_is_faster, plan, why_no_plan
 
 
 def supports(problem: Problem):
-    why = check_call(problem) or why_no_plan(problem, constant_limits(problem.device.index))
+    why = (resets_not_in_kernels(problem, "cuda_fused") or check_call(problem)
+           or why_no_plan(problem, constant_limits(problem.device.index)))
     return not why, why
 
 
@@ -26,12 +27,14 @@ def constant_limits(index) -> DeviceLimits:
     return device_limits(index)
 
 
-def _forward(x, R, b, states, lengths, cell, need_saved):
+def _forward(x, R, b, states, lengths, cell, need_saved, resets=None):
+    no_resets(resets, "cuda_fused")
     chosen = plan(problem_of(x, cell, lengths, need_saved), device_limits(x.device.index), "forward")
     return launchers.forward(chosen, x, R, b, states, lengths, cell, need_saved)
 
 
-def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell):
+def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None):
+    no_resets(resets, "cuda_fused")
     chosen = plan(problem_of(x, cell, lengths, True), device_limits(x.device.index), "backward")
     return launchers.backward(chosen, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
 
