@@ -8,12 +8,10 @@ tensor of the step's shape and dtype in the generated function.
 """
 from __future__ import annotations
 
-import math
-
 import sympy
 from sympy.printing.precedence import PRECEDENCE
-from sympy.printing.pycode import PythonCodePrinter
 
+from .elementwise_printer import ElementwisePrinter
 from .functions import GRADIENT_FUNCTIONS
 
 # node class -> the torch function of one argument it prints as
@@ -30,25 +28,13 @@ UNARY = {
 assert set(UNARY) | {"Softplus", "Maximum", "Minimum", "Where"} == {f.__name__ for f in GRADIENT_FUNCTIONS}
 
 
-class TorchPrinter(PythonCodePrinter):
+class TorchPrinter(ElementwisePrinter):
     """sympy -> torch source. `like`: the name of a tensor whose shape, dtype and device
     a value that is otherwise constant takes."""
 
     def __init__(self, like: str = "like"):
-        super().__init__({"strict": True})
+        super().__init__()
         self.like = like
-
-    def _print(self, expr, **kwargs):
-        if isinstance(expr, sympy.Expr) and expr.is_number:
-            return self.constant(expr)
-        return super()._print(expr, **kwargs)
-
-    def constant(self, expr: sympy.Expr) -> str:
-        value = float(expr)
-        if math.isnan(value) or math.isinf(value):
-            return f"float('{value}')"
-        text = repr(value)
-        return f"({text})" if value < 0 else text
 
     def tensor(self, expr: sympy.Basic) -> str:
         """expr as a tensor even when it is a constant, e.g. a branch of a where
@@ -84,13 +70,6 @@ class TorchPrinter(PythonCodePrinter):
             return f"torch.clamp({self._print(tensor)}, {clamp}={self.constant(number)})"
         return f"torch.{function}({self._print(a)}, {self._print(b)})"
 
-    # functions of sympy's own (tanh, exp, log, Abs, sign) are found through their class
-    # names before _print_Function; route them to the same table
-    def _print_tanh(self, expr):
-        return self._print_Function(expr)
-
-    _print_exp = _print_log = _print_Abs = _print_sign = _print_tanh
-
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.args
         if exponent == sympy.S.Half:
@@ -112,11 +91,3 @@ class TorchPrinter(PythonCodePrinter):
             return f"torch.where({self._print(condition)}, {self.tensor(a)}, {self._print(b)})"
         return f"torch.where({self._print(condition)}, {self._print(a)}, {self._print(b)})"
 
-    def _print_And(self, expr):
-        return "(" + " & ".join(self._print(arg) for arg in expr.args) + ")"
-
-    def _print_Or(self, expr):
-        return "(" + " | ".join(self._print(arg) for arg in expr.args) + ")"
-
-    def _print_Not(self, expr):
-        return f"(~{self._print(expr.args[0])})"

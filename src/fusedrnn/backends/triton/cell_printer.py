@@ -9,12 +9,10 @@ Imports no triton: it only writes text (cell_codegen.py assembles the module).
 """
 from __future__ import annotations
 
-import math
-
 import sympy
 from sympy.printing.precedence import PRECEDENCE
-from sympy.printing.pycode import PythonCodePrinter
 
+from ...cells.elementwise_printer import ElementwisePrinter
 from ...cells.functions import GRADIENT_FUNCTIONS
 
 # node class name -> the Triton function of one tile it prints as; FAST: takes the switch too
@@ -34,25 +32,13 @@ assert set(UNARY) | {"Softplus", "Relu", "Maximum", "Minimum", "Where"} == {f.__
 MATH_NAMES = ("integer_power", "log_sigmoid", "sigmoid", "sign", "sqrt", "tanh")
 
 
-class TritonPrinter(PythonCodePrinter):
+class TritonPrinter(ElementwisePrinter):
     """sympy -> Triton source. `fast`: the name of the constexpr switch of the
     generated function (math.py's FAST)."""
 
     def __init__(self, fast: str = "FAST"):
-        super().__init__({"strict": True})
+        super().__init__()
         self.fast = fast
-
-    def _print(self, expr, **kwargs):
-        if isinstance(expr, sympy.Expr) and expr.is_number:
-            return self.constant(expr)
-        return super()._print(expr, **kwargs)
-
-    def constant(self, expr: sympy.Expr) -> str:
-        value = float(expr)
-        if math.isnan(value) or math.isinf(value):
-            return f"float('{value}')"
-        text = repr(value)
-        return f"({text})" if value < 0 else text
 
     def _print_Function(self, expr):
         name = type(expr).__name__
@@ -61,12 +47,6 @@ class TritonPrinter(PythonCodePrinter):
         function, takes_fast = UNARY[name]
         argument = self._print(expr.args[0])
         return f"{function}({argument}, {self.fast})" if takes_fast else f"{function}({argument})"
-
-    # sympy's own functions are found by their class names before _print_Function
-    def _print_tanh(self, expr):
-        return self._print_Function(expr)
-
-    _print_exp = _print_log = _print_Abs = _print_sign = _print_tanh
 
     def _print_Softplus(self, expr):
         # log(1 + exp(z)) = -logsigmoid(-z), stable at both tails
@@ -91,14 +71,6 @@ class TritonPrinter(PythonCodePrinter):
         condition, a, b = expr.args
         return f"tl.where({self._print(condition)}, {self._print(a)}, {self._print(b)})"
 
-    def _print_And(self, expr):
-        return "(" + " & ".join(self._print(arg) for arg in expr.args) + ")"
-
-    def _print_Or(self, expr):
-        return "(" + " | ".join(self._print(arg) for arg in expr.args) + ")"
-
-    def _print_Not(self, expr):
-        return f"(~{self._print(expr.args[0])})"
 
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.args
