@@ -39,6 +39,7 @@ from fusedrnn.backends.cuda.runtime.toolchain import check_call
 from fusedrnn.backends.cuda.runtime.unit import TranslationUnit, as_unit
 from fusedrnn.cells import BUILT_IN, registry
 from reference import reference_step
+from user_cells import cifg_step
 
 m = fusedrnn.cellmath
 ARCH = "sm_90"
@@ -55,15 +56,6 @@ def _only_built_in_cells_afterwards():
 
 
 # ---------------------------------------------------------------- the cells
-
-def cifg_step(x, r, b, s):
-    """Coupled input-forget LSTM: the forget gate is 1 - i."""
-    i = m.sigmoid(x[0] + r[0] + b[0])
-    g = m.tanh(x[1] + r[1] + b[1])
-    o = m.sigmoid(x[2] + r[2] + b[2])
-    c = (1 - i) * s[1] + i * g
-    return o * m.tanh(c), c
-
 
 def forget_step(x, r, b, s):
     """A forget gate alone; the candidate enters through 1 - f, shifted, and h is c itself."""

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 import fusedrnn
 from fusedrnn.cells import registry
 from fusedrnn.cells.lstm import lstm_step
+from user_cells import (cifg_reference, cifg_step, forget_only_reference, forget_only_step, log_gru_reference,
+                        log_gru_step, relu6_reference, relu6_step)
 from reference import COUNTS, reference_step
 
 m = fusedrnn.cellmath
@@ -107,58 +109,20 @@ def test_sums_written_otherwise_are_still_sums():
 
 # ---------------------------------------------------------------- new cells vs autograd
 
-def cifg_step(x, r, b, s):
-    i = m.sigmoid(x[0] + r[0] + b[0])
-    g = m.tanh(x[1] + r[1] + b[1])
-    o = m.sigmoid(x[2] + r[2] + b[2])
-    c = (1 - i) * s[1] + i * g
-    return o * m.tanh(c), c
 
 
-def cifg_reference(x, rec, b, states):
-    i = torch.sigmoid(x[:, 0] + rec[:, 0] + b[:, 0])
-    g = torch.tanh(x[:, 1] + rec[:, 1] + b[:, 1])
-    o = torch.sigmoid(x[:, 2] + rec[:, 2] + b[:, 2])
-    c = (1 - i) * states[1] + i * g
-    return [o * torch.tanh(c), c]
 
 
-def forget_only_step(x, r, b, s):
-    """A forget gate alone (JANET-like): the new c is both states, the input gate 1 - f shifted."""
-    f = x[0] + r[0] + b[0]
-    c = m.sigmoid(f) * s[1] + (1 - m.sigmoid(f - 1.0)) * m.tanh(x[1] + r[1] + b[1])
-    return c, c
 
 
-def forget_only_reference(x, rec, b, states):
-    f = x[:, 0] + rec[:, 0] + b[:, 0]
-    c = torch.sigmoid(f) * states[1] + (1 - torch.sigmoid(f - 1.0)) * torch.tanh(x[:, 1] + rec[:, 1] + b[:, 1])
-    return [c, c]
 
 
-def relu6_step(x, r, b, s):
-    return m.minimum(m.maximum(x[0] + r[0] + b[0], 0), 6)
 
 
-def relu6_reference(x, rec, b, states):
-    return [torch.clamp(x[:, 0] + rec[:, 0] + b[:, 0], 0, 6)]
 
 
-def log_gru_step(x, r, b, s):
-    """GRU-like: a log/exp candidate chosen by where, and a floor by maximum."""
-    reset = m.sigmoid(x[0] + r[0] + b[0])
-    update = m.sigmoid(x[1] + r[1] + b[1])
-    a = x[2] + b[2] + reset * (r[2] + b[3])
-    n = m.where(a > 0, m.log(1 + a), m.exp(a) - 1)
-    return m.maximum((1 - update) * n + update * s[0], 0.5 * s[0] - 1)
 
 
-def log_gru_reference(x, rec, b, states):
-    reset = torch.sigmoid(x[:, 0] + rec[:, 0] + b[:, 0])
-    update = torch.sigmoid(x[:, 1] + rec[:, 1] + b[:, 1])
-    a = x[:, 2] + b[:, 2] + reset * (rec[:, 2] + b[:, 3])
-    n = torch.where(a > 0, torch.log(1 + a.clamp(min=0)), torch.exp(a.clamp(max=0)) - 1)
-    return [torch.maximum((1 - update) * n + update * states[0], 0.5 * states[0] - 1)]
 
 
 def every_function_step(x, r, b, s):

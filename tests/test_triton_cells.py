@@ -23,6 +23,8 @@ from fusedrnn.cells import registry
 from fusedrnn.backends.triton.variants import code_paths
 from fusedrnn.testing import random_problem
 from kernel_check import check_backend
+from user_cells import (cifg_reference, cifg_step, forget_only_reference, forget_only_step, log_gru_reference,
+                        log_gru_step, relu6_reference, relu6_step)
 from reference import reference_rnn as built_in_reference_rnn
 
 m = fusedrnn.cellmath
@@ -58,59 +60,20 @@ def _generated_modules_in_a_temporary_cache(tmp_path_factory, monkeypatch):
 # a reference step takes x [B, Gx, NH, DH], rec [B, Gr, NH, DH], b [Gb, NH, DH] and the S
 # states [B, NH, DH], and returns the S new states
 
-def cifg_step(x, r, b, s):
-    i = m.sigmoid(x[0] + r[0] + b[0])
-    g = m.tanh(x[1] + r[1] + b[1])
-    o = m.sigmoid(x[2] + r[2] + b[2])
-    c = (1 - i) * s[1] + i * g
-    return o * m.tanh(c), c
 
 
-def cifg_reference(x, rec, b, states):
-    i = torch.sigmoid(x[:, 0] + rec[:, 0] + b[0])
-    g = torch.tanh(x[:, 1] + rec[:, 1] + b[1])
-    o = torch.sigmoid(x[:, 2] + rec[:, 2] + b[2])
-    c = (1 - i) * states[1] + i * g
-    return [o * torch.tanh(c), c]
 
 
-def forget_only_step(x, r, b, s):
-    """A forget gate alone (JANET-like): the input gate is 1 - f shifted."""
-    f = x[0] + r[0] + b[0]
-    c = m.sigmoid(f) * s[1] + (1 - m.sigmoid(f - 1.0)) * m.tanh(x[1] + r[1] + b[1])
-    return m.tanh(c), c
 
 
-def forget_only_reference(x, rec, b, states):
-    f = x[:, 0] + rec[:, 0] + b[0]
-    c = torch.sigmoid(f) * states[1] + (1 - torch.sigmoid(f - 1.0)) * torch.tanh(x[:, 1] + rec[:, 1] + b[1])
-    return [torch.tanh(c), c]
 
 
-def relu6_step(x, r, b, s):
-    return m.minimum(m.maximum(x[0] + r[0] + b[0], 0), 6)
 
 
-def relu6_reference(x, rec, b, states):
-    return [torch.clamp(x[:, 0] + rec[:, 0] + b[0], 0, 6)]
 
 
-def log_gru_step(x, r, b, s):
-    """GRU-like: a log / exp candidate chosen by where, and a floor by maximum."""
-    reset = m.sigmoid(x[0] + r[0] + b[0])
-    update = m.sigmoid(x[1] + r[1] + b[1])
-    a = x[2] + b[2] + reset * (r[2] + b[3])
-    n = m.where(a > 0, m.log(1 + a), m.exp(a) - 1)
-    return m.maximum((1 - update) * n + update * s[0], 0.5 * s[0] - 1)
 
 
-def log_gru_reference(x, rec, b, states):
-    reset = torch.sigmoid(x[:, 0] + rec[:, 0] + b[0])
-    update = torch.sigmoid(x[:, 1] + rec[:, 1] + b[1])
-    a = x[:, 2] + b[2] + reset * (rec[:, 2] + b[3])
-    # clamped so that the branch not taken has a finite gradient, which where then drops
-    n = torch.where(a > 0, torch.log(1 + a.clamp(min=0)), torch.exp(a.clamp(max=0)) - 1)
-    return [torch.maximum((1 - update) * n + update * states[0], 0.5 * states[0] - 1)]
 
 
 def every_node_step(x, r, b, s):
@@ -126,13 +89,13 @@ def every_node_step(x, r, b, s):
 
 
 def every_node_reference(x, rec, b, states):
-    u = x[:, 0] + rec[:, 0] + b[0]
-    v = x[:, 1] + rec[:, 1] + b[1]
+    u = x[:, 0] + rec[:, 0] + b[:, 0]
+    v = x[:, 1] + rec[:, 1] + b[:, 1]
     a = (torch.log1p(torch.exp(u)) * F.logsigmoid(v) + torch.sqrt(1 + states[1] ** 2)
          + u ** 3 / (1 + u ** 2 + v ** 2))
     condition = ((u > 0) & (v < 1)) | (states[0] <= -0.5) | (states[3] != 2.5)
     h = torch.where(condition, torch.tanh(v).abs() ** 1.5, torch.minimum(u, v) / (1 + states[0].abs()))
-    return [h, a, (torch.tanh(b[2]) + 1).expand_as(h), torch.full_like(h, 2.5)]
+    return [h, a, (torch.tanh(b[:, 2]) + 1).expand_as(h), torch.full_like(h, 2.5)]
 
 
 NEW = {  # name: (step, reference, Gx, Gr, Gb, states, scale of x, scale of R)
@@ -158,7 +121,7 @@ def reference_rnn(step, x, R, b, states, lengths=None):
     ys = []
     for t in range(steps):
         rec = torch.einsum("bnj,gnij->bgni", s[0], R)
-        new = step(x[:, t], rec, b, s)
+        new = step(x[:, t], rec, b.expand(batch, *b.shape), s)  # the references take biases per sample
         if lengths is not None:
             keep = (t < lengths).view(batch, 1, 1)
             new = [torch.where(keep, n, old) for n, old in zip(new, s)]
