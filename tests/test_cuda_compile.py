@@ -219,6 +219,8 @@ def test_cluster_backward_plan_for_the_issue_heads():
     assert choose_cluster_backward("lstm", torch.bfloat16, 128, 256, 6, H100_SXM) is None
     assert choose_cluster_backward("lstm", torch.bfloat16, 32, 16, 24, H100_SXM) is None
     assert choose_cluster_backward("elman", torch.bfloat16, 128, 16, 6, H100_SXM) is None
+    # sLSTM 768x1: x travels in rh (its gates are sums), so its three fp32 saved states fit beside R
+    assert choose_cluster_backward("slstm", torch.bfloat16, 768, 16, 1, H100_SXM).parts == 16
 
 
 @pytest.mark.parametrize("which", ["forward", "backward"])
@@ -233,7 +235,7 @@ def test_cluster_plan_fitted_to_a_compiler_that_needs_more_registers(which, monk
     field = plan.REGISTER_FIELD
     try:
         for limit in range(getattr(plan, field), -1, -1):
-            monkeypatch.setattr(cluster, "touches_local_memory",
+            monkeypatch.setattr(cluster, "spills_fragments",
                                 lambda config, arch, limit=limit: getattr(config, field) > limit)
             cluster.fit_to_compiler.cache_clear()
             fitted = cluster.fit_to_compiler(plan, H100_SXM)
@@ -361,3 +363,16 @@ def test_editing_a_header_changes_only_the_digests_of_its_units(tmp_path, monkey
     assert users(copy / "alternating" / "csrc" / "alternating_steps.cuh") == {"alternating"}
     assert users(copy / "csrc" / "cells" / "cell.cuh") == set(UNITS)
     assert digests() == before
+
+
+@pytest.mark.parametrize("spill, stack, local, spills", [
+    (0, 0, 0, False), (8, 8, 2, False),  # NVRTC 13.0's LSTM 768x1 backward: a scalar or two
+    (16, 16, 4, False), (24, 24, 2, True), (8, 8, 5, True), (0, 320, 40, True),  # fragments of R
+])
+def test_a_few_spilled_bytes_keep_a_cluster_plan_fragments_do_not(spill, stack, local, spills, monkeypatch):
+    class Compiled:
+        spill_bytes, stack_bytes, local_memory_instructions = spill, stack, local
+
+    monkeypatch.setattr(cluster, "compile_kernel", lambda *args: Compiled())
+    plan = choose_cluster_backward("lstm", torch.bfloat16, 768, 16, 1, H100_SXM)
+    assert cluster.spills_fragments(plan, ARCH) is spills

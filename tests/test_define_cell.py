@@ -368,3 +368,12 @@ def test_generated_code_does_not_depend_on_the_hash_seed():
                               env={**os.environ, "PYTHONHASHSEED": seed}).stdout
                for seed in ("1", "2")}
     assert len(sources) == 1 and "def backward" in next(iter(sources))
+
+
+def test_forward_chain_counts_transcendentals_one_after_another():
+    """The longest path of transcendental calls and divisions through a step (the planner's
+    LONG_CHAIN rule reads it): LSTM sigmoid -> tanh(c); sLSTM logsigmoid -> exp -> division."""
+    from fusedrnn.cells import get_cell
+
+    assert {name: get_cell(name).symbolic.forward_chain for name in ("lstm", "gru", "slstm", "elman", "elman_relu")} == {
+        "lstm": 2, "gru": 2, "slstm": 3, "elman": 1, "elman_relu": 0}

@@ -344,3 +344,38 @@ def test_auto_leaves_large_batch_inference_of_large_heads_to_the_alternating_loo
     problem = Problem(get_cell("lstm"), B, 1024, 768 // DH, DH, torch.bfloat16, torch.device("cuda", 0), False,
                       needs_grad)
     assert alternating_is_faster(problem, H100_SXM) is expected
+
+
+@pytest.mark.parametrize("cell,DH,B,family", [
+    ("lstm", 64, 16, "one_sm"),     # a chain of 2 at DH 64: one SM (measured within 3% of clusters)
+    ("elman", 64, 16, "one_sm"),    # a chain of 1: one SM, 0.32 against 0.41 ms
+    ("slstm", 64, 16, "cluster"),   # a chain of 3 (logsigmoid, exp, the division): clusters, 0.56 against 0.87
+    ("slstm", 32, 16, "one_sm"),    # under LONG_CHAIN_MIN_HEAD_DIM
+    ("lstm", 128, 16, "cluster"),   # from DH 128 every cell: 0.59 against 0.78
+    ("gru", 128, 64, "cluster"),    # 6 heads x 16 clusters of 4 sequences x 2 CTAs: one wave
+    ("lstm", 128, 256, "one_sm"),   # clusters in waves: one SM
+])
+def test_the_forward_of_a_head_that_fits_one_sm_takes_clusters_where_they_measured_faster(cell, DH, B, family):
+    chosen = rule_plan(cell, torch.bfloat16, DH, 768 // DH, B, True, H100_SXM, "forward", None)
+    assert chosen.strategy == family, chosen
+
+
+def test_the_cluster_backward_takes_x_in_rh_only_where_the_ring_does_not_fit():
+    from fusedrnn.backends.cuda.fused.cluster_backward import choose_cluster_backward
+
+    assert choose_cluster_backward("slstm", torch.bfloat16, 768, 16, 1, H100_SXM).x_in_rh
+    for cell, DH in (("lstm", 768), ("lstm", 64), ("slstm", 256), ("gru", 768)):
+        assert not choose_cluster_backward(cell, torch.bfloat16, DH, 16, 768 // DH, H100_SXM).x_in_rh
+
+
+def test_recurrent_preactivations_with_x_added_in_the_layout_of_drec():
+    """rh[n, b * T + t, g * DH + i] = sum_k R[g, n, i, k] h_prev[n, b * T + t, k] (+ x[b, t, g, n, i])."""
+    G, NH, DH, B, T = 4, 2, 5, 3, 7
+    R, x = torch.randn(G, NH, DH, DH), torch.randn(B, T, G, NH, DH)
+    h_prev = torch.randn(NH, B * T, DH)
+    expected = torch.einsum("gnik,nsk->nsgi", R, h_prev)
+    plain = launchers.recurrent_preactivations(R, h_prev)
+    torch.testing.assert_close(plain, expected.reshape(NH, B * T, G * DH))
+    with_x = launchers.recurrent_preactivations(R, h_prev, x)
+    added = expected + x.permute(3, 0, 1, 2, 4).reshape(NH, B * T, G, DH)
+    torch.testing.assert_close(with_x, added.reshape(NH, B * T, G * DH))

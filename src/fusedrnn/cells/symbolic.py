@@ -100,6 +100,14 @@ class SymbolicCell:
     backward_divisions: int  # ... and in `backward`
 
     @property
+    def forward_chain(self) -> int:
+        """The most transcendental calls and divisions one after another on a path from an
+        input to a new state: the latency of a step's pointwise work where a thread runs
+        the cell for one element (LSTM 2: sigmoid, then tanh of c; sLSTM 3: logsigmoid,
+        exp, the division by n)."""
+        return max((chain_length(state) for state in self.new_states), default=0)
+
+    @property
     def forward_assignments(self):
         return self.forward.assignments
 
@@ -273,6 +281,16 @@ def count_calls(expr: sympy.Basic, counts: Counter) -> None:
         counts[kind] += 1
     for arg in expr.args:
         count_calls(arg, counts)
+
+
+def chain_length(expr: sympy.Basic) -> int:
+    """The most transcendental calls and divisions (as count_calls and count_negative_powers
+    count them) on one path from a leaf of `expr` to its root."""
+    if isinstance(expr, sympy.Expr) and expr.is_number:
+        return 0
+    own = (type(expr) in TRANSCENDENTAL_FUNCTIONS
+           or isinstance(expr, Pow) and (not expr.exp.is_Integer or bool(expr.exp.is_negative)))
+    return int(own) + max((chain_length(arg) for arg in expr.args), default=0)
 
 
 def count_divisions(program: Program) -> int:

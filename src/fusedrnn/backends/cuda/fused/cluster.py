@@ -39,9 +39,12 @@ MAX_CLUSTER = 16  # CTAs in a cluster on Hopper; over 8 needs the non-portable a
 PARTITION_REGISTERS = 16384  # an SM's 4 partitions hold 16K registers each; a warp takes them from one
 # Registers a thread needs beside its fragments of R (accumulators, states, pointers): fitted to
 # ptxas's reports so that every shipped kernel holds as many tiles as it can without a spill
-# (tests/test_cuda_compile.py checks them all); more for each state and column tile.
+# (tests/test_cuda_compile.py checks them all); more for each state of each element a thread runs
+# the cell for (4 a column tile where warps own their products' cells, 1 where cells are spread: sLSTM
+# bf16 768x1 spread holds 10 tiles in 240 registers, not the 9 that 4 a state a tile allowed) and for
+# each column tile past the first.
 OTHER_REGISTERS = 72
-OTHER_PER_STATE = 4
+OTHER_PER_STATE = 1
 OTHER_PER_COLUMN_TILE = 40
 # the st.async exchange's addresses and mbarrier phases, a column tile (LSTM bf16 256, 128 rows, 2 column
 # tiles spilled 8 B with 8 for both)
@@ -196,6 +199,12 @@ def register_cap(threads: int) -> int:
     return min(255, PARTITION_REGISTERS // (32 * per_partition) // 8 * 8)
 
 
+def cell_elements(options: int, NT: int) -> int:
+    """Elements a thread runs the cell for, as the plans build the kernel: one where cells are
+    spread (ClusterConfig.elements = 1), else its 4 of each column tile's mma accumulator."""
+    return 1 if options & SPREAD_CELLS else 4 * NT
+
+
 def register_tiles(cell: str, dtype: torch.dtype, threads: int, NT: int, k_tiles_per_warp: int,
                    options: int = 0) -> int:
     """How many of a warp's K tiles of R its threads can hold as fragments (4 registers
@@ -203,7 +212,8 @@ def register_tiles(cell: str, dtype: torch.dtype, threads: int, NT: int, k_tiles
     if dtype == torch.float32:  # no tensor cores: R is read from shared memory by the FMA product
         return 0
     spec = get_cell(cell)
-    other = OTHER_REGISTERS + OTHER_PER_STATE * spec.num_states * NT + OTHER_PER_COLUMN_TILE * (NT - 1)
+    other = (OTHER_REGISTERS + OTHER_PER_STATE * spec.num_states * cell_elements(options, NT)
+             + OTHER_PER_COLUMN_TILE * (NT - 1))
     other += ASYNC_PUSH_REGISTERS * NT if options & ASYNC_PUSH else 0
     return max(0, min(k_tiles_per_warp, (register_cap(threads) - other) // (4 * spec.gates_r)))
 
@@ -220,20 +230,29 @@ def cluster_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, wide: boo
             if not 4 <= ROWS // 16 * KSPLIT <= 16:  # a warp a partition at least; 512 threads at most
                 continue
             for NT in (1, 2) if wide else (1,):
-                reg_tiles = register_tiles(cell, dtype, 32 * ROWS // 16 * KSPLIT, NT, k_tiles // KSPLIT,
-                                           PLANNED_OPTIONS)
-                options = planned_options(dtype, ROWS, k_tiles // KSPLIT, reg_tiles, KSPLIT)
-                # the spread cells' partial sums need more shared memory: the owners' form where they do not
-                # fit, up to 2 K slices (with more, most warps would wait out the cell: 256x3, 4 slices, 1.9x slower)
-                forms = (options, options & ~SPREAD_CELLS) if KSPLIT <= 2 else (options,)
-                fits = (config for form in forms for depth in (4, 3, 2)
-                        for config in [ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT,
-                                                     depth=depth, vec=vec, reg_tiles=reg_tiles,
-                                                     fast_math=dtype == torch.bfloat16, options=form)]
-                        if config.shared_memory <= shared_memory_per_block)
-                config = next(fits, None)
+                config = next(planned_shapes(cell, dtype, DHP, ROWS, KSPLIT, NT, vec, shared_memory_per_block), None)
                 if config is not None:
                     yield config
+
+
+def planned_shapes(cell: str, dtype: torch.dtype, DHP: int, ROWS: int, KSPLIT: int, NT: int, vec: int,
+                   shared_memory_per_block: int):
+    """The forms of one shape that fit shared memory, best first: the spread cells' where they
+    apply, then the owners' (the spread cells' partial sums need more shared memory; up to 2 K
+    slices: with more, most warps would wait out the cell, 256x3, 4 slices, 1.9x slower), each
+    with as many register tiles as its registers allow and the deepest input ring."""
+    threads, k_tiles_per_warp = 32 * ROWS // 16 * KSPLIT, DHP // 16 // KSPLIT
+    spread_forms = (True, False) if KSPLIT == 2 else (KSPLIT > 2,)
+    for spread in spread_forms:
+        wanted = PLANNED_OPTIONS if spread else PLANNED_OPTIONS & ~SPREAD_CELLS
+        reg_tiles = register_tiles(cell, dtype, threads, NT, k_tiles_per_warp, wanted)
+        options = planned_options(dtype, ROWS, k_tiles_per_warp, reg_tiles, KSPLIT) & (wanted | ~SPREAD_CELLS)
+        for depth in (4, 3, 2):
+            config = ClusterConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT, depth=depth,
+                                   vec=vec, reg_tiles=reg_tiles, fast_math=dtype == torch.bfloat16, options=options)
+            if config.shared_memory <= shared_memory_per_block:
+                yield config
+                break
 
 
 @functools.lru_cache(maxsize=None)  # planned once per shape: enumerating the shapes costs ~0.5 ms
@@ -259,10 +278,22 @@ def choose_cluster(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, devi
     return dataclasses.replace(best, sequences=0) if best is not None else None
 
 
-def touches_local_memory(config, arch: str) -> bool:
-    """Whether the NVRTC in use compiles the config's kernel with spills, a stack frame or LDL/STL."""
+# A few spilled scalars cost a step almost nothing; fragments of R in local memory cost it dearly. The
+# H100 image's NVRTC 13.0 spills 8 bytes (2 LDL/STL) from the LSTM bf16 768x1 cluster backward that
+# NVRTC 13.5 fits in 252 registers; no other form of it fits shared memory, and the grid it fell back
+# to took 6.90 ms fwd+bwd at B=16 against the spilling cluster's 4.81 (H100, 2026-12-07,
+# docs/perf-notes.md). A fragment spilled moves 4 registers and is reloaded in every step's product.
+FEW_SPILLED_BYTES = 16
+FEW_LOCAL_INSTRUCTIONS = 4
+
+
+def spills_fragments(config, arch: str) -> bool:
+    """Whether the NVRTC in use compiles the config's kernel with more local memory than a few
+    spilled scalars (FEW_SPILLED_BYTES, FEW_LOCAL_INSTRUCTIONS): where it does, fragments of R
+    or the product's accumulators live there and are reloaded every step."""
     compiled = compile_kernel(config.name_expression, arch, config.source)
-    return compiled.uses_local_memory
+    return (compiled.spill_bytes > FEW_SPILLED_BYTES or compiled.stack_bytes > FEW_SPILLED_BYTES
+            or compiled.local_memory_instructions > FEW_LOCAL_INSTRUCTIONS)
 
 
 def register_forms(shape, shared_memory_per_block: int) -> list:
@@ -283,7 +314,8 @@ def register_forms(shape, shared_memory_per_block: int) -> list:
 @functools.lru_cache(maxsize=None)
 def fit_to_compiler(config, device: DeviceLimits):
     """The plan (a ClusterConfig, or a ClusterBackwardConfig) with as many fragments
-    of R in registers as the NVRTC in use compiles without local memory. The register
+    of R in registers as the NVRTC in use compiles without spilling them (spills_fragments;
+    shipped kernels compile with no local memory at all, tests/test_cuda_compile.py). The register
     models count what ptxas needs beside the fragments from one compiler's reports;
     another version may need more and keep fragments in local memory, reloaded every
     step (768x1 on the H100 image's NVRTC: 754K local loads in 64 steps, 10.9 us a
@@ -291,7 +323,7 @@ def fit_to_compiler(config, device: DeviceLimits):
     to shared memory, paid for with a shallower input ring where needed; None when
     no such shape fits."""
     return next((form for form in register_forms(config, device.shared_memory_per_block)
-                 if not touches_local_memory(form, device.arch)), None)
+                 if not spills_fragments(form, device.arch)), None)
 
 
 def estimated_clusters_at_once(parts: int, sm_count: int) -> int:

@@ -29,7 +29,7 @@ from .one_sm import fits_one_sm, ring_bytes
 
 SOURCE = Path(__file__).parent / "csrc" / "cluster_backward.cu"
 KERNEL = Kernel("fused_cluster_backward_kernel",
-                ("cell", "dtype", "DHP", "ROWS", "warps", "depth", "vec", "reg_blocks", "fast_math"),
+                ("cell", "dtype", "DHP", "ROWS", "warps", "depth", "vec", "reg_blocks", "fast_math", "x_in_rh"),
                 pointers=("x", "R", "b", "states", "lengths", "y", "saved", "dy", "dfinal", "rh", "dx", "drec",
                           "db_partial", "dstates"),
                 ints=("B", "T", "NH", "DH"))
@@ -49,6 +49,10 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
     vec: int
     reg_blocks: int  # of a warp's blocks of 16 units of R^T, those held in registers
     fast_math: bool
+    # x comes added into rh (the launcher's GEMM), not staged: a ring less of shared memory, for
+    # cells whose gates are sums, where only so the shape fits (sLSTM 768x1); elsewhere the add
+    # costs more than the ring saves (LSTM 64x12 B=16 fwd+bwd 1.67 -> 1.96 ms on the H100)
+    x_in_rh: bool = False
     REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers (class attributes, not fields)
     kernel = KERNEL
     backward = True
@@ -83,7 +87,7 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
         lds = WARPS * shared_blocks * 16 + pad if shared_blocks else 0
         weights = spec.gates_r * ROWS * lds * size  # R^T not in registers
         total = BT * (spec.gates_r * ROWS + pad) * size  # the drec tile
-        total += ring_bytes(spec.gates_x, ROWS, size, BT, self.depth)  # x
+        total += ring_bytes(0 if self.x_in_rh else spec.gates_x, ROWS, size, BT, self.depth)  # x
         total += 2 * ring_bytes(1, ROWS, size, BT, self.depth)  # h_{t-1}, dy
         total += ring_bytes(spec.gates_r, ROWS, 4, BT, self.depth)  # R h_{t-1}
         total += ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
@@ -116,8 +120,9 @@ def cluster_backward_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, 
         blocks = DHP // 16 // WARPS
         for reg_blocks in range(register_blocks(cell, ROWS, blocks), -1, -1):
             fitting = [ClusterBackwardConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, depth=depth, vec=vec,
-                                             reg_blocks=reg_blocks, fast_math=dtype == torch.bfloat16)
-                       for depth in (4, 3, 2)]
+                                             reg_blocks=reg_blocks, fast_math=dtype == torch.bfloat16,
+                                             x_in_rh=x_in_rh)
+                       for x_in_rh in (False, True)[:1 + get_cell(cell).gates_are_sums] for depth in (4, 3, 2)]
             fitting = [c for c in fitting if c.shared_memory <= shared_memory_per_block]
             if fitting:
                 yield fitting[0]
@@ -126,9 +131,10 @@ def cluster_backward_configs(cell: str, dtype: torch.dtype, DHP: int, vec: int, 
 
 # Heads that fit one SM take the cluster too where it measured faster: LSTM bf16, B=16, T=1024 on
 # the H100, one-SM forward with the one-SM / cluster backward, fwd+bwd ms: 32x24 1.73 / 1.99,
-# 64x12 2.31 / 1.79, 96x8 3.13 / 2.12, 128x6 4.25 / 2.02 (docs/perf-notes.md). Cells of three or
-# four recurrent gates from DH 64, and only where every cluster of the call runs at once (a large
-# batch keeps the one-SM kernel, whose CTAs hold 16 sequences and more).
+# 64x12 2.31 / 1.79, 96x8 3.13 / 2.12, 128x6 4.25 / 2.02 (docs/perf-notes.md). Cells from DH
+# 64 of three or four recurrent gates (Elman, one gate, keeps the one-SM kernel: 64x12 1.00 / 1.17
+# ms, 2026-12-07), and only where every cluster of the call runs at once (a large batch keeps the
+# one-SM kernel, whose CTAs hold 16 sequences and more).
 ONE_SM_MIN_HEAD_DIM = 64
 ONE_SM_MIN_GATES = 3
 

@@ -81,7 +81,8 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
     if isinstance(config, ClusterBackwardConfig):
         tiles = math.ceil(B / CLUSTER_BACKWARD_TILE)
         db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
-        run_kernel(config, (NH, tiles, 1), x, cluster=config.parts, rh=recurrent_preactivations(R, h_prev),
+        rh = recurrent_preactivations(R, h_prev, x if config.x_in_rh else None)
+        run_kernel(config, (NH, tiles, 1), x, cluster=config.parts, rh=rh,
                    drec=drec, db_partial=db_partial, **common)
     else:
         tiles = math.ceil(B / config.batch_tile)
@@ -101,12 +102,18 @@ def arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
     return torch.zeros((tiles, NH, parts, 32), dtype=torch.int32, device=device)
 
 
-def recurrent_preactivations(R: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
-    """R h_{t-1} of every step as the forward's product saw it, fp32: [NH, B * T, G * DH]
-    (the layout of drec), from h_prev [NH, B * T, DH] (weight_gradient.previous_states).
+def recurrent_preactivations(R: torch.Tensor, h_prev: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    """R h_{t-1} of every step as the forward's product saw it, plus x [B, T, G, NH, DH] where
+    given (a cell whose gates are sums: the cluster backward then reads no x), fp32:
+    [NH, B * T, G * DH] (the layout of drec), from h_prev [NH, B * T, DH] (weight_gradient.previous_states).
     One batched GEMM with fp32 accumulation and output: rounded to bf16 (half the memory), the
     backward's pre-activations differ from the forward's near a kink, and elman_relu's gradient
     broke the 2x rule on the H100 (2026-12-07: dx 0.012 against torch's 0.0003)."""
     G, NH, DH, _ = R.shape
     weights = R.permute(1, 3, 0, 2).reshape(NH, DH, G * DH)  # [n, k, g * DH + i] = R[g, n, i, k]
-    return torch.bmm(h_prev, weights, out_dtype=torch.float32)
+    # out_dtype for half inputs (fp32 accumulation and output); fp32 needs none (nor has CPU's bmm it)
+    rh = torch.bmm(h_prev, weights) if h_prev.dtype == torch.float32 else torch.bmm(h_prev, weights, out_dtype=torch.float32)
+    if x is not None:
+        B, T = x.shape[:2]
+        rh.add_(x.permute(3, 0, 1, 2, 4).reshape(NH, B * T, G * DH))
+    return rh

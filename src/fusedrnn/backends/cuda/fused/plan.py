@@ -6,8 +6,10 @@ from (space.py) and the winner it caches is the plan of the next call.
 The plan is the tuned winner for the call's shape on this GPU where one is
 cached and can run the call; otherwise the rules below, measured on the H100
 (docs/perf-notes.md):
-  forward:  a head that fits one SM runs there (one_sm.rule_config); a larger
-            head runs on a thread-block cluster on Hopper and later where one
+  forward:  a head that fits one SM runs there (one_sm.rule_config), unless a
+            cluster runs the whole call in one wave and the head is from
+            CLUSTER_FORWARD_MIN_HEAD_DIM (or its cell's step chains LONG_CHAIN
+            transcendentals); a larger head runs on a thread-block cluster on Hopper and later where one
             holds it, compiles without local memory with the NVRTC in use, and
             the sequence has CLUSTER_MIN_STEPS steps or more; else on the
             cooperative grid.
@@ -30,10 +32,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ....cells import get_cell
 from ....problem import Problem
 from ..runtime.device import DeviceLimits
 from . import tuned
-from .cluster import ClusterConfig, choose_cluster, clusters_at_once, fit_to_compiler
+from .cluster import ClusterConfig, choose_cluster, clusters_at_once, estimated_clusters_at_once, fit_to_compiler
 from .cluster_backward import ClusterBackwardConfig, choose_cluster_backward, cluster_backward_configs
 from .grid import MAX_HEAD_DIM, SplitConfig, rule_split, split_head_dim
 from .one_sm import FusedConfig, fits_one_sm, padded_head_dim, rule_config, why_not_one_sm
@@ -159,6 +162,35 @@ def admissible(config, problem: Problem, device: DeviceLimits, direction: str):
     return config.with_sequences(B, NH, at_once) if isinstance(config, ClusterConfig) else config
 
 
+# The forward of a head that fits one SM runs faster on clusters where every cluster of the call
+# runs at once, from DH 128 for every cell, and from DH 64 for a cell whose step chains LONG_CHAIN
+# transcendental calls and divisions (SymbolicCell.forward_chain): a one-SM thread runs the cell
+# for 4 elements of each column tile, a spread cluster's for one, so the chain's latency is paid
+# once, not four times. bf16, B=16, T=1024 on the H100, one SM / clusters, ms: 128x6 LSTM 0.78 /
+# 0.59, GRU 0.70 / 0.43, sLSTM 1.20 / 0.62, Elman 0.42 / 0.39; 64x12 sLSTM 0.87 / 0.56, LSTM and
+# GRU (chains of 2) within 3% either way, Elman (1) 0.32 / 0.41 (docs/perf-notes.md, 2026-12-07).
+CLUSTER_FORWARD_MIN_HEAD_DIM = 128
+LONG_CHAIN = 3
+LONG_CHAIN_MIN_HEAD_DIM = 64
+
+
+def cluster_first(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, device: DeviceLimits,
+                  direction: str, one_sm: bool) -> bool:
+    """Whether the rules try a cluster before one SM: always backward; forward, for a head
+    that fits one SM, as measured above, where the call's clusters run in one wave."""
+    if direction == "backward":
+        return True
+    symbolic = get_cell(cell).symbolic
+    long_chain = symbolic is not None and symbolic.forward_chain >= LONG_CHAIN
+    if not one_sm or DH < (LONG_CHAIN_MIN_HEAD_DIM if long_chain else CLUSTER_FORWARD_MIN_HEAD_DIM):
+        return False
+    shape = cluster_shape(cell, dtype, DH, NH, B, device, direction, False)
+    if shape is None:
+        return False
+    at_once = estimated_clusters_at_once(shape.parts, device.sm_count)
+    return NH * math.ceil(B / shape.with_sequences(B, NH, at_once).cluster_sequences) <= at_once
+
+
 @functools.lru_cache(maxsize=4096)  # asked on every call: the rules cost ~0.5 ms for a cluster
 def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enough: bool, device: DeviceLimits,
               direction: str, strategy: str | None) -> Plan:
@@ -168,7 +200,8 @@ def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enou
     forced = strategy is not None
     if strategy == "one_sm" and not one_sm:
         raise ValueError(f"strategy='one_sm': {why_not_one_sm(cell, dtype, DH, B, device)}")
-    for family in ("cluster", "one_sm") if direction == "backward" else ("one_sm", "cluster"):
+    first = cluster_first(cell, dtype, DH, NH, B, device, direction, one_sm) and long_enough
+    for family in ("cluster", "one_sm") if first else ("one_sm", "cluster"):
         if strategy not in (None, family):
             continue
         if family == "one_sm" and one_sm:

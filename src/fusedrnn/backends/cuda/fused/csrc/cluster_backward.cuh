@@ -1,7 +1,8 @@
 // The backward for heads split over the PARTS = DHP / ROWS CTAs of one thread-block cluster
 // (sm_90, half types). CTA `rank` owns units row0 = rank * ROWS .. + ROWS. The recurrent
-// pre-activations R h_{t-1} of every step are one GEMM before the kernel (`rh`, fp32), so the
-// only product on the sequential chain is dh_{t-1} = sum_g R[g]^T drec_t[g]. Per step t, in
+// pre-activations R h_{t-1} of every step are one GEMM before the kernel (`rh`, fp32; with
+// X_IN_RH, for a cell whose gates are sums, x + R h_{t-1}, and the kernel stages no x: sLSTM
+// 768x1 fits one SM a CTA only so), so the only product on the sequential chain is dh_{t-1} = sum_g R[g]^T drec_t[g]. Per step t, in
 // reverse, a CTA:
 //   1. waits for the partial sums of dh_t that the cluster's CTAs sent it (step 3 of step t + 1)
 //      and adds them, in rank order (deterministic);
@@ -28,7 +29,8 @@
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int ROWS, int WARPS, int DEPTH, int VEC, int REG_MT, bool FAST>
+template <class Cell, class T, int DHP, int ROWS, int WARPS, int DEPTH, int VEC, int REG_MT, bool FAST,
+          bool X_IN_RH>
 __global__ void __launch_bounds__(32 * WARPS, 1)
     fused_cluster_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                   const T* __restrict__ states, const long long* __restrict__ lengths,
@@ -43,11 +45,12 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   constexpr int PAIRS = ROWS * BT / 2, PAIR_ITERS = (PAIRS + THREADS - 1) / THREADS;
   constexpr unsigned SLICE_BYTES = ROWS * BT * sizeof(float);  // one sender's sums for one CTA
   using W = TransposedWeights<T, DHP, ROWS, Cell::GR, WARPS, REG_MT>;
-  using XRing = StepRing<T, Cell::GX, ROWS, BT, DEPTH>;
+  using XRing = StepRing<T, X_IN_RH ? 0 : Cell::GX, ROWS, BT, DEPTH>;  // no rows: x is in rh
   using HRing = StepRing<T, 1, ROWS, BT, DEPTH>;  // this CTA's units of h_{t-1}; also dy
   using RhRing = StepRing<float, Cell::GR, ROWS, BT, DEPTH>;
   using SavedRing = StepRing<float, SAVED, ROWS, BT, DEPTH>;
   static_assert(Storage<T>::tensor_cores, "the cluster backward runs on tensor cores");
+  static_assert(!X_IN_RH || Cell::SUMS, "x goes into rh only where every gate is x + r + b");
   static_assert(PARTS >= 2 && PARTS <= 16 && DHP % ROWS == 0, "a cluster of 2 to 16 CTAs");
   static_assert(ROWS % 16 == 0 && 32 % (BT / 2) == 0, "whole blocks of units; a unit's pairs in one warp");
 
@@ -163,8 +166,10 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
         const int c = col[k] + e;
         const bool valid = t < valid_steps[k][e];
         Gates xg = {}, rg = {}, sg = {}, dg, gx = {}, gr = {}, gb = {}, dprev = {};
+        if constexpr (!X_IN_RH) {
 #pragma unroll
-        for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(order, c, g, i);
+          for (int g = 0; g < Cell::GX; ++g) xg[g] = xr.at(order, c, g, i);
+        }
 #pragma unroll
         for (int g = 0; g < Cell::GR; ++g) rg[g] = rr.at(order, c, g, i);
 #pragma unroll

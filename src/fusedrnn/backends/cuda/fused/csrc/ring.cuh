@@ -53,7 +53,7 @@ struct RingCopier {
   static constexpr int TOTAL = BT * Q * CHUNKS_PER_ROW;
   static constexpr int K = (TOTAL + THREADS - 1) / THREADS;
   static constexpr bool KEEP = K <= 4;  // addresses in registers
-  static constexpr int KEPT = KEEP ? K : 1;
+  static constexpr int KEPT = KEEP && K > 0 ? K : 1;  // a ring of no rows (Q = 0) copies nothing
 
   Row row;  // row(c, q): where row q of sequence c starts at step 0
   unsigned base;
