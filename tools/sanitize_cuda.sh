@@ -23,6 +23,7 @@ RUNS=(
   "48x2 9 cluster/cluster"   # all of R in registers: an mbarrier a sender, spread cells
   "256x3 6 cluster/cluster"
   "768x1 5 cluster/cluster"  # R partly in shared memory, a cluster of 16 backward
+  "768x1 5 cluster/cluster --cell slstm"  # the backward with x added into rh (x_in_rh): no x ring
   "256x3 6 cluster/none --form barrier"
   "256x3 6 cluster/none --form async"
   "256x3 6 cluster/none --form per-source"
