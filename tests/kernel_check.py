@@ -17,11 +17,11 @@ from reference import reference_rnn
 check_backend = functools.partial(_check_backend, reference=reference_rnn)
 
 
-def fused_problem(cell, dtype, B, T, NH, DH, needs_grad=True, device="cuda"):
+def fused_problem(cell, dtype, B, T, NH, DH, needs_grad=True, device="cuda", resets=False):
     from fusedrnn.cells import get_cell
     from fusedrnn.problem import Problem
 
-    return Problem(get_cell(cell), B, T, NH, DH, dtype, torch.device(device), True, needs_grad)
+    return Problem(get_cell(cell), B, T, NH, DH, dtype, torch.device(device), True, needs_grad, resets)
 
 
 def device_limits(device="cuda"):
@@ -32,13 +32,15 @@ def device_limits(device="cuda"):
     return limits(torch.cuda.current_device() if index is None else index)
 
 
-def fused_plans(cell, dtype, B, T, NH, DH, forward=None, backward=None, with_grads=True, device="cuda"):
+def fused_plans(cell, dtype, B, T, NH, DH, forward=None, backward=None, with_grads=True, device="cuda",
+                resets=False):
     """(forward plan, backward plan or None) of cuda_fused for the call, each direction's
     planner narrowed to `forward` / `backward` (one_sm, grid, cluster; None: the planner's
-    own choice). Raises ValueError where the family cannot run the call."""
+    own choice), built to read resets where `resets`. Raises ValueError where the family
+    cannot run the call."""
     from fusedrnn.backends.cuda.fused.plan import plan
 
-    problem = fused_problem(cell, dtype, B, T, NH, DH, with_grads, device)
+    problem = fused_problem(cell, dtype, B, T, NH, DH, with_grads, device, resets)
     limits = device_limits(device)
     forward_plan = plan(problem, limits, "forward", strategy=forward)
     backward_plan = plan(problem, limits, "backward", strategy=backward) if with_grads else None

@@ -1,7 +1,10 @@
 """`resets`: a marked step starts from the initial states (issue 18). Checked against
 a plain float64 loop written here (the cells' math from tests/reference.py, the
 resets applied by this file's own loop, gradients by autograd), on the torch
-backend; the kernel backends refuse resets by name."""
+backend and on the Triton kernels (on CPU through the interpreter, in fp32 and
+fp16, by fusedrnn.testing's rule: at most twice the torch backend's error in the
+same dtype); the cuda_fused kernels by the same check in tests/test_resets_cuda.py
+(GPU); cuda_alternating refuses resets by name."""
 from __future__ import annotations
 
 import pytest
@@ -9,10 +12,11 @@ import torch
 
 import fusedrnn
 from fusedrnn.cells import registry
+from fusedrnn.backends.triton.variants import code_paths
 from fusedrnn.ops import registry as backends
 from fusedrnn.problem import problem_of
 from reference import reference_step
-from fusedrnn.testing import random_problem
+from fusedrnn.testing import JUMP_SLACK, SANITY, SLACK, random_problem
 
 m = fusedrnn.cellmath
 
@@ -35,6 +39,15 @@ def _gated_reference(xt, hR, b, s):
 
 CUSTOM = "t_resets_gated"
 CELLS = ["lstm", "gru", "elman", "elman_relu", "slstm", CUSTOM]
+needs_triton = pytest.mark.skipif(not fusedrnn.backends()["triton"].available,
+                                  reason=fusedrnn.backends()["triton"].reason)
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # on CPU: the interpreter (conftest.py)
+BACKENDS = ["torch", pytest.param("triton", marks=needs_triton)]
+
+
+def _where(backend):
+    """(dtype, device) a backend's checks run in: float64 on CPU for torch, fp32 for Triton's kernels."""
+    return (torch.float64, "cpu") if backend == "torch" else (torch.float32, TRITON_DEVICE)
 
 
 @pytest.fixture(autouse=True)
@@ -125,24 +138,28 @@ def test_resets_match_the_reference(cell, with_states, with_lengths):
         torch.testing.assert_close(g, w, msg=lambda text: f"d{name}: {text}")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "slstm"])
-def test_a_reset_at_step_t_equals_a_fresh_call_from_t(cell):
+def test_a_reset_at_step_t_equals_a_fresh_call_from_t(cell, backend):
     B, T, NH, DH, k = 3, 8, 2, 4, 5
-    x, R, b, states = random_problem(cell, B, T, NH, DH)
-    resets = torch.zeros(B, T, dtype=torch.bool)
+    dtype, device = _where(backend)
+    x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device)
+    resets = torch.zeros(B, T, dtype=torch.bool, device=device)
     resets[:, k] = True
-    y, final = fusedrnn.rnn(x, R, b, states, cell=cell, backend="torch", resets=resets)
-    head, _ = fusedrnn.rnn(x[:, :k], R, b, states, cell=cell, backend="torch")
-    tail, tail_final = fusedrnn.rnn(x[:, k:], R, b, states, cell=cell, backend="torch")
+    y, final = fusedrnn.rnn(x, R, b, states, cell=cell, backend=backend, resets=resets)
+    head, _ = fusedrnn.rnn(x[:, :k], R, b, states, cell=cell, backend=backend)
+    tail, tail_final = fusedrnn.rnn(x[:, k:], R, b, states, cell=cell, backend=backend)
     torch.testing.assert_close(y, torch.cat([head, tail], 1))
     torch.testing.assert_close(final, tail_final)
 
 
-def test_no_gradient_crosses_a_reset():
-    x, R, b, states = (t.requires_grad_() for t in random_problem("lstm", 2, 6, 1, 3))
-    resets = torch.zeros(2, 6, dtype=torch.bool)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_gradient_crosses_a_reset(backend):
+    dtype, device = _where(backend)
+    x, R, b, states = (t.requires_grad_() for t in random_problem("lstm", 2, 6, 1, 3, dtype=dtype, device=device))
+    resets = torch.zeros(2, 6, dtype=torch.bool, device=device)
     resets[:, 3] = True
-    y, _ = fusedrnn.rnn(x, R, b, states, backend="torch", resets=resets)
+    y, _ = fusedrnn.rnn(x, R, b, states, backend=backend, resets=resets)
     dx, = torch.autograd.grad(y[:, 3:].sum(), x)
     assert (dx[:, :3] == 0).all() and (dx[:, 3:] != 0).any()
 
@@ -164,7 +181,7 @@ def test_auto_runs_resets_on_the_torch_backend():
         torch.testing.assert_close(g, w)
 
 
-@pytest.mark.parametrize("backend", ["triton", "cuda_fused", "cuda_alternating"])
+@pytest.mark.parametrize("backend", ["cuda_alternating"])
 def test_kernel_backends_refuse_resets_by_name(backend):
     x, R, b, states = random_problem("lstm", 2, 4, 1, 16, dtype=torch.float32)
     resets = torch.zeros(2, 4, dtype=torch.bool)
@@ -174,6 +191,125 @@ def test_kernel_backends_refuse_resets_by_name(backend):
     # available or not here, the explicit backend raises rather than run without the resets
     with pytest.raises(ValueError, match="resets|not available here"):
         fusedrnn.rnn(x, R, b, states, backend=backend, resets=resets)
+
+
+# ---------------------------------------------------------------- the Triton kernels
+
+def _triton(variant="shipped"):
+    """The Triton kernels in rnn's call form: through the backend's ops as shipped, or with
+    a variant's plans passed explicitly (every other code path of variants.py)."""
+    if variant == "shipped":
+        return lambda *a, **k: fusedrnn.rnn(*a, backend="triton", **k)
+    from fusedrnn.backends.triton.explicit import with_variant
+
+    return with_variant(variant)
+
+
+def _marked_resets(B, T, lengths):
+    """Random resets plus the cases a kernel may get wrong: step 0 (a no-op), the last
+    step, consecutive steps, and (with lengths) resets past a length, which change nothing."""
+    resets = torch.rand(B, T) < 0.25
+    resets[0, 0] = resets[0, T - 1] = True
+    resets[1, 1] = resets[1, 2] = resets[1, 3] = True
+    if lengths is not None:
+        resets[:, -1] |= lengths < T
+    return resets
+
+
+def check_triton_resets(cell, dtype, B, T, NH, DH, with_states=True, lengths=None, resets=None,
+                        variant="shipped"):
+    """check_kernel_resets on the Triton kernels, as shipped or as a variant's plans."""
+    check_kernel_resets(_triton(variant), TRITON_DEVICE, cell, dtype, B, T, NH, DH, with_states, lengths, resets,
+                        explicit=variant != "shipped")
+
+
+def check_kernel_resets(run, device, cell, dtype, B, T, NH, DH, with_states=True, lengths=None, resets=None,
+                        explicit=False):
+    """A kernel backend's `run` (fusedrnn.rnn's call form; `explicit`: an explicit path, which
+    takes the states as rnn passes them) with resets (and lengths, with NaN past them) against
+    the float64 reference of this file, from the same rounded inputs: y, final and the
+    gradients of x, R, b and the initial states, each within fusedrnn.testing's rule (at most
+    twice the torch backend's error in `dtype`, plus its slack, and under its sanity bound)."""
+    x, R, b, states = _inputs(cell, B, T, NH, DH, with_states)
+    if states is None and explicit:
+        states = torch.zeros(fusedrnn.CELLS[cell].num_states, B, NH, DH, dtype=torch.float64)
+    x, R, b, states = (None if t is None else t.to(dtype).double() for t in (x, R, b, states))
+    resets = _marked_resets(B, T, lengths) if resets is None else resets
+    S = fusedrnn.CELLS[cell].num_states
+    wy, wf = torch.randn(B, T, NH, DH, dtype=torch.float64), torch.randn(S, B, NH, DH, dtype=torch.float64)
+    if cell == "slstm" and dtype != torch.float32:
+        wf[1:] = 0  # its stabiliser routes m's gradient by a rounding-close max (fusedrnn.testing)
+    clean, poisoned = x, x.clone()
+    if lengths is not None:  # values past a length never reach an output or a gradient
+        past = torch.arange(T)[None, :] >= lengths[:, None]
+        poisoned[past] = float("nan")
+        clean = torch.where(past[:, :, None, None, None], 0.0, x)
+    reference = _grads(lambda *a: reference_with_resets(cell, *a, lengths, resets), (clean, R, b, states), wy, wf)
+
+    def on(backend_run, where):
+        inputs = [None if t is None else t.to(where, dtype) for t in (poisoned, R, b, states)]
+        run = lambda x, R, b, s: backend_run(  # noqa: E731
+            x, R, b, s, cell=cell, lengths=None if lengths is None else lengths.to(where), resets=resets.to(where))
+        y, final, grads = _grads(run, inputs, wy.to(where), wf.to(where))
+        return [t.cpu() for t in (y, final, *grads)]
+
+    got = on(run, device)
+    torch_got = on(lambda *a, **k: fusedrnn.rnn(*a, backend="torch", **k), "cpu")
+    want = [reference[0], reference[1], *reference[2]]
+    names = ["y", "final", "dx", "dR", "db", "dstates"]
+    slack = SLACK[dtype] + JUMP_SLACK.get(cell, {}).get(dtype, 0.0)
+    for name, g, base, w in zip(names, got, torch_got, want):
+        assert g.dtype == dtype and g.shape == w.shape, (name, g.dtype, g.shape)
+        assert torch.isfinite(g).all(), f"{name}: non-finite values"
+        norm = w.norm().item() or 1.0
+        err, err_torch = ((g.double() - w).norm().item() / norm, (base.double() - w).norm().item() / norm)
+        assert err <= 2 * err_torch + slack and err <= SANITY[dtype], (
+            f"{name}: error {err:.3g}, torch's {err_torch:.3g} (slack {slack:.3g}, bound {SANITY[dtype]:.3g})")
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("with_states", [False, True])
+@pytest.mark.parametrize("cell", CELLS)
+def test_triton_resets_match_the_reference(cell, with_states, with_lengths, dtype):
+    # odd sizes: DH=3 padded to the kernels' 16, a batch tile mostly padding
+    lengths = torch.tensor([9, 6, 0, 3, 8]) if with_lengths else None
+    check_triton_resets(cell, dtype, B=5, T=9, NH=2, DH=3, with_states=with_states, lengths=lengths)
+
+
+@needs_triton
+@pytest.mark.parametrize("variant", code_paths())
+@pytest.mark.parametrize("cell", ["lstm", "gru", "slstm", CUSTOM])
+def test_triton_variants_with_resets(cell, variant):
+    # fp16: the stacked variants stack no fp32 gates (plan.stacks_gates)
+    check_triton_resets(cell, torch.float16, B=4, T=7, NH=2, DH=16, lengths=torch.tensor([7, 5, 7, 2]),
+                        variant=variant)
+
+
+@needs_triton
+@pytest.mark.parametrize("cell", ["lstm", CUSTOM])
+def test_triton_resets_across_batch_tiles(cell):
+    # B=37 at DH=16 is two tiles of 32: each branches on its own tile's restarts
+    B, T = 37, 6
+    resets = torch.zeros(B, T, dtype=torch.bool)
+    resets[3, 2] = resets[35, 4] = resets[36, 4] = True  # step 2 in the first tile only, step 4 in the second
+    resets[10:20, 5] = True
+    lengths = torch.randint(1, T + 1, (B,))
+    check_triton_resets(cell, torch.float32, B=B, T=T, NH=1, DH=16, lengths=lengths, resets=resets)
+
+
+@needs_triton
+def test_triton_resets_with_stacked_gates_in_pairs():
+    # at DH_P=128 the backward holds the stacked R as two tiles of two gates (stacked.py)
+    check_triton_resets("lstm", torch.float16, B=2, T=4, NH=1, DH=128, variant="stacked+drec-only")
+
+
+@needs_triton
+def test_triton_supports_resets():
+    x, R, b, states = random_problem("lstm", 2, 4, 1, 16, dtype=torch.float32, device=TRITON_DEVICE)
+    resets = torch.zeros(2, 4, dtype=torch.bool, device=TRITON_DEVICE)
+    assert backends.get("triton").supports(problem_of(x, "lstm", None, True, resets)) == (True, "")
 
 
 @pytest.mark.parametrize("bad, error, words", [
@@ -192,14 +328,16 @@ def test_bad_resets_raise_naming_resets(bad, error, words):
         assert word in str(raised.value)
 
 
-def test_resets_under_torch_compile_fullgraph():
-    x, R, b, states = random_problem("lstm", 3, 6, 2, 4)
-    lengths = torch.tensor([6, 2, 5])
-    resets = torch.rand(3, 6) < 0.35
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resets_under_torch_compile_fullgraph(backend):
+    dtype, device = _where(backend)
+    x, R, b, states = random_problem("lstm", 3, 6, 2, 4, dtype=dtype, device=device)
+    lengths = torch.tensor([6, 2, 5], device=device)
+    resets = torch.rand(3, 6, device=device) < 0.35
     resets[0, 3] = True
 
     def loss(x, R, b, states, resets):
-        y, final = fusedrnn.rnn(x * 1.5, R, b, states, backend="torch", lengths=lengths, resets=resets)
+        y, final = fusedrnn.rnn(x * 1.5, R, b, states, backend=backend, lengths=lengths, resets=resets)
         return (y * y).sum() + final.sum()
 
     compiled = torch.compile(loss, fullgraph=True)
@@ -306,6 +444,29 @@ def test_projected_lstm_with_resets(bidirectional):
     torch.testing.assert_close(output, want_output)
     torch.testing.assert_close(h, want_h)
     torch.testing.assert_close(c, want_c)
+
+
+@needs_triton
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_modules_with_resets_on_triton(kind):
+    # the layers hand each direction's resets to rnn(); the reverse direction's are flipped
+    # inside each length, so the kernels see resets next to padding and at step 0
+    B, T, F, H, L = 3, 7, 5, 16, 2
+    modules = [getattr(fusedrnn.nn, kind)(F, H, L, batch_first=True, bidirectional=True, backend=backend)
+               for backend in ("torch", "triton")]
+    modules[1].load_state_dict(modules[0].state_dict())
+    modules[1].to(TRITON_DEVICE)
+    x = torch.randn(B, T, F)
+    resets = torch.rand(B, T) < 0.3
+    resets[0, 2] = resets[1, 6] = resets[2, 0] = True
+    results = []
+    for module, device in zip(modules, ("cpu", TRITON_DEVICE)):
+        given = x.to(device).requires_grad_()
+        output, _ = module(given, resets=resets.to(device))
+        grads = torch.autograd.grad((output * output).sum(), [given, *module.parameters()])
+        results.append([output.detach().cpu(), *(g.cpu() for g in grads)])
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_forward_mode_and_double_backward_see_the_resets():

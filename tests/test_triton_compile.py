@@ -3,7 +3,8 @@ budget: shared memory under the 227 KiB a block may take; no register spills
 in the forward of the 1-2 state cells; a bounded stack in the backward, whose
 one-warpgroup launch spills a little yet measured faster than two warpgroups
 without spills (docs/perf-notes.md). The same for every variant of
-fusedrnn.backends.triton.variants at the benchmark's head dims. Runs on CPU.
+fusedrnn.backends.triton.variants at the benchmark's head dims, and for the
+kernels of calls with resets. Runs on CPU.
 
 The reports (registers, spills, shared memory, and the time loop's SASS:
 instructions, barriers, spill accesses, wgmma and their waits, fences) come
@@ -24,6 +25,8 @@ SPECS = [f"{cell},bfloat16,{DH},{B},{d}" for cell in CELLS for DH in (16, 32, 64
          for d in ("fwd", "bwd")] + ["lstm,float32,64,16,bwd", "gru,float16,48,16,fwd"]
 SPECS += [f"lstm,bfloat16,{DH},16,{d},variant={name}" for name in VARIANTS if name != "shipped"
           for DH in (64, 128) for d in ("fwd", "bwd")]
+# the kernels of calls with resets (HAS_RESETS, backends/triton/resets.py)
+SPECS += [f"{cell},bfloat16,{DH},16,{d},resets=true" for cell in CELLS for DH in (64, 128) for d in ("fwd", "bwd")]
 # issue 3's kernels, the LSTM backward at the benchmark's head dims, spill little: with Triton 3.6
 # 16 B of stack at DH=64 and 64 B at DH=128 (88 B and 160 B before lstm_backward grouped its factors)
 SMALL_STACK = {"lstm,bfloat16,64,16,bwd": 128, "lstm,bfloat16,128,16,bwd": 128}
@@ -56,6 +59,13 @@ def test_fits_an_h100(reports, spec):
         assert report["spill_stores"] == 0, report
     assert report["stack"] < 2048, report
     assert report["stack"] <= SMALL_STACK.get(spec, 2048), report
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_only_calls_with_resets_read_them(reports, spec):
+    # the resets tables are the kernels' only byte loads; a kernel compiled without
+    # resets (HAS_RESETS off, what every call without them runs) reads none
+    assert (reports[spec]["byte_loads"] > 0) == ("resets=true" in spec), reports[spec]
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.split(",")[4] == "bwd"])

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ...problem import Problem, no_resets, problem_of, resets_not_in_kernels
+from ...problem import Problem, problem_of
 from ...ops.custom_op import define_recurrence_ops
 from ...ops.registry import Backend, register
 from .shapes import padded_head_dim
@@ -50,8 +50,6 @@ def available():
 
 
 def supports(problem: Problem):
-    if why := resets_not_in_kernels(problem, "triton"):
-        return False, why
     cell = problem.cell
     counts = (("gates_x", cell.gates_x), ("gates_r", cell.gates_r), ("gates_b", cell.gates_b),
               ("states", cell.num_states))
@@ -96,18 +94,17 @@ def saved_like(x, states, cell, need_saved):
 
 
 def _forward(x, R, b, states, lengths, cell, need_saved, resets=None):
-    no_resets(resets, "triton")
     from .launch import forward
 
-    return forward(x, R, b, states, lengths, cell, need_saved, _plan(x, cell, lengths, need_saved, backward=False))
+    plan = _plan(x, cell, lengths, need_saved, backward=False)
+    return forward(x, R, b, states, lengths, cell, need_saved, plan, resets=resets)
 
 
 def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None):
-    no_resets(resets, "triton")
     from .launch import backward
 
     plan = _plan(x, cell, lengths, True, backward=True)
-    return backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan)
+    return backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan, resets=resets)
 
 
 TRITON = register(

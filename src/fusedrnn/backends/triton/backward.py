@@ -10,10 +10,16 @@ derives them after the loop, taking 4 stores a step off it), and sends R^T
 drec back into dh. Everything a step loads is fetched one step ahead
 (PREFETCH), so only the gradient chain itself is sequential. dR is one large
 matmul of drec with h over all steps afterwards (launch.py).
+
+With HAS_RESETS (resets.py), a step where a sequence restarts is recomputed
+from the initial states, and the gradient flowing into its entering states
+goes to the initial states' gradient (summed over the restarts, step 0's
+added at the end) instead of to the step before.
 """
 import triton
 import triton.language as tl
 
+from .resets import hand_to_initial, restart_state, restarts, tile_restarts
 from .stacked import load_stacked_weights, stacked_products, stacked_products_t
 from .tiles import (
     accumulate, gate_products, load_biases, load_slice, load_slices, load_weights, mask_and, recurrent_product_t,
@@ -69,6 +75,8 @@ def recurrence_bwd_kernel(
     WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr,
     PRECISION: tl.constexpr, PREFETCH: tl.constexpr, DB_EACH_STEP: tl.constexpr, LOAD_PRODUCTS: tl.constexpr,
     DX_DB_FROM_DREC: tl.constexpr, STACK_GATES: tl.constexpr,
+    # last and defaulted: a launch without resets passes none of them (resets.py, launch.py)
+    resets_ptr=None, tile_resets_ptr=None, HAS_RESETS: tl.constexpr = False,
 ):
     n = tl.program_id(0)
     tile = tl.program_id(1)
@@ -96,6 +104,9 @@ def recurrence_bwd_kernel(
     db1, db2, db3 = db0, db0, db0
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
+    if HAS_RESETS:  # the initial states' gradient from the restarts; the tile's flags read one step ahead
+        di0, di1, di2, di3 = zero, zero, zero, zero
+        next_restarting = tile_restarts(tile_resets_ptr, tile, T - 1, T)
 
     x0, x1, x2, x3, l0, l1, l2, l3, p0, p1, p2, p3, h, dy = _load_step(
         x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, batch, head, mask, T - 1,
@@ -106,6 +117,20 @@ def recurrence_bwd_kernel(
             nx0, nx1, nx2, nx3, nl0, nl1, nl2, nl3, np0, np1, np2, np3, nh, ndy = _load_step(
                 x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, batch, head, mask, t - 1,
                 B, T, NH, DH, GX, GR, S, LOAD_PRODUCTS, zero)
+        if HAS_RESETS:
+            restarting = next_restarting
+            next_restarting = tile_restarts(tile_resets_ptr, tile, t - 1, T)
+            restart = batch < 0  # none unless the tile has one
+            if restarting:  # the states step t entered with: the initial ones where a sequence restarts
+                restart = restarts(resets_ptr, batch, t, B, T)
+                if HAS_LENGTHS:  # past its length a reset changes nothing
+                    restart = restart & (t < lengths)
+                h = tl.where(restart, tl.load(s0_ptr + state_offsets, mask=mask & restart, other=0.0), h)
+                p0 = h.to(tl.float32)
+                initial = s0_ptr + state_stride  # states 1.. of the initial ones, as the saved slots hold them
+                p1 = restart_state(restart, initial, state_offsets, mask, p1, 0, S - 1, state_stride)
+                p2 = restart_state(restart, initial, state_offsets, mask, p2, 1, S - 1, state_stride)
+                p3 = restart_state(restart, initial, state_offsets, mask, p3, 2, S - 1, state_stride)
         if LOAD_PRODUCTS:
             r0, r1, r2, r3 = l0, l1, l2, l3
         elif STACK_GATES:
@@ -156,6 +181,12 @@ def recurrence_bwd_kernel(
             ds3 = select_state(valid, q3, ds3, 3, S)
         else:
             ds0, ds1, ds2, ds3 = q0, q1, q2, q3
+        if HAS_RESETS:
+            if restarting:
+                ds0, di0 = hand_to_initial(restart, ds0, di0, 0, S)
+                ds1, di1 = hand_to_initial(restart, ds1, di1, 1, S)
+                ds2, di2 = hand_to_initial(restart, ds2, di2, 2, S)
+                ds3, di3 = hand_to_initial(restart, ds3, di3, 3, S)
         if PREFETCH:
             x0, x1, x2, x3, l0, l1, l2, l3 = nx0, nx1, nx2, nx3, nl0, nl1, nl2, nl3
             p0, p1, p2, p3, h, dy = np0, np1, np2, np3, nh, ndy
@@ -164,6 +195,8 @@ def recurrence_bwd_kernel(
                 x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, batch, head, mask, t - 1,
                 B, T, NH, DH, GX, GR, S, LOAD_PRODUCTS, zero)
 
+    if HAS_RESETS:  # step 0's start plus every restart's
+        ds0, ds1, ds2, ds3 = ds0 + di0, ds1 + di1, ds2 + di2, ds3 + di3
     store_slices(ds0_ptr, state_offsets, mask, ds0, ds1, ds2, ds3, S, state_stride)
     if not DX_DB_FROM_DREC:  # db partial sums of this batch tile: [tiles, GB, NH, DH]
         rows = tl.arange(0, DH_P)

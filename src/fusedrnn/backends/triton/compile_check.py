@@ -44,20 +44,20 @@ HEADS, STEPS = 12, 1024
 
 
 def compile_for(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
-                variant: str = "shipped", **replace) -> dict:
+                variant: str = "shipped", resets: bool = False, **replace) -> dict:
     """Registers, spills, shared memory and the time loop's instruction mix of one
     configuration as planned (`variant`, variants.py), with the plan fields in `replace`
-    (num_warps, PREFETCH, products, ...) replaced as given."""
+    (num_warps, PREFETCH, products, ...) replaced as given; `resets`: as a call with resets."""
     compiled, options, constants, product_type = compile_kernel(cell, dtype, DH, B, backward, arch, variant,
-                                                                **replace)
+                                                                resets, **replace)
     chosen = {k: constants[k] for k in _KNOBS if k in constants}
     return dict(shared=compiled.metadata.shared, **options, products=product_type or "none", **chosen,
                 **ptxas_report(compiled.ptxas_log), **loop_report(compiled.asm["cubin"]),
-                transposed_a_jumps=transposed_a_jumps(compiled.asm["ptx"]))
+                transposed_a_jumps=transposed_a_jumps(compiled.asm["ptx"]), byte_loads=byte_loads(compiled.asm["ptx"]))
 
 
 def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch: int = 90,
-                   variant: str = "shipped", **replace):
+                   variant: str = "shipped", resets: bool = False, **replace):
     """The compiled kernel (its .asm holds ttgir, ptx, cubin; its .ptxas_log what ptxas
     -v said building that cubin), its launch options, its constants and the products'
     element type (None: not saved)."""
@@ -69,10 +69,14 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
     product_type = None if saved_type is None else _TYPES[str(saved_type).removeprefix("torch.")]
     signature = {name: "*" + _TYPES[dtype] for name in kernel.arg_names if name.endswith("_ptr")}
     signature.update({name: "*fp32" for name in _FP32_ARGS if name in signature})
-    signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32", "products_ptr": "*" + (product_type or "fp32")})
-    # as launch.py passes them, with lengths and a training call's saved states
+    signature.update({"len_ptr": "*i64", "B": "i32", "T": "i32", "products_ptr": "*" + (product_type or "fp32"),
+                      "resets_ptr": "*u8", "tile_resets_ptr": "*u8"})
+    # as launch.py passes them, with lengths and a training call's saved states; without
+    # resets it passes no resets tables, whose default None Triton makes a constant
     constants = dict(shape_constants(spec, HEADS, DH), **chosen.constants(), CELL=pointwise(spec)[int(backward)],
-                     HAS_LENGTHS=True)
+                     HAS_LENGTHS=True, HAS_RESETS=resets)
+    if not resets:
+        constants.update(resets_ptr=None, tile_resets_ptr=None)
     constants["LOAD_PRODUCTS" if backward else "SAVE_PRODUCTS"] = product_type is not None
     if not backward:
         constants["SAVE"] = True
@@ -80,7 +84,7 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
     signature.update({name: "constexpr" for name in constants})
     # as the launcher specialises them: every buffer torch allocates is 16-byte aligned (B, T are not specialised)
     aligned = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
-               for name in signature if name.endswith("_ptr")}
+               for name, kind in signature.items() if name.endswith("_ptr") and kind != "constexpr"}
     source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()},
                        attrs=aligned)
     # the resources of the cubin Triton builds, as its own ptxas run reports them (the ptxas
@@ -170,6 +174,12 @@ def transposed_a_jumps(ptx: str) -> int:
     return jumps
 
 
+def byte_loads(ptx: str) -> int:
+    """Loads of single bytes: the kernels read no other bytes than the resets tables, so a
+    kernel compiled without resets has none (it does not read them, resets.py)."""
+    return len(re.findall(r"\bld\.global(?:\.\w+)*\.[bsu]8\b", ptx))
+
+
 def _value(text: str):
     if text in ("true", "false"):
         return text == "true"
@@ -179,7 +189,8 @@ def _value(text: str):
 def main(argv=None) -> None:
     """python -m fusedrnn.backends.triton.compile_check CELL,DTYPE,DH,B,fwd|bwd[,key=value...] ... -> JSON lines.
 
-    Keys: variant=NAME (variants.py; default shipped), then any field of plan.TritonPlan,
+    Keys: variant=NAME (variants.py; default shipped), resets=true (as a call with resets),
+    then any field of plan.TritonPlan,
     replacing the planned value as given (num_warps=8, PREFETCH=false, DX_DB_FROM_DREC=true,
     STACK_GATES=true, products=none|fp32; products=shipped keeps the planned one).
     A separate process, because under TRITON_INTERPRET=1 (as in the CPU tests)

@@ -1,8 +1,11 @@
 """The persistent forward kernel: one program per (head, batch tile) walks all
-T steps with its head's recurrent weights held on chip for the whole sequence."""
+T steps with its head's recurrent weights held on chip for the whole sequence.
+With HAS_RESETS, a sequence that restarts at a step starts it from the initial
+states (resets.py)."""
 import triton
 import triton.language as tl
 
+from .resets import restart_state, restarts, tile_restarts
 from .stacked import load_stacked_weights, stacked_products
 from .tiles import (
     gate_products, load_biases, load_slices, load_weights, mask_and, save_carried_states, select_state, store_slices,
@@ -18,6 +21,8 @@ def recurrence_fwd_kernel(
     GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
     WIDE_OFFSETS: tl.constexpr, CELL: tl.constexpr, FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr,
     SAVE: tl.constexpr, SAVE_PRODUCTS: tl.constexpr, PRECISION: tl.constexpr, STACK_GATES: tl.constexpr,
+    # last and defaulted: a launch without resets passes none of them (resets.py, launch.py)
+    resets_ptr=None, tile_resets_ptr=None, HAS_RESETS: tl.constexpr = False,
 ):
     n = tl.program_id(0)
     d = tl.arange(0, DH_P)[:, None]
@@ -43,6 +48,8 @@ def recurrence_fwd_kernel(
     s0, s1, s2, s3 = load_slices(s0_ptr, state_offsets, mask, S, state_stride, zero)
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
+    if HAS_RESETS:  # read one step ahead, like x
+        next_restarting = tile_restarts(tile_resets_ptr, tl.program_id(1), 0, T)
     if SAVE:  # slot 0 of the saved states is the initial state
         save_carried_states(saved_states_ptr + state_offsets, mask, s1, s2, s3, S, state_stride)
 
@@ -53,6 +60,17 @@ def recurrence_fwd_kernel(
         next_mask = mask_and(mask, t + 1 < T)
         next_offset = (t + 1) * GX * NH * DH
         x0n, x1n, x2n, x3n = load_slices(x_rows, next_offset, next_mask, GX, gate_stride, zero)
+        if HAS_RESETS:
+            restarting = next_restarting
+            next_restarting = tile_restarts(tile_resets_ptr, tl.program_id(1), t + 1, T)
+            if restarting:  # the same branch for the whole program: steps without a restart in the tile skip it
+                restart = restarts(resets_ptr, batch, t, B, T)
+                if HAS_LENGTHS:  # past its length a reset changes nothing
+                    restart = restart & (t < lengths)
+                s0 = restart_state(restart, s0_ptr, state_offsets, mask, s0, 0, S, state_stride)
+                s1 = restart_state(restart, s0_ptr, state_offsets, mask, s1, 1, S, state_stride)
+                s2 = restart_state(restart, s0_ptr, state_offsets, mask, s2, 2, S, state_stride)
+                s3 = restart_state(restart, s0_ptr, state_offsets, mask, s3, 3, S, state_stride)
 
         h = s0.to(R_ptr.dtype.element_ty)
         if STACK_GATES:

@@ -26,6 +26,20 @@ def _lengths_arg(lengths, x):
     return (x, False) if lengths is None else (lengths.to(x.device), True)
 
 
+def _resets_args(resets, block_b: int) -> dict:
+    """The kernels' resets arguments (resets.py): none without resets, so that such a call
+    compiles and runs the kernels as they were (HAS_RESETS off); else the resets [B, T] and
+    whether any sequence of each batch tile has one at each step [tiles, T], as uint8."""
+    if resets is None:
+        return {}
+    B, T = resets.shape
+    tiles = triton.cdiv(B, block_b)
+    # the padding to whole tiles resets nowhere
+    by_tile = torch.nn.functional.pad(resets, (0, 0, 0, tiles * block_b - B)).view(tiles, block_b, T).any(1)
+    return dict(resets_ptr=resets.contiguous().view(torch.uint8), tile_resets_ptr=by_tile.view(torch.uint8),
+                HAS_RESETS=True)
+
+
 def _launch(x, cell: str, plan: TritonPlan, backward: bool):
     """The cell's spec, the grid and the kernel's constants and options for `plan`."""
     if plan.backward != backward:  # a plan passed by hand (explicit.py) for the other kernel
@@ -36,7 +50,7 @@ def _launch(x, cell: str, plan: TritonPlan, backward: bool):
     return spec, (NH, triton.cdiv(B, plan.BLOCK_B)), meta
 
 
-def forward(x, R, b, states, lengths, cell, need_saved, plan: TritonPlan):
+def forward(x, R, b, states, lengths, cell, need_saved, plan: TritonPlan, resets=None):
     x, R, b, states = (t.contiguous() for t in (x, R, b, states))
     B, T, _, NH, DH = x.shape
     spec, grid, meta = _launch(x, cell, plan, backward=False)
@@ -48,11 +62,12 @@ def forward(x, R, b, states, lengths, cell, need_saved, plan: TritonPlan):
         x, R, b, states, len_arg, y, final, saved if saved_states is None else saved_states,
         saved if products is None else products, B, T,
         CELL=pointwise(spec)[0], HAS_LENGTHS=has_lengths, SAVE=need_saved, SAVE_PRODUCTS=products is not None, **meta,
+        **_resets_args(resets, plan.BLOCK_B),
     )
     return y, final, saved
 
 
-def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan: TritonPlan):
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan: TritonPlan, resets=None):
     """`plan.products` must be what the forward that filled `saved` was planned with."""
     x, R, b, states, dy, dfinal = (t.contiguous() for t in (x, R, b, states, dy, dfinal))
     B, T, GX, NH, DH = x.shape
@@ -69,8 +84,9 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan: 
         x, R, b, states, len_arg, y, saved_states, saved_states if products is None else products,
         dy, dfinal, dx, drec, db_partial, dstates, B, T,
         CELL=pointwise(spec)[1], HAS_LENGTHS=has_lengths, LOAD_PRODUCTS=products is not None, **meta,
+        **_resets_args(resets, plan.BLOCK_B),
     )
-    dR = recurrent_weight_gradient(drec_steps(drec, DH), previous_states(states, y), R.dtype)
+    dR = recurrent_weight_gradient(drec_steps(drec, DH), previous_states(states, y, resets), R.dtype)
     if not derived:
         return dx, dR, bias_gradient(db_partial, b.dtype), dstates
     drec_by_step = drec.view(NH, B, T, GX, DH)  # GX == GR == GB for these cells

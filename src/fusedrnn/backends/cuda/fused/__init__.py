@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ....problem import Problem, no_resets, problem_of, resets_not_in_kernels
+from ....problem import Problem, problem_of
 from ....ops import outputs
 from ....ops.custom_op import define_recurrence_ops
 from ....ops.registry import Backend, register
@@ -17,8 +17,7 @@ from .plan import alternating_is_faster, plan, why_no_plan
 
 
 def supports(problem: Problem):
-    why = (resets_not_in_kernels(problem, "cuda_fused") or check_call(problem)
-           or why_no_plan(problem, constant_limits(problem.device.index)))
+    why = check_call(problem) or why_no_plan(problem, constant_limits(problem.device.index))
     return not why, why
 
 
@@ -28,15 +27,13 @@ def constant_limits(index) -> DeviceLimits:
 
 
 def _forward(x, R, b, states, lengths, cell, need_saved, resets=None):
-    no_resets(resets, "cuda_fused")
-    chosen = plan(problem_of(x, cell, lengths, need_saved), device_limits(x.device.index), "forward")
-    return launchers.forward(chosen, x, R, b, states, lengths, cell, need_saved)
+    chosen = plan(problem_of(x, cell, lengths, need_saved, resets), device_limits(x.device.index), "forward")
+    return launchers.forward(chosen, x, R, b, states, lengths, cell, need_saved, resets)
 
 
 def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None):
-    no_resets(resets, "cuda_fused")
-    chosen = plan(problem_of(x, cell, lengths, True), device_limits(x.device.index), "backward")
-    return launchers.backward(chosen, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+    chosen = plan(problem_of(x, cell, lengths, True, resets), device_limits(x.device.index), "backward")
+    return launchers.backward(chosen, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets)
 
 
 CUDA_FUSED = register(

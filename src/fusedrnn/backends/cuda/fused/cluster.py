@@ -31,8 +31,8 @@ from .one_sm import ring_bytes
 SOURCE = Path(__file__).parent / "csrc" / "cluster_forward.cu"
 KERNEL = Kernel("fused_cluster_forward_kernel",
                 ("cell", "dtype", "DHP", "ROWS", "KSPLIT", "NT", "depth", "vec", "reg_tiles", "fast_math", "options",
-                 "elements", "probe_type"),
-                pointers=("x", "R", "b", "states", "lengths", "y", "final", "saved"),
+                 "elements", "probe_type", "resets"),
+                pointers=("x", "R", "b", "states", "lengths", "resets", "y", "final", "saved"),
                 ints=("ldr", "B", "T", "NH", "DH", "sequences"))
 
 MAX_CLUSTER = 16  # CTAs in a cluster on Hopper; over 8 needs the non-portable attribute (runtime/launch.py)
@@ -103,6 +103,8 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
     elements: int = 0
     # a timing probe of csrc/cluster_probes.cu (PROBES; wrong results), or "" for the kernel itself
     probe: str = ""
+    # the kernel reads `resets` (csrc/resets.cuh); without, every reset test folds away at compile time
+    resets: bool = False
 
     @property
     def cluster_sequences(self) -> int:

@@ -29,9 +29,10 @@ from .one_sm import fits_one_sm, ring_bytes
 
 SOURCE = Path(__file__).parent / "csrc" / "cluster_backward.cu"
 KERNEL = Kernel("fused_cluster_backward_kernel",
-                ("cell", "dtype", "DHP", "ROWS", "warps", "depth", "vec", "reg_blocks", "fast_math", "x_in_rh"),
-                pointers=("x", "R", "b", "states", "lengths", "y", "saved", "dy", "dfinal", "rh", "dx", "drec",
-                          "db_partial", "dstates"),
+                ("cell", "dtype", "DHP", "ROWS", "warps", "depth", "vec", "reg_blocks", "fast_math", "x_in_rh",
+                 "resets"),
+                pointers=("x", "R", "b", "states", "lengths", "resets", "y", "h_entering", "saved", "dy", "dfinal",
+                          "rh", "dx", "drec", "db_partial", "dstates", "dinit"),
                 ints=("B", "T", "NH", "DH"))
 
 WARPS = 8
@@ -53,6 +54,8 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
     # cells whose gates are sums, where only so the shape fits (sLSTM 768x1); elsewhere the add
     # costs more than the ring saves (LSTM 64x12 B=16 fwd+bwd 1.67 -> 1.96 ms on the H100)
     x_in_rh: bool = False
+    # the kernel reads `resets` (csrc/resets.cuh); without, every reset test folds away at compile time
+    resets: bool = False
     REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers (class attributes, not fields)
     kernel = KERNEL
     backward = True

@@ -19,13 +19,14 @@ from ..runtime.device import DeviceLimits
 from .one_sm import ring_bytes
 
 SOURCE = Path(__file__).parent / "csrc" / "grid.cu"
-TEMPLATE = ("cell", "dtype", "DHP", "ROWS", "KSPLIT", "NT", "depth", "vec", "fast_math")
+TEMPLATE = ("cell", "dtype", "DHP", "ROWS", "KSPLIT", "NT", "depth", "vec", "fast_math", "resets")
 FORWARD_KERNEL = Kernel("fused_split_forward_kernel", TEMPLATE,
-                        pointers=("x", "R", "b", "states", "lengths", "y", "final", "saved", "exchange", "arrivals"),
+                        pointers=("x", "R", "b", "states", "lengths", "resets", "y", "final", "saved", "exchange",
+                                  "arrivals"),
                         ints=("B", "T", "NH", "DH"))
 BACKWARD_KERNEL = Kernel("fused_split_backward_kernel", TEMPLATE,
-                         pointers=("x", "R", "b", "states", "lengths", "y", "saved", "dy", "dfinal", "dx", "drec",
-                                   "db_partial", "dstates", "partials", "arrivals"),
+                         pointers=("x", "R", "b", "states", "lengths", "resets", "y", "h_entering", "saved", "dy",
+                                   "dfinal", "dx", "drec", "db_partial", "dstates", "dinit", "partials", "arrivals"),
                          ints=("B", "T", "NH", "DH"))
 
 TARGET_WARPS = 8  # a CTA's warps: row blocks x K slices
@@ -76,6 +77,8 @@ class SplitShape(HeadSplit):
 @dataclass(frozen=True)
 class SplitConfig(SplitShape):
     backward: bool = False
+    # the kernel reads `resets` (csrc/resets.cuh); without, every reset test folds away at compile time
+    resets: bool = False
 
     @property
     def source(self):

@@ -2,7 +2,8 @@
 arguments from the kernel's contract (cxx.Kernel), and the dR / db
 reductions after the backward. No choices: what runs is the plan's.
 
-Inputs are contiguous, `lengths` int64 or None (forward_inputs does both)."""
+Inputs are contiguous, `lengths` int64 or None (forward_inputs does both), `resets`
+[B, T] as uint8 or None (csrc/resets.cuh: every kernel family runs them)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +12,8 @@ import torch
 
 from ....cells import get_cell
 from ....ops import outputs
-from ...weight_gradient import bias_gradient, drec_steps, dx_steps, previous_states, recurrent_weight_gradient
+from ...weight_gradient import (bias_gradient, drec_steps, dx_steps, entering_view, previous_states,
+                                recurrent_weight_gradient)
 from ..runtime.launch import launch
 from .cluster import SPREAD_CELLS, ClusterConfig
 from .cluster_backward import BATCH_TILE as CLUSTER_BACKWARD_TILE
@@ -31,7 +33,18 @@ def run_kernel(config, grid, x, /, cooperative: bool = False, cluster: int | Non
            *config.kernel.arguments(**arguments), cooperative=cooperative, cluster=cluster)
 
 
-def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool):
+def kernel_resets(plan: Plan, resets):
+    """resets [B, T] bool as the kernels read it: uint8, contiguous (None stays None). A kernel
+    built without resets would run as if there were none: refused, never run."""
+    if resets is None:
+        return None
+    if not plan.config.resets:
+        raise ValueError(f"resets: the plan's kernel does not read them ({plan}); plan.with_resets builds the one "
+                         "that does")
+    return resets.to(torch.uint8).contiguous()
+
+
+def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool, resets=None):
     """y, the final states and the states saved for the backward."""
     if plan.direction != "forward":
         raise ValueError(f"forward needs a forward plan, got {plan}")
@@ -41,7 +54,8 @@ def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool):
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
-    common = dict(x=x, b=b, states=states, lengths=lengths, y=y, final=final, B=B, T=T, NH=NH, DH=DH,
+    common = dict(x=x, b=b, states=states, lengths=lengths, resets=kernel_resets(plan, resets), y=y, final=final,
+                  B=B, T=T, NH=NH, DH=DH,
                   saved=saved if need_saved and get_cell(cell).num_states > 1 else None)
     if isinstance(config, ClusterConfig):
         if config.reg_tiles and DH % 2:  # register fragments load R a pair of columns (one word) at a time
@@ -63,8 +77,8 @@ def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool):
     return y, final, saved
 
 
-def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str):
-    """dx, dR, db and the gradient of the initial states."""
+def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, resets=None):
+    """dx, dR, db and the gradient of the initial states (with resets: from every start)."""
     if plan.direction != "backward":
         raise ValueError(f"backward needs a backward plan, got {plan}")
     x, R, b, states, lengths = contiguous_inputs(x, R, b, states, lengths)
@@ -73,11 +87,15 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
     B, T, _, NH, DH = x.shape
     dx = outputs.empty(x.shape, like=x)
     dstates = outputs.empty(states.shape, like=states)
-    common = dict(x=x, R=R, b=b, states=states, lengths=lengths, y=y, saved=saved, dy=dy, dfinal=dfinal, dx=dx,
-                  dstates=dstates, B=B, T=T, NH=NH, DH=DH)
+    h_prev = previous_states(states, y, resets)  # dR reads it; the cluster's recompute of R h too
+    # with resets, the kernels read h entering each step from h_prev and leave the gradient of the
+    # states entering each step that starts afresh in dinit (csrc/resets.cuh)
+    dinit = None if resets is None else torch.zeros(states.shape, dtype=torch.float32, device=x.device)
+    common = dict(x=x, R=R, b=b, states=states, lengths=lengths, resets=kernel_resets(plan, resets), y=y,
+                  h_entering=None if resets is None else entering_view(h_prev, B, T), saved=saved, dy=dy,
+                  dfinal=dfinal, dx=dx, dstates=dstates, dinit=dinit, B=B, T=T, NH=NH, DH=DH)
     # drec in the storage type where the cell's gates are not sums; where they are, drec is dx (null here)
     drec = None if spec.gates_are_sums else outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
-    h_prev = previous_states(states, y)  # dR reads it; the cluster's recompute of R h too
     if isinstance(config, ClusterBackwardConfig):
         tiles = math.ceil(B / CLUSTER_BACKWARD_TILE)
         db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
@@ -94,6 +112,8 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
         else:
             run_kernel(config, (NH, tiles, 1), x, drec=drec, db_partial=db_partial, **common)
     dR = recurrent_weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH), h_prev, R.dtype)
+    if dinit is not None:
+        dstates = (dstates.float() + dinit).to(dstates.dtype)
     return dx, dR, bias_gradient(db_partial, b.dtype), dstates
 
 

@@ -15,12 +15,13 @@ from ..runtime.device import DeviceLimits
 
 SOURCE = Path(__file__).parent / "csrc" / "one_sm.cu"
 FORWARD_KERNEL = Kernel(
-    "fused_forward_kernel", ("cell", "dtype", "DHP", "NT", "WN", "depth", "vec", "r_in_registers", "fast_math"),
-    pointers=("x", "R", "b", "states", "lengths", "y", "final", "saved"), ints=("B", "T", "NH", "DH"))
+    "fused_forward_kernel",
+    ("cell", "dtype", "DHP", "NT", "WN", "depth", "vec", "r_in_registers", "fast_math", "resets"),
+    pointers=("x", "R", "b", "states", "lengths", "resets", "y", "final", "saved"), ints=("B", "T", "NH", "DH"))
 BACKWARD_KERNEL = Kernel(
-    "fused_backward_kernel", ("cell", "dtype", "DHP", "NT", "WN", "depth", "vec", "fast_math"),
-    pointers=("x", "R", "b", "states", "lengths", "y", "saved", "dy", "dfinal", "dx", "drec", "db_partial",
-              "dstates"), ints=("B", "T", "NH", "DH"))
+    "fused_backward_kernel", ("cell", "dtype", "DHP", "NT", "WN", "depth", "vec", "fast_math", "resets"),
+    pointers=("x", "R", "b", "states", "lengths", "resets", "y", "h_entering", "saved", "dy", "dfinal", "dx", "drec",
+              "db_partial", "dstates", "dinit"), ints=("B", "T", "NH", "DH"))
 
 
 def ring_bytes(rows: int, DHP: int, itemsize: int, BT: int, depth: int) -> int:
@@ -47,6 +48,8 @@ class FusedConfig:
     vec: int = 8  # elements of a row copied at once: the largest of 8, 4, 2, 1 dividing DH
     r_in_registers: bool = False
     fast_math: bool = False
+    # the kernel reads `resets` (csrc/resets.cuh); without, every reset test folds away at compile time
+    resets: bool = False
 
     @property
     def batch_tile(self) -> int:

@@ -21,11 +21,14 @@ Where neither one SM nor the grid can run a direction (a head over one SM
 whose grid needs more CTAs than the GPU has SMs), a cluster runs it whatever
 the length and the compiler: the last resort before refusing the call.
 A tuned cluster winner runs only from CLUSTER_MIN_STEPS steps, as the rules.
+A call with `resets` runs the same plan built with resets (`with_resets`: the kernel
+that reads them; a cluster's fitted again to the compiler, its register use grown).
 `strategy` narrows the choice to one kernel family (tests, probes, `fusedrnn
 bench --plan`): the rule's pick within it, or a ValueError saying why none.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -94,12 +97,25 @@ def plan(problem: Problem, device: DeviceLimits, direction: str, *, strategy: st
     if strategy is not None and strategy not in STRATEGIES:
         raise ValueError(f"strategy: expected one of {STRATEGIES} or None, got {strategy!r}")
     cell, DH, NH, B = problem.cell.name, problem.head_dim, problem.heads, problem.batch
+    chosen = None
     if strategy is None:
         winner = tuned.lookup(tuned.cache_key(device.name, cell, problem.dtype, DH, NH, B, direction == "backward"))
         runnable = admissible(winner, problem, device, direction)
         if runnable is not None:
-            return Plan(direction, runnable, "tuned winner")
-    return rule_plan(cell, problem.dtype, DH, NH, B, problem.steps >= CLUSTER_MIN_STEPS, device, direction, strategy)
+            chosen = Plan(direction, runnable, "tuned winner")
+    if chosen is None:
+        chosen = rule_plan(cell, problem.dtype, DH, NH, B, problem.steps >= CLUSTER_MIN_STEPS, device, direction,
+                           strategy)
+    return with_resets(chosen, device) if problem.has_resets else chosen
+
+
+def with_resets(chosen: Plan, device: DeviceLimits) -> Plan:
+    """The plan with the kernel that reads resets: the same shape; for a cluster, fitted to the
+    compiler again (the reset path holds a few more registers: fewer fragments of R if need be)."""
+    config = dataclasses.replace(chosen.config, resets=True)
+    if isinstance(config, (ClusterConfig, ClusterBackwardConfig)):
+        config = fit_to_compiler(config, device) or config
+    return Plan(chosen.direction, config, f"{chosen.why}, with resets")
 
 
 # From this batch a forward-only call of a head over one SM runs faster on cuda_alternating: the

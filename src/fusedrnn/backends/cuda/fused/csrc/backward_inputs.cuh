@@ -1,6 +1,7 @@
 // What the backward kernels read and write a step, besides their products. BackwardInputs
 // stages for step t, walking time in reverse: x, dy, h_{t-1} (y of step t - 1, or the initial
-// state for t = 0) and the saved states 1..S-1 entering the step, each into ring slot
+// state for t = 0; or h_entering[:, t] where the call has resets, resets.cuh) and the saved
+// states 1..S-1 entering the step, each into ring slot
 // (steps - 1 - t) % DEPTH. The rings hold units row0 .. of x, dy and the saved states (`rows` of
 // them real), and units h_row0 .. of h (`h_rows` real): all of the head in the one-SM kernel, a
 // CTA's units (and all of h, or its units of it) in the split ones.
@@ -30,9 +31,11 @@ struct BackwardInputs {
   StridedCopier<HRing, VEC, THREADS> h, h0;
   StridedCopier<SavedRing, VEC, THREADS> saved;
   int steps;
+  bool h_every_step;  // h_entering given: h of every step from it, step 0's included
 
   __device__ BackwardInputs(const XRing& xr, const DyRing& dyr, const HRing& hr, const SavedRing& sr,
-                            const T* __restrict__ x_, const T* __restrict__ y, const T* __restrict__ dy_,
+                            const T* __restrict__ x_, const T* __restrict__ y, const T* __restrict__ h_entering,
+                            const T* __restrict__ dy_,
                             const T* __restrict__ states, const float* __restrict__ saved_, int batch0, int n,
                             int row0, int rows, int h_row0, int h_rows, int valid_sequences, int steps_, int B,
                             int NH, int DH)
@@ -42,18 +45,19 @@ struct BackwardInputs {
         dy(dyr, {dy_ + size_t(batch0) * steps_ * NH * DH + n * DH + row0, size_t(steps_) * NH * DH, 0},
            valid_sequences, rows, size_t(NH) * DH),
         // h entering step t >= 1 is y[:, t - 1]; entering step 0, the initial state
-        h(hr, {y + size_t(batch0) * steps_ * NH * DH - size_t(NH) * DH + n * DH + h_row0, size_t(steps_) * NH * DH, 0},
+        h(hr, {(h_entering ? h_entering : y - size_t(NH) * DH) + size_t(batch0) * steps_ * NH * DH + n * DH + h_row0,
+               size_t(steps_) * NH * DH, 0},
           valid_sequences, h_rows, size_t(NH) * DH),
         h0(hr, {states + size_t(batch0) * NH * DH + n * DH + h_row0, size_t(NH) * DH, 0}, valid_sequences, h_rows, 0),
         saved(sr, {saved_ + size_t(batch0) * NH * DH + n * DH + row0, size_t(NH) * DH, size_t(B) * NH * DH},
               Cell::S > 1 ? valid_sequences : 0, rows, size_t(Cell::S - 1) * B * NH * DH),
-        steps(steps_) {}
+        steps(steps_), h_every_step(h_entering != nullptr) {}
 
   __device__ void fill(int t) const {
     const int slot = (steps - 1 - t) % XRing::SLOTS;
     x.fill(slot, t);
     dy.fill(slot, t);
-    if (t > 0) h.fill(slot, t);
+    if (t > 0 || h_every_step) h.fill(slot, t);
     else h0.fill(slot, 0);
     saved.fill(slot, t);
   }

@@ -18,28 +18,32 @@
 // come. Everything a step reads from memory (x, rh, h_{t-1}, dy, the saved states) arrives
 // DEPTH - 1 steps ahead by cp.async.
 //
-// Arguments as one_sm_backward.cuh's (drec in T, null where the cell's gates are sums: dR is a GEMM
+// Arguments as one_sm_backward.cuh's (resets, h_entering and dinit too; drec in T, null where the cell's gates are sums: dR is a GEMM
 // in T with fp32 accumulation of dx or drec, weight_gradient.py), plus rh [NH, B * T, GR * DH] fp32;
 // grid: (NH * PARTS, tiles of 8 sequences), clusters of (PARTS, 1, 1).
 #pragma once
 #include "cells/cell.cuh"
 #include "cluster.cuh"
 #include "cluster_weights_transposed.cuh"
+#include "resets.cuh"
 #include "backward_inputs.cuh"
 
 namespace fusedrnn {
 
 template <class Cell, class T, int DHP, int ROWS, int WARPS, int DEPTH, int VEC, int REG_MT, bool FAST,
-          bool X_IN_RH>
+          bool X_IN_RH, bool RESETS>
 __global__ void __launch_bounds__(32 * WARPS, 1)
     fused_cluster_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                   const T* __restrict__ states, const long long* __restrict__ lengths,
-                                  const T* __restrict__ y, const float* __restrict__ saved,
+                                  const unsigned char* __restrict__ resets, const T* __restrict__ y,
+                                  const T* __restrict__ h_entering, const float* __restrict__ saved,
                                   const T* __restrict__ dy, const T* __restrict__ dfinal,
                                   const float* __restrict__ rh, T* __restrict__ dx, T* __restrict__ drec,
-                                  float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps,
-                                  int NH, int DH) {
+                                  float* __restrict__ db_partial, T* __restrict__ dstates, float* __restrict__ dinit,
+                                  int B, int steps, int NH, int DH) {
   constexpr int THREADS = 32 * WARPS, BT = 8, PARTS = DHP / ROWS, PAD = 16 / sizeof(T);
+  if constexpr (!RESETS) resets = nullptr, h_entering = nullptr;  // folds every reset test away (no resets)
+
   constexpr int LDD = Cell::GR * ROWS + PAD;  // drec tile rows: [BT][LDD]
   constexpr int SAVED = Cell::S > 1 ? Cell::S - 1 : 1;
   constexpr int PAIRS = ROWS * BT / 2, PAIR_ITERS = (PAIRS + THREADS - 1) / THREADS;
@@ -89,8 +93,8 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
 
   // everything step t reads, into ring slot (steps - 1 - t) % DEPTH
   const BackwardInputs<Cell, VEC, THREADS, XRing, HRing, HRing, SavedRing> inputs(
-      xr, dyr, hr, sr, x, y, dy, states, saved, batch0, n, row0, my_rows, row0, my_rows, valid_sequences, steps, B,
-      NH, DH);
+      xr, dyr, hr, sr, x, y, h_entering, dy, states, saved, batch0, n, row0, my_rows, row0, my_rows, valid_sequences,
+      steps, B, NH, DH);
   const StridedCopier<RhRing, VEC, THREADS> rh_copier(
       rr, {rh + (size_t(n) * B + batch0) * steps * Cell::GR * DH + row0, size_t(steps) * Cell::GR * DH, size_t(DH)},
       valid_sequences, my_rows, size_t(Cell::GR) * DH);
@@ -165,6 +169,14 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
       for (int e = 0; e < 2; ++e) {
         const int c = col[k] + e;
         const bool valid = t < valid_steps[k][e];
+        if (starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[k][e]) && inside[k][e]) {
+          const size_t offset = (size_t(batch0 + c) * NH + n) * DH + row0 + i;
+#pragma unroll
+          for (int s = 0; s < Cell::S; ++s) {  // the states entering step t + 1 were the initial ones
+            dinit[s * state_stride + offset] += d_state[k][e][s];
+            d_state[k][e][s] = 0.0f;
+          }
+        }
         Gates xg = {}, rg = {}, sg = {}, dg, gx = {}, gr = {}, gb = {}, dprev = {};
         if constexpr (!X_IN_RH) {
 #pragma unroll

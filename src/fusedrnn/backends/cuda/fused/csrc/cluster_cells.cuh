@@ -1,7 +1,9 @@
 // Who runs the cell in a step of the cluster forward (cluster_forward.cuh), in two
 // forms with one interface: gather() brings each element's R h together,
 // step() runs the cell and writes h_t into the CTA's tile, store_outputs() y and
-// the saved states, store_states() the final ones.
+// the saved states, store_states() the final ones. Where a sequence starts afresh at
+// step t + 1 (resets.cuh), step() writes the initial h into the tile and store_outputs(),
+// after y, sets the states carried on to the initial ones (the kernel always calls both).
 //
 // OwnerCells: the mma layout's (layout.cuh): the first K slice's warps add the
 // others' partial products into their accumulators and run the cell on their 4
@@ -23,6 +25,7 @@
 #include "cluster.cuh"
 #include "elements.cuh"
 #include "layout.cuh"
+#include "resets.cuh"
 
 namespace fusedrnn {
 
@@ -48,7 +51,9 @@ struct OwnerCells {
   }
 
   template <class Ring>
-  __device__ void step(const float (&acc)[4][L::NT][4], const Ring& xr, const float*, T* h_next, int row0, int t) {
+  __device__ void step(const float (&acc)[4][L::NT][4], const Ring& xr, const float*, T* h_next, int row0, int t,
+                       const unsigned char* __restrict__ resets, const T* __restrict__ states, size_t state_stride,
+                       int batch0, int steps) {
     if (at.k_split == 0)
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
@@ -56,12 +61,17 @@ struct OwnerCells {
         for (int e = 0; e < 4; ++e) {
           const int c = at.col(j, e), i = at.row(e);
           cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, el.valid_steps[j][e]);
+          const float h = starts_afresh(resets, batch0 + c, t + 1, steps, el.valid_steps[j][e])
+                              ? initial_state(states, 0, state_stride, el.offset[j][e])
+                              : s[0][j][e];
           // padding (units past DH, sequences past B) stays 0: the next product reads it
-          h_next[c * L::LDH + row0 + i] = Storage<T>::store(el.inside[j][e] ? s[0][j][e] : 0.0f);
+          h_next[c * L::LDH + row0 + i] = Storage<T>::store(el.inside[j][e] ? h : 0.0f);
         }
   }
 
-  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
+  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t,
+                                const unsigned char* __restrict__ resets, const T* __restrict__ states, int batch0,
+                                int steps) {
     if (at.k_split == 0)
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
@@ -69,6 +79,9 @@ struct OwnerCells {
         for (int e = 0; e < 4; ++e) {
           if (el.inside[j][e]) {
             *y_at[j][e] = Storage<T>::store(t < el.valid_steps[j][e] ? s[0][j][e] : 0.0f);
+            if (starts_afresh(resets, batch0 + at.col(j, e), t + 1, steps, el.valid_steps[j][e]))
+#pragma unroll
+              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = initial_state(states, k, state_stride, el.offset[j][e]);
             if (saved)
 #pragma unroll
               for (int k = 1; k < Cell::S; ++k)
@@ -142,7 +155,8 @@ struct SpreadCells {
   // element (0 for padding, which the next product reads) into the [BT][LDH] tile h_next at row0
   template <class Ring>
   __device__ void step(const float (&)[4][L::NT][4], const Ring& xr, const float* partial, T* h_next, int row0,
-                       int t) {
+                       int t, const unsigned char* __restrict__ resets, const T* __restrict__ states,
+                       size_t state_stride, int batch0, int steps) {
 #pragma unroll
     for (int m = 0; m < E; ++m) {
       if (threadIdx.x + m * L::THREADS >= elements) break;
@@ -158,7 +172,10 @@ struct SpreadCells {
       if (t < valid_steps[m])
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) s[m][k] = next[k];
-      h_next[c * L::LDH + row0 + i] = Storage<T>::store(inside[m] ? s[m][0] : 0.0f);
+      const float h = starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[m])
+                          ? initial_state(states, 0, state_stride, offset[m])
+                          : s[m][0];
+      h_next[c * L::LDH + row0 + i] = Storage<T>::store(inside[m] ? h : 0.0f);
     }
   }
 
@@ -188,11 +205,16 @@ struct SpreadCells {
   }
 
   // y of step t (zeros past a sequence's length) and, where `saved`, states 1..S-1 after it (slot t + 1)
-  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
+  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t,
+                                const unsigned char* __restrict__ resets, const T* __restrict__ states, int batch0,
+                                int steps) {
 #pragma unroll
     for (int m = 0; m < E; ++m) {
       if (inside[m]) {
         *y_at[m] = Storage<T>::store(t < valid_steps[m] ? s[m][0] : 0.0f);
+        if (starts_afresh(resets, batch0 + column[m], t + 1, steps, valid_steps[m]))
+#pragma unroll
+          for (int k = 0; k < Cell::S; ++k) s[m][k] = initial_state(states, k, state_stride, offset[m]);
         if (saved)
 #pragma unroll
           for (int k = 1; k < Cell::S; ++k)

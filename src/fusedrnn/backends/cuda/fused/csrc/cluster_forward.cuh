@@ -40,15 +40,17 @@
 namespace fusedrnn {
 
 template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, int REG_TILES, bool FAST,
-          int OPTIONS = 0, int SPREAD_ELEMENTS = 0, class Probe = NoProbe>
+          int OPTIONS = 0, int SPREAD_ELEMENTS = 0, class Probe = NoProbe, bool RESETS = false>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_cluster_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                  const T* __restrict__ states, const long long* __restrict__ lengths,
-                                 T* __restrict__ y, T* __restrict__ final_states, float* __restrict__ saved,
+                                 const unsigned char* __restrict__ resets, T* __restrict__ y,
+                                 T* __restrict__ final_states, float* __restrict__ saved,
                                  int ldr, int B, int steps, int NH, int DH, int sequences) {
   using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
   using W = SplitWeights<L, T, REG_TILES>;
   using XRing = StepRing<T, Cell::GX, ROWS, L::BT, DEPTH>;
+  if constexpr (!RESETS) resets = nullptr;  // folds every reset test away: the kernel of a call without resets
   constexpr int PARTS = DHP / ROWS;
   constexpr bool ASYNC = OPTIONS & ClusterOptions::ASYNC_PUSH;
   constexpr bool PER_SOURCE = ASYNC && (OPTIONS & ClusterOptions::PER_SOURCE) && Storage<T>::tensor_cores;
@@ -138,7 +140,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     stamp(t, 1);
     cells.gather(acc, partial, at);
     stamp(t, 2);
-    cells.step(acc, xr, partial, h_next, row0, t);
+    cells.step(acc, xr, partial, h_next, row0, t, resets, states, state_stride, batch0, steps);
     stamp(t, 3);
     const bool more = t + 1 < steps;  // ASYNC: the last h_t goes nowhere (no one waits for it)
     const unsigned bar = arrivals + ((t + 1) % 2 * BARRIERS + (PER_SOURCE ? rank : 0)) * 8;
@@ -168,7 +170,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
       cluster_arrive();
     }
     if constexpr (Probe::OUTPUT)  // y and the saved states while h_t travels
-      cells.store_outputs(TIMELINE ? nullptr : saved, state_stride, head_stride, t);
+      cells.store_outputs(TIMELINE ? nullptr : saved, state_stride, head_stride, t, resets, states, batch0, steps);
     stamp(t, 6);
     if constexpr (ASYNC) {
       // h_t from every other CTA. Buffer (t + 1) % 2 was last read by this CTA at step t - 1, and

@@ -10,19 +10,23 @@
 #include "grid_barrier.cuh"
 #include "elements.cuh"
 #include "recurrent_product.cuh"
+#include "resets.cuh"
 #include "backward_inputs.cuh"
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, bool FAST>
+template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, bool FAST, bool RESETS>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_split_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                 const T* __restrict__ states, const long long* __restrict__ lengths,
-                                const T* __restrict__ y, const float* __restrict__ saved, const T* __restrict__ dy,
-                                const T* __restrict__ dfinal, T* __restrict__ dx, T* __restrict__ drec,
-                                float* __restrict__ db_partial, T* __restrict__ dstates, float* __restrict__ partials,
+                                const unsigned char* __restrict__ resets, const T* __restrict__ y,
+                                const T* __restrict__ h_entering, const float* __restrict__ saved,
+                                const T* __restrict__ dy, const T* __restrict__ dfinal, T* __restrict__ dx,
+                                T* __restrict__ drec, float* __restrict__ db_partial, T* __restrict__ dstates,
+                                float* __restrict__ dinit, float* __restrict__ partials,
                                 unsigned* __restrict__ arrivals, int B, int steps, int NH, int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
+  if constexpr (!RESETS) resets = nullptr, h_entering = nullptr;  // folds every reset test away (no resets)
   constexpr int PARTS = DHP / ROWS;
   constexpr int SAVED = Cell::S > 1 ? Cell::S - 1 : 1;
   using HRing = StepRing<T, 1, DHP, L::BT, DEPTH>;  // all of h_{t-1}
@@ -54,7 +58,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   load_recurrent_weights<L>(Rs, R, n, NH, DH, row0);
   __syncthreads();
   const BackwardInputs<Cell, VEC, L::THREADS, XRing, DyRing, HRing, SavedRing> inputs(
-      xr, dyr, hr, sr, x, y, dy, states, saved, batch0, n, row0, my_rows, 0, DH, valid_sequences, steps, B, NH, DH);
+      xr, dyr, hr, sr, x, y, h_entering, dy, states, saved, batch0, n, row0, my_rows, 0, DH, valid_sequences, steps,
+      B, NH, DH);
   const auto fill_step = [&](int t) { inputs.fill(t); };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
@@ -158,6 +163,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
           if (t < valid_steps[j][e] && at.col(j, e) < valid_sequences)
             d_state[0][j][e] += dh_tile[at.col(j, e) * ROWS + at.row(e)];
+          if (starts_afresh(resets, batch0 + at.col(j, e), t, steps, valid_steps[j][e]) && inside[j][e])
+#pragma unroll
+            for (int k = 0; k < Cell::S; ++k) {  // the states entering step t were the initial ones
+              dinit[k * state_stride + el.offset[j][e]] += d_state[k][j][e];
+              d_state[k][j][e] = 0.0f;
+            }
         }
   }
 

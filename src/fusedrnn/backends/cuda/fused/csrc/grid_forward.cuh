@@ -9,18 +9,21 @@
 #include "grid_barrier.cuh"
 #include "elements.cuh"
 #include "recurrent_product.cuh"
+#include "resets.cuh"
 #include "ring.cuh"
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, bool FAST>
+template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH, int VEC, bool FAST, bool RESETS>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_split_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                const T* __restrict__ states, const long long* __restrict__ lengths,
-                               T* __restrict__ y, T* __restrict__ final_states, float* __restrict__ saved,
+                               const unsigned char* __restrict__ resets, T* __restrict__ y,
+                               T* __restrict__ final_states, float* __restrict__ saved,
                                T* __restrict__ exchange, unsigned* __restrict__ arrivals, int B, int steps, int NH,
                                int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
+  if constexpr (!RESETS) resets = nullptr;  // folds every reset test away: the kernel of a call without resets
   constexpr int PARTS = DHP / ROWS;
   using XRing = StepRing<T, Cell::GX, ROWS, L::BT, DEPTH>;
   using HTile = StepRing<T, 1, DHP, L::BT, 1>;  // the whole h_{t-1}, [BT][LDH]
@@ -84,7 +87,10 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
           if (inside[j][e]) {
             const T h = Storage<T>::store(s[0][j][e]);
-            h_out[offset[j][e]] = h;
+            if (starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[j][e]))
+#pragma unroll
+              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = initial_state(states, k, state_stride, offset[j][e]);
+            h_out[offset[j][e]] = resets ? Storage<T>::store(s[0][j][e]) : h;
             *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
             if (saved)
 #pragma unroll

@@ -10,23 +10,27 @@
 // Adds to the forward's arguments: y, saved (states 1..S-1 entering every step),
 // dy [B, T, NH, DH], dfinal [S, B, NH, DH]; writes dx [B, T, GX, NH, DH], drec [NH, B * T, GR * DH]
 // in T (only where the cell's gates are not sums; else drec is dx and the pointer is null),
-// db_partial [tiles, GB, NH, DH] fp32, dstates [S, B, NH, DH].
+// db_partial [tiles, GB, NH, DH] fp32, dstates [S, B, NH, DH]; with resets (null where none),
+// h_entering and dinit as resets.cuh says.
 #pragma once
 #include "elements.cuh"
 #include "recurrent_product.cuh"
+#include "resets.cuh"
 #include "backward_inputs.cuh"
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool FAST>
+template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool FAST, bool RESETS>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                           const T* __restrict__ states, const long long* __restrict__ lengths,
-                          const T* __restrict__ y, const float* __restrict__ saved, const T* __restrict__ dy,
-                          const T* __restrict__ dfinal, T* __restrict__ dx, T* __restrict__ drec,
-                          float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps, int NH,
-                          int DH) {
+                          const unsigned char* __restrict__ resets, const T* __restrict__ y,
+                          const T* __restrict__ h_entering, const float* __restrict__ saved,
+                          const T* __restrict__ dy, const T* __restrict__ dfinal, T* __restrict__ dx,
+                          T* __restrict__ drec, float* __restrict__ db_partial, T* __restrict__ dstates,
+                          float* __restrict__ dinit, int B, int steps, int NH, int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, WN>;
+  if constexpr (!RESETS) resets = nullptr, h_entering = nullptr;  // folds every reset test away (no resets)
   constexpr int SAVED = Cell::S > 1 ? Cell::S - 1 : 1;
   using XRing = StepRing<T, Cell::GX, DHP, L::BT, DEPTH>;
   using HRing = StepRing<T, 1, DHP, L::BT, DEPTH>;  // h_{t-1}: the [BT][LDH] tile ldmatrix reads
@@ -52,7 +56,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   // everything step t reads, into ring slot (steps - 1 - t) % DEPTH
   const int valid_sequences = min(L::BT, B - batch0);
   const BackwardInputs<Cell, VEC, L::THREADS, XRing, HRing, HRing, SavedRing> inputs(
-      xr, dyr, hr, sr, x, y, dy, states, saved, batch0, n, 0, DH, 0, DH, valid_sequences, steps, B, NH, DH);
+      xr, dyr, hr, sr, x, y, h_entering, dy, states, saved, batch0, n, 0, DH, 0, DH, valid_sequences, steps, B, NH,
+      DH);
   const auto fill_step = [&](int t) { inputs.fill(t); };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
@@ -149,6 +154,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
         if (t < valid_steps[j][e]) d_state[0][j][e] += dh[j][e];
+        if (starts_afresh(resets, batch0 + at.col(j, e), t, steps, valid_steps[j][e]) && inside[j][e])
+#pragma unroll
+          for (int k = 0; k < Cell::S; ++k) {  // the states entering step t were the initial ones
+            dinit[k * state_stride + el.offset[j][e]] += d_state[k][j][e];
+            d_state[k][j][e] = 0.0f;
+          }
       }
   }
 

@@ -5,21 +5,26 @@
 // to y, one __syncthreads. x arrives DEPTH - 1 steps ahead by cp.async.
 //
 // x [B, T, GX, NH, DH], R [GR, NH, DH, DH], b [GB, NH, DH], states/final [S, B, NH, DH],
-// lengths [B] int64 or null, y [B, T, NH, DH], saved [T + 1, S - 1, B, NH, DH] fp32 or null.
+// lengths [B] int64 or null, resets [B, T] uint8 or null (resets.cuh), y [B, T, NH, DH],
+// saved [T + 1, S - 1, B, NH, DH] fp32 or null.
 #pragma once
 #include "elements.cuh"
 #include "recurrent_product.cuh"
+#include "resets.cuh"
 #include "ring.cuh"
 
 namespace fusedrnn {
 
-template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool R_IN_REGISTERS, bool FAST>
+template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool R_IN_REGISTERS, bool FAST,
+          bool RESETS>
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
-                         const T* __restrict__ states, const long long* __restrict__ lengths, T* __restrict__ y,
-                         T* __restrict__ final_states, float* __restrict__ saved, int B, int steps, int NH, int DH) {
+                         const T* __restrict__ states, const long long* __restrict__ lengths,
+                         const unsigned char* __restrict__ resets, T* __restrict__ y, T* __restrict__ final_states,
+                         float* __restrict__ saved, int B, int steps, int NH, int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, WN>;
   using XRing = StepRing<T, Cell::GX, DHP, L::BT, DEPTH>;
+  if constexpr (!RESETS) resets = nullptr;  // folds every reset test away: the kernel of a call without resets
   extern __shared__ __align__(16) unsigned char smem[];
   T* Rs = reinterpret_cast<T*>(smem);
   T* hs = Rs + L::R_ELEMS;  // [2][BT][LDH]: h_{t-1} is read from half t % 2
@@ -78,7 +83,10 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         const int c = at.col(j, e), i = at.row(e);
         const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
         const T h = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
-        h_next[c * L::LDH + i] = h;
+        if (starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[j][e]))
+#pragma unroll
+          for (int k = 0; k < Cell::S; ++k) s[k][j][e] = initial_state(states, k, state_stride, offset[j][e]);
+        h_next[c * L::LDH + i] = resets ? Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f) : h;
         if (inside[j][e]) {
           *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
           if (saved)
