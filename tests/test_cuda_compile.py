@@ -376,3 +376,21 @@ def test_a_few_spilled_bytes_keep_a_cluster_plan_fragments_do_not(spill, stack, 
     monkeypatch.setattr(cluster, "compile_kernel", lambda *args: Compiled())
     plan = choose_cluster_backward("lstm", torch.bfloat16, 768, 16, 1, H100_SXM)
     assert cluster.spills_fragments(plan, ARCH) is spills
+
+
+def test_every_kernel_family_compiles_with_resets_and_without_them_unchanged():
+    """The kernels built for resets (RESETS: csrc/resets.cuh) compile in every family and direction,
+    keeping R's fragments on chip; without resets, the plan's kernel is the one CI checks above."""
+    from fusedrnn.backends.cuda.fused.plan import plan
+    from fusedrnn.cells import get_cell
+    from fusedrnn.problem import Problem
+
+    for DH, NH, strategy in ((48, 2, "one_sm"), (256, 2, "grid"), (768, 1, "cluster")):
+        for direction in ("forward", "backward"):
+            plain, with_resets = (plan(Problem(get_cell("lstm"), 9, 21, NH, DH, torch.bfloat16, torch.device("cuda"),
+                                               False, True, resets), H100_SXM, direction, strategy=strategy)
+                                  for resets in (False, True))
+            assert not plain.config.resets and with_resets.config.resets
+            assert dataclasses.replace(with_resets.config, resets=False) == plain.config  # the same shape
+            compiled = nvrtc_compile.compile_kernel(with_resets.name_expression, ARCH, with_resets.config.source)
+            assert not cluster.spills_fragments(with_resets.config, ARCH), (with_resets, compiled.spill_bytes)

@@ -32,7 +32,7 @@ KERNEL = Kernel("fused_cluster_backward_kernel",
                 ("cell", "dtype", "DHP", "ROWS", "warps", "depth", "vec", "reg_blocks", "fast_math", "x_in_rh",
                  "resets"),
                 pointers=("x", "R", "b", "states", "lengths", "resets", "y", "h_entering", "saved", "dy", "dfinal",
-                          "rh", "dx", "drec", "db_partial", "dstates", "dinit"),
+                          "rh", "dx", "drec", "db_partial", "dstates"),
                 ints=("B", "T", "NH", "DH"))
 
 WARPS = 8

@@ -26,7 +26,7 @@ FORWARD_KERNEL = Kernel("fused_split_forward_kernel", TEMPLATE,
                         ints=("B", "T", "NH", "DH"))
 BACKWARD_KERNEL = Kernel("fused_split_backward_kernel", TEMPLATE,
                          pointers=("x", "R", "b", "states", "lengths", "resets", "y", "h_entering", "saved", "dy",
-                                   "dfinal", "dx", "drec", "db_partial", "dstates", "dinit", "partials", "arrivals"),
+                                   "dfinal", "dx", "drec", "db_partial", "dstates", "partials", "arrivals"),
                          ints=("B", "T", "NH", "DH"))
 
 TARGET_WARPS = 8  # a CTA's warps: row blocks x K slices

@@ -33,11 +33,11 @@ def run_kernel(config, grid, x, /, cooperative: bool = False, cluster: int | Non
            *config.kernel.arguments(**arguments), cooperative=cooperative, cluster=cluster)
 
 
-def kernel_resets(plan: Plan, resets):
+def kernel_resets(plan: Plan, resets, B: int, T: int, device):
     """resets [B, T] bool as the kernels read it: uint8, contiguous (None stays None). A kernel
     built without resets would run as if there were none: refused, never run."""
-    if resets is None:
-        return None
+    if resets is None:  # a kernel built for resets reads them unconditionally: none are zeros
+        return torch.zeros(B, T, dtype=torch.uint8, device=device) if plan.config.resets else None
     if not plan.config.resets:
         raise ValueError(f"resets: the plan's kernel does not read them ({plan}); plan.with_resets builds the one "
                          "that does")
@@ -54,8 +54,8 @@ def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool, r
     y = outputs.empty((B, T, NH, DH), like=x)
     final = outputs.empty(states.shape, like=states)
     saved = outputs.empty(outputs.saved_states_shape(x, states, need_saved), like=x, dtype=torch.float32)
-    common = dict(x=x, b=b, states=states, lengths=lengths, resets=kernel_resets(plan, resets), y=y, final=final,
-                  B=B, T=T, NH=NH, DH=DH,
+    common = dict(x=x, b=b, states=states, lengths=lengths, resets=kernel_resets(plan, resets, B, T, x.device), y=y,
+                  final=final, B=B, T=T, NH=NH, DH=DH,
                   saved=saved if need_saved and get_cell(cell).num_states > 1 else None)
     if isinstance(config, ClusterConfig):
         if config.reg_tiles and DH % 2:  # register fragments load R a pair of columns (one word) at a time
@@ -88,12 +88,10 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
     dx = outputs.empty(x.shape, like=x)
     dstates = outputs.empty(states.shape, like=states)
     h_prev = previous_states(states, y, resets)  # dR reads it; the cluster's recompute of R h too
-    # with resets, the kernels read h entering each step from h_prev and leave the gradient of the
-    # states entering each step that starts afresh in dinit (csrc/resets.cuh)
-    dinit = None if resets is None else torch.zeros(states.shape, dtype=torch.float32, device=x.device)
-    common = dict(x=x, R=R, b=b, states=states, lengths=lengths, resets=kernel_resets(plan, resets), y=y,
-                  h_entering=None if resets is None else entering_view(h_prev, B, T), saved=saved, dy=dy,
-                  dfinal=dfinal, dx=dx, dstates=dstates, dinit=dinit, B=B, T=T, NH=NH, DH=DH)
+    # with resets, the kernels read h entering each step from h_prev (csrc/resets.cuh)
+    common = dict(x=x, R=R, b=b, states=states, lengths=lengths, resets=kernel_resets(plan, resets, B, T, x.device),
+                  y=y, h_entering=None if resets is None else entering_view(h_prev, B, T), saved=saved, dy=dy,
+                  dfinal=dfinal, dx=dx, dstates=dstates, B=B, T=T, NH=NH, DH=DH)
     # drec in the storage type where the cell's gates are not sums; where they are, drec is dx (null here)
     drec = None if spec.gates_are_sums else outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
     if isinstance(config, ClusterBackwardConfig):
@@ -112,8 +110,6 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
         else:
             run_kernel(config, (NH, tiles, 1), x, drec=drec, db_partial=db_partial, **common)
     dR = recurrent_weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH), h_prev, R.dtype)
-    if dinit is not None:
-        dstates = (dstates.float() + dinit).to(dstates.dtype)
     return dx, dR, bias_gradient(db_partial, b.dtype), dstates
 
 

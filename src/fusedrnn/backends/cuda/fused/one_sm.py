@@ -21,7 +21,7 @@ FORWARD_KERNEL = Kernel(
 BACKWARD_KERNEL = Kernel(
     "fused_backward_kernel", ("cell", "dtype", "DHP", "NT", "WN", "depth", "vec", "fast_math", "resets"),
     pointers=("x", "R", "b", "states", "lengths", "resets", "y", "h_entering", "saved", "dy", "dfinal", "dx", "drec",
-              "db_partial", "dstates", "dinit"), ints=("B", "T", "NH", "DH"))
+              "db_partial", "dstates"), ints=("B", "T", "NH", "DH"))
 
 
 def ring_bytes(rows: int, DHP: int, itemsize: int, BT: int, depth: int) -> int:

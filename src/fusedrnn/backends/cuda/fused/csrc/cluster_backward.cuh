@@ -18,7 +18,7 @@
 // come. Everything a step reads from memory (x, rh, h_{t-1}, dy, the saved states) arrives
 // DEPTH - 1 steps ahead by cp.async.
 //
-// Arguments as one_sm_backward.cuh's (resets, h_entering and dinit too; drec in T, null where the cell's gates are sums: dR is a GEMM
+// Arguments as one_sm_backward.cuh's (resets and h_entering too; drec in T, null where the cell's gates are sums: dR is a GEMM
 // in T with fp32 accumulation of dx or drec, weight_gradient.py), plus rh [NH, B * T, GR * DH] fp32;
 // grid: (NH * PARTS, tiles of 8 sequences), clusters of (PARTS, 1, 1).
 #pragma once
@@ -39,8 +39,8 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
                                   const T* __restrict__ h_entering, const float* __restrict__ saved,
                                   const T* __restrict__ dy, const T* __restrict__ dfinal,
                                   const float* __restrict__ rh, T* __restrict__ dx, T* __restrict__ drec,
-                                  float* __restrict__ db_partial, T* __restrict__ dstates, float* __restrict__ dinit,
-                                  int B, int steps, int NH, int DH) {
+                                  float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps, int NH,
+                                  int DH) {
   constexpr int THREADS = 32 * WARPS, BT = 8, PARTS = DHP / ROWS, PAD = 16 / sizeof(T);
   if constexpr (!RESETS) resets = nullptr, h_entering = nullptr;  // folds every reset test away (no resets)
 
@@ -111,6 +111,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   int unit[PAIR_ITERS], col[PAIR_ITERS], valid_steps[PAIR_ITERS][2];
   bool inside[PAIR_ITERS][2];
   float d_state[PAIR_ITERS][2][4] = {}, db[PAIR_ITERS][4] = {}, b[PAIR_ITERS][4] = {};
+  float d_init[PAIR_ITERS][2][4] = {};  // the gradient of the states entering the steps resets start
 #pragma unroll
   for (int k = 0; k < PAIR_ITERS; ++k) {
     const int p = threadIdx.x + k * THREADS;
@@ -151,10 +152,19 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   wait_copies<DEPTH - 2>();
   cluster_sync();  // every CTA runs (its shared memory may be written), its barriers are set up
 
+  unsigned flag_ahead[PAIR_ITERS][2] = {};  // a step ahead of its test: a load in flight for a whole step
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
+    unsigned flag[PAIR_ITERS][2];  // resets at step t + 1, read during step t + 1; those at t start on their way
+#pragma unroll
+    for (int k = 0; k < PAIR_ITERS; ++k)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        flag[k][e] = flag_ahead[k][e];
+        if constexpr (RESETS) flag_ahead[k][e] = reset_flag(resets, batch0 + col[k] + e, B, t, steps);
+      }
     if (order > 0) {  // dh_t: the sums of step t + 1's product, in buffer (order - 1) % 2
       const unsigned bar = arrivals + ((order - 1) % 2) * 8;
       mbarrier_wait(bar, ((order - 1) >> 1) & 1);
@@ -169,14 +179,12 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
       for (int e = 0; e < 2; ++e) {
         const int c = col[k] + e;
         const bool valid = t < valid_steps[k][e];
-        if (starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[k][e]) && inside[k][e]) {
-          const size_t offset = (size_t(batch0 + c) * NH + n) * DH + row0 + i;
+        if (starts_afresh(flag[k][e], t + 1, valid_steps[k][e]) && inside[k][e])
 #pragma unroll
           for (int s = 0; s < Cell::S; ++s) {  // the states entering step t + 1 were the initial ones
-            dinit[s * state_stride + offset] += d_state[k][e][s];
+            d_init[k][e][s] += d_state[k][e][s];
             d_state[k][e][s] = 0.0f;
           }
-        }
         Gates xg = {}, rg = {}, sg = {}, dg, gx = {}, gr = {}, gb = {}, dprev = {};
         if constexpr (!X_IN_RH) {
 #pragma unroll
@@ -222,7 +230,9 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
       if (inside[k][e]) {
         const size_t offset = (size_t(batch0 + col[k] + e) * NH + n) * DH + i;
 #pragma unroll
-        for (int s = 0; s < Cell::S; ++s) dstates[s * state_stride + offset] = Storage<T>::store(d_state[k][e][s]);
+        for (int s = 0; s < Cell::S; ++s)
+          dstates[s * state_stride + offset] = Storage<T>::store(resets ? d_state[k][e][s] + d_init[k][e][s]
+                                                                        : d_state[k][e][s]);
       }
     // db of the unit: over the thread's sequences and steps (done), then the BT / 2 lanes sharing it
 #pragma unroll

@@ -3,7 +3,9 @@
 // step() runs the cell and writes h_t into the CTA's tile, store_outputs() y and
 // the saved states, store_states() the final ones. Where a sequence starts afresh at
 // step t + 1 (resets.cuh), step() writes the initial h into the tile and store_outputs(),
-// after y, sets the states carried on to the initial ones (the kernel always calls both).
+// after y, sets the states carried on to the initial ones (the kernel always calls both);
+// prefetch_resets(), at the top of the step, reads which of its elements do, and
+// hold_initial_states(), before the loop, keeps the initial states in registers.
 //
 // OwnerCells: the mma layout's (layout.cuh): the first K slice's warps add the
 // others' partial products into their accumulators and run the cell on their 4
@@ -36,6 +38,8 @@ struct OwnerCells {
   const ThreadElements<L> el;
   float s[4][L::NT][4] = {}, b[4][2] = {};
   T* y_at[L::NT][4];  // this thread's elements of the current step in y
+  unsigned flag[L::NT][4] = {}, flag_ahead[L::NT][4] = {};  // resets at the next step, and the one after
+  float s0[4][L::NT][4] = {};    // the initial states (hold_initial_states)
 
   __device__ OwnerCells(int, int batch0, int valid_sequences, int row0, int n, int NH, int DH, int steps,
                         const long long* __restrict__ lengths, const T* __restrict__ bias,
@@ -50,10 +54,23 @@ struct OwnerCells {
     add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
   }
 
+  __device__ void hold_initial_states(const T* __restrict__ states, size_t state_stride) {
+    el.template load<Cell::S>(s0, states, state_stride);
+  }
+
+  // the flags of step t + 1 (read during step t - 1), and those of t + 2 on their way
+  __device__ void prefetch_resets(const unsigned char* __restrict__ resets, int batch0, int B, int t, int steps) {
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        flag[j][e] = t == 0 ? reset_flag(resets, batch0 + at.col(j, e), B, 1, steps) : flag_ahead[j][e];
+        flag_ahead[j][e] = reset_flag(resets, batch0 + at.col(j, e), B, t + 2, steps);
+      }
+  }
+
   template <class Ring>
-  __device__ void step(const float (&acc)[4][L::NT][4], const Ring& xr, const float*, T* h_next, int row0, int t,
-                       const unsigned char* __restrict__ resets, const T* __restrict__ states, size_t state_stride,
-                       int batch0, int steps) {
+  __device__ void step(const float (&acc)[4][L::NT][4], const Ring& xr, const float*, T* h_next, int row0, int t) {
     if (at.k_split == 0)
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
@@ -61,17 +78,13 @@ struct OwnerCells {
         for (int e = 0; e < 4; ++e) {
           const int c = at.col(j, e), i = at.row(e);
           cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, el.valid_steps[j][e]);
-          const float h = starts_afresh(resets, batch0 + c, t + 1, steps, el.valid_steps[j][e])
-                              ? initial_state(states, 0, state_stride, el.offset[j][e])
-                              : s[0][j][e];
+          const float h = starts_afresh(flag[j][e], t + 1, el.valid_steps[j][e]) ? s0[0][j][e] : s[0][j][e];
           // padding (units past DH, sequences past B) stays 0: the next product reads it
           h_next[c * L::LDH + row0 + i] = Storage<T>::store(el.inside[j][e] ? h : 0.0f);
         }
   }
 
-  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t,
-                                const unsigned char* __restrict__ resets, const T* __restrict__ states, int batch0,
-                                int steps) {
+  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
     if (at.k_split == 0)
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
@@ -79,9 +92,9 @@ struct OwnerCells {
         for (int e = 0; e < 4; ++e) {
           if (el.inside[j][e]) {
             *y_at[j][e] = Storage<T>::store(t < el.valid_steps[j][e] ? s[0][j][e] : 0.0f);
-            if (starts_afresh(resets, batch0 + at.col(j, e), t + 1, steps, el.valid_steps[j][e]))
+            if (starts_afresh(flag[j][e], t + 1, el.valid_steps[j][e]))
 #pragma unroll
-              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = initial_state(states, k, state_stride, el.offset[j][e]);
+              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
             if (saved)
 #pragma unroll
               for (int k = 1; k < Cell::S; ++k)
@@ -113,6 +126,8 @@ struct SpreadCells {
   size_t offset[E];        // of (batch, head n, unit) in a [B, NH, DH] tensor
   float s[E][4], b[E][4];  // states and biases
   T* y_at[E];              // the element of the current step in y [B, T, NH, DH]
+  unsigned flag[E] = {}, flag_ahead[E] = {};  // resets at the next step, and the one after
+  float s0[E][4] = {};     // the initial states (hold_initial_states)
 
   __device__ SpreadCells(int sequences_, int batch0, int valid_sequences, int row0, int n, int NH, int DH,
                          int steps, const long long* __restrict__ lengths, const T* __restrict__ bias,
@@ -137,6 +152,23 @@ struct SpreadCells {
     }
   }
 
+  __device__ void hold_initial_states(const T* __restrict__ states, size_t state_stride) {
+#pragma unroll
+    for (int m = 0; m < E; ++m)
+#pragma unroll
+      for (int k = 0; k < Cell::S; ++k)
+        s0[m][k] = inside[m] ? Storage<T>::load(states[k * state_stride + offset[m]]) : 0.0f;
+  }
+
+  // the flags of step t + 1 (read during step t - 1), and those of t + 2 on their way
+  __device__ void prefetch_resets(const unsigned char* __restrict__ resets, int batch0, int B, int t, int steps) {
+#pragma unroll
+    for (int m = 0; m < E; ++m) {
+      flag[m] = t == 0 ? reset_flag(resets, batch0 + column[m], B, 1, steps) : flag_ahead[m];
+      flag_ahead[m] = reset_flag(resets, batch0 + column[m], B, t + 2, steps);
+    }
+  }
+
   // this warp's slice of R h (its K slice, the cluster's columns) into `partial`, then the CTA meets
   __device__ void gather(const float (&acc)[4][L::NT][4], float* partial, const L& at) const {
 #pragma unroll
@@ -155,8 +187,7 @@ struct SpreadCells {
   // element (0 for padding, which the next product reads) into the [BT][LDH] tile h_next at row0
   template <class Ring>
   __device__ void step(const float (&)[4][L::NT][4], const Ring& xr, const float* partial, T* h_next, int row0,
-                       int t, const unsigned char* __restrict__ resets, const T* __restrict__ states,
-                       size_t state_stride, int batch0, int steps) {
+                       int t) {
 #pragma unroll
     for (int m = 0; m < E; ++m) {
       if (threadIdx.x + m * L::THREADS >= elements) break;
@@ -172,9 +203,7 @@ struct SpreadCells {
       if (t < valid_steps[m])
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) s[m][k] = next[k];
-      const float h = starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[m])
-                          ? initial_state(states, 0, state_stride, offset[m])
-                          : s[m][0];
+      const float h = starts_afresh(flag[m], t + 1, valid_steps[m]) ? s0[m][0] : s[m][0];
       h_next[c * L::LDH + row0 + i] = Storage<T>::store(inside[m] ? h : 0.0f);
     }
   }
@@ -205,16 +234,14 @@ struct SpreadCells {
   }
 
   // y of step t (zeros past a sequence's length) and, where `saved`, states 1..S-1 after it (slot t + 1)
-  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t,
-                                const unsigned char* __restrict__ resets, const T* __restrict__ states, int batch0,
-                                int steps) {
+  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
 #pragma unroll
     for (int m = 0; m < E; ++m) {
       if (inside[m]) {
         *y_at[m] = Storage<T>::store(t < valid_steps[m] ? s[m][0] : 0.0f);
-        if (starts_afresh(resets, batch0 + column[m], t + 1, steps, valid_steps[m]))
+        if (starts_afresh(flag[m], t + 1, valid_steps[m]))
 #pragma unroll
-          for (int k = 0; k < Cell::S; ++k) s[m][k] = initial_state(states, k, state_stride, offset[m]);
+          for (int k = 0; k < Cell::S; ++k) s[m][k] = s0[m][k];
         if (saved)
 #pragma unroll
           for (int k = 1; k < Cell::S; ++k)

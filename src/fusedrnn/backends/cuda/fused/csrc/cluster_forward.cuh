@@ -101,6 +101,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const W weights(Rs, at, R, ldr, n, NH, DH, row0);
 
   Cells cells(sequences, batch0, valid_sequences, row0, n, NH, DH, steps, lengths, bias, states, state_stride, y);
+  if (resets) cells.hold_initial_states(states, state_stride);
   if (saved && !TIMELINE) cells.template store_states<1>(saved, state_stride);  // slot 0: the initial states 1..S-1
   // this lane's ldmatrix row of h in buffer 0 (the product's one address of h)
   const unsigned h_row =
@@ -116,6 +117,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
 
   for (int t = 0; t < steps; ++t) {
     stamp(t, 0);
+    if constexpr (RESETS) cells.prefetch_resets(resets, batch0, B, t, steps);  // read before the product, tested after the cell
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
     float acc[4][L::NT][4] = {};
     constexpr int KT_END = !Probe::PRODUCT               ? 0
@@ -140,7 +142,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     stamp(t, 1);
     cells.gather(acc, partial, at);
     stamp(t, 2);
-    cells.step(acc, xr, partial, h_next, row0, t, resets, states, state_stride, batch0, steps);
+    cells.step(acc, xr, partial, h_next, row0, t);
     stamp(t, 3);
     const bool more = t + 1 < steps;  // ASYNC: the last h_t goes nowhere (no one waits for it)
     const unsigned bar = arrivals + ((t + 1) % 2 * BARRIERS + (PER_SOURCE ? rank : 0)) * 8;
@@ -170,7 +172,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
       cluster_arrive();
     }
     if constexpr (Probe::OUTPUT)  // y and the saved states while h_t travels
-      cells.store_outputs(TIMELINE ? nullptr : saved, state_stride, head_stride, t, resets, states, batch0, steps);
+      cells.store_outputs(TIMELINE ? nullptr : saved, state_stride, head_stride, t);
     stamp(t, 6);
     if constexpr (ASYNC) {
       // h_t from every other CTA. Buffer (t + 1) % 2 was last read by this CTA at step t - 1, and

@@ -23,7 +23,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
                                 const T* __restrict__ h_entering, const float* __restrict__ saved,
                                 const T* __restrict__ dy, const T* __restrict__ dfinal, T* __restrict__ dx,
                                 T* __restrict__ drec, float* __restrict__ db_partial, T* __restrict__ dstates,
-                                float* __restrict__ dinit, float* __restrict__ partials,
+                                float* __restrict__ partials,
                                 unsigned* __restrict__ arrivals, int B, int steps, int NH, int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;
   if constexpr (!RESETS) resets = nullptr, h_entering = nullptr;  // folds every reset test away (no resets)
@@ -71,15 +71,19 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const auto& inside = el.inside;
   const auto& valid_steps = el.valid_steps;
   float d_state[4][L::NT][4] = {}, b[4][2] = {}, db[4][2] = {};
+  float d_init[4][L::NT][4] = {};  // the gradient of the states entering the steps resets start
   el.template load<Cell::S>(d_state, dfinal, state_stride);
   load_biases<Cell::GB>(b, bias, at, row0, n, NH, DH);
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
+  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
+    unsigned flag[L::NT][4];  // resets at step t, read during step t + 1
+    reset_flags.take(flag, resets, at, batch0, B, max(t - 1, 0), steps);
 
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, hr.slot(order), at);
@@ -163,15 +167,16 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
           if (t < valid_steps[j][e] && at.col(j, e) < valid_sequences)
             d_state[0][j][e] += dh_tile[at.col(j, e) * ROWS + at.row(e)];
-          if (starts_afresh(resets, batch0 + at.col(j, e), t, steps, valid_steps[j][e]) && inside[j][e])
+          if (starts_afresh(flag[j][e], t, valid_steps[j][e]) && inside[j][e])
 #pragma unroll
             for (int k = 0; k < Cell::S; ++k) {  // the states entering step t were the initial ones
-              dinit[k * state_stride + el.offset[j][e]] += d_state[k][j][e];
+              d_init[k][j][e] += d_state[k][j][e];
               d_state[k][j][e] = 0.0f;
             }
         }
   }
 
+  if (resets) add_restart_gradients<Cell::S, L>(d_state, d_init);
   el.template store<Cell::S>(dstates, d_state, state_stride);
   // db of the CTA's rows: over this thread's columns (done), then the 4 lanes sharing a row
   if (owner)

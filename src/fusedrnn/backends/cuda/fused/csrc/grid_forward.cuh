@@ -66,6 +66,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const auto& offset = el.offset;
   float s[4][L::NT][4] = {}, b[4][2] = {};
   el.template load<Cell::S>(s, states, state_stride);
+  float s0[4][L::NT][4] = {};  // the initial states, where resets start a sequence again
+  if (resets) el.template load<Cell::S>(s0, states, state_stride);
   if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
   load_biases<Cell::GB>(b, bias, at, row0, n, NH, DH);
   T* y_at[L::NT][4];  // this thread's elements of the current step in y
@@ -73,7 +75,10 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
+  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, 1, steps);  // a step ahead of their test
   for (int t = 0; t < steps; ++t) {
+    unsigned flag[L::NT][4];  // resets at step t + 1, read during step t - 1
+    reset_flags.take(flag, resets, at, batch0, B, t + 2, steps);
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, ht.base, at);
     add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
@@ -87,9 +92,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
           if (inside[j][e]) {
             const T h = Storage<T>::store(s[0][j][e]);
-            if (starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[j][e]))
+            if (starts_afresh(flag[j][e], t + 1, valid_steps[j][e]))
 #pragma unroll
-              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = initial_state(states, k, state_stride, offset[j][e]);
+              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
             h_out[offset[j][e]] = resets ? Storage<T>::store(s[0][j][e]) : h;
             *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
             if (saved)

@@ -11,7 +11,7 @@
 // dy [B, T, NH, DH], dfinal [S, B, NH, DH]; writes dx [B, T, GX, NH, DH], drec [NH, B * T, GR * DH]
 // in T (only where the cell's gates are not sums; else drec is dx and the pointer is null),
 // db_partial [tiles, GB, NH, DH] fp32, dstates [S, B, NH, DH]; with resets (null where none),
-// h_entering and dinit as resets.cuh says.
+// h_entering as resets.cuh says.
 #pragma once
 #include "elements.cuh"
 #include "recurrent_product.cuh"
@@ -27,8 +27,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
                           const unsigned char* __restrict__ resets, const T* __restrict__ y,
                           const T* __restrict__ h_entering, const float* __restrict__ saved,
                           const T* __restrict__ dy, const T* __restrict__ dfinal, T* __restrict__ dx,
-                          T* __restrict__ drec, float* __restrict__ db_partial, T* __restrict__ dstates,
-                          float* __restrict__ dinit, int B, int steps, int NH, int DH) {
+                          T* __restrict__ drec, float* __restrict__ db_partial, T* __restrict__ dstates, int B,
+                          int steps, int NH, int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, WN>;
   if constexpr (!RESETS) resets = nullptr, h_entering = nullptr;  // folds every reset test away (no resets)
   constexpr int SAVED = Cell::S > 1 ? Cell::S - 1 : 1;
@@ -69,6 +69,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const auto& inside = el.inside;
   const auto& valid_steps = el.valid_steps;
   float d_state[4][L::NT][4] = {}, b[4][2] = {}, db[4][2] = {};
+  float d_init[4][L::NT][4] = {};  // the gradient of the states entering the steps resets start
   el.template load<Cell::S>(d_state, dfinal, state_stride);
   load_biases<Cell::GB>(b, bias, at, 0, n, NH, DH);
   // where this thread's elements of the current step (from the last) go in dx and drec
@@ -90,11 +91,14 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   // step's while its R^T drec product runs, two independent sets of mma in flight
   float acc_next[4][L::NT][4] = {};
   recurrent_product<L>(acc_next, weights, hr.slot(0), at);
+  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
     T* d_tile = ds + (order % 2) * L::D_ELEMS;
+    unsigned flag[L::NT][4];  // resets at step t, read during step t + 1
+    reset_flags.take(flag, resets, at, batch0, B, max(t - 1, 0), steps);
 
     float acc[4][L::NT][4];
 #pragma unroll
@@ -154,15 +158,16 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
         if (t < valid_steps[j][e]) d_state[0][j][e] += dh[j][e];
-        if (starts_afresh(resets, batch0 + at.col(j, e), t, steps, valid_steps[j][e]) && inside[j][e])
+        if (starts_afresh(flag[j][e], t, valid_steps[j][e]) && inside[j][e])
 #pragma unroll
           for (int k = 0; k < Cell::S; ++k) {  // the states entering step t were the initial ones
-            dinit[k * state_stride + el.offset[j][e]] += d_state[k][j][e];
+            d_init[k][j][e] += d_state[k][j][e];
             d_state[k][j][e] = 0.0f;
           }
       }
   }
 
+  if (resets) add_restart_gradients<Cell::S, L>(d_state, d_init);
   el.template store<Cell::S>(dstates, d_state, state_stride);
 
   // db: over this thread's columns (done), the 4 lanes sharing a row, then the

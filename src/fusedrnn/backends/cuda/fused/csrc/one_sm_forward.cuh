@@ -54,6 +54,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const auto& offset = el.offset;
   float s[4][L::NT][4] = {}, b[4][2] = {};
   el.template load<Cell::S>(s, states, state_stride);
+  float s0[4][L::NT][4] = {};  // the initial states, where resets start a sequence again
+  if (resets) el.template load<Cell::S>(s0, states, state_stride);
   if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
   load_biases<Cell::GB>(b, bias, at, 0, n, NH, DH);
   wait_copies<DEPTH - 2>();
@@ -68,11 +70,14 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
     for (int e = 0; e < 4; ++e) saved_at[j][e] = saved + (Cell::S - 1) * state_stride + offset[j][e];  // slot t + 1
 
+  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, 1, steps);  // a step ahead of their test
   for (int t = 0; t < steps; ++t) {
     if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
     commit_copies();
     const T* h_prev = hs + (t % 2) * L::H_ELEMS;
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
+    unsigned flag[L::NT][4];  // resets at step t + 1, read during step t - 1
+    reset_flags.take(flag, resets, at, batch0, B, t + 2, steps);
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, h_prev, at);
 
@@ -83,9 +88,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         const int c = at.col(j, e), i = at.row(e);
         const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
         const T h = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
-        if (starts_afresh(resets, batch0 + c, t + 1, steps, valid_steps[j][e]))
+        if (starts_afresh(flag[j][e], t + 1, valid_steps[j][e]))
 #pragma unroll
-          for (int k = 0; k < Cell::S; ++k) s[k][j][e] = initial_state(states, k, state_stride, offset[j][e]);
+          for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
         h_next[c * L::LDH + i] = resets ? Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f) : h;
         if (inside[j][e]) {
           *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
