@@ -10,7 +10,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "lm"))
 
 import train as train_script  # noqa: E402
-from data import VOCAB_SIZE, WindowSampler, load_corpus, split_corpus  # noqa: E402
+from data import (IGNORE, VOCAB_SIZE, PackedSampler, PaddedSampler, WindowSampler, load_corpus,  # noqa: E402
+                  load_documents, split_corpus, split_documents)
 from model import KINDS, build_model, count_parameters  # noqa: E402
 from training import train  # noqa: E402
 
@@ -95,6 +96,8 @@ def test_compare_prints_a_table_and_writes_json(tmp_path, capsys):
     (["--steps", "5", "--warmup", "5"], "--warmup 5 must be less than --steps 5"),
     (["--batch", "0"], "expected a positive integer"),
     (["--compare", "--model", "fused"], "not allowed with argument"),
+    (["--model", "cudnn", "--layouts", "packed"], "cannot start a sequence afresh inside a row"),
+    (["--layouts", "stacked"], "invalid choice: 'stacked'"),
 ])
 def test_bad_command_line_input_fails_clearly(argv, message, capsys):
     tiny = ["--backend", "torch", "--width", "32", "--layers", "1", "--heads", "4", "--seq", "8", "--batch", "2",
@@ -103,3 +106,80 @@ def test_bad_command_line_input_fails_clearly(argv, message, capsys):
         train_script.main(tiny + argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# ---- documents packed with resets (issue 18), against one document a row
+
+def _documents():
+    return [torch.tensor(list(text), dtype=torch.uint8) for text in (b"abcde", b"XY", b"0123456789", b"pq")]
+
+
+def test_packed_rows_reset_at_each_document_and_ignore_the_byte_across():
+    documents = _documents()
+    stream = torch.cat(documents)
+    starts = {0, 5, 7, 17}
+    sampler = PackedSampler(documents, seq_len=6, global_batch=50, seed=3)
+    inputs, targets, resets = sampler.next_rows()
+    seen = set()
+    for row in range(50):
+        # the row is a window of the stream: find where it begins
+        begin = next(p for p in range(len(stream) - 6) if torch.equal(stream[p:p + 6].long(), inputs[row]))
+        seen.add(begin)
+        for i in range(6):
+            assert bool(resets[row, i]) == (begin + i in starts)
+            want = IGNORE if begin + i + 1 in starts else int(stream[begin + i + 1])
+            assert int(targets[row, i]) == want
+    assert len(seen) > 5
+
+
+def test_padded_rows_hold_one_document_each_with_padding_ignored():
+    documents = _documents()
+    sampler = PaddedSampler(documents, seq_len=6, global_batch=40, seed=1)
+    inputs, targets, resets = sampler.next_rows()
+    assert resets is None and inputs.shape == targets.shape == (40, 6)
+    texts = [bytes(d.tolist()) for d in documents]
+    for row in range(40):
+        real = int((targets[row] != IGNORE).sum())
+        got = bytes(inputs[row, :real + 1].tolist())
+        assert any(got in text for text in texts)  # a piece of one document, from its start or inside it
+        assert (targets[row, real:] == IGNORE).all() and (targets[row, :real] != IGNORE).all()
+        if real + 1 < 6:
+            assert (inputs[row, real + 1:] == 0).all()  # padding after the document's end
+            assert any(text.endswith(got) for text in texts)
+
+
+def test_documents_are_the_corpus_topics():
+    """The corpus is the topics joined by a blank line; the documents are those topics."""
+    documents = load_documents()
+    train_docs, val_docs = split_documents(documents)
+    assert len(train_docs) + len(val_docs) == len(documents) > 50 and len(val_docs) > 0
+    joined = b"\n\n".join(bytes(d.tolist()) for d in documents)
+    assert joined == bytes(load_corpus().tolist())
+
+
+@pytest.mark.parametrize("kind", ["fused", "attention"])
+def test_resets_keep_documents_apart(kind):
+    """A position's output depends on its own document's bytes only: change the bytes of the
+    first document of a packed row and the second's outputs stay the same."""
+    torch.manual_seed(0)
+    model = build_model(kind, VOCAB_SIZE, backend="torch", **TINY).eval()
+    tokens = torch.randint(0, VOCAB_SIZE, (2, 12))
+    resets = torch.zeros(2, 12, dtype=torch.bool)
+    resets[:, 5] = True
+    changed = tokens.clone()
+    changed[:, :5] = torch.randint(0, VOCAB_SIZE, (2, 5))
+    with torch.no_grad():
+        before, after = model(tokens, resets), model(changed, resets)
+        without = model(changed)
+    torch.testing.assert_close(before[:, 5:], after[:, 5:])
+    assert not torch.allclose(before[:, 5:], without[:, 5:])
+
+
+def test_train_script_compares_packed_and_padded_layouts(capsys):
+    rows = train_script.main(["--model", "fused", "--layouts", "packed", "padded", "--backend", "torch",
+                              "--width", "32", "--layers", "1", "--heads", "4", "--seq", "32", "--batch", "2",
+                              "--steps", "3", "--warmup", "1", "--eval-batches", "1", "--log-every", "0"])
+    assert [r["layout"] for r in rows] == ["packed", "padded"]
+    for r in rows:
+        assert r["targets_per_second"] <= r["tokens_per_second"] and r["val_loss"] > 0
+    assert "| fusedrnn LSTM | packed |" in capsys.readouterr().out

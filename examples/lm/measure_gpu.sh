@@ -20,6 +20,12 @@ for dtype in bf16 fp16; do
     --batch "$BATCH_PER_GPU" --out "$OUT/compare-$dtype.json" || failed=1
 done
 
+# 1b. documents packed with resets against one document a row (padded), fused LSTM and attention
+for model in fused attention; do
+  "$PYTHON" "$HERE/train.py" --model "$model" --layouts packed padded --device cuda --dtype bf16 "${SIZE[@]}" \
+    "${RUN[@]}" --batch "$BATCH_PER_GPU" --out "$OUT/layouts-$model.json" || failed=1
+done
+
 # 2. DDP and FSDP2 on 1 and 2 GPUs, the same batch per GPU; then the scaling table
 for strategy in ddp fsdp2; do
   for n in 1 2; do

@@ -36,10 +36,16 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.out = nn.Linear(width, width)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, resets: Tensor | None = None) -> Tensor:
         B, T, W = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(rotate(q), rotate(k), v, is_causal=True)
+        if resets is None:
+            y = F.scaled_dot_product_attention(rotate(q), rotate(k), v, is_causal=True)
+        else:  # packed documents: each position sees its own document's past only
+            document = resets.cumsum(1)
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            mask = causal & (document[:, :, None] == document[:, None, :])
+            y = F.scaled_dot_product_attention(rotate(q), rotate(k), v, attn_mask=mask[:, None])
         return self.out(y.transpose(1, 2).reshape(B, T, W))
 
 
@@ -50,8 +56,13 @@ class RecurrentMixer(nn.Module):
         super().__init__()
         self.lstm = lstm
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.lstm(x)[0]
+    def forward(self, x: Tensor, resets: Tensor | None = None) -> Tensor:
+        if resets is None:
+            return self.lstm(x)[0]
+        if not isinstance(self.lstm, LSTM):
+            raise ValueError("resets: torch.nn.LSTM cannot start a sequence afresh inside a row; "
+                             "packed documents need the fused or the attention model")
+        return self.lstm(x, resets=resets)[0]
 
 
 def build_mixer(kind: str, width: int, heads: int, backend: str) -> nn.Module:
@@ -71,8 +82,8 @@ class Block(nn.Module):
         self.mlp_norm = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, mlp_width), nn.GELU(), nn.Linear(mlp_width, width))
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.mixer(self.mixer_norm(x))
+    def forward(self, x: Tensor, resets: Tensor | None = None) -> Tensor:
+        x = x + self.mixer(self.mixer_norm(x), resets)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -84,11 +95,11 @@ class LanguageModel(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens [B, T] int64 -> logits [B, T, vocab_size]."""
+    def forward(self, tokens: Tensor, resets: Tensor | None = None) -> Tensor:
+        """tokens [B, T] int64 (and resets [B, T] bool: documents packed in a row) -> logits [B, T, vocab_size]."""
         x = self.embed(tokens)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, resets)
         return self.head(self.norm(x))
 
 

@@ -9,7 +9,7 @@ import torch
 
 import fusedrnn
 
-from data import VOCAB_SIZE
+from data import LAYOUTS, VOCAB_SIZE
 from model import KINDS, build_model
 
 
@@ -69,6 +69,9 @@ def add_training_options(parser: argparse.ArgumentParser, dtypes: tuple[str, ...
     group.add_argument("--batch", type=positive_int, default=16,
                        help="global batch in sequences, split across processes (default: 16)")
     group.add_argument("--seq", type=positive_int, default=256, help="sequence length in bytes (default: 256)")
+    group.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=["windows"],
+                       help="how rows are cut from the corpus: random windows, documents packed with resets, "
+                       "or one document a row, padded (default: windows)")
     group.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
     group.add_argument("--dtype", choices=dtypes, help="autocast dtype (default: bf16 on a GPU, fp32 on CPU)")
     group.add_argument("--seed", type=non_negative_int, default=0)

@@ -34,6 +34,9 @@ def main(argv=None) -> dict:
 
 def run(parser: argparse.ArgumentParser, args, device: torch.device) -> dict:
     check_options(parser, args, device, (args.model,))
+    if args.layouts != ["windows"]:
+        parser.error(f"--layouts {' '.join(args.layouts)}: train_distributed.py trains on random windows only "
+                     "(train.py runs the packed and padded layouts)")
     rank, world = dist.get_rank(), dist.get_world_size()
     if args.batch % world:
         parser.error(f"--batch {args.batch} (the global batch) must be a multiple of the {world} processes")

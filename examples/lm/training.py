@@ -12,6 +12,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from data import IGNORE
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
@@ -30,16 +32,16 @@ def synchronize(device: torch.device) -> None:
 
 
 def next_token_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy over every position of the batch."""
-    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    """Mean cross-entropy over every position of the batch with a target (not IGNORE)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
 
 
 def train_step(model: nn.Module, optimiser: torch.optim.Optimizer, inputs: Tensor, targets: Tensor,
                device: torch.device, dtype: str, scaler: Optional[torch.amp.GradScaler] = None,
-               clip: Optional[float] = None) -> Tensor:
+               clip: Optional[float] = None, resets: Optional[Tensor] = None) -> Tensor:
     """One optimiser step on the mean loss of (inputs, targets); returns the loss."""
     with autocast(device, dtype):
-        loss = next_token_loss(model(inputs), targets)
+        loss = next_token_loss(model(inputs) if resets is None else model(inputs, resets), targets)
     optimiser.zero_grad(set_to_none=True)
     if scaler is None:
         loss.backward()
@@ -59,8 +61,9 @@ def train_step(model: nn.Module, optimiser: torch.optim.Optimizer, inputs: Tenso
 @dataclass
 class TrainResult:
     losses: list[float]
-    tokens_per_second: float  # over all ranks, after the warm-up steps
+    tokens_per_second: float  # over all ranks, after the warm-up steps: every position of every row
     timed_seconds: float
+    targets_per_second: float  # ... the positions with a target: bytes of documents, not padding
 
 
 def train(model: nn.Module, sampler, optimiser: torch.optim.Optimizer, *, steps: int, warmup: int,
@@ -73,18 +76,24 @@ def train(model: nn.Module, sampler, optimiser: torch.optim.Optimizer, *, steps:
     scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
     model.train()
     losses = []
+    targets_timed = torch.zeros((), dtype=torch.int64, device=device)
     for step in range(steps):
         if step == warmup:
             synchronize(device)
             start = time.perf_counter()
-        inputs, targets = sampler.next_batch()
-        losses.append(train_step(model, optimiser, inputs, targets, device, dtype, scaler, clip))
+        inputs, targets, resets = sampler.next_rows()
+        losses.append(train_step(model, optimiser, inputs, targets, device, dtype, scaler, clip, resets))
+        if step >= warmup:
+            targets_timed += (targets != IGNORE).sum()
         if log_every and (step + 1) % log_every == 0:
             log(f"step {step + 1:5d}  loss {losses[-1].item():.4f}")
     synchronize(device)
     seconds = time.perf_counter() - start
     tokens = (steps - warmup) * sampler.global_batch * sampler.seq_len
-    return TrainResult(torch.stack(losses).float().cpu().tolist(), tokens / seconds, seconds)
+    if dist.is_initialized():
+        dist.all_reduce(targets_timed)
+    return TrainResult(torch.stack(losses).float().cpu().tolist(), tokens / seconds, seconds,
+                       targets_timed.item() / seconds)
 
 
 @torch.no_grad()
@@ -93,9 +102,9 @@ def evaluate(model: nn.Module, sampler, batches: int, device: torch.device, dtyp
     model.eval()
     total = torch.zeros((), device=device)
     for _ in range(batches):
-        inputs, targets = sampler.next_batch()
+        inputs, targets, resets = sampler.next_rows()
         with autocast(device, dtype):
-            total += next_token_loss(model(inputs), targets)
+            total += next_token_loss(model(inputs) if resets is None else model(inputs, resets), targets)
     model.train()
     if dist.is_initialized():
         dist.all_reduce(total)
