@@ -64,3 +64,43 @@ def test_auto_takes_cuda_fused_for_resets():
     x, R, b, states = random_problem("lstm", 3, 20, 2, 64, dtype=bf16, device="cuda")
     resets = torch.zeros(3, 20, dtype=torch.bool, device="cuda")
     assert backends.get("cuda_fused").supports(problem_of(x, "lstm", None, True, resets)) == (True, "")
+
+
+@pytest.mark.parametrize("T", [1, 2, 17])
+def test_resets_at_the_edges_of_lengths_and_short_calls(T):
+    """Deterministic edges: a reset at exactly t = lengths[b] (changes nothing), at the last valid
+    step, a sequence of length 0, and calls of one or two steps (one SM and cluster plans)."""
+    _needs_gpu()
+    B = 6
+    lengths = torch.tensor([T, max(T - 1, 0), 0, 1, T, max(T // 2, 1)])
+    resets = torch.zeros(B, T, dtype=torch.bool)
+    for b in range(B):
+        for t in (int(lengths[b]), int(lengths[b]) - 1, 1):
+            if 0 <= t < T:
+                resets[b, t] = True
+    for DH, NH, family in ((48, 2, "one_sm"), (256, 1, "cluster")):
+        plans = fused_plans("lstm", bf16, B, T, NH, DH, forward=family, backward=family, resets=True)
+        check_kernel_resets(planned(*plans), "cuda", "lstm", bf16, B, T, NH, DH, lengths=lengths, resets=resets)
+
+
+def test_a_plan_built_for_resets_runs_a_call_without_them():
+    _needs_gpu()
+    x, R, b, states = random_problem("gru", 5, 20, 2, 48, dtype=bf16, device="cuda")
+    with_resets = fused_plans("gru", bf16, 5, 20, 2, 48, resets=True)
+    plain = fused_plans("gru", bf16, 5, 20, 2, 48)
+    inputs = [t.clone().requires_grad_() for t in (x, R, b, states)]
+    got = planned(*with_resets)(*inputs, cell="gru")
+    got_grads = torch.autograd.grad(sum(t.float().sum() for t in got), inputs)
+    inputs = [t.clone().requires_grad_() for t in (x, R, b, states)]
+    want = planned(*plain)(*inputs, cell="gru")
+    want_grads = torch.autograd.grad(sum(t.float().sum() for t in want), inputs)
+    for g, w in zip((*got, *got_grads), (*want, *want_grads)):
+        torch.testing.assert_close(g, w)  # the same arithmetic: only the reset tests differ
+
+
+def test_auto_runs_large_batch_inference_with_resets_on_cuda_fused():
+    _needs_gpu()
+    x, R, b, states = random_problem("lstm", 256, 16, 1, 768, dtype=bf16, device="cuda")
+    resets = torch.zeros(256, 16, dtype=torch.bool, device="cuda")
+    problem = problem_of(x, "lstm", None, False, resets)
+    assert backends.choose("auto", problem).name == "cuda_fused"

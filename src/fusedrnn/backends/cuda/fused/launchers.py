@@ -41,6 +41,10 @@ def kernel_resets(plan: Plan, resets, B: int, T: int, device):
     if not plan.config.resets:
         raise ValueError(f"resets: the plan's kernel does not read them ({plan}); plan.with_resets builds the one "
                          "that does")
+    # the explicit path (planned.with_plans) skips rnn()'s checks: the kernels index [B, T] bytes
+    if resets.shape != (B, T) or resets.dtype != torch.bool or resets.device != device:
+        raise ValueError(f"resets: expected a torch.bool tensor of shape {(B, T)} on {device}, got "
+                         f"{resets.dtype} {tuple(resets.shape)} on {resets.device}")
     return resets.to(torch.uint8).contiguous()
 
 

@@ -128,8 +128,9 @@ ALTERNATING_FORWARD_MIN_BATCH = 256
 
 def alternating_is_faster(problem: Problem, device: DeviceLimits) -> bool:
     """Whether cuda_alternating runs this call faster than any plan here (measured rule above):
-    `backend="auto"` then takes it instead. Pure Python, as supports()."""
-    return (not problem.needs_grad and problem.batch >= ALTERNATING_FORWARD_MIN_BATCH
+    `backend="auto"` then takes it instead. Never with resets (cuda_alternating refuses them).
+    Pure Python, as supports()."""
+    return (not problem.needs_grad and not problem.has_resets and problem.batch >= ALTERNATING_FORWARD_MIN_BATCH
             and not fits_one_sm(problem.cell.name, problem.dtype, problem.head_dim, problem.batch, device))
 
 
