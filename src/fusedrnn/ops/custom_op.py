@@ -11,8 +11,8 @@ backend's own backward. A backend supplies three plain functions:
   saved_like(x, states, cell, need_saved) -> an empty tensor shaped like `saved`
 
 `resets` ([B, T] bool or None) comes last and defaulted, by keyword, so that
-the plan-bound launchers of the explicit path, which never run resets, keep
-the form without it; the ops themselves take it right after `lengths`.
+a plan-bound launcher of the explicit path is called without it where a call
+has none; the ops themselves take it right after `lengths`.
 
 `saved` is whatever the backend keeps for its backward (an empty tensor when no
 gradient is needed). Outputs are made contiguous here, once for all backends.
@@ -99,30 +99,34 @@ def define_recurrence_ops(
 
 def explicit_recurrence(backend: str, forward: Callable, backward: Callable) -> Callable:
     """`forward` and `backward` (the forms above, a plan bound in) as a function of
-    `fusedrnn.rnn`'s call form, `(x, R, b, states, *, cell, lengths=None) -> (y, final)`
-    (states required), differentiable once as the backend's ops are. It runs no
-    resets: `forward` and `backward` are called without that argument."""
+    `fusedrnn.rnn`'s call form, `(x, R, b, states, *, cell, lengths=None, resets=None)
+    -> (y, final)` (states required), differentiable once as the backend's ops are.
+    `forward` and `backward` get `resets` by keyword where a call has them."""
     function = _autograd_functions(backend, _op_order_forward(forward), _op_order_backward(backward), None).compiled
 
-    def run(x, R, b, states, *, cell: str, lengths=None):
+    def run(x, R, b, states, *, cell: str, lengths=None, resets=None):
         check_lengths_range(lengths, x.shape[1])  # as the ops check it
         need_saved = torch.is_grad_enabled() and any(t.requires_grad for t in (x, R, b, states))
-        y, final, _ = function.apply(x, R, b, states, lengths, None, cell, need_saved)
+        y, final, _ = function.apply(x, R, b, states, lengths, resets, cell, need_saved)
         return y, final
 
     return run
 
 
+def _given_resets(resets) -> dict:
+    return {} if resets is None else {"resets": resets}
+
+
 def _op_order_forward(forward):
-    """A forward of the backend form (no resets) as the ops' argument order calls it."""
+    """A forward of the backend form as the ops' argument order calls it (resets by keyword, where given)."""
     return lambda x, R, b, states, lengths, resets, cell, need_saved: forward(
-        x, R, b, states, lengths, cell, need_saved)
+        x, R, b, states, lengths, cell, need_saved, **_given_resets(resets))
 
 
 def _op_order_backward(backward):
-    """A backward of the backend form (no resets) as the ops' argument order calls it."""
+    """A backward of the backend form as the ops' argument order calls it (resets by keyword, where given)."""
     return lambda dy, dfinal, x, R, b, states, lengths, resets, y, final, saved, cell: backward(
-        dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+        dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, **_given_resets(resets))
 
 
 def _save(ctx, inputs, output):

@@ -10,8 +10,6 @@ Eager autograd (ops/custom_op.explicit_recurrence) around the very launchers
 the ops call (launch.py), without the custom ops: torch.library ops have one
 fixed signature per backend, and a plan is no op argument. Inputs are taken as
 `fusedrnn.rnn` passes them to a backend (validated, states given, no autocast).
-That autograd Function carries no resets, so a call's resets are bound into
-its launchers instead.
 """
 from __future__ import annotations
 
@@ -44,6 +42,6 @@ def run_with_plans(x, R, b, states, lengths, cell: str, forward_plan: TritonPlan
     if forward_plan.products != backward_plan.products:  # the backward reads what the forward saved
         raise ValueError(f"the plans save and read different products: {forward_plan.products!r} "
                          f"and {backward_plan.products!r}")
-    run = explicit_recurrence("triton", lambda *a: launch.forward(*a, forward_plan, resets=resets),
-                              lambda *a: launch.backward(*a, backward_plan, resets=resets))
-    return run(x, R, b, states, cell=cell, lengths=lengths)
+    run = explicit_recurrence("triton", lambda *a, **k: launch.forward(*a, forward_plan, **k),
+                              lambda *a, **k: launch.backward(*a, backward_plan, **k))
+    return run(x, R, b, states, cell=cell, lengths=lengths, resets=resets)

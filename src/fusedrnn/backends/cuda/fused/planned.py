@@ -18,12 +18,6 @@ def without_backward(*_):
 def with_plans(forward_plan: Plan, backward_plan: Plan | None = None):
     """A function with `fusedrnn.rnn`'s call form, `(x, R, b, states, *, cell, lengths=None,
     resets=None) -> (y, final)`, that runs these plans (states required; with resets, plans
-    built for them: plan.with_resets). The autograd Function of the explicit path carries no
-    resets, so a call's are bound into its launchers."""
-    def run(x, R, b, states, *, cell: str, lengths=None, resets=None):
-        forward = functools.partial(launchers.forward, forward_plan, resets=resets)
-        backward = (without_backward if backward_plan is None
-                    else functools.partial(launchers.backward, backward_plan, resets=resets))
-        return explicit_recurrence("cuda_fused", forward, backward)(x, R, b, states, cell=cell, lengths=lengths)
-
-    return run
+    built for them: plan.with_resets)."""
+    backward = without_backward if backward_plan is None else functools.partial(launchers.backward, backward_plan)
+    return explicit_recurrence("cuda_fused", functools.partial(launchers.forward, forward_plan), backward)
