@@ -11,6 +11,8 @@
 #        release  check's tests, then perf without numerics (one call, ~8 minutes)
 #        verify   check's tests, the head sweep, streaming latency (~5 minutes)
 #        scale    the batch axis: bench, module memory, tuner, kernel breakdown (ARGS: batch sizes)
+#        resets   `resets` on the GPU: the cuda_fused and Triton tests, what resets cost
+#                 (tools/resets_cost.py), the language model on packed and padded documents
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -22,7 +24,7 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
 # and it is installed first.
 set -u
-phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|lm [ARGS]}
+phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|lm [ARGS]}
 shift
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 # the cubin cache inside the checkout (ignored by git): a warm machine keeps it between calls
@@ -76,6 +78,13 @@ case $phase in
     step bench 200 python3 -m fusedrnn.cli bench --out "$work"
     step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
+  resets)  # issue 18: correctness of every kernel family with resets, their cost, the packed layout
+    step resets-tests 200 python3 -m pytest -q -n 8 -p no:cacheprovider -m "gpu or not gpu" tests/test_resets_cuda.py \
+      tests/test_resets.py
+    step resets-cost 200 python3 tools/resets_cost.py --backends cuda_fused triton --splits 64x12 768x1 --batch 16 256
+    step resets-lm 150 python3 examples/lm/train.py --model fused --layouts packed padded --device cuda --dtype bf16 \
+      --width 768 --heads 12 --layers 4 --seq 1024 --batch 16 --steps 40 --warmup 5 --backend cuda_fused \
+      --out "$work/layouts-fused.json" ;;
   scale)  # the batch axis (issue 16) at the batch sizes given (default 256): ours (and the grid's plans)
     # beside cuDNN fp16 at 64x12 and 768x1, a module's training-step memory, the tuner's top plans at
     # 64x12, where a forward+backward's time goes. SCALE_STEPS picks some (default all).
