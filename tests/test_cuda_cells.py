@@ -37,9 +37,9 @@ from fusedrnn.backends.cuda.runtime.compile import COMMON_HEADERS, cache_key, in
 from fusedrnn.backends.cuda.runtime.device import H100_SXM
 from fusedrnn.backends.cuda.runtime.toolchain import check_call
 from fusedrnn.backends.cuda.runtime.unit import TranslationUnit, as_unit
-from fusedrnn.cells import BUILT_IN, registry
+from fusedrnn.cells import BUILT_IN
 from reference import reference_step
-from user_cells import cifg_step
+from user_cells import cells_restored, cifg_step
 
 m = fusedrnn.cellmath
 ARCH = "sm_90"
@@ -48,11 +48,8 @@ SAMPLES = 300
 
 @pytest.fixture(autouse=True)
 def _only_built_in_cells_afterwards():
-    """CELLS only grows by design; other test files expect the built-in cells alone."""
-    before = dict(registry.REGISTERED)
-    yield
-    registry.REGISTERED.clear()
-    registry.REGISTERED.update(before)
+    with cells_restored():
+        yield
 
 
 # ---------------------------------------------------------------- the cells
@@ -130,12 +127,8 @@ def harness(tmp_path_factory):
     compiler = host_cells.host_compiler()
     if compiler is None:
         pytest.skip("no host C++ compiler (g++, c++, clang++ or nvcc) to run the printed cells on the CPU")
-    before = dict(registry.REGISTERED)
-    try:
+    with cells_restored():
         preludes = [cxx.cell_prelude(define(name).name) for name in CELLS]
-    finally:
-        registry.REGISTERED.clear()
-        registry.REGISTERED.update(before)
     preludes += [cxx.cell_prelude(name) for name in BUILT_IN]
     types = {name: qualified_name(name) for name in [*CELLS, *BUILT_IN]}
     return host_cells.build(preludes, types, tmp_path_factory.mktemp("host_cells"), COMMON_HEADERS, compiler)
@@ -429,15 +422,11 @@ def nvrtc_built():
     """{cell: {what: ptxas's figures}} for two user cells (one summed, one not) and the LSTM's
     kernels of the same calls, compiled in parallel processes (into the disk cache)."""
     pytest.importorskip("cuda.core")
-    before = dict(registry.REGISTERED)
-    try:
+    with cells_restored():  # the jobs carry the cells' structs: the workers need no registry
         kernels = {"lstm": _kernels("lstm")}
         for name in ("tc_cifg", "tc_gru_log"):
             define(name)
             kernels[name] = _kernels(name)
-    finally:  # the jobs carry the cells' structs: the workers need no registry
-        registry.REGISTERED.clear()
-        registry.REGISTERED.update(before)
     jobs = list(dict.fromkeys((name, ARCH, source) for by_what in kernels.values() for name, source in by_what.values()))
     context = multiprocessing.get_context("spawn")  # no fork of a process that has torch's threads
     with ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context) as pool:

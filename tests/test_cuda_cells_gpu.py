@@ -8,11 +8,10 @@ import pytest
 import torch
 
 import fusedrnn
-from fusedrnn.cells import registry
 from kernel_check import fused_plans, planned
 from fusedrnn.testing import check_backend
 from test_cuda_cells import gru_log_step
-from user_cells import cifg_step
+from user_cells import cells_restored, cifg_step
 
 CELLS = {  # name: (step, Gx, Gr, Gb, states)
     "gpu_cifg": (cifg_step, 3, 3, 3, ("h", "c")),
@@ -23,12 +22,10 @@ FAMILIES = {"one_sm": 40, "grid": 160, "cluster": 160}  # family: a head dim it 
 
 @pytest.fixture(autouse=True)
 def _defined_cells():
-    before = dict(registry.REGISTERED)
-    for name, (step, gx, gr, gb, states) in CELLS.items():
-        fusedrnn.define_cell(name, step, gates_x=gx, gates_r=gr, gates_b=gb, states=states)
-    yield
-    registry.REGISTERED.clear()
-    registry.REGISTERED.update(before)
+    with cells_restored():
+        for name, (step, gx, gr, gb, states) in CELLS.items():
+            fusedrnn.define_cell(name, step, gates_x=gx, gates_r=gr, gates_b=gb, states=states)
+        yield
 
 
 @pytest.mark.gpu

@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 
 import fusedrnn
-from fusedrnn.cells import registry
 from fusedrnn.cells.lstm import lstm_step
-from user_cells import (cifg_reference, cifg_step, forget_only_reference, forget_only_step, log_gru_reference,
-                        log_gru_step, relu6_reference, relu6_step)
+from user_cells import (cells_restored, cifg_reference, cifg_step, forget_only_reference, forget_only_step,
+                        log_gru_reference, log_gru_step, relu6_reference, relu6_step)
 from reference import COUNTS, reference_step
 
 m = fusedrnn.cellmath
@@ -29,12 +28,8 @@ TIGHT = dict(rtol=1e-12, atol=1e-12)
 
 @pytest.fixture(autouse=True)
 def _only_built_in_cells_afterwards():
-    """CELLS only grows by design; other test files expect the built-in cells alone,
-    so each test here takes its cells away again (test hygiene only: names stay unique)."""
-    before = dict(registry.REGISTERED)
-    yield
-    registry.REGISTERED.clear()
-    registry.REGISTERED.update(before)
+    with cells_restored():
+        yield
 
 
 def random_step_inputs(gates_x, gates_r, gates_b, num_states, scale=1.0, dtype=torch.float64):

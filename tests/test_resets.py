@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import fusedrnn
-from fusedrnn.cells import registry
 from fusedrnn.backends.triton.variants import code_paths
 from fusedrnn.ops import registry as backends
 from fusedrnn.problem import problem_of
 from reference import reference_step
+from user_cells import cells_restored
 from fusedrnn.testing import JUMP_SLACK, SANITY, SLACK, random_problem
 
 m = fusedrnn.cellmath
@@ -54,11 +54,9 @@ def _where(backend):
 def _custom_cell():
     """The define_cell cell, registered for each test and removed after it, so that
     other test files collected in the same process never see it."""
-    before = dict(registry.REGISTERED)
-    fusedrnn.define_cell(CUSTOM, _gated_step, gates_x=2, gates_r=2, gates_b=3, states=("h", "a"))
-    yield
-    registry.REGISTERED.clear()
-    registry.REGISTERED.update(before)
+    with cells_restored():
+        fusedrnn.define_cell(CUSTOM, _gated_step, gates_x=2, gates_r=2, gates_b=3, states=("h", "a"))
+        yield
 
 
 def _step(cell, xt, hR, b, s):

@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F
 
 import fusedrnn
-from fusedrnn.cells import registry
 from fusedrnn.backends.triton.variants import code_paths
 from fusedrnn.testing import random_problem
 from kernel_check import check_backend
-from user_cells import (cifg_reference, cifg_step, forget_only_reference, forget_only_step, log_gru_reference,
-                        log_gru_step, relu6_reference, relu6_step)
+from user_cells import (cells_restored, cifg_reference, cifg_step, forget_only_reference, forget_only_step,
+                        log_gru_reference, log_gru_step, relu6_reference, relu6_step)
 from reference import reference_rnn as built_in_reference_rnn
 
 m = fusedrnn.cellmath
@@ -42,12 +41,8 @@ pytestmark = [
 
 @pytest.fixture(autouse=True)
 def _only_built_in_cells_afterwards():
-    """CELLS only grows by design; other test files expect the built-in cells alone,
-    so each test here takes its cells away again (test hygiene only: names stay unique)."""
-    before = dict(registry.REGISTERED)
-    yield
-    registry.REGISTERED.clear()
-    registry.REGISTERED.update(before)
+    with cells_restored():
+        yield
 
 
 @pytest.fixture(autouse=True)

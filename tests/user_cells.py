@@ -1,12 +1,29 @@
 """The new cells the define_cell tests share, each a cellmath step and an independent
 float64 reference written with torch ops. A reference takes x [B, Gx, NH, DH],
 rec [B, Gr, NH, DH], the biases per sample [B, Gb, NH, DH] and the S states
-[B, NH, DH], and returns the S new states."""
+[B, NH, DH], and returns the S new states; and `cells_restored`, which every test
+that defines cells runs them in."""
+import contextlib
+
 import torch
 
 import fusedrnn
+from fusedrnn.cells import registry
 
 m = fusedrnn.cellmath
+
+
+@contextlib.contextmanager
+def cells_restored():
+    """The registry of cells as before the block, after it: CELLS only grows by design, and
+    other test files collected in the same process expect the built-in cells alone (test
+    hygiene only: names stay unique)."""
+    before = dict(registry.REGISTERED)
+    try:
+        yield
+    finally:
+        registry.REGISTERED.clear()
+        registry.REGISTERED.update(before)
 
 
 def cifg_step(x, r, b, s):
