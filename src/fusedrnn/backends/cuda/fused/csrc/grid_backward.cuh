@@ -168,11 +168,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           if (t < valid_steps[j][e] && at.col(j, e) < valid_sequences)
             d_state[0][j][e] += dh_tile[at.col(j, e) * ROWS + at.row(e)];
           if (starts_afresh(flag[j][e], t, valid_steps[j][e]) && inside[j][e])
-#pragma unroll
-            for (int k = 0; k < Cell::S; ++k) {  // the states entering step t were the initial ones
-              d_init[k][j][e] += d_state[k][j][e];
-              d_state[k][j][e] = 0.0f;
-            }
+            hand_to_initial<Cell::S, L>(d_state, d_init, j, e);
         }
   }
 

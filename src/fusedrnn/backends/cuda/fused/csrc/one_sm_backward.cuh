@@ -159,11 +159,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
         if (t < valid_steps[j][e]) d_state[0][j][e] += dh[j][e];
         if (starts_afresh(flag[j][e], t, valid_steps[j][e]) && inside[j][e])
-#pragma unroll
-          for (int k = 0; k < Cell::S; ++k) {  // the states entering step t were the initial ones
-            d_init[k][j][e] += d_state[k][j][e];
-            d_state[k][j][e] = 0.0f;
-          }
+          hand_to_initial<Cell::S, L>(d_state, d_init, j, e);
       }
   }
 

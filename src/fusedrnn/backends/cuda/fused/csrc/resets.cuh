@@ -66,6 +66,18 @@ struct ElementFlags {
   }
 };
 
+// element (j, e)'s states entering a step that started afresh were the initial ones: their gradient
+// goes to the initial states' (d_init), none on to the step before
+template <int S, class L>
+__device__ __forceinline__ void hand_to_initial(float (&d_state)[4][L::NT][4], float (&d_init)[4][L::NT][4], int j,
+                                                int e) {
+#pragma unroll
+  for (int k = 0; k < S; ++k) {
+    d_init[k][j][e] += d_state[k][j][e];
+    d_state[k][j][e] = 0.0f;
+  }
+}
+
 // the gradients of the states entering the steps resets started, summed by the thread, added to
 // its gradient of the initial states (step 0's) before the store
 template <int S, class L>
