@@ -109,6 +109,7 @@ def plan(problem: Problem, device: DeviceLimits, direction: str, *, strategy: st
     return with_resets(chosen, device) if problem.has_resets else chosen
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every call with resets, as rule_plan is on every call
 def with_resets(chosen: Plan, device: DeviceLimits) -> Plan:
     """The plan with the kernel that reads resets: the same shape; for a cluster, fitted to the
     compiler again (the reset path holds a few more registers: fewer fragments of R if need be)."""
