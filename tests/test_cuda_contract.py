@@ -139,8 +139,8 @@ def _alternating_launches(monkeypatch, cell, dtype, product_dtype, backward):
     ws = make_workspace(Shape(torch.device("cpu"), 0, backward, cell, dtype, product_dtype, 3, 2, 8))
     some = torch.empty(1)
     pointwise = NvrtcPointwise()
-    pointwise.set_call(ws, Call(steps=5, x=some, y=some, saved=None, h0=some, y_in=some, dy=some, saved_in=some,
-                                dx=some, drec=some))
+    pointwise.set_call(ws, Call(steps=5, x=some, initial=some, resets=some, y=some, saved=None, y_in=some, dy=some,
+                                saved_in=some, dx=some, drec=some))
     pointwise.stage(ws, 4)
     pointwise.step(ws, 3, 4)
     return launches

@@ -4,7 +4,8 @@ resets applied by this file's own loop, gradients by autograd), on the torch
 backend and on the Triton kernels (on CPU through the interpreter, in fp32 and
 fp16, by fusedrnn.testing's rule: at most twice the torch backend's error in the
 same dtype); the cuda_fused kernels by the same check in tests/test_resets_cuda.py
-(GPU); cuda_alternating refuses resets by name."""
+(GPU), cuda_alternating's in tests/test_cuda_alternating_resets.py (GPU) and its
+host loop in tests/test_cuda_alternating_host.py (CPU)."""
 from __future__ import annotations
 
 import pytest
@@ -179,18 +180,6 @@ def test_auto_runs_resets_on_the_torch_backend():
         torch.testing.assert_close(g, w)
 
 
-@pytest.mark.parametrize("backend", ["cuda_alternating"])
-def test_kernel_backends_refuse_resets_by_name(backend):
-    x, R, b, states = random_problem("lstm", 2, 4, 1, 16, dtype=torch.float32)
-    resets = torch.zeros(2, 4, dtype=torch.bool)
-    ok, why = backends.get(backend).supports(problem_of(x, "lstm", None, True, resets))
-    assert not ok and why.startswith("resets:") and backend in why
-    assert backends.get(backend).supports(problem_of(x, "lstm", None, True))[1].startswith("resets") is False
-    # available or not here, the explicit backend raises rather than run without the resets
-    with pytest.raises(ValueError, match="resets|not available here"):
-        fusedrnn.rnn(x, R, b, states, backend=backend, resets=resets)
-
-
 # ---------------------------------------------------------------- the Triton kernels
 
 def _triton(variant="shipped"):
@@ -211,6 +200,17 @@ def _marked_resets(B, T, lengths):
     resets[1, 1] = resets[1, 2] = resets[1, 3] = True
     if lengths is not None:
         resets[:, -1] |= lengths < T
+    return resets
+
+
+def edge_resets(lengths, T):
+    """[B, T] resets at each sequence's length (changes nothing), its last valid step and step 1,
+    where inside the call: the deterministic edges of the kernels' length and reset tests."""
+    resets = torch.zeros(len(lengths), T, dtype=torch.bool)
+    for b, length in enumerate(lengths.tolist()):
+        for t in (length, length - 1, 1):
+            if 0 <= t < T:
+                resets[b, t] = True
     return resets
 
 

@@ -12,7 +12,7 @@ from fusedrnn.ops import registry as backends
 from fusedrnn.problem import problem_of
 from fusedrnn.testing import random_problem
 from kernel_check import fused_plans, planned
-from test_resets import CELLS, CUSTOM, _custom_cell, check_kernel_resets  # noqa: F401 (the fixture)
+from test_resets import CELLS, CUSTOM, _custom_cell, check_kernel_resets, edge_resets  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.gpu
 bf16, fp16, fp32 = torch.bfloat16, torch.float16, torch.float32
@@ -73,11 +73,7 @@ def test_resets_at_the_edges_of_lengths_and_short_calls(T):
     _needs_gpu()
     B = 6
     lengths = torch.tensor([T, max(T - 1, 0), 0, 1, T, max(T // 2, 1)])
-    resets = torch.zeros(B, T, dtype=torch.bool)
-    for b in range(B):
-        for t in (int(lengths[b]), int(lengths[b]) - 1, 1):
-            if 0 <= t < T:
-                resets[b, t] = True
+    resets = edge_resets(lengths, T)
     for DH, NH, family in ((48, 2, "one_sm"), (256, 1, "cluster")):
         plans = fused_plans("lstm", bf16, B, T, NH, DH, forward=family, backward=family, resets=True)
         check_kernel_resets(planned(*plans), "cuda", "lstm", bf16, B, T, NH, DH, lengths=lengths, resets=resets)
@@ -96,11 +92,3 @@ def test_a_plan_built_for_resets_runs_a_call_without_them():
     want_grads = torch.autograd.grad(sum(t.float().sum() for t in want), inputs)
     for g, w in zip((*got, *got_grads), (*want, *want_grads)):
         torch.testing.assert_close(g, w)  # the same arithmetic: only the reset tests differ
-
-
-def test_auto_runs_large_batch_inference_with_resets_on_cuda_fused():
-    _needs_gpu()
-    x, R, b, states = random_problem("lstm", 256, 16, 1, 768, dtype=bf16, device="cuda")
-    resets = torch.zeros(256, 16, dtype=torch.bool, device="cuda")
-    problem = problem_of(x, "lstm", None, False, resets)
-    assert backends.choose("auto", problem).name == "cuda_fused"

@@ -11,7 +11,7 @@
 #        release  check's tests, then perf without numerics (one call, ~8 minutes)
 #        verify   check's tests, the head sweep, streaming latency (~5 minutes)
 #        scale    the batch axis: bench, module memory, tuner, kernel breakdown (ARGS: batch sizes)
-#        resets   `resets` on the GPU: the cuda_fused and Triton tests, what resets cost
+#        resets   `resets` on the GPU: the cuda_fused, cuda_alternating and Triton tests, what resets cost
 #                 (tools/resets_cost.py), the language model on packed and padded documents
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
@@ -79,9 +79,10 @@ case $phase in
     step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
   resets)  # issue 18: correctness of every kernel family with resets, their cost, the packed layout
-    step resets-tests 200 python3 -m pytest -q -n 8 -p no:cacheprovider -m "gpu or not gpu" tests/test_resets_cuda.py \
-      tests/test_resets.py
-    step resets-cost 200 python3 tools/resets_cost.py --backends cuda_fused triton --splits 64x12 768x1 --batch 16 256
+    step resets-tests 280 python3 -m pytest -q -n 8 -p no:cacheprovider -m "gpu or not gpu" tests/test_resets_cuda.py \
+      tests/test_resets.py tests/test_cuda_alternating_resets.py
+    step resets-cost 200 python3 tools/resets_cost.py --backends cuda_fused triton cuda_alternating --splits 64x12 768x1 \
+      --batch 16 256
     step resets-lm 150 python3 examples/lm/train.py --model fused --layouts packed padded --device cuda --dtype bf16 \
       --width 768 --heads 12 --layers 4 --seq 1024 --batch 16 --steps 40 --warmup 5 --backend cuda_fused \
       --out "$work/layouts-fused.json" ;;

@@ -5,8 +5,9 @@ instantiation, why), and the kernel's registers, spill bytes, stack and
 local-memory instructions from the compile. With a GPU it is that GPU's
 plan; without one, the H100 preset's (the compile for sm_90 runs on a CPU:
 CI's NVRTC may allocate registers differently from the GPU machine's).
+With --resets, the kernels of calls with resets (the planner's plan.with_resets).
 Timing belongs to `fusedrnn bench` (its --plan FWD/BWD compares kernel
-families). Usage: python tools/plan_report.py [--batch B] [DHxNH ...]"""
+families). Usage: python tools/plan_report.py [--batch B] [--resets] [DHxNH ...]"""
 import argparse
 
 import torch
@@ -24,15 +25,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("splits", nargs="*", default=SPLITS, metavar="DHxNH")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--resets", action="store_true", help="the kernels of calls with resets")
     args = parser.parse_args()
     device = device_limits() if torch.cuda.is_available() else H100_SXM
     print(f"{device.name} ({'this GPU' if device.index is not None else 'preset'}), NVRTC {nvrtc_version()}, "
-          f"LSTM bf16, B={args.batch}, T=1024")
+          f"LSTM bf16, B={args.batch}, T=1024{', with resets' if args.resets else ''}")
     print("| DHxNH | direction | family | kernel | why | registers | spill B | stack B | LDL/STL |\n"
           "|---|---|---|---|---|---|---|---|---|")
     for split in args.splits:
         DH, NH = map(int, split.split("x"))
-        problem = Problem(get_cell("lstm"), args.batch, 1024, NH, DH, torch.bfloat16, torch.device("cuda"), False, True)
+        problem = Problem(get_cell("lstm"), args.batch, 1024, NH, DH, torch.bfloat16, torch.device("cuda"), False, True,
+                          has_resets=args.resets)
         for direction in ("forward", "backward"):
             try:
                 chosen = plan(problem, device, direction)

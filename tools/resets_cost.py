@@ -2,7 +2,10 @@
 ~256 tokens: a reset at each step with probability 1/256), LSTM bf16, T=1024, forward
 and forward+backward, medians of triton.testing.do_bench, for each backend, head
 split and batch given. Issue 18 asks for at most 5 % more.
-Usage: python tools/resets_cost.py [--backends cuda_fused triton] [--splits 64x12 768x1] [--batch 16 256]"""
+--probability 0 times the kernels built for resets on a call with none set: what the
+reset path costs where no sequence takes it.
+Usage: python tools/resets_cost.py [--backends cuda_fused triton] [--splits 64x12 768x1] [--batch 16 256]
+       [--probability P]"""
 import argparse
 
 import torch
@@ -37,16 +40,18 @@ def main():
     parser.add_argument("--splits", nargs="+", default=["64x12", "768x1"])
     parser.add_argument("--batch", nargs="+", type=int, default=[16, 256])
     parser.add_argument("--cell", default="lstm")
+    parser.add_argument("--probability", type=float, default=1 / 256, help="of a reset at each step")
     args = parser.parse_args()
     T = 1024
-    print(f"{torch.cuda.get_device_name()}, {args.cell} bf16, T={T}, resets with p=1/256 a step; ms (medians)")
+    print(f"{torch.cuda.get_device_name()}, {args.cell} bf16, T={T}, resets with p={args.probability:.4g} a step; "
+          "ms (medians)")
     print("| backend | DH×NH | B | pass | no resets | resets | ratio |\n|---|---|---|---|---|---|---|")
     for backend in args.backends:
         for split in args.splits:
             DH, NH = map(int, split.split("x"))
             for B in args.batch:
                 generator = torch.Generator(device="cuda").manual_seed(0)
-                resets = torch.rand(B, T, device="cuda", generator=generator) < 1 / 256
+                resets = torch.rand(B, T, device="cuda", generator=generator) < args.probability
                 for backward in (False, True):
                     try:
                         plain = timed(backend, args.cell, B, T, NH, DH, None, backward)

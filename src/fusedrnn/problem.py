@@ -36,18 +36,16 @@ def problem_of(x: torch.Tensor, cell: str, lengths: Optional[torch.Tensor], need
                    resets is not None)
 
 
-def resets_not_in_kernels(problem: Problem, backend: str) -> str:
-    """The refusal of a kernel backend whose kernels do not run `resets` yet, or ""."""
-    if not problem.has_resets:
-        return ""
-    return f"resets: not yet in the {backend} kernels (backend='torch' runs them)"
-
-
-def no_resets(resets: Optional[torch.Tensor], backend: str) -> None:
-    """Inside a kernel backend's op: its supports() refused resets, so none reach here
-    through rnn(); a direct caller of the op gets the same reason."""
-    if resets is not None:
-        raise ValueError(f"resets: not yet in the {backend} kernels (backend='torch' runs them)")
+def checked_resets(resets: Optional[torch.Tensor], B: int, T: int, device) -> Optional[torch.Tensor]:
+    """resets [B, T] bool as the CUDA kernels read them: uint8, contiguous (None stays None).
+    The explicit paths (plans passed by hand) skip rnn()'s checks, and the kernels index
+    [B, T] bytes: anything else raises."""
+    if resets is None:
+        return None
+    if resets.shape != (B, T) or resets.dtype != torch.bool or resets.device != device:
+        raise ValueError(f"resets: expected a torch.bool tensor of shape {(B, T)} on {device}, got "
+                         f"{resets.dtype} {tuple(resets.shape)} on {resets.device}")
+    return resets.to(torch.uint8).contiguous()
 
 
 def check_lengths_range(lengths: Optional[torch.Tensor], steps: int) -> None:

@@ -56,10 +56,8 @@ def recurrence_fwd_kernel(
     gate_stride = NH * DH
     x0, x1, x2, x3 = load_slices(x_rows, 0, mask, GX, gate_stride, zero)
     for t in range(T):
-        # issue the next step's input loads before this step's math
-        next_mask = mask_and(mask, t + 1 < T)
-        next_offset = (t + 1) * GX * NH * DH
-        x0n, x1n, x2n, x3n = load_slices(x_rows, next_offset, next_mask, GX, gate_stride, zero)
+        # the restarts before the next step's loads: after them, the branch's join unpacked the
+        # loaded x there, waiting for the loads (PTX of the H100 build, 2026-12-07)
         if HAS_RESETS:
             restarting = next_restarting
             next_restarting = tile_restarts(tile_resets_ptr, tl.program_id(1), t + 1, T)
@@ -71,6 +69,10 @@ def recurrence_fwd_kernel(
                 s1 = restart_state(restart, s0_ptr, state_offsets, mask, s1, 1, S, state_stride)
                 s2 = restart_state(restart, s0_ptr, state_offsets, mask, s2, 2, S, state_stride)
                 s3 = restart_state(restart, s0_ptr, state_offsets, mask, s3, 3, S, state_stride)
+        # issue the next step's input loads before this step's math
+        next_mask = mask_and(mask, t + 1 < T)
+        next_offset = (t + 1) * GX * NH * DH
+        x0n, x1n, x2n, x3n = load_slices(x_rows, next_offset, next_mask, GX, gate_stride, zero)
 
         h = s0.to(R_ptr.dtype.element_ty)
         if STACK_GATES:

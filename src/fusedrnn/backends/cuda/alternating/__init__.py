@@ -1,6 +1,6 @@
 """Registers `cuda_alternating`: any head size (DH=4096 included), every cell,
-float16 / bfloat16 / float32, per step a cuBLAS GEMM over all heads and one
-NVRTC pointwise kernel, replayed from CUDA graphs (loop.py).
+float16 / bfloat16 / float32, lengths and resets, per step a cuBLAS GEMM over
+all heads and one NVRTC pointwise kernel, replayed from CUDA graphs (loop.py).
 
 Its priority sits below `triton` (and `cuda_fused`): the persistent kernels keep
 R on chip and are faster wherever they run, so backend="auto" picks this one
@@ -8,7 +8,7 @@ only for calls no fused backend supports (large heads, mostly), ahead of the
 plain torch loop."""
 from __future__ import annotations
 
-from ....problem import Problem, no_resets, resets_not_in_kernels
+from ....problem import Problem
 from ....ops import outputs
 from ....ops.custom_op import define_recurrence_ops
 from ....ops.registry import Backend, register
@@ -20,7 +20,7 @@ MAX_ELEMENTS = 2**31 - 1  # B * NH * DH: the step kernels index one step in 32 b
 
 
 def supports(problem: Problem):
-    why = resets_not_in_kernels(problem, "cuda_alternating") or check_call(problem)
+    why = check_call(problem)
     if why:
         return False, why
     elements = problem.batch * problem.heads * problem.head_dim
@@ -30,13 +30,11 @@ def supports(problem: Problem):
 
 
 def forward(x, R, b, states, lengths, cell, need_saved, resets=None):
-    no_resets(resets, "cuda_alternating")
-    return loop.forward(x, R, b, states, lengths, cell, need_saved)
+    return loop.forward(x, R, b, states, lengths, cell, need_saved, resets=resets)
 
 
 def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None):
-    no_resets(resets, "cuda_alternating")
-    return loop.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell)
+    return loop.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=resets)
 
 
 CUDA_ALTERNATING = register(

@@ -9,6 +9,9 @@ Backward, step t:  the cell's backward: dx_t, drec_t (kept for dR), db; then
                    The products R h_{t-1} are recomputed a chunk at a time, as
                    one GEMM of 64 steps' h with W (nothing extra kept from the forward).
 After the loop: dR = one GEMM over all steps (weight_gradient.py), db = one sum.
+With `resets` the step before a reset hands on the initial states (forward) and
+the gradient of the states entering the reset's step to the initial states'
+(backward, summed in d_initial): csrc/alternating_steps.cuh.
 
 Floor (H100, LSTM bf16, B=16, T=1024, hidden 768): two dependent kernels a
 step, each paying a graph node's launch latency (~1 us) plus its run time: a
@@ -27,6 +30,7 @@ import torch
 
 from ....cells import get_cell
 from ....ops import outputs
+from ....problem import checked_resets
 from ...weight_gradient import bias_gradient, drec_steps, dx_steps, previous_states, recurrent_weight_gradient
 from .plan import AlternatingPlan
 from .plan import plan as planned
@@ -152,10 +156,12 @@ def _load_weights(ws, R, b, lengths, T: int) -> None:
         ws.lengths.copy_(lengths)
 
 
-def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None, plan: AlternatingPlan | None = None):
+def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None, plan: AlternatingPlan | None = None,
+            resets=None):
     x, R, b, states = (t.contiguous() for t in (x, R, b, states))
     plan = plan or planned(x.dtype, x.device)
     B, T, _, NH, DH = x.shape
+    flags = checked_resets(resets, B, T, x.device)
     S = get_cell(cell).num_states
     pointwise = _pointwise(pointwise)
     ws = workspace(_shape(x, cell, False, plan.product_dtype))
@@ -166,9 +172,9 @@ def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None, plan: Al
     _load_weights(ws, R, b, lengths, T)
     ws.state.copy_(states)
     ws.h_operand.copy_(states[0].transpose(0, 1))
-    if keep:
+    if keep:  # slot t: states 1..S-1 entering step t (the initial ones at a reset)
         saved[0].copy_(states[1:])  # slot 0: the initial states 1..S-1; the steps write slots 1..T
-    pointwise.set_call(ws, Call(steps=T, x=x, y=y, saved=saved if keep else None))
+    pointwise.set_call(ws, Call(steps=T, x=x, initial=states, resets=flags, y=y, saved=saved if keep else None))
     with _exact_fp32():
         run_steps(ws, T, pointwise, _forward_chunk, plan.graphs)
     final.copy_(ws.state)
@@ -176,11 +182,12 @@ def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None, plan: Al
 
 
 def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointwise=None,
-             plan: AlternatingPlan | None = None):
+             plan: AlternatingPlan | None = None, resets=None):
     x, R, b, states, y, saved = (t.contiguous() for t in (x, R, b, states, y, saved))
     plan = plan or planned(x.dtype, x.device)
     dy, dfinal = dy.to(x.dtype).contiguous(), dfinal.to(x.dtype).contiguous()
     B, T, _, NH, DH = x.shape
+    flags = checked_resets(resets, B, T, x.device)
     spec = get_cell(cell)
     pointwise = _pointwise(pointwise)
     ws = workspace(_shape(x, cell, True, plan.product_dtype))
@@ -190,16 +197,18 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointw
     dstates = outputs.empty(states.shape, like=states)
     _load_weights(ws, R, b, lengths, T)
     ws.d_state.copy_(dfinal)
+    ws.d_initial.zero_()
     ws.db_acc.zero_()
-    call = Call(steps=T, x=x, h0=states[0], y_in=y, dy=dy, saved_in=saved if spec.num_states > 1 else None,
-                dx=dx, drec=drec)
+    call = Call(steps=T, x=x, initial=states, resets=flags, y_in=y, dy=dy,
+                saved_in=saved if spec.num_states > 1 else None, dx=dx, drec=drec)
     pointwise.set_call(ws, call)
     with _exact_fp32():
         run_steps(ws, T, pointwise, _backward_chunk, plan.graphs)
+    # the initial states start step 0 and every reset: their gradient sums what reached each start;
     # R^T drec of step 0 flows into the initial h, where step 0 was valid
     started = (ws.lengths > 0).view(B, 1, 1)
-    dstates[0].copy_(ws.d_state[0] + torch.where(started, ws.dh.transpose(0, 1).float(), 0.0))
-    dstates[1:].copy_(ws.d_state[1:])
+    dstates[0].copy_(ws.d_state[0] + ws.d_initial[0] + torch.where(started, ws.dh.transpose(0, 1).float(), 0.0))
+    dstates[1:].copy_(ws.d_state[1:] + ws.d_initial[1:])
     dR = recurrent_weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH),
-                                   previous_states(states, y), R.dtype)
+                                   previous_states(states, y, resets), R.dtype)
     return dx, dR, bias_gradient(ws.db_acc, b.dtype), dstates

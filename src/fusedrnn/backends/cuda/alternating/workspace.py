@@ -24,8 +24,8 @@ MAX_CHUNK = 64  # steps a graph captures: 2 * 64 + 2 nodes, captured in millisec
 CHUNK_BUDGET = 64 * 2**20  # bytes of staging buffers a workspace may hold
 MAX_WORKSPACES = 4  # kept at once (each pins its buffers and graphs) ...
 WORKSPACE_BUDGET = 2**30  # ... and at most this many bytes of them, beyond the most recent one
-# csrc/alternating_call.cuh, struct AlternatingCall: 9 pointers, then T and the steps done
-CALL_FIELDS = ("x", "h0", "y_in", "dy", "saved_in", "y", "saved", "dx", "drec", "steps", "done")
+# csrc/alternating_call.cuh, struct AlternatingCall: 10 pointers, then T and the steps done
+CALL_FIELDS = ("x", "initial", "resets", "y_in", "dy", "saved_in", "y", "saved", "dx", "drec", "steps", "done")
 DONE = CALL_FIELDS.index("done")
 
 
@@ -53,7 +53,7 @@ def step_bytes(shape: Shape) -> int:
     per_element = spec.gates_x * size  # x
     if shape.backward:  # dy, saved states, h, the recomputed products
         per_element += size + 4 * (spec.num_states - 1) + size + spec.gates_r * product
-    return shape.elements * per_element
+    return shape.elements * per_element + shape.B  # and a reset flag a sequence
 
 
 def chunk_capacity(shape: Shape) -> int:
@@ -127,6 +127,8 @@ def make_workspace(shape: Shape) -> Workspace:
         bias=empty((spec.gates_b, NH, DH), storage),
         lengths=torch.zeros(B, device=shape.device, dtype=torch.int64),
         x_chunk=empty((capacity * B * spec.gates_x * NH * DH,), storage),
+        # [chunk][B]: whether the step after each position's starts afresh (csrc/alternating_stage.cuh)
+        reset_chunk=torch.zeros(capacity * B, device=shape.device, dtype=torch.uint8),
     )
     if not shape.backward:
         buffers.update(
@@ -141,6 +143,7 @@ def make_workspace(shape: Shape) -> Workspace:
             h_chunk=empty((NH * capacity * B * DH,), storage),
             rec_chunk=empty((NH * capacity * B * spec.gates_r * DH,), product),
             d_state=empty((S, B, NH, DH), fp32),
+            d_initial=empty((S, B, NH, DH), fp32),  # what the resets hand to the initial states, zeroed a call
             db_acc=empty((B, spec.gates_b, NH, DH), fp32),
             drec_step=empty((NH, B, spec.gates_r * DH), storage),
             dh=empty((NH, B, DH), product),

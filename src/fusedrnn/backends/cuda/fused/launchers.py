@@ -3,15 +3,18 @@ arguments from the kernel's contract (cxx.Kernel), and the dR / db
 reductions after the backward. No choices: what runs is the plan's.
 
 Inputs are contiguous, `lengths` int64 or None (forward_inputs does both), `resets`
-[B, T] as uint8 or None (csrc/resets.cuh: every kernel family runs them)."""
+[B, T] bool or None, packed into bits for the kernels (reset_words; csrc/resets.cuh: every
+kernel family runs them)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 from ....cells import get_cell
 from ....ops import outputs
+from ....problem import checked_resets
 from ...weight_gradient import (bias_gradient, drec_steps, dx_steps, entering_view, previous_states,
                                 recurrent_weight_gradient)
 from ..runtime.launch import launch
@@ -34,18 +37,34 @@ def run_kernel(config, grid, x, /, cooperative: bool = False, cluster: int | Non
 
 
 def kernel_resets(plan: Plan, resets, B: int, T: int, device):
-    """resets [B, T] bool as the kernels read it: uint8, contiguous (None stays None). A kernel
+    """resets [B, T] bool as the kernels read them (reset_words; None stays None). A kernel
     built without resets would run as if there were none: refused, never run."""
     if resets is None:  # a kernel built for resets reads them unconditionally: none are zeros
-        return torch.zeros(B, T, dtype=torch.uint8, device=device) if plan.config.resets else None
+        return torch.zeros(reset_word_count(B), T, dtype=torch.int32, device=device) if plan.config.resets else None
     if not plan.config.resets:
         raise ValueError(f"resets: the plan's kernel does not read them ({plan}); plan.with_resets builds the one "
                          "that does")
-    # the explicit path (planned.with_plans) skips rnn()'s checks: the kernels index [B, T] bytes
-    if resets.shape != (B, T) or resets.dtype != torch.bool or resets.device != device:
-        raise ValueError(f"resets: expected a torch.bool tensor of shape {(B, T)} on {device}, got "
-                         f"{resets.dtype} {tuple(resets.shape)} on {resets.device}")
-    return resets.to(torch.uint8).contiguous()
+    # the explicit path (planned.with_plans) skips rnn()'s checks
+    return reset_words(checked_resets(resets, B, T, device))
+
+
+def reset_word_count(B: int) -> int:
+    return (B + 31) // 32
+
+
+@functools.lru_cache(maxsize=None)
+def _bit_values(device: torch.device) -> torch.Tensor:
+    """2^0 .. 2^30 and bit 31 as int32 spells it (-2^31): a sum of distinct ones never overflows."""
+    return torch.tensor([1 << i for i in range(31)] + [-(1 << 31)], dtype=torch.int32, device=device).view(1, 32, 1)
+
+
+def reset_words(resets: torch.Tensor) -> torch.Tensor:
+    """[B, T] flags (bool or uint8) as csrc/resets.cuh reads them: int32 [ceil(B / 32), T], the flag
+    of sequence b at step t in bit b % 32 of word [b // 32, t] (bits past B zero)."""
+    B, T = resets.shape
+    W = reset_word_count(B)
+    flags = torch.nn.functional.pad(resets.to(torch.int32), (0, 0, 0, 32 * W - B))
+    return (flags.view(W, 32, T) * _bit_values(resets.device)).sum(1, dtype=torch.int32)
 
 
 def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool, resets=None):

@@ -129,9 +129,11 @@ ALTERNATING_FORWARD_MIN_BATCH = 256
 
 def alternating_is_faster(problem: Problem, device: DeviceLimits) -> bool:
     """Whether cuda_alternating runs this call faster than any plan here (measured rule above):
-    `backend="auto"` then takes it instead. Never with resets (cuda_alternating refuses them).
-    Pure Python, as supports()."""
-    return (not problem.needs_grad and not problem.has_resets and problem.batch >= ALTERNATING_FORWARD_MIN_BATCH
+    `backend="auto"` then takes it instead. With resets too (the rule was measured without them:
+    they cost the kernels here 1-4 % forward at these shapes, docs/perf-notes.md, and the
+    alternating loop a flag's byte a step and a read of the initial states at a reset; not yet
+    measured there). Pure Python, as supports()."""
+    return (not problem.needs_grad and problem.batch >= ALTERNATING_FORWARD_MIN_BATCH
             and not fits_one_sm(problem.cell.name, problem.dtype, problem.head_dim, problem.batch, device))
 
 

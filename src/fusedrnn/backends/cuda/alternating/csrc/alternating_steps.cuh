@@ -12,7 +12,13 @@
 // P is the type cuBLAS wrote the products in: float, or T where torch cannot
 // ask cuBLAS for an fp32 result from half inputs.
 //
-// Workspace layouts (alternating_workspace.py): rec [NH][B][GR*DH],
+// Resets (fused/csrc/resets.cuh's semantics), applied by the step before one, where the states
+// pass on: a step t whose successor starts afresh (reset_chunk, t + 1 < length) hands the
+// initial states on (forward) instead of its own, which y_t keeps, and the gradient of the
+// states entering step t + 1 to the initial states' (backward: d_initial) instead of on to
+// step t. One byte more a step (the flag, from the workspace) without resets.
+//
+// Workspace layouts (workspace.py): rec [NH][B][GR*DH],
 // state [S][B][NH][DH] fp32, h_operand [NH][B][DH], bias [GB][NH][DH],
 // lengths [B] (T when the call has none); chunk buffers in alternating_stage.cuh.
 #pragma once
@@ -39,8 +45,8 @@ template <class Cell, class T, class P, bool FAST>
 __global__ void __launch_bounds__(ALTERNATING_THREADS)
     alternating_forward_step(const AlternatingCall* __restrict__ call, const T* __restrict__ x_chunk,
                              const P* __restrict__ rec, const T* __restrict__ bias,
-                             const long long* __restrict__ lengths, float* __restrict__ state,
-                             T* __restrict__ h_operand, int k, int B, int NH, int DH) {
+                             const long long* __restrict__ lengths, const unsigned char* __restrict__ reset_chunk,
+                             float* __restrict__ state, T* __restrict__ h_operand, int k, int B, int NH, int DH) {
   const int index = blockIdx.x * ALTERNATING_THREADS + threadIdx.x;
   const int elements = B * NH * DH;
   if (index >= elements) return;
@@ -48,7 +54,9 @@ __global__ void __launch_bounds__(ALTERNATING_THREADS)
   const size_t HD = size_t(NH) * DH;
   const long long t = chunk_step<false>(call, k), steps = call->steps;
   if (t >= steps) return;
-  const bool valid = t < lengths[el.b];
+  const long long length = lengths[el.b];
+  const bool valid = t < length;
+  const bool next_afresh = t + 1 < length && reset_chunk[size_t(k) * B + el.b];  // step t valid too
 
   Gates x = {}, r = {}, b = {}, s = {}, next = {};
   const T* x_at = x_chunk + (size_t(k) * B + el.b) * Cell::GX * HD + el.hd;
@@ -65,12 +73,21 @@ __global__ void __launch_bounds__(ALTERNATING_THREADS)
   Cell::template forward<FAST>(x, r, b, s, next);
   if (valid)
 #pragma unroll
-    for (int q = 0; q < Cell::S; ++q) s[q] = next[q], state[size_t(q) * elements + index] = next[q];
-
+    for (int q = 0; q < Cell::S; ++q) s[q] = next[q];
   const T h = Storage<T>::store(s[0]);
-  h_operand[(size_t(el.n) * B + el.b) * DH + el.i] = h;  // the next step's GEMM operand: the held h too
   static_cast<T*>(call->y)[(size_t(el.b) * steps + t) * HD + el.hd] = valid ? h : Storage<T>::store(0.0f);
-  if (Cell::S > 1 && call->saved)  // slot t + 1: the states after step t
+
+  if (next_afresh) {  // step t + 1 starts from the initial states: they pass on, not step t's
+    const T* initial = static_cast<const T*>(call->initial);
+#pragma unroll
+    for (int q = 0; q < Cell::S; ++q) s[q] = Storage<T>::load(initial[size_t(q) * elements + index]);
+  }
+  if (valid)
+#pragma unroll
+    for (int q = 0; q < Cell::S; ++q) state[size_t(q) * elements + index] = s[q];
+  // the next step's GEMM operand: the held h too, the initial h before a reset
+  h_operand[(size_t(el.n) * B + el.b) * DH + el.i] = next_afresh ? Storage<T>::store(s[0]) : h;
+  if (Cell::S > 1 && call->saved)  // slot t + 1: the states entering step t + 1
 #pragma unroll
     for (int q = 1; q < Cell::S; ++q) call->saved[(size_t(t + 1) * (Cell::S - 1) + q - 1) * elements + index] = s[q];
 }
@@ -78,14 +95,19 @@ __global__ void __launch_bounds__(ALTERNATING_THREADS)
 // d_state [S][B][NH][DH] fp32 carries d(loss)/d(states after step t) between
 // steps, but for R^T drec_{t+1}: that arrives as dh [NH][B][DH] from the GEMM
 // after step t + 1 and is added here, where step t + 1 was valid. db_acc
-// [B][GB][NH][DH] fp32 sums each element's bias gradient over the steps.
+// [B][GB][NH][DH] fp32 sums each element's bias gradient over the steps. Where
+// step t + 1 started afresh, both are the gradient of the initial states
+// entering it: summed into d_initial [S][B][NH][DH] fp32 (zeroed by the host;
+// each thread owns its elements, so the sum runs in step order) and the states
+// after step t get none of it.
 template <class Cell, class T, class P, bool FAST>
 __global__ void __launch_bounds__(ALTERNATING_THREADS)
     alternating_backward_step(const AlternatingCall* __restrict__ call, const T* __restrict__ x_chunk,
                               const T* __restrict__ dy_chunk, const float* __restrict__ saved_chunk,
                               const T* __restrict__ h_chunk, const P* __restrict__ rec_chunk,
                               const T* __restrict__ bias, const long long* __restrict__ lengths,
-                              const P* __restrict__ dh, float* __restrict__ d_state, float* __restrict__ db_acc,
+                              const unsigned char* __restrict__ reset_chunk, const P* __restrict__ dh,
+                              float* __restrict__ d_state, float* __restrict__ d_initial, float* __restrict__ db_acc,
                               T* __restrict__ drec_step, int k, int chunk, int B, int NH, int DH) {
   const int index = blockIdx.x * ALTERNATING_THREADS + threadIdx.x;
   const int elements = B * NH * DH;
@@ -101,7 +123,18 @@ __global__ void __launch_bounds__(ALTERNATING_THREADS)
 #pragma unroll
   for (int q = 0; q < Cell::S; ++q) d[q] = d_state[size_t(q) * elements + index];
   const size_t head_row = (size_t(el.n) * chunk + k) * B + el.b;  // row of h_chunk and rec_chunk
-  if (t + 1 < length) d[0] += Storage<P>::load(dh[(size_t(el.n) * B + el.b) * DH + el.i]);
+  if (t + 1 < length) {
+    const float from_product = Storage<P>::load(dh[(size_t(el.n) * B + el.b) * DH + el.i]);
+    if (reset_chunk[size_t(k) * B + el.b]) {  // step t + 1 started from the initial states
+      d_initial[index] += d[0] + from_product;
+#pragma unroll
+      for (int q = 1; q < Cell::S; ++q) d_initial[size_t(q) * elements + index] += d[q];
+#pragma unroll
+      for (int q = 0; q < Cell::S; ++q) d[q] = 0.0f;
+    } else {
+      d[0] += from_product;
+    }
+  }
   if (valid) d[0] += Storage<T>::load(dy_chunk[size_t(k) * elements + index]);
   s[0] = Storage<T>::load(h_chunk[head_row * DH + el.i]);
 #pragma unroll

@@ -35,7 +35,7 @@ template <class Cell, class T, int DHP, int ROWS, int WARPS, int DEPTH, int VEC,
 __global__ void __launch_bounds__(32 * WARPS, 1)
     fused_cluster_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                   const T* __restrict__ states, const long long* __restrict__ lengths,
-                                  const unsigned char* __restrict__ resets, const T* __restrict__ y,
+                                  const unsigned* __restrict__ resets, const T* __restrict__ y,
                                   const T* __restrict__ h_entering, const float* __restrict__ saved,
                                   const T* __restrict__ dy, const T* __restrict__ dfinal,
                                   const float* __restrict__ rh, T* __restrict__ dx, T* __restrict__ drec,
@@ -152,25 +152,34 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   wait_copies<DEPTH - 2>();
   cluster_sync();  // every CTA runs (its shared memory may be written), its barriers are set up
 
-  unsigned flag_ahead[PAIR_ITERS][2] = {};  // a step ahead of its test: a load in flight for a whole step
+  unsigned word_ahead[PAIR_ITERS] = {};  // a step ahead of its test: a load in flight for a whole step (resets.cuh)
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
-    unsigned flag[PAIR_ITERS][2];  // resets at step t + 1, read during step t + 1; those at t start on their way
+    unsigned word[PAIR_ITERS];  // resets at step t + 1, read during step t + 1; those at t start on their way
 #pragma unroll
-    for (int k = 0; k < PAIR_ITERS; ++k)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        flag[k][e] = flag_ahead[k][e];
-        if constexpr (RESETS) flag_ahead[k][e] = reset_flag(resets, batch0 + col[k] + e, B, t, steps);
-      }
+    for (int k = 0; k < PAIR_ITERS; ++k) {  // a pair's sequences c, c + 1 (c even) share a word
+      word[k] = word_ahead[k];
+      if constexpr (RESETS) word_ahead[k] = reset_word(resets, batch0 + col[k], B, t, steps);
+    }
     if (order > 0) {  // dh_t: the sums of step t + 1's product, in buffer (order - 1) % 2
       const unsigned bar = arrivals + ((order - 1) % 2) * 8;
       mbarrier_wait(bar, ((order - 1) >> 1) & 1);
       if (threadIdx.x == 0 && order + 1 < steps) mbarrier_arm(bar, (PARTS - 1) * SLICE_BYTES);
       add_received((order - 1) % 2, t + 1);
     }
+    if (RESETS && any_reset(word))  // the states entering step t + 1 of sequences it started afresh were the initial ones
+#pragma unroll
+      for (int k = 0; k < PAIR_ITERS; ++k)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          if (inside[k][e] && starts_afresh(word[k], batch0 + col[k] + e, t + 1, valid_steps[k][e]))
+#pragma unroll
+            for (int s = 0; s < Cell::S; ++s) {
+              d_init[k][e][s] += d_state[k][e][s];
+              d_state[k][e][s] = 0.0f;
+            }
 #pragma unroll
     for (int k = 0; k < PAIR_ITERS; ++k) {
       if (threadIdx.x + k * THREADS >= PAIRS) continue;
@@ -179,12 +188,6 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
       for (int e = 0; e < 2; ++e) {
         const int c = col[k] + e;
         const bool valid = t < valid_steps[k][e];
-        if (starts_afresh(flag[k][e], t + 1, valid_steps[k][e]) && inside[k][e])
-#pragma unroll
-          for (int s = 0; s < Cell::S; ++s) {  // the states entering step t + 1 were the initial ones
-            d_init[k][e][s] += d_state[k][e][s];
-            d_state[k][e][s] = 0.0f;
-          }
         Gates xg = {}, rg = {}, sg = {}, dg, gx = {}, gr = {}, gb = {}, dprev = {};
         if constexpr (!X_IN_RH) {
 #pragma unroll

@@ -38,13 +38,14 @@ struct OwnerCells {
   const ThreadElements<L> el;
   float s[4][L::NT][4] = {}, b[4][2] = {};
   T* y_at[L::NT][4];  // this thread's elements of the current step in y
-  unsigned flag[L::NT][4] = {}, flag_ahead[L::NT][4] = {};  // resets at the next step, and the one after
+  unsigned word[L::NT] = {}, word_ahead[L::NT] = {};  // resets at the next step, and the one after (resets.cuh)
   float s0[4][L::NT][4] = {};    // the initial states (hold_initial_states)
+  const int batch0;               // the tile's first sequence
 
   __device__ OwnerCells(int, int batch0, int valid_sequences, int row0, int n, int NH, int DH, int steps,
                         const long long* __restrict__ lengths, const T* __restrict__ bias,
                         const T* __restrict__ states, size_t state_stride, T* y)
-      : el(at, at.k_split == 0, batch0, row0, n, batch0 + valid_sequences, NH, DH, steps, lengths) {
+      : el(at, at.k_split == 0, batch0, row0, n, batch0 + valid_sequences, NH, DH, steps, lengths), batch0(batch0) {
     el.template load<Cell::S>(s, states, state_stride);
     load_biases<Cell::GB>(b, bias, at, row0, n, NH, DH);
     output_pointers(y_at, y, at, batch0, row0, n, DH, steps, size_t(NH) * DH);
@@ -58,15 +59,18 @@ struct OwnerCells {
     el.template load<Cell::S>(s0, states, state_stride);
   }
 
-  // the flags of step t + 1 (read during step t - 1), and those of t + 2 on their way
-  __device__ void prefetch_resets(const unsigned char* __restrict__ resets, int batch0, int B, int t, int steps) {
+  // the reset words of step t + 1 (read during step t - 1), and those of t + 2 on their way
+  __device__ void prefetch_resets(const unsigned* __restrict__ resets, int batch0, int B, int t, int steps) {
 #pragma unroll
-    for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        flag[j][e] = t == 0 ? reset_flag(resets, batch0 + at.col(j, e), B, 1, steps) : flag_ahead[j][e];
-        flag_ahead[j][e] = reset_flag(resets, batch0 + at.col(j, e), B, t + 2, steps);
-      }
+    for (int j = 0; j < L::NT; ++j) {
+      word[j] = t == 0 ? reset_word(resets, batch0 + at.col(j, 0), B, 1, steps) : word_ahead[j];
+      word_ahead[j] = reset_word(resets, batch0 + at.col(j, 0), B, t + 2, steps);
+    }
+  }
+
+  // element (j, e) starts afresh at step t + 1
+  __device__ bool restarts(int j, int e, int t) const {
+    return el.inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t + 1, el.valid_steps[j][e]);
   }
 
   template <class Ring>
@@ -78,30 +82,43 @@ struct OwnerCells {
         for (int e = 0; e < 4; ++e) {
           const int c = at.col(j, e), i = at.row(e);
           cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, el.valid_steps[j][e]);
-          const float h = starts_afresh(flag[j][e], t + 1, el.valid_steps[j][e]) ? s0[0][j][e] : s[0][j][e];
           // padding (units past DH, sequences past B) stays 0: the next product reads it
-          h_next[c * L::LDH + row0 + i] = Storage<T>::store(el.inside[j][e] ? h : 0.0f);
+          h_next[c * L::LDH + row0 + i] = Storage<T>::store(el.inside[j][e] ? s[0][j][e] : 0.0f);
         }
-  }
-
-  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
-    if (at.k_split == 0)
+    if (at.k_split == 0 && any_reset(word))  // the initial h, where a sequence starts afresh at t + 1
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if (el.inside[j][e]) {
-            *y_at[j][e] = Storage<T>::store(t < el.valid_steps[j][e] ? s[0][j][e] : 0.0f);
-            if (starts_afresh(flag[j][e], t + 1, el.valid_steps[j][e]))
+        for (int e = 0; e < 4; ++e)
+          if (restarts(j, e, t)) h_next[at.col(j, e) * L::LDH + row0 + at.row(e)] = Storage<T>::store(s0[0][j][e]);
+  }
+
+  __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
+    if (at.k_split != 0) return;
 #pragma unroll
-              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-            if (saved)
+    for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-              for (int k = 1; k < Cell::S; ++k)
-                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + el.offset[j][e]] = s[k][j][e];
-          }
-          y_at[j][e] += head_stride;
-        }
+      for (int e = 0; e < 4; ++e) {
+        if (el.inside[j][e]) *y_at[j][e] = Storage<T>::store(t < el.valid_steps[j][e] ? s[0][j][e] : 0.0f);
+        y_at[j][e] += head_stride;
+      }
+    if (any_reset(word))
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (restarts(j, e, t))
+#pragma unroll
+            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
+    if (saved)
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (el.inside[j][e])
+#pragma unroll
+            for (int k = 1; k < Cell::S; ++k)
+              saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + el.offset[j][e]] = s[k][j][e];
   }
 
   template <int FIRST, class U>
@@ -126,13 +143,14 @@ struct SpreadCells {
   size_t offset[E];        // of (batch, head n, unit) in a [B, NH, DH] tensor
   float s[E][4], b[E][4];  // states and biases
   T* y_at[E];              // the element of the current step in y [B, T, NH, DH]
-  unsigned flag[E] = {}, flag_ahead[E] = {};  // resets at the next step, and the one after
+  unsigned word[E] = {}, word_ahead[E] = {};  // resets at the next step, and the one after (resets.cuh)
+  int batch0;                                 // the tile's first sequence
   float s0[E][4] = {};     // the initial states (hold_initial_states)
 
   __device__ SpreadCells(int sequences_, int batch0, int valid_sequences, int row0, int n, int NH, int DH,
                          int steps, const long long* __restrict__ lengths, const T* __restrict__ bias,
                          const T* __restrict__ states, size_t state_stride, T* y)
-      : sequences(sequences_), elements(L::ROWS * sequences_) {
+      : sequences(sequences_), elements(L::ROWS * sequences_), batch0(batch0) {
     const size_t head_stride = size_t(NH) * DH;
 #pragma unroll
     for (int m = 0; m < E; ++m) {
@@ -160,13 +178,18 @@ struct SpreadCells {
         s0[m][k] = inside[m] ? Storage<T>::load(states[k * state_stride + offset[m]]) : 0.0f;
   }
 
-  // the flags of step t + 1 (read during step t - 1), and those of t + 2 on their way
-  __device__ void prefetch_resets(const unsigned char* __restrict__ resets, int batch0, int B, int t, int steps) {
+  // the reset words of step t + 1 (read during step t - 1), and those of t + 2 on their way
+  __device__ void prefetch_resets(const unsigned* __restrict__ resets, int batch0, int B, int t, int steps) {
 #pragma unroll
     for (int m = 0; m < E; ++m) {
-      flag[m] = t == 0 ? reset_flag(resets, batch0 + column[m], B, 1, steps) : flag_ahead[m];
-      flag_ahead[m] = reset_flag(resets, batch0 + column[m], B, t + 2, steps);
+      word[m] = t == 0 ? reset_word(resets, batch0 + column[m], B, 1, steps) : word_ahead[m];
+      word_ahead[m] = reset_word(resets, batch0 + column[m], B, t + 2, steps);
     }
+  }
+
+  // element m starts afresh at step t + 1
+  __device__ bool restarts(int m, int t) const {
+    return inside[m] && starts_afresh(word[m], batch0 + column[m], t + 1, valid_steps[m]);
   }
 
   // this warp's slice of R h (its K slice, the cluster's columns) into `partial`, then the CTA meets
@@ -203,9 +226,12 @@ struct SpreadCells {
       if (t < valid_steps[m])
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) s[m][k] = next[k];
-      const float h = starts_afresh(flag[m], t + 1, valid_steps[m]) ? s0[m][0] : s[m][0];
-      h_next[c * L::LDH + row0 + i] = Storage<T>::store(inside[m] ? h : 0.0f);
+      h_next[c * L::LDH + row0 + i] = Storage<T>::store(inside[m] ? s[m][0] : 0.0f);
     }
+    if (any_reset(word))  // the initial h, where a sequence starts afresh at t + 1 (before push reads the tile)
+#pragma unroll
+      for (int m = 0; m < E; ++m)
+        if (restarts(m, t)) h_next[column[m] * L::LDH + row0 + unit[m]] = Storage<T>::store(s0[m][0]);
   }
 
   // After step(): this warp's elements of h_t, in 16-byte pieces of PER_PIECE units of one sequence
@@ -237,18 +263,22 @@ struct SpreadCells {
   __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
 #pragma unroll
     for (int m = 0; m < E; ++m) {
-      if (inside[m]) {
-        *y_at[m] = Storage<T>::store(t < valid_steps[m] ? s[m][0] : 0.0f);
-        if (starts_afresh(flag[m], t + 1, valid_steps[m]))
+      if (inside[m]) *y_at[m] = Storage<T>::store(t < valid_steps[m] ? s[m][0] : 0.0f);
+      y_at[m] += head_stride;
+    }
+    if (any_reset(word))
+#pragma unroll
+      for (int m = 0; m < E; ++m)
+        if (restarts(m, t))
 #pragma unroll
           for (int k = 0; k < Cell::S; ++k) s[m][k] = s0[m][k];
-        if (saved)
+    if (saved)
+#pragma unroll
+      for (int m = 0; m < E; ++m)
+        if (inside[m])
 #pragma unroll
           for (int k = 1; k < Cell::S; ++k)
             saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[m]] = s[m][k];
-      }
-      y_at[m] += head_stride;
-    }
   }
 
   // states FIRST..S-1 into an [S - FIRST, B, NH, DH] tensor

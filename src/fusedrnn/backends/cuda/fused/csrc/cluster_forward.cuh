@@ -44,7 +44,7 @@ template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH,
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_cluster_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                  const T* __restrict__ states, const long long* __restrict__ lengths,
-                                 const unsigned char* __restrict__ resets, T* __restrict__ y,
+                                 const unsigned* __restrict__ resets, T* __restrict__ y,
                                  T* __restrict__ final_states, float* __restrict__ saved,
                                  int ldr, int B, int steps, int NH, int DH, int sequences) {
   using L = Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>;

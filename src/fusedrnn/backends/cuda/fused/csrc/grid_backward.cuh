@@ -19,7 +19,7 @@ template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH,
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_split_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                 const T* __restrict__ states, const long long* __restrict__ lengths,
-                                const unsigned char* __restrict__ resets, const T* __restrict__ y,
+                                const unsigned* __restrict__ resets, const T* __restrict__ y,
                                 const T* __restrict__ h_entering, const float* __restrict__ saved,
                                 const T* __restrict__ dy, const T* __restrict__ dfinal, T* __restrict__ dx,
                                 T* __restrict__ drec, float* __restrict__ db_partial, T* __restrict__ dstates,
@@ -77,13 +77,13 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
-  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
+  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
-    unsigned flag[L::NT][4];  // resets at step t, read during step t + 1
-    reset_flags.take(flag, resets, at, batch0, B, max(t - 1, 0), steps);
+    unsigned word[L::NT];  // resets at step t, read during step t + 1
+    reset_words.take(word, resets, at, batch0, B, max(t - 1, 0), steps);
 
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, hr.slot(order), at);
@@ -167,9 +167,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
           if (t < valid_steps[j][e] && at.col(j, e) < valid_sequences)
             d_state[0][j][e] += dh_tile[at.col(j, e) * ROWS + at.row(e)];
-          if (starts_afresh(flag[j][e], t, valid_steps[j][e]) && inside[j][e])
-            hand_to_initial<Cell::S, L>(d_state, d_init, j, e);
         }
+    if constexpr (RESETS)  // the states entering step t of sequences it started afresh were the initial ones
+      hand_restarts_to_initial<Cell::S, L>(word, d_state, d_init, inside, valid_steps, at, batch0, t);
   }
 
   if (resets) add_restart_gradients<Cell::S, L>(d_state, d_init);

@@ -18,7 +18,7 @@ template <class Cell, class T, int DHP, int ROWS, int KSPLIT, int NT, int DEPTH,
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>::THREADS, 1)
     fused_split_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                                const T* __restrict__ states, const long long* __restrict__ lengths,
-                               const unsigned char* __restrict__ resets, T* __restrict__ y,
+                               const unsigned* __restrict__ resets, T* __restrict__ y,
                                T* __restrict__ final_states, float* __restrict__ saved,
                                T* __restrict__ exchange, unsigned* __restrict__ arrivals, int B, int steps, int NH,
                                int DH) {
@@ -75,35 +75,47 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
-  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, 1, steps);  // a step ahead of their test
+  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, 1, steps);  // a step ahead of their test
   for (int t = 0; t < steps; ++t) {
-    unsigned flag[L::NT][4];  // resets at step t + 1, read during step t - 1
-    reset_flags.take(flag, resets, at, batch0, B, t + 2, steps);
+    unsigned word[L::NT];  // resets at step t + 1, read during step t - 1
+    reset_words.take(word, resets, at, batch0, B, t + 2, steps);
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, ht.base, at);
     add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
     T* h_out = exchange + (t % 2) * state_stride;
-    if (owner)
+    if (owner) {
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int c = at.col(j, e), i = at.row(e);
           const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
           if (inside[j][e]) {
             const T h = Storage<T>::store(s[0][j][e]);
-            if (starts_afresh(flag[j][e], t + 1, valid_steps[j][e]))
-#pragma unroll
-              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-            h_out[offset[j][e]] = resets ? Storage<T>::store(s[0][j][e]) : h;
+            h_out[offset[j][e]] = h;
             *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
-            if (saved)
-#pragma unroll
-              for (int k = 1; k < Cell::S; ++k)
-                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s[k][j][e];
           }
           y_at[j][e] += head_stride;
         }
+      if (RESETS && any_reset(word))  // sequences starting afresh at t + 1 carry the initial states
+#pragma unroll
+        for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t + 1, valid_steps[j][e])) {
+#pragma unroll
+              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
+              h_out[offset[j][e]] = Storage<T>::store(s0[0][j][e]);
+            }
+      if (saved)
+#pragma unroll
+        for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (inside[j][e])
+#pragma unroll
+              for (int k = 1; k < Cell::S; ++k)
+                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s[k][j][e];
+    }
     grid_barrier<PARTS>(flags, part, unsigned(t + 1));
     h_copier.fill(0, t % 2);  // all of h_t, from every part
     commit_copies();

@@ -24,7 +24,7 @@ template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_backward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                           const T* __restrict__ states, const long long* __restrict__ lengths,
-                          const unsigned char* __restrict__ resets, const T* __restrict__ y,
+                          const unsigned* __restrict__ resets, const T* __restrict__ y,
                           const T* __restrict__ h_entering, const float* __restrict__ saved,
                           const T* __restrict__ dy, const T* __restrict__ dfinal, T* __restrict__ dx,
                           T* __restrict__ drec, float* __restrict__ db_partial, T* __restrict__ dstates, int B,
@@ -91,14 +91,14 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   // step's while its R^T drec product runs, two independent sets of mma in flight
   float acc_next[4][L::NT][4] = {};
   recurrent_product<L>(acc_next, weights, hr.slot(0), at);
-  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
+  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
     T* d_tile = ds + (order % 2) * L::D_ELEMS;
-    unsigned flag[L::NT][4];  // resets at step t, read during step t + 1
-    reset_flags.take(flag, resets, at, batch0, B, max(t - 1, 0), steps);
+    unsigned word[L::NT];  // resets at step t, read during step t + 1
+    reset_words.take(word, resets, at, batch0, B, max(t - 1, 0), steps);
 
     float acc[4][L::NT][4];
 #pragma unroll
@@ -158,9 +158,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
         if (t < valid_steps[j][e]) d_state[0][j][e] += dh[j][e];
-        if (starts_afresh(flag[j][e], t, valid_steps[j][e]) && inside[j][e])
-          hand_to_initial<Cell::S, L>(d_state, d_init, j, e);
       }
+    if constexpr (RESETS)  // the states entering step t of sequences it started afresh were the initial ones
+      hand_restarts_to_initial<Cell::S, L>(word, d_state, d_init, inside, valid_steps, at, batch0, t);
   }
 
   if (resets) add_restart_gradients<Cell::S, L>(d_state, d_init);

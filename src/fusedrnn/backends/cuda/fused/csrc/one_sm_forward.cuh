@@ -20,7 +20,7 @@ template <class Cell, class T, int DHP, int NT, int WN, int DEPTH, int VEC, bool
 __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
     fused_forward_kernel(const T* __restrict__ x, const T* __restrict__ R, const T* __restrict__ bias,
                          const T* __restrict__ states, const long long* __restrict__ lengths,
-                         const unsigned char* __restrict__ resets, T* __restrict__ y, T* __restrict__ final_states,
+                         const unsigned* __restrict__ resets, T* __restrict__ y, T* __restrict__ final_states,
                          float* __restrict__ saved, int B, int steps, int NH, int DH) {
   using L = Layout<T, DHP, Cell::GR, NT, WN>;
   using XRing = StepRing<T, Cell::GX, DHP, L::BT, DEPTH>;
@@ -70,14 +70,14 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
     for (int e = 0; e < 4; ++e) saved_at[j][e] = saved + (Cell::S - 1) * state_stride + offset[j][e];  // slot t + 1
 
-  ElementFlags<RESETS, L> reset_flags(resets, at, batch0, B, 1, steps);  // a step ahead of their test
+  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, 1, steps);  // a step ahead of their test
   for (int t = 0; t < steps; ++t) {
     if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
     commit_copies();
     const T* h_prev = hs + (t % 2) * L::H_ELEMS;
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
-    unsigned flag[L::NT][4];  // resets at step t + 1, read during step t - 1
-    reset_flags.take(flag, resets, at, batch0, B, t + 2, steps);
+    unsigned word[L::NT];  // resets at step t + 1, read during step t - 1
+    reset_words.take(word, resets, at, batch0, B, t + 2, steps);
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, h_prev, at);
 
@@ -88,16 +88,31 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         const int c = at.col(j, e), i = at.row(e);
         const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
         const T h = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
-        if (starts_afresh(flag[j][e], t + 1, valid_steps[j][e]))
-#pragma unroll
-          for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-        h_next[c * L::LDH + i] = resets ? Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f) : h;
+        h_next[c * L::LDH + i] = h;
         if (inside[j][e]) {
           *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
           if (saved)
 #pragma unroll
             for (int k = 1; k < Cell::S; ++k) saved_at[j][e][(k - 1) * state_stride] = s[k][j][e];
         }
+      }
+    if (RESETS && any_reset(word))  // sequences starting afresh at t + 1 carry the initial states
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (starts_afresh(word[j], batch0 + at.col(j, e), t + 1, valid_steps[j][e])) {
+#pragma unroll
+            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
+            h_next[at.col(j, e) * L::LDH + at.row(e)] = Storage<T>::store(s0[0][j][e]);  // 0 for padding
+            if (saved && inside[j][e])
+#pragma unroll
+              for (int k = 1; k < Cell::S; ++k) saved_at[j][e][(k - 1) * state_stride] = s0[k][j][e];
+          }
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
         y_at[j][e] += head_stride;
         saved_at[j][e] += (Cell::S - 1) * state_stride;
       }
