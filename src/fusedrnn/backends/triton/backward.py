@@ -113,10 +113,6 @@ def recurrence_bwd_kernel(
         B, T, NH, DH, GX, GR, S, LOAD_PRODUCTS, zero)
     for step in range(T):
         t = T - 1 - step
-        if PREFETCH:  # issue the previous step's loads now, to land while this step computes
-            nx0, nx1, nx2, nx3, nl0, nl1, nl2, nl3, np0, np1, np2, np3, nh, ndy = _load_step(
-                x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, batch, head, mask, t - 1,
-                B, T, NH, DH, GX, GR, S, LOAD_PRODUCTS, zero)
         if HAS_RESETS:
             restarting = next_restarting
             next_restarting = tile_restarts(tile_resets_ptr, tile, t - 1, T)
@@ -131,6 +127,11 @@ def recurrence_bwd_kernel(
                 p1 = restart_state(restart, initial, state_offsets, mask, p1, 0, S - 1, state_stride)
                 p2 = restart_state(restart, initial, state_offsets, mask, p2, 1, S - 1, state_stride)
                 p3 = restart_state(restart, initial, state_offsets, mask, p3, 2, S - 1, state_stride)
+        # after the restarts (forward.py says why)
+        if PREFETCH:  # issue the previous step's loads now, to land while this step computes
+            nx0, nx1, nx2, nx3, nl0, nl1, nl2, nl3, np0, np1, np2, np3, nh, ndy = _load_step(
+                x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, batch, head, mask, t - 1,
+                B, T, NH, DH, GX, GR, S, LOAD_PRODUCTS, zero)
         if LOAD_PRODUCTS:
             r0, r1, r2, r3 = l0, l1, l2, l3
         elif STACK_GATES:
