@@ -94,31 +94,33 @@ struct OwnerCells {
   }
 
   __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
-    if (at.k_split != 0) return;
+    if (at.k_split == 0)
 #pragma unroll
-    for (int j = 0; j < L::NT; ++j)
+      for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (el.inside[j][e]) *y_at[j][e] = Storage<T>::store(t < el.valid_steps[j][e] ? s[0][j][e] : 0.0f);
-        y_at[j][e] += head_stride;
-      }
-    if (any_reset(word))
+        for (int e = 0; e < 4; ++e) {
+          if (el.inside[j][e]) {
+            *y_at[j][e] = Storage<T>::store(t < el.valid_steps[j][e] ? s[0][j][e] : 0.0f);
+            if (saved)
+#pragma unroll
+              for (int k = 1; k < Cell::S; ++k)
+                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + el.offset[j][e]] = s[k][j][e];
+          }
+          y_at[j][e] += head_stride;
+        }
+    if (at.k_split == 0 && any_reset(word))  // the initial states carried on (and saved) where a sequence restarts
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          if (restarts(j, e, t))
+          if (restarts(j, e, t)) {
 #pragma unroll
             for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-    if (saved)
+            if (saved)
 #pragma unroll
-      for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (el.inside[j][e])
-#pragma unroll
-            for (int k = 1; k < Cell::S; ++k)
-              saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + el.offset[j][e]] = s[k][j][e];
+              for (int k = 1; k < Cell::S; ++k)
+                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + el.offset[j][e]] = s0[k][j][e];
+          }
   }
 
   template <int FIRST, class U>
@@ -263,22 +265,26 @@ struct SpreadCells {
   __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
 #pragma unroll
     for (int m = 0; m < E; ++m) {
-      if (inside[m]) *y_at[m] = Storage<T>::store(t < valid_steps[m] ? s[m][0] : 0.0f);
-      y_at[m] += head_stride;
-    }
-    if (any_reset(word))
-#pragma unroll
-      for (int m = 0; m < E; ++m)
-        if (restarts(m, t))
-#pragma unroll
-          for (int k = 0; k < Cell::S; ++k) s[m][k] = s0[m][k];
-    if (saved)
-#pragma unroll
-      for (int m = 0; m < E; ++m)
-        if (inside[m])
+      if (inside[m]) {
+        *y_at[m] = Storage<T>::store(t < valid_steps[m] ? s[m][0] : 0.0f);
+        if (saved)
 #pragma unroll
           for (int k = 1; k < Cell::S; ++k)
             saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[m]] = s[m][k];
+      }
+      y_at[m] += head_stride;
+    }
+    if (any_reset(word))  // the initial states carried on (and saved) where a sequence restarts
+#pragma unroll
+      for (int m = 0; m < E; ++m)
+        if (restarts(m, t)) {
+#pragma unroll
+          for (int k = 0; k < Cell::S; ++k) s[m][k] = s0[m][k];
+          if (saved)
+#pragma unroll
+            for (int k = 1; k < Cell::S; ++k)
+              saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[m]] = s0[m][k];
+        }
   }
 
   // states FIRST..S-1 into an [S - FIRST, B, NH, DH] tensor

@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     recurrent_product<L>(acc, weights, ht.base, at);
     add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
     T* h_out = exchange + (t % 2) * state_stride;
-    if (owner) {
+    if (owner)
 #pragma unroll
       for (int j = 0; j < L::NT; ++j)
 #pragma unroll
@@ -93,29 +93,27 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
             const T h = Storage<T>::store(s[0][j][e]);
             h_out[offset[j][e]] = h;
             *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
-          }
-          y_at[j][e] += head_stride;
-        }
-      if (RESETS && any_reset(word))  // sequences starting afresh at t + 1 carry the initial states
-#pragma unroll
-        for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t + 1, valid_steps[j][e])) {
-#pragma unroll
-              for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-              h_out[offset[j][e]] = Storage<T>::store(s0[0][j][e]);
-            }
-      if (saved)
-#pragma unroll
-        for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (inside[j][e])
+            if (saved)
 #pragma unroll
               for (int k = 1; k < Cell::S; ++k)
                 saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s[k][j][e];
-    }
+          }
+          y_at[j][e] += head_stride;
+        }
+    if (RESETS && owner && any_reset(word))  // sequences starting afresh at t + 1 carry the initial states
+#pragma unroll
+      for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t + 1, valid_steps[j][e])) {
+#pragma unroll
+            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
+            h_out[offset[j][e]] = Storage<T>::store(s0[0][j][e]);
+            if (saved)
+#pragma unroll
+              for (int k = 1; k < Cell::S; ++k)
+                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s0[k][j][e];
+          }
     grid_barrier<PARTS>(flags, part, unsigned(t + 1));
     h_copier.fill(0, t % 2);  // all of h_t, from every part
     commit_copies();
