@@ -35,8 +35,7 @@ from ..backends.cuda.fused.tuned import batch_bucket
 from ..backends.cuda.runtime.device import DeviceLimits
 from ..cells import get_cell
 
-# NT=3: a tile of 24 sequences puts 64x12 at B=256 on 132 CTAs, one wave of the H100's SMs
-FUSED_KNOBS = {"NT": (1, 2, 3), "WN": (1, 2, 4), "depth": (2, 3, 4), "r_in_registers": (False, True)}
+FUSED_KNOBS = {"NT": (1, 2), "WN": (1, 2, 4), "depth": (2, 3, 4), "r_in_registers": (False, True)}
 SPLIT_KNOBS = {"ROWS": ROWS_CHOICES, "NT": (1, 2), "depth": (2, 3, 4)}
 # warps of a split CTA (row blocks x K slices): 1, 2 or 4 on each of the 4 schedulers
 SPLIT_WARPS = (4, 8, 16)
