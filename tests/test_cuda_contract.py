@@ -320,3 +320,37 @@ def test_planned_path_runs_its_plans_on_meta_tensors(monkeypatch):
     assert [g.shape for g in grads] == [t.shape for t in leaves]
     with pytest.raises(ValueError, match="forward kernel cannot run the backward"):
         Plan("backward", forward)
+
+
+# ---------------------------------------------------------------- resets as the kernels read them
+
+@pytest.mark.parametrize("B", [1, 5, 31, 32, 33, 64, 70])
+def test_reset_words_hold_each_flag_in_its_bit(B):
+    """csrc/resets.cuh reads sequence b's flag at step t as bit b % 32 of word [b // 32, t]:
+    every flag where it belongs (bit 31, which int32 spells negative, included), no bit set past B."""
+    T = 9
+    resets = torch.rand(B, T, generator=torch.Generator().manual_seed(B)) < 0.5
+    resets[B - 1, 0] = True
+    words = launchers.reset_words(resets)
+    assert words.dtype == torch.int32 and words.shape == (launchers.reset_word_count(B), T)
+    bits = words.to(torch.int64) & 0xFFFFFFFF
+    for w in range(words.shape[0]):
+        for bit in range(32):
+            b = 32 * w + bit
+            expected = resets[b] if b < B else torch.zeros(T, dtype=torch.bool)
+            assert torch.equal((bits[w] >> bit & 1).bool(), expected), (b, w, bit)
+
+
+def test_kernel_resets_zeros_for_a_resets_plan_and_refusal_for_a_plain_one():
+    """A kernel built for resets reads them unconditionally: a call without any gets zero words;
+    a kernel built without them would ignore them, so it refuses them by name."""
+    config = next(c for c in SHIPPED if isinstance(c, ClusterConfig))
+    with_resets = Plan("forward", dataclasses.replace(config, resets=True), "test")
+    words = launchers.kernel_resets(with_resets, None, 40, 7, torch.device("cpu"))
+    assert words.shape == (2, 7) and words.dtype == torch.int32 and not words.any()
+    plain = Plan("forward", config, "test")
+    assert launchers.kernel_resets(plain, None, 40, 7, torch.device("cpu")) is None
+    with pytest.raises(ValueError, match="resets"):
+        launchers.kernel_resets(plain, torch.zeros(40, 7, dtype=torch.bool), 40, 7, torch.device("cpu"))
+    with pytest.raises(ValueError, match="resets"):  # the explicit path checks what rnn() would
+        launchers.kernel_resets(with_resets, torch.zeros(40, 6, dtype=torch.bool), 40, 7, torch.device("cpu"))
