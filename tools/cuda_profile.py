@@ -9,7 +9,8 @@ cluster forward as a timing probe of csrc/cluster_probes.cu (wrong results).
 The plans go to stderr. tools/ncu.sh and tools/sanitize_cuda.sh drive it.
 
   python tools/cuda_profile.py [DHxNH] [T] [--plan FWD/BWD] [--form FORM] [--probe PROBE]
-      [--batch B] [--cell CELL] [--dtype DTYPE] [--lengths] [--repeat N]
+      [--batch B] [--cell CELL] [--dtype DTYPE] [--lengths] [--resets P] [--repeat N]
+  bash tools/ncu.sh 64x12 256 auto/auto --batch 16 --resets 0.004   (the kernels built for resets)
   nsys profile -o /tmp/fused python tools/cuda_profile.py 768x1 1024 --plan cluster/cluster
 """
 import argparse
@@ -62,10 +63,12 @@ def shape(text: str) -> tuple:
     return DH, NH
 
 
-def plans(cell, dtype, B, T, NH, DH, spec, form="plan", probe=""):
-    """(forward plan, backward plan or None) of the call for a plan spec, in `form`, the forward as `probe`."""
+def plans(cell, dtype, B, T, NH, DH, spec, form="plan", probe="", resets=False):
+    """(forward plan, backward plan or None) of the call for a plan spec, in `form`, the forward as `probe`;
+    `resets`: the kernels of a call with resets (plan.with_resets)."""
     forward, backward = spec
-    problem = Problem(get_cell(cell), B, T, NH, DH, dtype, torch.device("cuda"), False, backward != "none")
+    problem = Problem(get_cell(cell), B, T, NH, DH, dtype, torch.device("cuda"), False, backward != "none",
+                      has_resets=resets)
     limits = device_limits()
     chosen = [plan(problem, limits, "forward", strategy=forward),
               None if backward == "none" else plan(problem, limits, "backward", strategy=backward)]
@@ -100,24 +103,27 @@ def main():
     parser.add_argument("--cell", default="lstm")
     parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16")
     parser.add_argument("--lengths", action="store_true", help="random lengths in [1, T]")
+    parser.add_argument("--resets", type=float, default=0.0, metavar="P",
+                        help="a reset a step with probability P (the kernels built for resets)")
     parser.add_argument("--repeat", type=int, default=2, help="calls (the first loads the kernels)")
     args = parser.parse_args()
     (DH, NH), B, T, dtype = args.shape, args.batch, args.T, DTYPES[args.dtype]
-    forward, backward = plans(args.cell, dtype, B, T, NH, DH, args.plan, args.form, args.probe)
+    forward, backward = plans(args.cell, dtype, B, T, NH, DH, args.plan, args.form, args.probe, args.resets > 0)
     print(forward, file=sys.stderr)
     if backward is not None:
         print(backward, file=sys.stderr)
     torch.manual_seed(0)
     x, R, b, states = random_problem(args.cell, B, T, NH, DH, dtype=dtype, device="cuda")
     lengths = torch.randint(1, T + 1, (B,), device="cuda") if args.lengths else None
+    resets = torch.rand(B, T, device="cuda") < args.resets if args.resets > 0 else None
     run = with_plans(forward, backward)
     for _ in range(args.repeat):
         if backward is None:
             with torch.no_grad():
-                run(x, R, b, states, cell=args.cell, lengths=lengths)
+                run(x, R, b, states, cell=args.cell, lengths=lengths, resets=resets)
             continue
         leaves = [t.detach().requires_grad_() for t in (x, R, b, states)]
-        y, final = run(*leaves, cell=args.cell, lengths=lengths)
+        y, final = run(*leaves, cell=args.cell, lengths=lengths, resets=resets)
         torch.autograd.grad((y, final), leaves, (torch.randn_like(y), torch.randn_like(final)))
     torch.cuda.synchronize()
 

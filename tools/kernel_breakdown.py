@@ -16,19 +16,16 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cuda_profile import plan_spec, plans
-from fusedrnn.backends.cuda.fused.plan import with_resets
 from fusedrnn.backends.cuda.fused.planned import with_plans
-from fusedrnn.backends.cuda.runtime.device import device_limits
 from fusedrnn.testing import random_problem
 
 CELL, DTYPE = "lstm", torch.bfloat16
 
 
 def breakdown(DH, NH, B, T, spec, reset_probability=0.0, repeats=5):
-    forward, backward = plans(CELL, DTYPE, B, T, NH, DH, spec)
+    forward, backward = plans(CELL, DTYPE, B, T, NH, DH, spec, resets=reset_probability > 0)
     resets = None
     if reset_probability > 0:
-        forward, backward = (with_resets(p, device_limits(0)) for p in (forward, backward))
         resets = torch.rand(B, T, device="cuda", generator=torch.Generator("cuda").manual_seed(1)) < reset_probability
     run = with_plans(forward, backward)
     torch.manual_seed(0)
