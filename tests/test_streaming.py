@@ -72,6 +72,45 @@ def test_gpu_step_replayed_from_a_cuda_graph(backend, cell):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["cuda_fused", "triton", "cuda_alternating"])
+def test_gpu_call_with_resets_replayed_from_a_cuda_graph(backend):
+    """A call with resets (episode boundaries of a rollout) captured in a CUDA graph: whatever
+    the backend does with the flags on the way (cuda_fused packs them into bits) is device work
+    a graph can hold, and each replay reads the resets written before it, as eager calls do."""
+    B, T, NH, DH = 3, 17, 2, 32
+    kw = dict(device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(B, T, 4, NH, DH, **kw)
+    R = torch.randn(4, NH, DH, DH, **kw) / DH**0.5
+    b = torch.randn(4, NH, DH, **kw) * 0.1
+    states = torch.randn(2, B, NH, DH, **kw)
+    schedules = [torch.rand(B, T, device="cuda") < p for p in (0.2, 0.0, 0.5)]
+    resets = schedules[0].clone()
+    y = torch.empty(B, T, NH, DH, **kw)
+
+    @torch.no_grad()
+    def call():
+        y.copy_(fusedrnn.rnn(x, R, b, states, cell="lstm", backend=backend, resets=resets)[0])
+
+    eager = []
+    for schedule in schedules:
+        resets.copy_(schedule)
+        call()
+        eager.append(y.clone())
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture: compiles, loads
+        call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    for schedule, expected in zip(schedules, eager):
+        resets.copy_(schedule)
+        graph.replay()
+        assert torch.equal(y, expected)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("side_stream", [False, True], ids=["current stream", "side stream"])
 @pytest.mark.parametrize("backend", ["cuda_fused", "cuda_alternating", "triton"])
 def test_gpu_kernels_are_ordered_on_the_current_stream(backend, side_stream):

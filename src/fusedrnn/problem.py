@@ -37,9 +37,9 @@ def problem_of(x: torch.Tensor, cell: str, lengths: Optional[torch.Tensor], need
 
 
 def checked_resets(resets: Optional[torch.Tensor], B: int, T: int, device) -> Optional[torch.Tensor]:
-    """resets [B, T] bool as the CUDA kernels read them: uint8, contiguous (None stays None).
-    The explicit paths (plans passed by hand) skip rnn()'s checks, and the kernels index
-    [B, T] bytes: anything else raises."""
+    """resets [B, T] bool checked, as uint8 bytes, contiguous (None stays None): what the
+    cuda_alternating kernels index, and what cuda_fused packs into bits (launchers.reset_words).
+    The explicit paths (plans passed by hand) skip rnn()'s checks: anything else raises."""
     if resets is None:
         return None
     if resets.shape != (B, T) or resets.dtype != torch.bool or resets.device != device:

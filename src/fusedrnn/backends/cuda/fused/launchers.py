@@ -7,7 +7,6 @@ Inputs are contiguous, `lengths` int64 or None (forward_inputs does both), `rese
 kernel family runs them)."""
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -52,19 +51,16 @@ def reset_word_count(B: int) -> int:
     return (B + 31) // 32
 
 
-@functools.lru_cache(maxsize=None)
-def _bit_values(device: torch.device) -> torch.Tensor:
-    """2^0 .. 2^30 and bit 31 as int32 spells it (-2^31): a sum of distinct ones never overflows."""
-    return torch.tensor([1 << i for i in range(31)] + [-(1 << 31)], dtype=torch.int32, device=device).view(1, 32, 1)
-
-
 def reset_words(resets: torch.Tensor) -> torch.Tensor:
     """[B, T] flags (bool or uint8) as csrc/resets.cuh reads them: int32 [ceil(B / 32), T], the flag
-    of sequence b at step t in bit b % 32 of word [b // 32, t] (bits past B zero)."""
+    of sequence b at step t in bit b % 32 of word [b // 32, t] (bits past B zero). Device ops only,
+    no copy from the host, so that a CUDA graph can capture it (bit 31 wraps to int32's sign bit;
+    a sum of distinct bits never overflows)."""
     B, T = resets.shape
     W = reset_word_count(B)
     flags = torch.nn.functional.pad(resets.to(torch.int32), (0, 0, 0, 32 * W - B))
-    return (flags.view(W, 32, T) * _bit_values(resets.device)).sum(1, dtype=torch.int32)
+    shifts = torch.arange(32, dtype=torch.int32, device=resets.device).view(1, 32, 1)
+    return (flags.view(W, 32, T) << shifts).sum(1, dtype=torch.int32)
 
 
 def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool, resets=None):

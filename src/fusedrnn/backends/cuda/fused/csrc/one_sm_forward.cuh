@@ -5,7 +5,7 @@
 // to y, one __syncthreads. x arrives DEPTH - 1 steps ahead by cp.async.
 //
 // x [B, T, GX, NH, DH], R [GR, NH, DH, DH], b [GB, NH, DH], states/final [S, B, NH, DH],
-// lengths [B] int64 or null, resets [B, T] uint8 or null (resets.cuh), y [B, T, NH, DH],
+// lengths [B] int64 or null, resets [ceil(B / 32), T] int32 words or null (resets.cuh), y [B, T, NH, DH],
 // saved [T + 1, S - 1, B, NH, DH] fp32 or null.
 #pragma once
 #include "elements.cuh"
