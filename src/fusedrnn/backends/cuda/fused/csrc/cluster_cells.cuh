@@ -68,10 +68,6 @@ struct OwnerCells {
     }
   }
 
-  // element (j, e) starts afresh at step t + 1
-  __device__ bool restarts(int j, int e, int t) const {
-    return el.inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t + 1, el.valid_steps[j][e]);
-  }
 
   template <class Ring>
   __device__ void step(const float (&acc)[4][L::NT][4], const Ring& xr, const float*, T* h_next, int row0, int t) {
@@ -85,12 +81,10 @@ struct OwnerCells {
           // padding (units past DH, sequences past B) stays 0: the next product reads it
           h_next[c * L::LDH + row0 + i] = Storage<T>::store(el.inside[j][e] ? s[0][j][e] : 0.0f);
         }
-    if (at.k_split == 0 && any_reset(word))  // the initial h, where a sequence starts afresh at t + 1
-#pragma unroll
-      for (int j = 0; j < L::NT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (restarts(j, e, t)) h_next[at.col(j, e) * L::LDH + row0 + at.row(e)] = Storage<T>::store(s0[0][j][e]);
+    // the initial h, where a sequence starts afresh at t + 1 (inside: the first K slice's warps only)
+    for_each_restart<L>(word, el.inside, el.valid_steps, at, batch0, t + 1, [&](int j, int e) {
+      h_next[at.col(j, e) * L::LDH + row0 + at.row(e)] = Storage<T>::store(s0[0][j][e]);
+    });
   }
 
   __device__ void store_outputs(float* __restrict__ saved, size_t state_stride, size_t head_stride, int t) {
@@ -108,19 +102,15 @@ struct OwnerCells {
           }
           y_at[j][e] += head_stride;
         }
-    if (at.k_split == 0 && any_reset(word))  // the initial states carried on (and saved) where a sequence restarts
+    // the initial states carried on (and saved) where a sequence restarts (the first K slice's warps)
+    for_each_restart<L>(word, el.inside, el.valid_steps, at, batch0, t + 1, [&](int j, int e) {
 #pragma unroll
-      for (int j = 0; j < L::NT; ++j)
+      for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
+      if (saved)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (restarts(j, e, t)) {
-#pragma unroll
-            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-            if (saved)
-#pragma unroll
-              for (int k = 1; k < Cell::S; ++k)
-                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + el.offset[j][e]] = s0[k][j][e];
-          }
+        for (int k = 1; k < Cell::S; ++k)
+          saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + el.offset[j][e]] = s0[k][j][e];
+    });
   }
 
   template <int FIRST, class U>

@@ -100,20 +100,16 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           }
           y_at[j][e] += head_stride;
         }
-    if (RESETS && owner && any_reset(word))  // sequences starting afresh at t + 1 carry the initial states
+    if constexpr (RESETS)  // sequences starting afresh at t + 1 carry the initial states (and save them)
+      for_each_restart<L>(word, inside, valid_steps, at, batch0, t + 1, [&](int j, int e) {  // owners only: inside
 #pragma unroll
-      for (int j = 0; j < L::NT; ++j)
+        for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
+        h_out[offset[j][e]] = Storage<T>::store(s0[0][j][e]);
+        if (saved)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t + 1, valid_steps[j][e])) {
-#pragma unroll
-            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-            h_out[offset[j][e]] = Storage<T>::store(s0[0][j][e]);
-            if (saved)
-#pragma unroll
-              for (int k = 1; k < Cell::S; ++k)
-                saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s0[k][j][e];
-          }
+          for (int k = 1; k < Cell::S; ++k)
+            saved[(size_t(t + 1) * (Cell::S - 1) + k - 1) * state_stride + offset[j][e]] = s0[k][j][e];
+      });
     grid_barrier<PARTS>(flags, part, unsigned(t + 1));
     h_copier.fill(0, t % 2);  // all of h_t, from every part
     commit_copies();

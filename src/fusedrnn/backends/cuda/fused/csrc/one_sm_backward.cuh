@@ -160,7 +160,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         if (t < valid_steps[j][e]) d_state[0][j][e] += dh[j][e];
       }
     if constexpr (RESETS)  // the states entering step t of sequences it started afresh were the initial ones
-      hand_restarts_to_initial<Cell::S, L>(word, d_state, d_init, inside, valid_steps, at, batch0, t);
+      for_each_restart<L>(word, inside, valid_steps, at, batch0, t,
+                          [&](int j, int e) { hand_to_initial<Cell::S, L>(d_state, d_init, j, e); });
   }
 
   if (resets) add_restart_gradients<Cell::S, L>(d_state, d_init);

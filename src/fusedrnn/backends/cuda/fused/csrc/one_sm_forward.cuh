@@ -98,20 +98,15 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         y_at[j][e] += head_stride;
         saved_at[j][e] += (Cell::S - 1) * state_stride;
       }
-    if (RESETS && any_reset(word))  // sequences starting afresh at t + 1 carry the initial states (and save them)
+    if constexpr (RESETS)  // sequences starting afresh at t + 1 carry the initial states (and save them)
+      for_each_restart<L>(word, inside, valid_steps, at, batch0, t + 1, [&](int j, int e) {
 #pragma unroll
-      for (int j = 0; j < L::NT; ++j)
+        for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
+        h_next[at.col(j, e) * L::LDH + at.row(e)] = Storage<T>::store(s0[0][j][e]);
+        if (saved)  // slot t + 1, the pointer having moved on to slot t + 2
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t + 1, valid_steps[j][e])) {
-#pragma unroll
-            for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
-            h_next[at.col(j, e) * L::LDH + at.row(e)] = Storage<T>::store(s0[0][j][e]);
-            if (saved)  // slot t + 1, the pointer having moved on to slot t + 2
-#pragma unroll
-              for (int k = 1; k < Cell::S; ++k)
-                saved_at[j][e][(k - 1 - (Cell::S - 1)) * (long long)state_stride] = s0[k][j][e];
-          }
+          for (int k = 1; k < Cell::S; ++k) saved_at[j][e][(k - 1 - (Cell::S - 1)) * (long long)state_stride] = s0[k][j][e];
+      });
     wait_copies<DEPTH - 2>();  // the next step's x (this thread's share)
     __syncthreads();
   }

@@ -88,20 +88,19 @@ __device__ __forceinline__ void hand_to_initial(float (&d_state)[4][L::NT][4], f
   }
 }
 
-// hand_to_initial for each element of the mma layout (layout.cuh) whose sequence started afresh at
-// step t: in a branch the warp takes only where one of its words has a flag set
-template <int S, class L>
-__device__ __forceinline__ void hand_restarts_to_initial(const unsigned (&word)[L::NT], float (&d_state)[4][L::NT][4],
-                                                         float (&d_init)[4][L::NT][4], const bool (&inside)[L::NT][4],
-                                                         const int (&valid_steps)[L::NT][4], const L& at, int batch0,
-                                                         int t) {
+// fn(j, e) for each element (j, e) of the mma layout (layout.cuh) whose sequence starts afresh at
+// step t (a real element, t inside its length): in a branch the warp takes only where one of its
+// words has a bit set, so the steps between run none of it
+template <class L, class F>
+__device__ __forceinline__ void for_each_restart(const unsigned (&word)[L::NT], const bool (&inside)[L::NT][4],
+                                                 const int (&valid_steps)[L::NT][4], const L& at, int batch0, int t,
+                                                 F&& fn) {
   if (!any_reset(word)) return;
 #pragma unroll
   for (int j = 0; j < L::NT; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e)
-      if (inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t, valid_steps[j][e]))
-        hand_to_initial<S, L>(d_state, d_init, j, e);
+      if (inside[j][e] && starts_afresh(word[j], batch0 + at.col(j, e), t, valid_steps[j][e])) fn(j, e);
 }
 
 // the gradients of the states entering the steps resets started, summed by the thread, added to
