@@ -37,15 +37,16 @@ def problem_of(x: torch.Tensor, cell: str, lengths: Optional[torch.Tensor], need
 
 
 def checked_resets(resets: Optional[torch.Tensor], B: int, T: int, device) -> Optional[torch.Tensor]:
-    """resets [B, T] bool checked, as uint8 bytes, contiguous (None stays None): what the
-    cuda_alternating kernels index, and what cuda_fused packs into bits (launchers.reset_words).
-    The explicit paths (plans passed by hand) skip rnn()'s checks: anything else raises."""
+    """resets [B, T] bool checked, viewed as uint8 bytes, contiguous (None stays None; no copy
+    where they are contiguous): what the cuda_alternating kernels index, and what cuda_fused packs
+    into bits (launchers.reset_words). The explicit paths (plans passed by hand) skip rnn()'s
+    checks: anything else raises."""
     if resets is None:
         return None
     if resets.shape != (B, T) or resets.dtype != torch.bool or resets.device != device:
         raise ValueError(f"resets: expected a torch.bool tensor of shape {(B, T)} on {device}, got "
                          f"{resets.dtype} {tuple(resets.shape)} on {resets.device}")
-    return resets.to(torch.uint8).contiguous()
+    return resets.contiguous().view(torch.uint8)
 
 
 def check_lengths_range(lengths: Optional[torch.Tensor], steps: int) -> None:
