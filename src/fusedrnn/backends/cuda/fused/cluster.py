@@ -26,7 +26,7 @@ from ..runtime.compile import compile_kernel
 from ..runtime.device import DeviceLimits
 from ..runtime.launch import load_kernel, torch_stream
 from .grid import MAX_HEAD_DIM, SplitShape, split_head_dim
-from .one_sm import ring_bytes
+from .one_sm import reset_ring_bytes, ring_bytes
 
 SOURCE = Path(__file__).parent / "csrc" / "cluster_forward.cu"
 KERNEL = Kernel("fused_cluster_forward_kernel",
@@ -135,6 +135,8 @@ class ClusterConfig(SplitShape):  # the CTAs of a head are one cluster; BT seque
         else:  # the other K slices' partial products
             total += (self.KSPLIT - 1) * self.ROWS // 16 * 4 * self.NT * 4 * 32 * 4
         barriers = (self.parts if self.options & PER_SOURCE else 1) if self.options & ASYNC_PUSH else 0
+        if self.resets:  # the reset words (the spread cells' clusters start at any sequence)
+            total += reset_ring_bytes(BT, self.depth, tile_aligned=not self.options & SPREAD_CELLS)
         return total + 2 * 8 * barriers  # the mbarriers: one or one a sender, a buffer
 
     kernel = KERNEL  # class attributes, not fields

@@ -25,7 +25,7 @@ from ....cells import get_cell
 from ..cxx import Kernel, cell_unit
 from ..runtime.device import DeviceLimits
 from .grid import MAX_HEAD_DIM, HeadSplit, split_head_dim
-from .one_sm import fits_one_sm, ring_bytes
+from .one_sm import fits_one_sm, reset_ring_bytes, ring_bytes
 
 SOURCE = Path(__file__).parent / "csrc" / "cluster_backward.cu"
 KERNEL = Kernel("fused_cluster_backward_kernel",
@@ -96,6 +96,7 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
         total += ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
         total += 2 * self.parts * ROWS * BT * 4  # the inbox of partial sums
         total += 16  # its two mbarriers
+        total += reset_ring_bytes(BT, self.depth) if self.resets else 0  # the reset words
         # the register blocks are staged, before the loop, where the drec tile, rings and inbox go
         stage = spec.gates_r * ROWS * (WARPS * 16 + pad) * size if self.reg_blocks else 0
         return weights + max(total, stage)

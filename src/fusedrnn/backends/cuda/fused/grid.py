@@ -16,7 +16,7 @@ import torch
 from ....cells import get_cell
 from ..cxx import Kernel, cell_unit
 from ..runtime.device import DeviceLimits
-from .one_sm import ring_bytes
+from .one_sm import reset_ring_bytes, ring_bytes
 
 SOURCE = Path(__file__).parent / "csrc" / "grid.cu"
 TEMPLATE = ("cell", "dtype", "DHP", "ROWS", "KSPLIT", "NT", "depth", "vec", "fast_math", "resets")
@@ -93,6 +93,7 @@ class SplitConfig(SplitShape):
         total = spec.gates_r * ROWS * (self.DHP + pad) * size  # R rows
         total += ring_bytes(spec.gates_x, ROWS, size, BT, self.depth)  # x
         total += (self.KSPLIT - 1) * ROWS // 16 * 4 * self.NT * 4 * 32 * 4  # partial products
+        total += reset_ring_bytes(BT, self.depth) if self.resets else 0  # the reset words
         if not self.backward:
             return total + BT * (self.DHP + pad) * size  # all of h
         total += BT * (spec.gates_r * ROWS + pad) * size  # drec

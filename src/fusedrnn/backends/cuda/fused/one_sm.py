@@ -31,6 +31,18 @@ def ring_bytes(rows: int, DHP: int, itemsize: int, BT: int, depth: int) -> int:
     return depth * BT * row_stride * itemsize
 
 
+def reset_ring_bytes(BT: int, depth: int, tile_aligned: bool = True) -> int:
+    """Shared memory of a ResetRing (csrc/resets.cuh): the words a tile of BT sequences spans (from a
+    multiple of BT where tile_aligned, from any sequence otherwise), a slot a step."""
+    if tile_aligned and 32 % BT == 0:
+        words = 1
+    elif tile_aligned and BT % 32 == 0:
+        words = BT // 32
+    else:
+        words = (BT + 30) // 32 + 1
+    return 4 * depth * words
+
+
 @dataclass(frozen=True)
 class FusedConfig:
     """One kernel instantiation: the head dim padded to 16 (DHP), NT column tiles
@@ -66,6 +78,7 @@ class FusedConfig:
         pad = 16 // size
         total = spec.gates_r * DHP * (DHP + pad) * size  # R
         total += ring_bytes(spec.gates_x, DHP, size, BT, self.depth)  # x
+        total += reset_ring_bytes(BT, self.depth) if self.resets else 0  # the reset words
         if not self.backward:
             return total + 2 * BT * (DHP + pad) * size  # h, double-buffered
         total += 2 * BT * (spec.gates_r * DHP + pad) * size  # drec, double-buffered

@@ -68,6 +68,10 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   const SavedRing sr{rr.base + RhRing::ELEMS};
   float* inbox = sr.base + SavedRing::ELEMS;  // [2][PARTS][ROWS][BT]
   const unsigned arrivals = shared_address(inbox + 2 * PARTS * ROWS * BT);  // 2 mbarriers, one a buffer
+  static_assert(32 % BT == 0, "a tile's sequences share a reset word");
+  // the reset words, after the mbarriers (with RESETS only)
+  const ResetRing<BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(inbox + 2 * PARTS * ROWS * BT + 4), resets,
+                                        int(blockIdx.y) * BT, B, steps};
 
   const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * BT;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -101,6 +105,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   const auto fill_step = [&](int t) {
     inputs.fill(t);
     rh_copier.fill((steps - 1 - t) % DEPTH, t);
+    if constexpr (RESETS) reset_ring.fill((steps - 1 - t) % DEPTH, t);
   };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
@@ -152,29 +157,23 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   wait_copies<DEPTH - 2>();
   cluster_sync();  // every CTA runs (its shared memory may be written), its barriers are set up
 
-  unsigned word_ahead[PAIR_ITERS] = {};  // a step ahead of its test: a load in flight for a whole step (resets.cuh)
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
-    unsigned word[PAIR_ITERS];  // resets at step t + 1, read during step t + 1; those at t start on their way
-#pragma unroll
-    for (int k = 0; k < PAIR_ITERS; ++k) {  // a pair's sequences c, c + 1 (c even) share a word
-      word[k] = word_ahead[k];
-      if constexpr (RESETS) word_ahead[k] = reset_word(resets, batch0 + col[k], B, t, steps);
-    }
+    const unsigned word = RESETS ? reset_ring.word(order % DEPTH, batch0) : 0u;  // the tile's resets at step t + 1
     if (order > 0) {  // dh_t: the sums of step t + 1's product, in buffer (order - 1) % 2
       const unsigned bar = arrivals + ((order - 1) % 2) * 8;
       mbarrier_wait(bar, ((order - 1) >> 1) & 1);
       if (threadIdx.x == 0 && order + 1 < steps) mbarrier_arm(bar, (PARTS - 1) * SLICE_BYTES);
       add_received((order - 1) % 2, t + 1);
     }
-    if (RESETS && any_reset(word))  // the states entering step t + 1 of sequences it started afresh were the initial ones
+    if (RESETS && word != 0u)  // the states entering step t + 1 of sequences it started afresh were the initial ones
 #pragma unroll
       for (int k = 0; k < PAIR_ITERS; ++k)
 #pragma unroll
         for (int e = 0; e < 2; ++e)
-          if (inside[k][e] && starts_afresh(word[k], batch0 + col[k] + e, t + 1, valid_steps[k][e]))
+          if (inside[k][e] && starts_afresh(word, batch0 + col[k] + e, t + 1, valid_steps[k][e]))
 #pragma unroll
             for (int s = 0; s < Cell::S; ++s) {
               d_init[k][e][s] += d_state[k][e][s];

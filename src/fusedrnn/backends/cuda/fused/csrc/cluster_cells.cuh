@@ -4,8 +4,8 @@
 // the saved states, store_states() the final ones. Where a sequence starts afresh at
 // step t + 1 (resets.cuh), step() writes the initial h into the tile and store_outputs(),
 // after y, sets the states carried on to the initial ones (the kernel always calls both);
-// prefetch_resets(), at the top of the step, reads which of its elements do, and
-// hold_initial_states(), before the loop, keeps the initial states in registers.
+// read_resets(), at the top of the step, reads which of its elements do (from the kernel's
+// ResetRing), and hold_initial_states(), before the loop, keeps the initial states in registers.
 //
 // OwnerCells: the mma layout's (layout.cuh): the first K slice's warps add the
 // others' partial products into their accumulators and run the cell on their 4
@@ -33,12 +33,12 @@ namespace fusedrnn {
 
 template <class Cell, class L, class T, bool FAST>
 struct OwnerCells {
-  static constexpr int SCRATCH = (L::KSPLIT - 1) * L::ROW_BLOCKS * 4 * L::NT * 4 * 32;  // floats
+  static constexpr int SCRATCH = L::PARTIAL_FLOATS;  // floats
   const L at;
   const ThreadElements<L> el;
   float s[4][L::NT][4] = {}, b[4][2] = {};
   T* y_at[L::NT][4];  // this thread's elements of the current step in y
-  unsigned word[L::NT] = {}, word_ahead[L::NT] = {};  // resets at the next step, and the one after (resets.cuh)
+  unsigned word[L::NT] = {};  // resets at the next step (resets.cuh)
   float s0[4][L::NT][4] = {};    // the initial states (hold_initial_states)
   const int batch0;               // the tile's first sequence
 
@@ -59,13 +59,10 @@ struct OwnerCells {
     el.template load<Cell::S>(s0, states, state_stride);
   }
 
-  // the reset words of step t + 1 (read during step t - 1), and those of t + 2 on their way
-  __device__ void prefetch_resets(const unsigned* __restrict__ resets, int batch0, int B, int t, int steps) {
-#pragma unroll
-    for (int j = 0; j < L::NT; ++j) {
-      word[j] = t == 0 ? reset_word(resets, batch0 + at.col(j, 0), B, 1, steps) : word_ahead[j];
-      word_ahead[j] = reset_word(resets, batch0 + at.col(j, 0), B, t + 2, steps);
-    }
+  // the reset words of the step after this one, from ring slot `slot`
+  template <class Ring>
+  __device__ void read_resets(const Ring& ring, int slot) {
+    ring.column_words(word, slot, at);
   }
 
 
@@ -135,7 +132,7 @@ struct SpreadCells {
   size_t offset[E];        // of (batch, head n, unit) in a [B, NH, DH] tensor
   float s[E][4], b[E][4];  // states and biases
   T* y_at[E];              // the element of the current step in y [B, T, NH, DH]
-  unsigned word[E] = {}, word_ahead[E] = {};  // resets at the next step, and the one after (resets.cuh)
+  unsigned word[E] = {};   // resets at the next step (resets.cuh)
   int batch0;                                 // the tile's first sequence
   float s0[E][4] = {};     // the initial states (hold_initial_states)
 
@@ -170,13 +167,11 @@ struct SpreadCells {
         s0[m][k] = inside[m] ? Storage<T>::load(states[k * state_stride + offset[m]]) : 0.0f;
   }
 
-  // the reset words of step t + 1 (read during step t - 1), and those of t + 2 on their way
-  __device__ void prefetch_resets(const unsigned* __restrict__ resets, int batch0, int B, int t, int steps) {
+  // the reset words of the step after this one, from ring slot `slot`
+  template <class Ring>
+  __device__ void read_resets(const Ring& ring, int slot) {
 #pragma unroll
-    for (int m = 0; m < E; ++m) {
-      word[m] = t == 0 ? reset_word(resets, batch0 + column[m], B, 1, steps) : word_ahead[m];
-      word_ahead[m] = reset_word(resets, batch0 + column[m], B, t + 2, steps);
-    }
+    for (int m = 0; m < E; ++m) word[m] = ring.word(slot, batch0 + min(column[m], L::BT - 1));
   }
 
   // element m starts afresh at step t + 1

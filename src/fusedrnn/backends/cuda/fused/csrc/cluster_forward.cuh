@@ -70,6 +70,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   // ASYNC: after the partial sums, 2 x BARRIERS mbarriers; arrivals + (b * BARRIERS + s) * 8 counts the
   // stores of h into buffer b (from sender s with PER_SOURCE)
   const unsigned arrivals = shared_address(partial + Cells::SCRATCH);
+  // the reset words (with RESETS only), after the mbarriers
+  const ResetRing<L::BT, DEPTH, !SPREAD> reset_ring{reinterpret_cast<unsigned*>(partial + Cells::SCRATCH) + (ASYNC ? 4 * BARRIERS : 0),
+                                           resets, int(blockIdx.y) * sequences, B, steps};
 
   const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * sequences;
   const L at;
@@ -94,8 +97,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const auto x_copier = make_copier<XRing, T, Cell::GX, ROWS, L::BT, VEC, L::THREADS>(
       xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH + row0; },
       valid_sequences, min(ROWS, DH - row0), Cell::GX * head_stride);
+  const auto fill_step = [&](int t) {
+    x_copier.fill(t % DEPTH, t);
+    if constexpr (RESETS) reset_ring.fill(t % DEPTH, t);
+  };
   for (int s = 0; s < DEPTH - 1; ++s) {
-    if (s < steps) x_copier.fill(s % DEPTH, s);
+    if (s < steps) fill_step(s);
     commit_copies();
   }
   const W weights(Rs, at, R, ldr, n, NH, DH, row0);
@@ -117,7 +124,6 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
 
   for (int t = 0; t < steps; ++t) {
     stamp(t, 0);
-    if constexpr (RESETS) cells.prefetch_resets(resets, batch0, B, t, steps);  // read before the product, tested after the cell
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
     float acc[4][L::NT][4] = {};
     constexpr int KT_END = !Probe::PRODUCT               ? 0
@@ -142,6 +148,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     stamp(t, 1);
     cells.gather(acc, partial, at);
     stamp(t, 2);
+    // the resets of step t + 1, tested after the cell: their slot, as x's, is whole once gather() has
+    // met the CTA (or, with one K slice of owners, since the barrier ending step t - 1)
+    if constexpr (RESETS) cells.read_resets(reset_ring, t % DEPTH);
     cells.step(acc, xr, partial, h_next, row0, t);
     stamp(t, 3);
     const bool more = t + 1 < steps;  // ASYNC: the last h_t goes nowhere (no one waits for it)
@@ -162,7 +171,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
       }
     }
     // x of a later step while h_t travels: its ring slot was last read by step t - 1's cells
-    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
+    if (t + DEPTH - 1 < steps) fill_step(t + DEPTH - 1);
     commit_copies();
     stamp(t, 5);
     wait_copies<DEPTH - 2>();  // the next step's x (this thread's share), published by the barrier

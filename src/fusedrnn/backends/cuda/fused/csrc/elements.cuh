@@ -85,7 +85,7 @@ __device__ void output_pointers(T* (&y_at)[L::NT][4], T* y, const L& at, int bat
 template <int GR, class L>
 __device__ void add_k_slices(float (&acc)[4][L::NT][4], float* partial, const L& at) {
   if constexpr (L::KSPLIT > 1) {
-    constexpr int SLICE = L::ROW_BLOCKS * 4 * L::NT * 4 * 32;
+    constexpr int SLICE = L::K_SLICE_FLOATS;
     float* block = partial + at.row_block * (4 * L::NT * 4 * 32) + at.lane;
     if (at.k_split > 0)
 #pragma unroll

@@ -44,6 +44,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   float* partial = dh_tile + L::BT * ROWS;      // [KSPLIT-1] slices of the recompute
 
   const int n = blockIdx.x / PARTS, part = blockIdx.x % PARTS, row0 = part * ROWS, batch0 = blockIdx.y * L::BT;
+  const ResetRing<L::BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(partial + L::PARTIAL_FLOATS), resets, batch0, B,
+                                           steps};  // with RESETS only
   unsigned* flags = arrivals + (size_t(blockIdx.y) * NH + n) * PARTS * FLAG_STRIDE;  // this head's
   const L at;
   const bool owner = at.k_split == 0;
@@ -60,7 +62,10 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   const BackwardInputs<Cell, VEC, L::THREADS, XRing, DyRing, HRing, SavedRing> inputs(
       xr, dyr, hr, sr, x, y, h_entering, dy, states, saved, batch0, n, row0, my_rows, 0, DH, valid_sequences, steps,
       B, NH, DH);
-  const auto fill_step = [&](int t) { inputs.fill(t); };
+  const auto fill_step = [&](int t) {
+    inputs.fill(t);
+    if constexpr (RESETS) reset_ring.fill((steps - 1 - t) % DEPTH, t);
+  };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
     commit_copies();
@@ -77,13 +82,16 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
-  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
-    unsigned word[L::NT];  // resets at step t, read during step t + 1
-    reset_words.take(word, resets, at, batch0, B, max(t - 1, 0), steps);
+    if constexpr (RESETS) {  // the states entering step t + 1 of sequences it started afresh were the initial ones
+      unsigned word[L::NT];
+      reset_ring.column_words(word, order % DEPTH, at);
+      for_each_restart<L>(word, inside, valid_steps, at, batch0, t + 1,  // owners only: inside
+                          [&](int j, int e) { hand_to_initial<Cell::S, L>(d_state, d_init, j, e); });
+    }
 
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, hr.slot(order), at);
@@ -168,9 +176,6 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
           if (t < valid_steps[j][e] && at.col(j, e) < valid_sequences)
             d_state[0][j][e] += dh_tile[at.col(j, e) * ROWS + at.row(e)];
         }
-    if constexpr (RESETS)  // the states entering step t of sequences it started afresh were the initial ones
-      for_each_restart<L>(word, inside, valid_steps, at, batch0, t,
-                          [&](int j, int e) { hand_to_initial<Cell::S, L>(d_state, d_init, j, e); });
   }
 
   if (resets) add_restart_gradients<Cell::S, L>(d_state, d_init);

@@ -34,6 +34,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   float* partial = reinterpret_cast<float*>(xr.base + XRing::ELEMS);  // [KSPLIT-1][ROW_BLOCKS][G][NT][4][32]
 
   const int n = blockIdx.x / PARTS, part = blockIdx.x % PARTS, row0 = part * ROWS, batch0 = blockIdx.y * L::BT;
+  const ResetRing<L::BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(partial + L::PARTIAL_FLOATS), resets, batch0, B,
+                                           steps};  // with RESETS only
   unsigned* flags = arrivals + (size_t(blockIdx.y) * NH + n) * PARTS * FLAG_STRIDE;  // this head's
   const L at;
   const bool owner = at.k_split == 0;  // the warps that run the cell on the CTA's rows
@@ -54,8 +56,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
       valid_sequences, min(ROWS, DH - row0), Cell::GX * head_stride);
   h0_copier.fill(0, 0);
   commit_copies();
+  const auto fill_step = [&](int t) {
+    x_copier.fill(t % DEPTH, t);
+    if constexpr (RESETS) reset_ring.fill(t % DEPTH, t);
+  };
   for (int s = 0; s < DEPTH - 1; ++s) {
-    if (s < steps) x_copier.fill(s % DEPTH, s);
+    if (s < steps) fill_step(s);
     commit_copies();
   }
   const WeightFragments<L, T, false> weights(Rs, at);
@@ -75,10 +81,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
-  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, 1, steps);  // a step ahead of their test
   for (int t = 0; t < steps; ++t) {
-    unsigned word[L::NT];  // resets at step t + 1, read during step t - 1
-    reset_words.take(word, resets, at, batch0, B, t + 2, steps);
+    unsigned word[L::NT] = {};  // resets at step t + 1
+    if constexpr (RESETS) reset_ring.column_words(word, t % DEPTH, at);
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, ht.base, at);
     add_k_slices<Cell::GR>(acc, partial, at);  // the other K slices into the owners' accumulators
@@ -113,7 +118,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
     grid_barrier<PARTS>(flags, part, unsigned(t + 1));
     h_copier.fill(0, t % 2);  // all of h_t, from every part
     commit_copies();
-    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
+    if (t + DEPTH - 1 < steps) fill_step(t + DEPTH - 1);
     commit_copies();
     wait_copies<(DEPTH > 2 ? 1 : 0)>();  // h_t and the next step's x; a later step's x may still be on its way
     __syncthreads();

@@ -34,6 +34,8 @@ struct Layout {
   static constexpr int R_ELEMS = G * ROWS * LDR;
   static constexpr int H_ELEMS = BT * LDH;
   static constexpr int D_ELEMS = BT * LDD;
+  static constexpr int K_SLICE_FLOATS = ROW_BLOCKS * 4 * NT * 4 * 32;  // one K slice's partial products (elements.cuh)
+  static constexpr int PARTIAL_FLOATS = (KSPLIT - 1) * K_SLICE_FLOATS;  // those of the slices but the first
 
   int lane, row_block, col0, k_split, k_tile0;
 

@@ -42,8 +42,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const HRing hr{xr.base + XRing::ELEMS}, dyr{hr.base + HRing::ELEMS};
   const SavedRing sr{reinterpret_cast<float*>(dyr.base + HRing::ELEMS)};
   __shared__ float db_sum[L::WN][4][L::DHP];
-
   const int n = blockIdx.x, batch0 = blockIdx.y * L::BT;
+  const ResetRing<L::BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(sr.base + SavedRing::ELEMS), resets, batch0,
+                                           B, steps};  // with RESETS only
   const L at;
   const size_t head_stride = size_t(NH) * DH;
   const size_t state_stride = size_t(B) * head_stride;
@@ -58,7 +59,10 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const BackwardInputs<Cell, VEC, L::THREADS, XRing, HRing, HRing, SavedRing> inputs(
       xr, dyr, hr, sr, x, y, h_entering, dy, states, saved, batch0, n, 0, DH, 0, DH, valid_sequences, steps, B, NH,
       DH);
-  const auto fill_step = [&](int t) { inputs.fill(t); };
+  const auto fill_step = [&](int t) {
+    inputs.fill(t);
+    if constexpr (RESETS) reset_ring.fill((steps - 1 - t) % DEPTH, t);
+  };
   for (int o = 0; o < DEPTH - 1; ++o) {
     if (o < steps) fill_step(steps - 1 - o);
     commit_copies();
@@ -91,14 +95,17 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   // step's while its R^T drec product runs, two independent sets of mma in flight
   float acc_next[4][L::NT][4] = {};
   recurrent_product<L>(acc_next, weights, hr.slot(0), at);
-  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, steps - 1, steps);  // a step ahead of their test
   for (int t = steps - 1; t >= 0; --t) {
     const int order = steps - 1 - t;
     if (t - (DEPTH - 1) >= 0) fill_step(t - (DEPTH - 1));
     commit_copies();
     T* d_tile = ds + (order % 2) * L::D_ELEMS;
-    unsigned word[L::NT];  // resets at step t, read during step t + 1
-    reset_words.take(word, resets, at, batch0, B, max(t - 1, 0), steps);
+    if constexpr (RESETS) {  // the states entering step t + 1 of sequences it started afresh were the initial ones
+      unsigned word[L::NT];
+      reset_ring.column_words(word, order % DEPTH, at);
+      for_each_restart<L>(word, inside, valid_steps, at, batch0, t + 1,
+                          [&](int j, int e) { hand_to_initial<Cell::S, L>(d_state, d_init, j, e); });
+    }
 
     float acc[4][L::NT][4];
 #pragma unroll
@@ -159,9 +166,6 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         for (int k = 0; k < Cell::S; ++k) d_state[k][j][e] = q[k][j][e];
         if (t < valid_steps[j][e]) d_state[0][j][e] += dh[j][e];
       }
-    if constexpr (RESETS)  // the states entering step t of sequences it started afresh were the initial ones
-      for_each_restart<L>(word, inside, valid_steps, at, batch0, t,
-                          [&](int j, int e) { hand_to_initial<Cell::S, L>(d_state, d_init, j, e); });
   }
 
   if (resets) add_restart_gradients<Cell::S, L>(d_state, d_init);

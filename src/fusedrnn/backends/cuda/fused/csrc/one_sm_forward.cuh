@@ -29,8 +29,9 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   T* Rs = reinterpret_cast<T*>(smem);
   T* hs = Rs + L::R_ELEMS;  // [2][BT][LDH]: h_{t-1} is read from half t % 2
   const XRing xr{hs + 2 * L::H_ELEMS};
-
   const int n = blockIdx.x, batch0 = blockIdx.y * L::BT;
+  const ResetRing<L::BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(xr.base + XRing::ELEMS), resets, batch0, B,
+                                           steps};  // with RESETS only
   const L at;
   const size_t head_stride = size_t(NH) * DH;  // one gate or state of one sequence and step
   const size_t state_stride = size_t(B) * head_stride;
@@ -42,8 +43,12 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const auto x_copier = make_copier<XRing, T, Cell::GX, DHP, L::BT, VEC, L::THREADS>(
       xr, [=](int c, int g) { return x + (size_t(batch0 + c) * steps * Cell::GX + g) * head_stride + n * DH; },
       min(L::BT, B - batch0), DH, Cell::GX * head_stride);
+  const auto fill_step = [&](int t) {
+    x_copier.fill(t % DEPTH, t);
+    if constexpr (RESETS) reset_ring.fill(t % DEPTH, t);
+  };
   for (int s = 0; s < DEPTH - 1; ++s) {
-    if (s < steps) x_copier.fill(s % DEPTH, s);
+    if (s < steps) fill_step(s);
     commit_copies();
   }
   const WeightFragments<L, T, R_IN_REGISTERS> weights(Rs, at);
@@ -70,14 +75,13 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
     for (int e = 0; e < 4; ++e) saved_at[j][e] = saved + (Cell::S - 1) * state_stride + offset[j][e];  // slot t + 1
 
-  ResetWords<RESETS, L> reset_words(resets, at, batch0, B, 1, steps);  // a step ahead of their test
   for (int t = 0; t < steps; ++t) {
-    if (t + DEPTH - 1 < steps) x_copier.fill((t + DEPTH - 1) % DEPTH, t + DEPTH - 1);
+    if (t + DEPTH - 1 < steps) fill_step(t + DEPTH - 1);
     commit_copies();
     const T* h_prev = hs + (t % 2) * L::H_ELEMS;
     T* h_next = hs + ((t + 1) % 2) * L::H_ELEMS;
-    unsigned word[L::NT];  // resets at step t + 1, read during step t - 1
-    reset_words.take(word, resets, at, batch0, B, t + 2, steps);
+    unsigned word[L::NT] = {};  // resets at step t + 1
+    if constexpr (RESETS) reset_ring.column_words(word, t % DEPTH, at);
     float acc[4][L::NT][4] = {};
     recurrent_product<L>(acc, weights, h_prev, at);
 

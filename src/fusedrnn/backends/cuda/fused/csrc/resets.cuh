@@ -27,14 +27,49 @@
 
 namespace fusedrnn {
 
-// the word of `batch`'s flags at step t. Indices clamped into the tensor (padding sequences, the
-// step past the last): starts_afresh ignores what they read. Only kernels built with resets read
-// them (RESETS; the launcher passes zeros for none): an unconditional load, which the compiler
-// leaves in flight until the test a step later.
-__device__ __forceinline__ unsigned reset_word(const unsigned* __restrict__ resets, int batch, int B, int t,
-                                               int steps) {
-  return resets[size_t(min(batch, B - 1) >> 5) * steps + min(t, steps - 1)];
-}
+// The reset words of a CTA's tile of BT sequences from batch0, staged into shared memory
+// [DEPTH][WORDS] by cp.async with the step's other inputs (ring.cuh: in the same commit groups,
+// so a step's words have landed where its inputs have): the slot of step t holds the words of
+// step t + 1, whether the states step t hands on start afresh, which the forward tests after
+// step t's cell and the backward at the top of step t. A plain load kept in flight for a step
+// instead holds one of a warp's six scoreboards, and ptxas waited on it within the step
+// anyway (sharing it with shared-memory loads, or at a branch): an L2 round trip a step, +60 %
+// in the cluster backward at LSTM 64x12 B=16 (H100, 2026-12-07; docs/perf-notes.md).
+// TILE_ALIGNED: batch0 is a multiple of BT (a tile of 8, 16 or 32 then lies in one word).
+template <int BT, int DEPTH, bool TILE_ALIGNED = true>
+struct ResetRing {
+  static constexpr int WORDS = TILE_ALIGNED && 32 % BT == 0 ? 1
+                               : TILE_ALIGNED && BT % 32 == 0 ? BT / 32
+                                                              : (BT + 30) / 32 + 1;  // from any batch0
+  static constexpr int ELEMS = WORDS * DEPTH;  // unsigned; the host's reset_ring_bytes
+  unsigned* base;
+  const unsigned* __restrict__ resets;
+  int batch0, B, steps;
+
+  // start copying the tile's words of step t + 1 (the step past the last clamped: never tested)
+  // into ring slot `slot`; threads 0 .. WORDS - 1 copy a word each
+  __device__ void fill(int slot, int t) const {
+    if (threadIdx.x >= WORDS) return;
+    // clamped: a word wholly past B holds none of the tile's real sequences, and the word B - 1
+    // lies in is the tile's word that sequence lies in
+    const int batch = min(batch0 + 32 * int(threadIdx.x), B - 1);
+    const unsigned* from = resets + size_t(batch >> 5) * steps + min(t + 1, steps - 1);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(shared_address(base + slot * WORDS + threadIdx.x)),
+                 "l"(from));
+  }
+  // the word holding sequence `batch`'s flag (batch0 <= batch < batch0 + BT) in slot `slot`
+  __device__ unsigned word(int slot, int batch) const {
+    if constexpr (WORDS == 1) return base[slot];
+    return base[slot * WORDS + (batch >> 5) - (batch0 >> 5)];
+  }
+  // a thread's words for its NT column tiles of the mma layout (layout.cuh: a tile's 8 sequences,
+  // from a multiple of 8, share one), from slot `slot`
+  template <class L>
+  __device__ void column_words(unsigned (&w)[L::NT], int slot, const L& at) const {
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j) w[j] = word(slot, batch0 + at.col(j, 0));
+  }
+};
 
 // whether `batch` starts afresh at step t, given its word of step t: a reset inside its length
 // (step 0 starts from the initial states anyway)
@@ -51,30 +86,6 @@ __device__ __forceinline__ bool any_reset(const unsigned (&word)[N]) {
   for (int j = 0; j < N; ++j) any |= word[j];
   return any != 0u;
 }
-
-// A thread's reset words for its NT column tiles of the mma layout (layout.cuh: a tile's 8 sequences
-// share a word, and so do the warp's lanes), each read a whole step before its test: the constructor
-// starts reading step t's, take() hands out the words read so far and starts reading step t_ahead's.
-// Without RESETS, all 0 and nothing read.
-template <bool RESETS, class L>
-struct ResetWords {
-  unsigned ahead[L::NT] = {};
-
-  __device__ ResetWords(const unsigned* __restrict__ resets, const L& at, int batch0, int B, int t, int steps) {
-    if constexpr (RESETS)
-#pragma unroll
-      for (int j = 0; j < L::NT; ++j) ahead[j] = reset_word(resets, batch0 + at.col(j, 0), B, t, steps);
-  }
-
-  __device__ void take(unsigned (&word)[L::NT], const unsigned* __restrict__ resets, const L& at, int batch0, int B,
-                       int t_ahead, int steps) {
-#pragma unroll
-    for (int j = 0; j < L::NT; ++j) {
-      word[j] = ahead[j];
-      if constexpr (RESETS) ahead[j] = reset_word(resets, batch0 + at.col(j, 0), B, t_ahead, steps);
-    }
-  }
-};
 
 // element (j, e)'s states entering a step that started afresh were the initial ones: their gradient
 // goes to the initial states' (d_init), none on to the step before
