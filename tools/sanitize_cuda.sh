@@ -28,6 +28,10 @@ RUNS=(
   "256x3 6 cluster/none --form async"
   "256x3 6 cluster/none --form per-source"
   "256x3 6 grid/cluster --form shared-r"
+  "48x2 9 one_sm/one_sm --resets 0.3"      # resets: the words staged with each step's inputs
+  "48x2 9 grid/grid --resets 0.3"
+  "48x2 9 cluster/cluster --resets 0.3"
+  "768x1 5 cluster/cluster --resets 0.3"
 )
 [ $# -gt 0 ] && RUNS=("$*")
 for run in "${RUNS[@]}"; do

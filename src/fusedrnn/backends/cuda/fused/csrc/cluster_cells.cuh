@@ -56,7 +56,7 @@ struct OwnerCells {
   }
 
   __device__ void hold_initial_states(const T* __restrict__ states, size_t state_stride) {
-    el.template load<Cell::S>(s0, states, state_stride);
+    el.template load<Cell::S, T, true>(s0, states, state_stride);
   }
 
   // the reset words of the step after this one, from ring slot `slot`
@@ -164,7 +164,7 @@ struct SpreadCells {
     for (int m = 0; m < E; ++m)
 #pragma unroll
       for (int k = 0; k < Cell::S; ++k)
-        s0[m][k] = inside[m] ? Storage<T>::load(states[k * state_stride + offset[m]]) : 0.0f;
+        s0[m][k] = inside[m] ? load_held(states + k * state_stride + offset[m]) : 0.0f;
   }
 
   // the reset words of the step after this one, from ring slot `slot`

@@ -5,6 +5,7 @@
 #pragma once
 #include "cells/cell.cuh"
 #include "layout.cuh"
+#include "resets.cuh"
 
 namespace fusedrnn {
 
@@ -29,16 +30,19 @@ struct ThreadElements {
       }
   }
 
-  // S states of an [S, B, NH, DH] tensor (zeros outside) into fp32 registers
-  template <int S, class T>
+  // S states of an [S, B, NH, DH] tensor (zeros outside) into fp32 registers; HELD: loaded to be
+  // held for the whole call (resets.cuh's load_held: the initial states a restart swaps in)
+  template <int S, class T, bool HELD = false>
   __device__ void load(float (&s)[4][L::NT][4], const T* __restrict__ src, size_t state_stride) const {
 #pragma unroll
     for (int j = 0; j < L::NT; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
 #pragma unroll
-        for (int k = 0; k < S; ++k)
-          s[k][j][e] = inside[j][e] ? Storage<T>::load(src[k * state_stride + offset[j][e]]) : 0.0f;
+        for (int k = 0; k < S; ++k) {
+          const T* at = src + k * state_stride + offset[j][e];
+          s[k][j][e] = !inside[j][e] ? 0.0f : HELD ? load_held(at) : Storage<T>::load(*at);
+        }
   }
 
   // states FIRST..S-1 into an [S - FIRST, B, NH, DH] tensor

@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   float s[4][L::NT][4] = {}, b[4][2] = {};
   el.template load<Cell::S>(s, states, state_stride);
   float s0[4][L::NT][4] = {};  // the initial states, where resets start a sequence again
-  if (resets) el.template load<Cell::S>(s0, states, state_stride);
+  if (resets) el.template load<Cell::S, T, true>(s0, states, state_stride);
   if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
   load_biases<Cell::GB>(b, bias, at, 0, n, NH, DH);
   wait_copies<DEPTH - 2>();

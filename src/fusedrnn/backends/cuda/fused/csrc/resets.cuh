@@ -17,15 +17,34 @@
 //             reset) rather than from y.
 // The restart runs in a branch the warp takes only on steps where one of its sequences starts
 // afresh (about one step in 16 for 16 sequences of ~256-step documents): the steps between run
-// the instructions of a call without resets, plus a word's load and test. No memory access on the
-// reset path but the words' (read a step's product ahead of their test): loads of the initial
-// states there, or flags tested right after their load, made every step wait for an L2 round
-// trip; per-element flags tested on every step cost 28 % of a latency-bound step (LSTM 64x12
-// B=16 forward, H100, 2026-12-07: docs/perf-notes.md).
+// the instructions of a call without resets, plus a word's read from shared memory and its test.
+// No memory access on the reset path: the words arrive with the step's other inputs
+// (ResetRing); loads of the initial states there, flags tested right after their global load, or
+// a global load kept in flight for a step made every step wait for an L2 round trip; per-element
+// flags tested on every step cost 28 % of a latency-bound step (LSTM 64x12 B=16 forward, H100,
+// 2026-12-07: docs/perf-notes.md).
 #pragma once
 #include "storage.cuh"
 
 namespace fusedrnn {
+
+// A value of the initial states, loaded to be held in a register for the whole call: a volatile
+// load, which ptxas may not repeat. From a plain __restrict__ load (ld.global.nc) it rebuilt the
+// value on the reset path instead, loading it again there (the one-SM forward at LSTM 64x12:
+// eight LDG a restart, an L2 round trip each time a warp's tile restarts).
+template <class T>
+__device__ __forceinline__ float load_held(const T* p) {
+  static_assert(sizeof(T) == 2 || sizeof(T) == 4, "half, bfloat16 or float");
+  T v;
+  if constexpr (sizeof(T) == 2) {
+    const unsigned short bits = *reinterpret_cast<const volatile unsigned short*>(p);
+    memcpy(&v, &bits, sizeof(T));
+  } else {
+    const unsigned bits = *reinterpret_cast<const volatile unsigned*>(p);
+    memcpy(&v, &bits, sizeof(T));
+  }
+  return Storage<T>::load(v);
+}
 
 // The reset words of a CTA's tile of BT sequences from batch0, staged into shared memory
 // [DEPTH][WORDS] by cp.async with the step's other inputs (ring.cuh: in the same commit groups,
