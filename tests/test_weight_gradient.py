@@ -41,3 +41,19 @@ def test_dR_from_drec_where_gates_are_not_sums(NH):
     got = recurrent_weight_gradient(drec_steps(drec, DH), previous_states(states, y), torch.float32)
     want = reference(drec.view(NH, B * T, G, DH).permute(1, 2, 0, 3), h)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("T", [1, 2, 9])
+def test_previous_states_start_from_the_initial_state_at_each_reset(T):
+    """h entering step t: the initial h at step 0 and wherever resets[b, t] is set (step 0's flag
+    changes nothing), else y[b, t - 1]; a loop over every element as the reference."""
+    B, NH, DH = 3, 2, 5
+    y, states, _ = inputs(B, T, 4, NH, DH, torch.bfloat16)
+    resets = torch.rand(B, T, generator=torch.Generator().manual_seed(T)) < 0.4
+    resets[0, 0] = True
+    got = previous_states(states, y, resets).transpose(0, 1).reshape(B, T, NH, DH)
+    for b in range(B):
+        for t in range(T):
+            want = states[0, b] if t == 0 or resets[b, t] else y[b, t - 1]
+            assert torch.equal(got[b, t], want), (b, t)
+    assert torch.equal(previous_states(states, y, torch.zeros(B, T, dtype=torch.bool)), previous_states(states, y))
