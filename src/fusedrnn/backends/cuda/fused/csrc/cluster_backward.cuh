@@ -68,12 +68,12 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   const SavedRing sr{rr.base + RhRing::ELEMS};
   float* inbox = sr.base + SavedRing::ELEMS;  // [2][PARTS][ROWS][BT]
   const unsigned arrivals = shared_address(inbox + 2 * PARTS * ROWS * BT);  // 2 mbarriers, one a buffer
-  static_assert(32 % BT == 0, "a tile's sequences share a reset word");
-  // the reset words, after the mbarriers (with RESETS only)
-  const ResetRing<BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(inbox + 2 * PARTS * ROWS * BT + 4), resets,
-                                        int(blockIdx.y) * BT, B, steps};
 
   const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * BT;
+  static_assert(32 % BT == 0, "a tile's sequences share a reset word");
+  // the reset words, after the 2 mbarriers' 16 bytes (with RESETS only)
+  const ResetRing<BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(inbox + 2 * PARTS * ROWS * BT + 4), resets, batch0,
+                                        B, steps};
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
   const int valid_sequences = min(BT, B - batch0), my_rows = min(ROWS, DH - row0);

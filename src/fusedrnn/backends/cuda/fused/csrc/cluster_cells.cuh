@@ -4,8 +4,8 @@
 // the saved states, store_states() the final ones. Where a sequence starts afresh at
 // step t + 1 (resets.cuh), step() writes the initial h into the tile and store_outputs(),
 // after y, sets the states carried on to the initial ones (the kernel always calls both);
-// read_resets(), at the top of the step, reads which of its elements do (from the kernel's
-// ResetRing), and hold_initial_states(), before the loop, keeps the initial states in registers.
+// read_resets(), before step(), reads which of its elements do (from the kernel's ResetRing),
+// and hold_initial_states(), before the loop, keeps the initial states in registers.
 //
 // OwnerCells: the mma layout's (layout.cuh): the first K slice's warps add the
 // others' partial products into their accumulators and run the cell on their 4
@@ -64,7 +64,6 @@ struct OwnerCells {
   __device__ void read_resets(const Ring& ring, int slot) {
     ring.column_words(word, slot, at);
   }
-
 
   template <class Ring>
   __device__ void step(const float (&acc)[4][L::NT][4], const Ring& xr, const float*, T* h_next, int row0, int t) {

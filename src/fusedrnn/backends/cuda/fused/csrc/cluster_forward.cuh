@@ -70,11 +70,11 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, 1, ROWS, KSPLIT>:
   // ASYNC: after the partial sums, 2 x BARRIERS mbarriers; arrivals + (b * BARRIERS + s) * 8 counts the
   // stores of h into buffer b (from sender s with PER_SOURCE)
   const unsigned arrivals = shared_address(partial + Cells::SCRATCH);
-  // the reset words (with RESETS only), after the mbarriers
-  const ResetRing<L::BT, DEPTH, !SPREAD> reset_ring{reinterpret_cast<unsigned*>(partial + Cells::SCRATCH) + (ASYNC ? 4 * BARRIERS : 0),
-                                           resets, int(blockIdx.y) * sequences, B, steps};
 
   const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * sequences;
+  // the reset words, after the mbarriers' 2 x BARRIERS x 8 bytes (with RESETS only)
+  unsigned* reset_slots = reinterpret_cast<unsigned*>(partial + Cells::SCRATCH) + (ASYNC ? 4 * BARRIERS : 0);
+  const ResetRing<L::BT, DEPTH, !SPREAD> reset_ring{reset_slots, resets, batch0, B, steps};
   const L at;
   const size_t head_stride = size_t(NH) * DH, state_stride = size_t(B) * head_stride;
   const int valid_sequences = min(sequences, B - batch0), batch_end = batch0 + valid_sequences;

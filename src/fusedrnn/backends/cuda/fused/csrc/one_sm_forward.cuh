@@ -109,7 +109,8 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
         h_next[at.col(j, e) * L::LDH + at.row(e)] = Storage<T>::store(s0[0][j][e]);
         if (saved)  // slot t + 1, the pointer having moved on to slot t + 2
 #pragma unroll
-          for (int k = 1; k < Cell::S; ++k) saved_at[j][e][(k - 1 - (Cell::S - 1)) * (long long)state_stride] = s0[k][j][e];
+          for (int k = 1; k < Cell::S; ++k)
+            saved_at[j][e][(k - 1 - (Cell::S - 1)) * (long long)state_stride] = s0[k][j][e];
       });
     wait_copies<DEPTH - 2>();  // the next step's x (this thread's share)
     __syncthreads();

@@ -78,8 +78,10 @@ struct ResetRing {
   }
   // the word holding sequence `batch`'s flag (batch0 <= batch < batch0 + BT) in slot `slot`
   __device__ unsigned word(int slot, int batch) const {
-    if constexpr (WORDS == 1) return base[slot];
-    return base[slot * WORDS + (batch >> 5) - (batch0 >> 5)];
+    if constexpr (WORDS == 1)
+      return base[slot];
+    else
+      return base[slot * WORDS + (batch >> 5) - (batch0 >> 5)];
   }
   // a thread's words for its NT column tiles of the mma layout (layout.cuh: a tile's 8 sequences,
   // from a multiple of 8, share one), from slot `slot`
