@@ -113,7 +113,22 @@ def compiled_loop(DH: int, NH: int, B: int, direction: str, resets: bool):
                       has_resets=resets)
     chosen = plan(problem, H100_SXM, direction)
     compiled = compile_kernel(chosen.name_expression, H100_SXM.arch, chosen.config.source)
-    return chosen, compiled.registers, time_loop(*disassemble(compiled.cubin))
+    code, labels = disassemble(compiled.cubin)
+    return chosen, compiled.registers, time_loop(code, labels), labels
+
+
+def widest_skip(loop: list[Instruction], labels: dict[str, int]) -> int:
+    """How many of the loop's instructions the widest forward conditional branch without an mma or
+    barrier skips: with resets, the restart a step without one jumps over (an estimate of the cold
+    code; the rest is what every step issues)."""
+    first, last, widest = loop[0].address, loop[-1].address, 0
+    for k, ins in enumerate(loop):
+        target = re.search(r"^@.*BRA .*?(L_x_\d+)", ins.text)
+        if target and first <= labels.get(target.group(1), -1) <= last and labels[target.group(1)] > ins.address:
+            body = [x for x in loop[k + 1:] if x.address < labels[target.group(1)]]
+            if not any("MMA" in x.opcode or x.opcode.startswith("BAR") for x in body):
+                widest = max(widest, len(body))
+    return widest
 
 
 def main():
@@ -128,10 +143,12 @@ def main():
         for direction in ("forward", "backward") if args.direction == "both" else (args.direction,):
             loops = {}
             for resets in (False, True):
-                chosen, registers, loop = compiled_loop(DH, NH, args.batch, direction, resets)
+                chosen, registers, loop, labels = compiled_loop(DH, NH, args.batch, direction, resets)
                 loops[resets] = loop
+                skipped = widest_skip(loop, labels)
                 print(f"{split} {direction} {'with' if resets else 'without'} resets: {chosen.strategy}, "
-                      f"{registers} registers, time loop {len(loop)} instructions")
+                      f"{registers} registers, time loop {len(loop)} instructions, "
+                      f"{len(loop) - skipped} outside its widest skip ({skipped})")
                 for line in global_load_waits(loop):
                     print(line)
             plain, with_resets = (collections.Counter(x.opcode for x in loops[r]) for r in (False, True))

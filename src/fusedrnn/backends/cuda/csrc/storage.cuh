@@ -48,6 +48,18 @@ __device__ __forceinline__ unsigned shared_address(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
+// A global pointer stepped in a loop, hidden from the optimiser at each step so that it stays one
+// register bumped by its stride: NVVM otherwise may rebuild it as base + t * stride at every use
+// (the one-SM forward with resets: a 64-bit multiply chain of ~14 instructions an element a step,
+// +24 % at LSTM 64x12 B=16, H100, 2026-12-07; docs/perf-notes.md). Through the global window, so
+// the stores through it stay st.global (an opaque generic pointer makes them generic stores).
+template <class P>
+__device__ __forceinline__ void keep_stepped(P*& pointer) {
+  size_t global = __cvta_generic_to_global(pointer);
+  asm volatile("" : "+l"(global));
+  pointer = static_cast<P*>(__cvta_global_to_generic(global));
+}
+
 // Four 8x8 b16 matrices from shared memory; lane l gives the row address of
 // matrix l / 8. With TRANSPOSE each matrix arrives transposed.
 template <bool TRANSPOSE>

@@ -56,24 +56,30 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
   const ThreadElements<L> el(at, true, batch0, 0, n, B, NH, DH, steps, lengths);
   const auto& inside = el.inside;
   const auto& valid_steps = el.valid_steps;
-  const auto& offset = el.offset;
   float s[4][L::NT][4] = {}, b[4][2] = {};
   el.template load<Cell::S>(s, states, state_stride);
   float s0[4][L::NT][4] = {};  // the initial states, where resets start a sequence again
   if (resets) el.template load<Cell::S, T, true>(s0, states, state_stride);
-  if (saved) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
+  if (saved && !RESETS) el.template store<Cell::S, 1>(saved, s, state_stride);  // slot 0: the initial states 1..S-1
   load_biases<Cell::GB>(b, bias, at, 0, n, NH, DH);
   wait_copies<DEPTH - 2>();
   __syncthreads();
 
-  // where this thread's elements of the current step go in y and saved
-  T* y_at[L::NT][4];
+  // where this thread's elements of the current step go in y and saved: a pointer a sequence
+  // column (elements e and e + 2 share one, their rows 8 apart: layout.cuh), bumped each step
+  T* y_at[L::NT][4];  // [j][0..1]
   output_pointers(y_at, y, at, batch0, 0, n, DH, steps, head_stride);
-  float* saved_at[L::NT][4];
+  // the saved states: without resets those a step leaves, into slot t + 1 after its cell; with
+  // them those entering step t, into slot t at its start, so that a restart, which replaces the
+  // states between steps, touches registers and shared memory only
+  float* saved_at[L::NT][2];
 #pragma unroll
   for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) saved_at[j][e] = saved + (Cell::S - 1) * state_stride + offset[j][e];  // slot t + 1
+    for (int e = 0; e < 2; ++e)
+      saved_at[j][e] = saved + (RESETS ? 0 : Cell::S - 1) * state_stride +
+                       (size_t(batch0 + at.col(j, e)) * NH + n) * DH + at.row(e);
+  const bool saving = saved != nullptr;
 
   for (int t = 0; t < steps; ++t) {
     if (t + DEPTH - 1 < steps) fill_step(t + DEPTH - 1);
@@ -90,32 +96,41 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = at.col(j, e), i = at.row(e);
+        T* const y_here = y_at[j][e & 1] + (e >> 1) * 8;
+        float* const saved_here = saved_at[j][e & 1] + (e >> 1) * 8;
+        if (RESETS && saving && inside[j][e])  // slot t: the states entering step t
+#pragma unroll
+          for (int k = 1; k < Cell::S; ++k) saved_here[(k - 1) * state_stride] = s[k][j][e];
         const bool valid = cell_step_at<Cell, FAST>(xr, acc, b, s, at, t, j, e, valid_steps[j][e]);
         const T h = Storage<T>::store(inside[j][e] ? s[0][j][e] : 0.0f);
         h_next[c * L::LDH + i] = h;
         if (inside[j][e]) {
-          *y_at[j][e] = valid ? h : Storage<T>::store(0.0f);
-          if (saved)
+          *y_here = valid ? h : Storage<T>::store(0.0f);
+          if (!RESETS && saving)  // slot t + 1: the states step t leaves
 #pragma unroll
-            for (int k = 1; k < Cell::S; ++k) saved_at[j][e][(k - 1) * state_stride] = s[k][j][e];
+            for (int k = 1; k < Cell::S; ++k) saved_here[(k - 1) * state_stride] = s[k][j][e];
         }
+      }
+#pragma unroll
+    for (int j = 0; j < L::NT; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
         y_at[j][e] += head_stride;
         saved_at[j][e] += (Cell::S - 1) * state_stride;
+        if constexpr (RESETS) keep_stepped(y_at[j][e]);  // (without resets NVVM keeps it so)
       }
-    if constexpr (RESETS)  // sequences starting afresh at t + 1 carry the initial states (and save them)
+    if constexpr (RESETS)  // sequences starting afresh at t + 1 carry the initial states (saved at the top of t + 1)
       for_each_restart<L>(word, inside, valid_steps, at, batch0, t + 1, [&](int j, int e) {
 #pragma unroll
         for (int k = 0; k < Cell::S; ++k) s[k][j][e] = s0[k][j][e];
         h_next[at.col(j, e) * L::LDH + at.row(e)] = Storage<T>::store(s0[0][j][e]);
-        if (saved)  // slot t + 1, the pointer having moved on to slot t + 2
-#pragma unroll
-          for (int k = 1; k < Cell::S; ++k)
-            saved_at[j][e][(k - 1 - (Cell::S - 1)) * (long long)state_stride] = s0[k][j][e];
       });
     wait_copies<DEPTH - 2>();  // the next step's x (this thread's share)
     __syncthreads();
   }
 
+  if (RESETS && saved)  // slot T: the states the last step leaves
+    el.template store<Cell::S, 1>(saved + size_t(steps) * (Cell::S - 1) * state_stride, s, state_stride);
   el.template store<Cell::S>(final_states, s, state_stride);
 }
 
