@@ -55,10 +55,17 @@ def reset_words(resets: torch.Tensor) -> torch.Tensor:
     """[B, T] flags (bool or uint8) as csrc/resets.cuh reads them: int32 [ceil(B / 32), T], the flag
     of sequence b at step t in bit b % 32 of word [b // 32, t] (bits past B zero). Device ops only,
     no copy from the host, so that a CUDA graph can capture it (bit 31 wraps to int32's sign bit;
-    a sum of distinct bits never overflows)."""
+    a sum of distinct bits never overflows). Three ops where B <= 32 or B % 32 == 0, four else: a
+    call with resets at B=16 is bound by the host's time (docs/perf-notes.md, 2026-12-07), and
+    the flags shift as bytes, promoted to int32 by the shift (no cast of their own)."""
     B, T = resets.shape
     W = reset_word_count(B)
-    flags = torch.nn.functional.pad(resets.to(torch.int32), (0, 0, 0, 32 * W - B))
+    flags = resets.view(torch.uint8)
+    if W == 1:  # a word a step: each sequence's flag shifted by its row
+        shifts = torch.arange(B, dtype=torch.int32, device=resets.device).view(B, 1)
+        return (flags << shifts).sum(0, keepdim=True, dtype=torch.int32)
+    if B % 32:
+        flags = torch.nn.functional.pad(flags, (0, 0, 0, 32 * W - B))
     shifts = torch.arange(32, dtype=torch.int32, device=resets.device).view(1, 32, 1)
     return (flags.view(W, 32, T) << shifts).sum(1, dtype=torch.int32)
 
