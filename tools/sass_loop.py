@@ -2,8 +2,10 @@
 and direction, the planned kernel (LSTM bf16, B, T=1024) without and with resets
 (plan.with_resets), compiled for sm_90 by the NVRTC in use (no GPU needed; the GPU
 machine's NVRTC may schedule differently: run it under that version for its SASS):
-the time loop's instruction count (the longest back edge whose body holds an mma),
-the opcodes whose counts differ, and every global load in the loop with the
+the time loop's instruction count (the longest back edge whose body holds an mma), how
+many lie outside the widest forward branch free of mma and barriers (with resets, about
+what a step without a restart issues: the restart is that branch), the opcodes whose
+counts differ, and every global load in the loop with the
 instructions in the loop that wait on its scoreboard. A global load kept in flight for
 a step is only free if nothing before its consumer waits on its scoreboard: the
 control bits of each instruction (stall, write and read scoreboard, wait mask; Volta
