@@ -4,15 +4,16 @@ and forward+backward, medians of triton.testing.do_bench, for each backend, head
 split and batch given. Issue 18 asks for at most 5 % more.
 --probability 0 times the kernels built for resets on a call with none set: what the
 reset path costs where no sequence takes it.
-The two calls are timed in turn, --rounds times (do_bench, 100 ms each): the GPU's speed drifts
-between runs by more than 5 % (the H100, 2026-12-07: the same kernel at 1.85 and 2.67 ms in one
-process), so a ratio is taken within each round and the median of the rounds' ratios is reported,
-with their range.
+The two calls are timed in turn, --rounds times (do_bench, 100 ms each), a ratio taken within
+each round; the median of the rounds' ratios is reported, with their range. The last column is
+the host's time to issue a call: where it reaches the GPU's (LSTM 64x12 B=16: 0.3-0.8 ms against
+0.5, varying from process to process on the H100 machine, 2026-12-07) the eager time is the
+host's, not the GPU's.
 Usage: python tools/resets_cost.py [--backends cuda_fused triton] [--splits 64x12 768x1] [--batch 16 256]
        [--probability P] [--passes fwd fwd+bwd] [--rounds N]"""
+import argparse
 import statistics
 import time
-import argparse
 
 import torch
 import triton.testing
@@ -75,17 +76,18 @@ def main():
             for B in args.batch:
                 generator = torch.Generator(device="cuda").manual_seed(0)
                 resets = torch.rand(B, T, device="cuda", generator=generator) < args.probability
-                for backward in [p == "fwd+bwd" for p in args.passes]:
+                for name in args.passes:
+                    backward = name == "fwd+bwd"
                     try:
                         runs = [call(backend, args.cell, B, T, NH, DH, r, backward) for r in (None, resets)]
                     except (ValueError, RuntimeError) as error:
-                        print(f"| {backend} | {split} | {B} | {'fwd+bwd' if backward else 'fwd'} | {error} | | | |")
+                        print(f"| {backend} | {split} | {B} | {name} | {error} | | | |")
                         continue
                     times = [[triton.testing.do_bench(run, warmup=25, rep=100, return_mode="median") for run in runs]
                              for _ in range(args.rounds)]
                     plain, with_resets = (statistics.median(t[k] for t in times) for k in (0, 1))
                     ratios = sorted(t[1] / t[0] for t in times)
-                    print(f"| {backend} | {split} | {B} | {'fwd+bwd' if backward else 'fwd'} | {plain:.3f} "
+                    print(f"| {backend} | {split} | {B} | {name} | {plain:.3f} "
                           f"| {with_resets:.3f} | {statistics.median(ratios):.3f} "
                           f"({ratios[0]:.3f}–{ratios[-1]:.3f}) | {issue_time(runs[0]):.3f}, {issue_time(runs[1]):.3f} |")
 

@@ -60,14 +60,12 @@ def reset_words(resets: torch.Tensor) -> torch.Tensor:
     the flags shift as bytes, promoted to int32 by the shift (no cast of their own)."""
     B, T = resets.shape
     W = reset_word_count(B)
+    rows = min(B, 32)  # the sequences of a word: all of them where one word holds the batch
     flags = resets.view(torch.uint8)
-    if W == 1:  # a word a step: each sequence's flag shifted by its row
-        shifts = torch.arange(B, dtype=torch.int32, device=resets.device).view(B, 1)
-        return (flags << shifts).sum(0, keepdim=True, dtype=torch.int32)
-    if B % 32:
+    if B > 32 and B % 32:
         flags = torch.nn.functional.pad(flags, (0, 0, 0, 32 * W - B))
-    shifts = torch.arange(32, dtype=torch.int32, device=resets.device).view(1, 32, 1)
-    return (flags.view(W, 32, T) << shifts).sum(1, dtype=torch.int32)
+    shifts = torch.arange(rows, dtype=torch.int32, device=resets.device).view(1, rows, 1)
+    return (flags.view(W, rows, T) << shifts).sum(1, dtype=torch.int32)
 
 
 def forward(plan: Plan, x, R, b, states, lengths, cell: str, need_saved: bool, resets=None):

@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(Layout<T, DHP, Cell::GR, NT, WN>::THREADS, 1)
 #pragma unroll
   for (int j = 0; j < L::NT; ++j)
 #pragma unroll
-    for (int e = 0; e < 2; ++e)
+    for (int e = 0; e < 2; ++e)  // (el.offset, 0 outside, would do too; this form is the one timed)
       saved_at[j][e] = saved + (RESETS ? 0 : Cell::S - 1) * state_stride +
                        (size_t(batch0 + at.col(j, e)) * NH + n) * DH + at.row(e);
   const bool saving = saved != nullptr;
