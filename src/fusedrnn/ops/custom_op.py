@@ -40,6 +40,21 @@ from torch import Tensor
 from ..problem import check_lengths_range
 
 
+# The ops are defined on a torch.library.Library with a CompositeExplicitAutograd kernel, not by
+# torch.library.custom_op: its wrapper checks every call's outputs for aliasing and binds its
+# arguments in Python, ~33 us a call of this CPU's ~50 (2026-12-07), twice a training step, which
+# a call at B=16 pays in full where the host's time reaches the GPU's (docs/perf-notes.md).
+_LIBRARY = torch.library.Library("fusedrnn", "FRAGMENT")
+_INPUTS = "Tensor x, Tensor R, Tensor b, Tensor states, Tensor? lengths, Tensor? resets"
+
+
+def _define(name: str, schema_rest: str, kernel: Callable, fake: Callable) -> None:
+    """The op fusedrnn::<name>(schema) running `kernel` on every device, `fake` under torch.compile."""
+    _LIBRARY.define(f"{name}({schema_rest}")
+    _LIBRARY.impl(name, kernel, "CompositeExplicitAutograd")
+    torch.library.register_fake(f"fusedrnn::{name}", fake, lib=_LIBRARY)
+
+
 def _contiguous(tensors):
     # the fake kernels promise contiguous outputs; torch.compile checks strides
     return tuple(t.contiguous() for t in tensors)
@@ -49,35 +64,30 @@ def define_recurrence_ops(
     backend: str, forward: Callable, backward: Callable, saved_like: Callable,
     differentiable: Optional[Callable] = None,
 ):
-    @torch.library.custom_op(f"fusedrnn::{backend}_fwd", mutates_args=())
-    def fwd(
-        x: Tensor, R: Tensor, b: Tensor, states: Tensor, lengths: Optional[Tensor], resets: Optional[Tensor],
-        cell: str, need_saved: bool,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def fwd(x, R, b, states, lengths, resets, cell, need_saved):
         # checked here, in the op, so that compiled code raises as eager code does
         check_lengths_range(lengths, x.shape[1])
         return _contiguous(forward(x, R, b, states, lengths, cell, need_saved, resets=resets))
 
-    @fwd.register_fake
-    def _(x, R, b, states, lengths, resets, cell, need_saved):
+    def fwd_fake(x, R, b, states, lengths, resets, cell, need_saved):
         B, T, _, NH, DH = x.shape
         return x.new_empty(B, T, NH, DH), states.new_empty(states.shape), saved_like(x, states, cell, need_saved)
 
-    @torch.library.custom_op(f"fusedrnn::{backend}_bwd", mutates_args=())
-    def bwd(
-        dy: Tensor, dfinal: Tensor, x: Tensor, R: Tensor, b: Tensor, states: Tensor,
-        lengths: Optional[Tensor], resets: Optional[Tensor], y: Tensor, final: Tensor, saved: Tensor, cell: str,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def bwd(dy, dfinal, x, R, b, states, lengths, resets, y, final, saved, cell):
         return _contiguous(backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=resets))
 
-    @bwd.register_fake
-    def _(dy, dfinal, x, R, b, states, lengths, resets, y, final, saved, cell):
+    def bwd_fake(dy, dfinal, x, R, b, states, lengths, resets, y, final, saved, cell):
         return tuple(t.new_empty(t.shape) for t in (x, R, b, states))
 
+    _define(f"{backend}_fwd", f"{_INPUTS}, str cell, bool need_saved) -> (Tensor, Tensor, Tensor)", fwd, fwd_fake)
+    _define(f"{backend}_bwd", f"Tensor dy, Tensor dfinal, {_INPUTS}, Tensor y, Tensor final, Tensor saved, str cell) "
+            "-> (Tensor, Tensor, Tensor, Tensor)", bwd, bwd_fake)
+
     # the ops as torch.ops sees them: what Dynamo can trace when the Function calls them
-    ops = getattr(torch.ops.fusedrnn, f"{backend}_fwd"), getattr(torch.ops.fusedrnn, f"{backend}_bwd")
+    ops = getattr(torch.ops.fusedrnn, f"{backend}_fwd").default, getattr(torch.ops.fusedrnn, f"{backend}_bwd").default
     # the op's own first-order autograd, for callers of torch.ops.fusedrnn.* (opcheck, export)
-    fwd.register_autograd(lambda ctx, *grads: _first_order(ops[1], ctx, *grads), setup_context=_save)
+    torch.library.register_autograd(f"fusedrnn::{backend}_fwd", lambda ctx, *grads: _first_order(ops[1], ctx, *grads),
+                                    setup_context=_save)
     recurrence = _autograd_functions(backend, *ops, differentiable)
 
     def run(x, R, b, states, lengths, cell, need_grad, resets=None):
