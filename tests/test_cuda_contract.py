@@ -104,20 +104,22 @@ def _ptx_kinds(source, name_expression):
     return [{"s32": "u32"}.get(kind, kind) for kind in kinds]
 
 
-def _fused_launch(config, monkeypatch):
-    """What launchers.forward / backward pass to runtime.launch for a plan of `config`,
-    run on meta tensors (shapes and dtypes, no data): (name, source, args, keywords)."""
+def _fused_launches(config, monkeypatch, B=3, T=2, NH=1):
+    """What launchers.forward / backward pass to runtime.launch for a plan of `config` (its
+    sequences a cluster or tiles a launch set for the call, as the planner sets them, 7
+    clusters at once), run on meta tensors (shapes and dtypes, no data): a list of (name,
+    source, grid, args, keywords)."""
     launches = []
     monkeypatch.setattr(launchers, "launch", lambda name, source, grid, block, smem, device, *args, **kw:
-                        launches.append((name, source, args, kw)))
-    spec, B, T, NH, DH = get_cell(config.cell), 3, 2, 1, config.DHP - 1
+                        launches.append((name, source, grid, args, kw)))
+    spec, DH = get_cell(config.cell), config.DHP - 1
     meta = dict(dtype=config.dtype, device="meta")
     x = torch.empty(B, T, spec.gates_x, NH, DH, **meta)
     R = torch.empty(spec.gates_r, NH, DH, DH, **meta)
     b = torch.empty(spec.gates_b, NH, DH, **meta)
     states = torch.empty(spec.num_states, B, NH, DH, **meta)
     lengths = torch.empty(B, dtype=torch.int64, device="meta")
-    if isinstance(config, ClusterConfig):  # the sequences a cluster, as the planner sets them for the launch
+    if isinstance(config, (ClusterConfig, ClusterBackwardConfig)):
         config = config.with_sequences(B, NH, 7)
     if config.backward:
         y = torch.empty(B, T, NH, DH, **meta)
@@ -126,8 +128,15 @@ def _fused_launch(config, monkeypatch):
                            lengths, y, states, saved, config.cell)
     else:
         launchers.forward(Plan("forward", config), x, R, b, states, lengths, config.cell, True)
+    return launches
+
+
+def _fused_launch(config, monkeypatch):
+    """The one launch of a plan of `config` at B=3 (_fused_launches): (name, source, args, keywords)."""
+    launches = _fused_launches(config, monkeypatch)
     assert len(launches) == 1, launches
-    return launches[0]
+    name, source, _, args, keywords = launches[0]
+    return name, source, args, keywords
 
 
 def _alternating_launches(monkeypatch, cell, dtype, product_dtype, backward):
@@ -320,6 +329,26 @@ def test_planned_path_runs_its_plans_on_meta_tensors(monkeypatch):
     assert [g.shape for g in grads] == [t.shape for t in leaves]
     with pytest.raises(ValueError, match="forward kernel cannot run the backward"):
         Plan("backward", forward)
+
+
+def test_cluster_backward_runs_a_wave_of_tiles_a_launch(monkeypatch):
+    """Where the clusters of a backward run in waves, each launch runs one wave's tiles with R h
+    computed for their sequences alone (held a wave at a time), told its first tile."""
+    config = next(c for c in SHIPPED if isinstance(c, ClusterBackwardConfig) and c.cell == "lstm")
+    assert config.with_sequences(256, 1, 7).launch_tiles == 7  # 32 tiles: 5 waves of at most 7
+    assert config.with_sequences(64, 1, 7).launch_tiles == 4  # 8 tiles: 2 waves of 4, not 7 and 1
+    assert config.with_sequences(56, 1, 7).launch_tiles == 0  # one wave: one launch
+    assert config.with_sequences(64, 12, 33).launch_tiles == 0  # 3 waves, but 12 heads of 3 tiles fill none
+    assert config.with_sequences(64, 2, 7).launch_tiles == 3  # 16 clusters: 3 waves of 3 tiles of 2 heads
+    B, T, NH = 45, 3, 2  # 6 tiles, the last of 5 sequences: 12 clusters, 2 waves, 2 launches of 3 tiles
+    launches = _fused_launches(config, monkeypatch, B=B, T=T, NH=NH)
+    assert [grid for _, _, grid, _, _ in launches] == [(NH, 3, 1), (NH, 3, 1)]
+    names = ClusterBackwardConfig.kernel.pointers + ClusterBackwardConfig.kernel.ints
+    first = [dict(zip(names, args)) for _, _, _, args, _ in launches]
+    assert [a["first_tile"] for a in first] == [0, 3] and all(a["B"] == B for a in first)
+    G, DH = get_cell("lstm").gates_r, config.DHP - 1
+    assert [tuple(a["rh"].shape) for a in first] == [(NH, 24 * T, G * DH), (NH, 21 * T, G * DH)]
+    assert first[0]["dx"] is first[1]["dx"] and first[0]["db_partial"] is first[1]["db_partial"]
 
 
 # ---------------------------------------------------------------- resets as the kernels read them

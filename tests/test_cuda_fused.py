@@ -19,6 +19,7 @@ from fusedrnn.backends.cuda.fused.cluster import choose_cluster, clusters_at_onc
 from fusedrnn.backends.cuda.fused.cluster_backward import choose_cluster_backward
 from fusedrnn.backends.cuda.fused.one_sm import fits_one_sm
 from fusedrnn.backends.cuda.fused.plan import Plan
+from fusedrnn.testing import random_problem
 from kernel_check import check_backend, device_limits, fused_plans, fused_problem, planned
 
 CELLS = list(fusedrnn.CELLS)
@@ -210,6 +211,29 @@ def test_gpu_cluster_backward_odd_shapes(cell, B, T, NH, DH):
     assert choose_cluster_backward(cell, torch.bfloat16, DH, B, NH, device_limits()) is not None
     plans = fused_plans(cell, torch.bfloat16, B, T, NH, DH, forward="cluster", backward="cluster")
     check_backend(planned(*plans), cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda", with_states=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cell, NH, DH", [("lstm", 2, 256), ("slstm", 1, 768)])
+def test_gpu_cluster_backward_a_few_tiles_a_launch(cell, NH, DH):
+    """The backward in launches of a few tiles each (as with_sequences splits a call whose clusters
+    run in waves: R h computed for each launch's sequences alone; sLSTM 768's x inside it): the
+    reference's values, and the bits of one launch."""
+    _needs_clusters()
+    B, T = 21, 19  # three tiles, the last of 5 sequences
+    forward, backward = fused_plans(cell, torch.bfloat16, B, T, NH, DH, forward="cluster", backward="cluster")
+    assert backward.config.launch_tiles == 0  # one wave
+    split = Plan("backward", dataclasses.replace(backward.config, launch_tiles=2), "two tiles, then one")
+    check_backend(planned(forward, split), cell, torch.bfloat16, B=B, T=T, NH=NH, DH=DH, device="cuda")
+    torch.manual_seed(0)
+    x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=torch.bfloat16, device="cuda")
+    leaves = [t.requires_grad_() for t in (x, R, b, states)]
+    grads = []
+    for plans in ((forward, backward), (forward, split)):
+        y, final = planned(*plans)(*leaves, cell=cell)
+        grads.append(torch.autograd.grad(y.float().sum() + final.float().sum(), leaves))
+    for one, split_grad in zip(*grads):
+        assert torch.equal(one, split_grad)
 
 
 def _lstm_inputs(B, T, NH, DH):

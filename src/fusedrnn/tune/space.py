@@ -137,7 +137,8 @@ def cluster_space(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, backw
     configs = []
     if backward:
         for shape in cluster_backward.cluster_backward_configs(cell, dtype, DHP, vec, smem):
-            configs += cluster.register_forms(shape, smem)
+            configs += [config.with_sequences(B, NH, cluster.clusters_at_once(config, limits))
+                        for config in cluster.register_forms(shape, smem)]
         return configs
     for shape in cluster.cluster_configs(cell, dtype, DHP, vec, batch_bucket(B) > 8, smem):
         if shape.options & cluster.SPREAD_CELLS:

@@ -14,6 +14,7 @@ wherever it has a plan; heads that fit one take it where it measured faster
 than the one-SM backward (ONE_SM_MIN_HEAD_DIM)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ KERNEL = Kernel("fused_cluster_backward_kernel",
                  "resets"),
                 pointers=("x", "R", "b", "states", "lengths", "resets", "y", "h_entering", "saved", "dy", "dfinal",
                           "rh", "dx", "drec", "db_partial", "dstates"),
-                ints=("B", "T", "NH", "DH"))
+                ints=("B", "T", "NH", "DH", "first_tile"))
 
 WARPS = 8
 BATCH_TILE = 8
@@ -56,6 +57,10 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
     x_in_rh: bool = False
     # the kernel reads `resets` (csrc/resets.cuh); without, every reset test folds away at compile time
     resets: bool = False
+    # the batch tiles a launch runs, R h computed for them alone before it (0: every tile in one
+    # launch): a wave of clusters a launch where the call runs in waves, so that R h (fp32, 3.2 GB
+    # at 768x1 B=256) is held a wave at a time; with_sequences sets it for a call
+    launch_tiles: int = 0
     REGISTER_FIELD = "reg_blocks"  # what cluster.fit_to_compiler lowers (class attributes, not fields)
     kernel = KERNEL
     backward = True
@@ -104,6 +109,18 @@ class ClusterBackwardConfig(HeadSplit):  # ROWS: the units a CTA owns
     @property
     def name_expression(self) -> str:
         return KERNEL.name_expression(self)
+
+    @functools.lru_cache(maxsize=None)  # asked at every launch
+    def with_sequences(self, B: int, NH: int, clusters_at_once: int) -> "ClusterBackwardConfig":
+        """This shape with the tiles a launch for a call of B sequences and NH heads: where its
+        clusters run in waves, as many launches as waves, each of the fewest tiles that still
+        fill one (none added: 768x1, B=256, 7 clusters at once: 5 launches of 7 tiles); else,
+        or where NH heads do not divide a wave, every tile in one launch."""
+        tiles = math.ceil(B / BATCH_TILE)
+        waves = math.ceil(NH * tiles / max(1, clusters_at_once))
+        per_launch = math.ceil(tiles / waves)
+        split = waves > 1 and NH * per_launch <= clusters_at_once
+        return dataclasses.replace(self, launch_tiles=per_launch if split else 0)
 
 
 def register_blocks(cell: str, ROWS: int, blocks_per_warp: int) -> int:

@@ -121,9 +121,15 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
     if isinstance(config, ClusterBackwardConfig):
         tiles = math.ceil(B / CLUSTER_BACKWARD_TILE)
         db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)
-        rh = recurrent_preactivations(R, h_prev, x if config.x_in_rh else None)
-        run_kernel(config, (NH, tiles, 1), x, cluster=config.parts, rh=rh,
-                   drec=drec, db_partial=db_partial, **common)
+        per_launch = config.launch_tiles or tiles
+        for first in range(0, tiles, per_launch):  # a wave of clusters a launch (with_sequences)
+            count = min(per_launch, tiles - first)
+            sequences = slice(first * CLUSTER_BACKWARD_TILE, min(B, (first + count) * CLUSTER_BACKWARD_TILE))
+            rh = recurrent_preactivations(R, h_prev[:, sequences.start * T:sequences.stop * T],
+                                          x[sequences] if config.x_in_rh else None)
+            run_kernel(config, (NH, count, 1), x, cluster=config.parts, rh=rh, first_tile=first,
+                       drec=drec, db_partial=db_partial, **common)
+            del rh  # before the next launch's: one wave's R h held at a time
     else:
         tiles = math.ceil(B / config.batch_tile)
         db_partial = outputs.empty((tiles, spec.gates_b, NH, DH), like=x, dtype=torch.float32)

@@ -179,7 +179,7 @@ def admissible(config, problem: Problem, device: DeviceLimits, direction: str):
     at_once = clusters_at_once(config, device)
     if problem.steps < CLUSTER_MIN_STEPS or at_once < 1:
         return None
-    return config.with_sequences(B, NH, at_once) if isinstance(config, ClusterConfig) else config
+    return config.with_sequences(B, NH, at_once)
 
 
 # The forward of a head that fits one SM runs faster on clusters where every cluster of the call
@@ -278,6 +278,5 @@ def cluster_or_why(config, B: int, NH: int, device: DeviceLimits, forced: bool):
     at_once = clusters_at_once(config, device)
     if device.index is not None and at_once < 1:
         return None, f"the GPU cannot run one cluster of {config.parts} CTAs of {config.name_expression}"
-    if isinstance(config, ClusterConfig):  # the sequences a cluster are the launch's, for this B
-        config = config.with_sequences(B, NH, at_once)
-    return config, ""
+    # the sequences a cluster (forward) or the tiles a launch (backward) are the call's, for this B
+    return config.with_sequences(B, NH, at_once), ""

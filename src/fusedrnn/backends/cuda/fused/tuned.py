@@ -41,8 +41,9 @@ from .one_sm import FusedConfig
 VERSION = 2
 KINDS = {"one_sm": FusedConfig, "grid": SplitConfig, "cluster": ClusterConfig,
          "cluster_backward": ClusterBackwardConfig}
-# the int fields that may be 0 (a cluster's R tiles in registers, option bits, sequences and cells a thread)
-MAY_BE_ZERO = frozenset({"reg_tiles", "reg_blocks", "options", "sequences", "elements"})
+# the int fields that may be 0 (a cluster's R tiles in registers, option bits, sequences and cells a thread,
+# the backward's tiles a launch)
+MAY_BE_ZERO = frozenset({"reg_tiles", "reg_blocks", "options", "sequences", "elements", "launch_tiles"})
 
 
 def batch_bucket(B: int) -> int:

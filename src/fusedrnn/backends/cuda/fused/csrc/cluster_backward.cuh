@@ -19,8 +19,9 @@
 // DEPTH - 1 steps ahead by cp.async.
 //
 // Arguments as one_sm_backward.cuh's (resets and h_entering too; drec in T, null where the cell's gates are sums: dR is a GEMM
-// in T with fp32 accumulation of dx or drec, weight_gradient.py), plus rh [NH, B * T, GR * DH] fp32;
-// grid: (NH * PARTS, tiles of 8 sequences), clusters of (PARTS, 1, 1).
+// in T with fp32 accumulation of dx or drec, weight_gradient.py), plus rh [NH, B' * T, GR * DH] fp32
+// of the B' sequences of this launch's tiles, and first_tile, the first of them;
+// grid: (NH * PARTS, tiles of 8 sequences a launch), clusters of (PARTS, 1, 1).
 #pragma once
 #include "cells/cell.cuh"
 #include "cluster.cuh"
@@ -40,7 +41,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
                                   const T* __restrict__ dy, const T* __restrict__ dfinal,
                                   const float* __restrict__ rh, T* __restrict__ dx, T* __restrict__ drec,
                                   float* __restrict__ db_partial, T* __restrict__ dstates, int B, int steps, int NH,
-                                  int DH) {
+                                  int DH, int first_tile) {
   constexpr int THREADS = 32 * WARPS, BT = 8, PARTS = DHP / ROWS, PAD = 16 / sizeof(T);
   if constexpr (!RESETS) resets = nullptr, h_entering = nullptr;  // folds every reset test away (no resets)
 
@@ -69,7 +70,10 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
   float* inbox = sr.base + SavedRing::ELEMS;  // [2][PARTS][ROWS][BT]
   const unsigned arrivals = shared_address(inbox + 2 * PARTS * ROWS * BT);  // 2 mbarriers, one a buffer
 
-  const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS, batch0 = blockIdx.y * BT;
+  const int rank = cluster_rank(), n = blockIdx.x / PARTS, row0 = rank * ROWS;
+  // this launch runs tiles first_tile .. + gridDim.y; rh holds R h of their sequences alone
+  const int tile = first_tile + blockIdx.y, batch0 = tile * BT;
+  const int rh_batch0 = first_tile * BT, rh_sequences = min(int(gridDim.y) * BT, B - rh_batch0);
   static_assert(32 % BT == 0, "a tile's sequences share a reset word");
   // the reset words, after the 2 mbarriers' 16 bytes (with RESETS only)
   const ResetRing<BT, DEPTH> reset_ring{reinterpret_cast<unsigned*>(inbox + 2 * PARTS * ROWS * BT + 4), resets, batch0,
@@ -100,7 +104,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
       xr, dyr, hr, sr, x, y, h_entering, dy, states, saved, batch0, n, row0, my_rows, row0, my_rows, valid_sequences,
       steps, B, NH, DH);
   const StridedCopier<RhRing, VEC, THREADS> rh_copier(
-      rr, {rh + (size_t(n) * B + batch0) * steps * Cell::GR * DH + row0, size_t(steps) * Cell::GR * DH, size_t(DH)},
+      rr, {rh + (size_t(n) * rh_sequences + batch0 - rh_batch0) * steps * Cell::GR * DH + row0, size_t(steps) * Cell::GR * DH, size_t(DH)},
       valid_sequences, my_rows, size_t(Cell::GR) * DH);
   const auto fill_step = [&](int t) {
     inputs.fill(t);
@@ -243,7 +247,7 @@ __global__ void __launch_bounds__(32 * WARPS, 1)
 #pragma unroll
       for (int width = 1; width < BT / 2; width *= 2) v += __shfl_xor_sync(0xffffffffu, v, width);
       if (col[k] == 0 && threadIdx.x + k * THREADS < PAIRS && i < DH)
-        db_partial[((size_t(blockIdx.y) * Cell::GB + g) * NH + n) * DH + i] = v;
+        db_partial[((size_t(tile) * Cell::GB + g) * NH + n) * DH + i] = v;
     }
   }
   cluster_sync();  // no CTA leaves while another may still read its barriers
