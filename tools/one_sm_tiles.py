@@ -1,7 +1,9 @@
 """One-SM tiles at large B (issue 16), LSTM 64x12 bf16 T=1024: the rule's plans against
-wider tiles (NT column tiles of 8 a warp, WN warps along the batch, input ring depth d) for
-the forward and the backward, each with the other direction's rule plan; forward and
-forward+backward ms (do_bench medians), y and dx compared with the rule's.
+other tiles (NT column tiles of 8 a warp, WN warps along the batch, input ring depth d; the
+forward's R in registers, r, or read from shared memory, s) for the forward and the
+backward, each with the other direction's rule plan; forward and forward+backward ms
+(do_bench medians), y and dx compared with the rule's, and the CTAs an SM holds (the
+occupancy of the compiled kernel: several an SM run the call in one wave).
 Usage: python tools/one_sm_tiles.py [B ...]   (default 64 128 256)"""
 import sys
 import torch
@@ -9,6 +11,7 @@ import triton.testing
 from fusedrnn.backends.cuda.fused.one_sm import FusedConfig
 from fusedrnn.backends.cuda.fused.plan import Plan, plan
 from fusedrnn.backends.cuda.fused.planned import with_plans
+from fusedrnn.backends.cuda.runtime.compile import compile_kernel
 from fusedrnn.backends.cuda.runtime.device import device_limits
 from fusedrnn.cells import get_cell
 from fusedrnn.problem import Problem
@@ -18,18 +21,30 @@ DH, NH, T, CELL = 64, 12, 1024, "lstm"
 dev = device_limits(0)
 
 
-def cfg(bwd, NT, WN, depth):
+def cfg(bwd, NT, WN, depth, r_in_registers=False):
     return FusedConfig(cell=CELL, dtype=torch.bfloat16, DHP=64, backward=bwd, NT=NT, WN=WN, depth=depth, vec=8,
-                       r_in_registers=not bwd, fast_math=True)
+                       r_in_registers=r_in_registers, fast_math=True)
+
+
+def per_sm(config):
+    """CTAs of the compiled kernel an SM holds (its registers, shared memory and threads)."""
+    compiled = compile_kernel(config.name_expression, dev.arch, config.source)
+    registers = -(-compiled.registers // 8) * 8 * config.threads
+    shared = config.shared_memory + config.static_shared_memory + dev.reserved_shared_memory_per_block
+    return min(dev.max_threads_per_sm // config.threads, dev.shared_memory_per_sm // shared,
+               dev.registers_per_sm // registers)
 
 
 def short(p):
     c = p.config
-    return f"{p.strategy} NT{getattr(c, 'NT', '-')} WN{getattr(c, 'WN', '-')} d{getattr(c, 'depth', '-')}"
+    if not isinstance(c, FusedConfig):
+        return f"{p.strategy}"
+    return f"{p.strategy} NT{c.NT} WN{c.WN} d{c.depth}{' r' if c.r_in_registers else ' s'} ({per_sm(c)}/SM)"
 
 
-FWD = [(3, 1, 3), (3, 1, 4), (2, 1, 4), (2, 2, 4), (1, 4, 4)]
-BWD = [(2, 2, 2), (2, 1, 3), (1, 4, 2), (3, 1, 2)]
+# (NT, WN, depth, R in registers): several CTAs an SM in one wave (1,1: 3 or 4 an SM at B=256)
+FWD = [(1, 1, 4, True), (1, 1, 3, False), (1, 2, 4, False), (2, 1, 4, True), (2, 2, 4, True)]
+BWD = [(1, 1, 3), (1, 1, 2), (2, 1, 3), (2, 2, 2)]
 print("| B | forward plan | backward plan | fwd ms | fwd+bwd ms | max diff y | max diff dx |")
 print("|---|---|---|---|---|---|---|")
 for B in [int(b) for b in sys.argv[1:]] or [64, 128, 256]:
@@ -38,7 +53,8 @@ for B in [int(b) for b in sys.argv[1:]] or [64, 128, 256]:
     x, R, b, s = (t.cuda().to(torch.bfloat16) for t in random_problem(CELL, B, T, NH, DH))
     dy = torch.randn(B, T, NH, DH, device="cuda", dtype=torch.bfloat16)
     pairs = [rule] + [(Plan("forward", cfg(False, *f), "probe"), rule[1]) for f in FWD] + \
-            [(rule[0], Plan("backward", cfg(True, *g), "probe")) for g in BWD]
+            [(rule[0], Plan("backward", cfg(True, *g), "probe")) for g in BWD] + \
+            [(Plan("forward", cfg(False, *FWD[0]), "probe"), Plan("backward", cfg(True, *BWD[0]), "probe"))]
     ref = None
     for fp, bp in pairs:
         try:
