@@ -78,22 +78,13 @@ def pointwise_weight(cell: str, backward: bool) -> float:
     return (2 + count) / 7
 
 
-def resident_ctas(config, limits: DeviceLimits) -> int:
-    """CTAs of this instantiation one SM can hold at once."""
-    shared = config.shared_memory + getattr(config, "static_shared_memory", 0)
-    registers = -(-registers_needed(config) // 8) * 8 * config.threads
-    return max(1, min(limits.max_blocks_per_sm, limits.max_threads_per_sm // config.threads,
-                      limits.shared_memory_per_sm // (shared + limits.reserved_shared_memory_per_block),
-                      limits.registers_per_sm // registers))
-
-
 def step_cycles(config, NH: int, B: int, limits: DeviceLimits) -> float:
     """Cycles of one time step on the busiest SM."""
     c = BACKWARD if config.backward else FORWARD
     spec = get_cell(config.cell)
     split = isinstance(config, SplitConfig)
     ctas = grid_ctas(config, NH, B)
-    on_sm = 1 if split else min(resident_ctas(config, limits), math.ceil(ctas / limits.sm_count))
+    on_sm = 1 if split else min(config.ctas_per_sm(limits), math.ceil(ctas / limits.sm_count))
     warps_per_scheduler = math.ceil(config.threads // 32 * on_sm / WARP_SCHEDULERS)
     k_tiles = config.DHP // 16 // (config.KSPLIT if split else 1)
     tile = c.mma if config.dtype != torch.float32 else c.fma_tile
@@ -141,7 +132,7 @@ def estimated_ms(config, NH: int, B: int, limits: DeviceLimits, T: int = 1024) -
     if isinstance(config, ClusterBackwardConfig):
         return T * cluster_backward_cycles(config, NH, B, limits) / (limits.clock_mhz * 1e3)
     split = isinstance(config, SplitConfig)
-    waves = 1 if split else math.ceil(grid_ctas(config, NH, B) / (limits.sm_count * resident_ctas(config, limits)))
+    waves = 1 if split else math.ceil(grid_ctas(config, NH, B) / (limits.sm_count * config.ctas_per_sm(limits)))
     return waves * T * step_cycles(config, NH, B, limits) / (limits.clock_mhz * 1e3)
 
 

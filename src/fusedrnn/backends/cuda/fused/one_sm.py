@@ -12,6 +12,7 @@ import torch
 from ....cells import get_cell
 from ..cxx import STORAGE_TYPES, Kernel, cell_unit
 from ..runtime.device import DeviceLimits
+from .registers import registers_needed
 
 SOURCE = Path(__file__).parent / "csrc" / "one_sm.cu"
 FORWARD_KERNEL = Kernel(
@@ -106,6 +107,14 @@ class FusedConfig:
         return (self.threads <= device.max_threads_per_block
                 and self.shared_memory + self.static_shared_memory <= device.shared_memory_per_block)
 
+    def ctas_per_sm(self, device: DeviceLimits) -> int:
+        """CTAs of this instantiation one SM holds at once (its threads, shared memory and the
+        register model's need: registers.py), at least 1."""
+        shared = self.shared_memory + self.static_shared_memory + device.reserved_shared_memory_per_block
+        registers = -(-registers_needed(self) // 8) * 8 * self.threads
+        return max(1, min(device.max_blocks_per_sm, device.max_threads_per_sm // self.threads,
+                          device.shared_memory_per_sm // shared, device.registers_per_sm // registers))
+
 
 def padded_head_dim(DH: int) -> int:
     return -(-DH // 16) * 16
@@ -115,7 +124,8 @@ def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, 
                 device: DeviceLimits) -> FusedConfig:
     """The rule's instantiation for a call (the planner's, where no tuned winner exists):
     batch tiles of 8 (one warp along the batch) while the CTAs fit the GPU in one wave,
-    else 16; then the deepest input ring that fits. A new B (or any T) reuses a
+    counting the CTAs an SM holds at once, else 16; then the deepest input ring that fits
+    (that keeps the wave, for tiles of 8 sharing SMs). A new B (or any T) reuses a
     compiled kernel."""
     DHP = padded_head_dim(DH)
     sm_count = device.sm_count
@@ -126,20 +136,29 @@ def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, 
     # step is latency-bound, so fewer warps a CTA and twice the CTAs win. Past one wave
     # the wider tile halves the waves. Heads over 128 (over 512 threads a CTA, whose
     # register budget would spill) always take the narrow tile.
-    narrow = B <= 8 or NH * math.ceil(B / 8) <= sm_count or DHP > 128 or (backward and DHP > 96)
-    shapes = [(1, 4), (1, 3), (1, 2)] if narrow else [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]
-    # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: when they fit the
-    # register budget beside ~96 others (DH=128 holding them beat reading R from shared memory
-    # every step: 0.87 vs 2.18 ms forward at 128x6)
-    r_registers = 4 * gates * DHP // 16
-    config = None
-    for WN, depth in shapes:
+    def shape(WN: int, depth: int) -> FusedConfig:
+        # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: when they fit the
+        # register budget beside ~96 others (DH=128 holding them beat reading R from shared memory
+        # every step: 0.87 vs 2.18 ms forward at 128x6); ~128 with two warps along the batch
         threads = 32 * DHP // 16 * WN
-        # the rest of the forward takes ~96 registers, ~128 with two warps along the batch
         in_registers = (tensor_cores and not backward and DHP <= 128
                         and r_registers + 96 + 32 * (WN - 1) <= min(255, 65536 // threads))
-        config = FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
-                             vec=math.gcd(DH, 8), r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
+        return FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
+                           vec=math.gcd(DH, 8), r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
+
+    r_registers = 4 * gates * DHP // 16
+    narrow = [c for c in (shape(1, depth) for depth in (4, 3, 2)) if c.fits(device)]
+    ctas = NH * math.ceil(B / 8)
+    if narrow and (B <= 8 or ctas <= sm_count or DHP > 128 or (backward and DHP > 96)):
+        return narrow[0]
+    # past one CTA an SM, narrow tiles still run in one wave where several share an SM: the
+    # deepest ring that lets enough of them fit (LSTM 64x12, B=256, NH=12: 384 CTAs, 3 an SM)
+    one_wave = [c for c in narrow if c.ctas_per_sm(device) * sm_count >= ctas]
+    if one_wave:
+        return one_wave[0]
+    config = None
+    for WN, depth in [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]:
+        config = shape(WN, depth)
         if config.fits(device):
             break
     return config
