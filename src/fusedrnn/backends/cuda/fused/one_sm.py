@@ -11,6 +11,7 @@ import torch
 
 from ....cells import get_cell
 from ..cxx import STORAGE_TYPES, Kernel, cell_unit
+from ..runtime.compile import compile_kernel
 from ..runtime.device import DeviceLimits
 from .registers import registers_needed
 
@@ -107,11 +108,13 @@ class FusedConfig:
         return (self.threads <= device.max_threads_per_block
                 and self.shared_memory + self.static_shared_memory <= device.shared_memory_per_block)
 
-    def ctas_per_sm(self, device: DeviceLimits) -> int:
-        """CTAs of this instantiation one SM holds at once (its threads, shared memory and the
-        register model's need: registers.py), at least 1."""
+    def ctas_per_sm(self, device: DeviceLimits, registers: int | None = None) -> int:
+        """CTAs of this instantiation one SM holds at once (its threads, shared memory and
+        `registers` a thread: the compiled kernel's where given, else the register model's,
+        registers.py, which is what admits a shape without spills and counts the backward's
+        short: 130 for LSTM 64x12's, which ptxas compiles to 166), at least 1."""
         shared = self.shared_memory + self.static_shared_memory + device.reserved_shared_memory_per_block
-        registers = -(-registers_needed(self) // 8) * 8 * self.threads
+        registers = -(-(registers or registers_needed(self)) // 8) * 8 * self.threads
         return max(1, min(device.max_blocks_per_sm, device.max_threads_per_sm // self.threads,
                           device.shared_memory_per_sm // shared, device.registers_per_sm // registers))
 
@@ -152,8 +155,11 @@ def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, 
     if narrow and (B <= 8 or ctas <= sm_count or DHP > 128 or (backward and DHP > 96)):
         return narrow[0]
     # past one CTA an SM, narrow tiles still run in one wave where several share an SM: the
-    # deepest ring that lets enough of them fit (LSTM 64x12, B=256, NH=12: 384 CTAs, 3 an SM)
-    one_wave = [c for c in narrow if c.ctas_per_sm(device) * sm_count >= ctas]
+    # deepest ring that lets enough of them fit (LSTM 64x12, B=256, NH=12: 384 CTAs, 3 an SM),
+    # counted with the registers the NVRTC in use gives each (compiled here, once a shape)
+    one_wave = [c for c in narrow
+                if c.ctas_per_sm(device, compile_kernel(c.name_expression, device.arch, c.source).registers)
+                * sm_count >= ctas]
     if one_wave:
         return one_wave[0]
     config = None
