@@ -58,6 +58,19 @@ def tune_against_the_rules(DH, NH, B=16, reject=()):
                 check=FakeCheck(), exhaustive=True, progress=False)
 
 
+def test_the_rule_runs_a_large_batch_in_one_wave_of_tiles_sharing_sms():
+    """Past one CTA an SM, tiles of 8 stay where several CTAs an SM still run the call in one
+    wave (LSTM 64x12, B=256: 384 CTAs, 3 an SM), with the deepest ring that keeps it; past
+    that, tiles of 16 as before. (On the preset: the register model counts the CTAs.)"""
+    forward, backward = (rule(64, 12, 256, direction).config for direction in DIRECTIONS)
+    assert (forward.NT, forward.WN, forward.depth) == (1, 1, 4)
+    assert forward.ctas_per_sm(H100_SXM) * H100_SXM.sm_count >= 12 * 256 // 8
+    assert (backward.NT, backward.WN, backward.depth) == (1, 1, 3)  # depth 4's ring allows 2 an SM
+    assert backward.ctas_per_sm(H100_SXM) == 3 and dataclasses.replace(backward, depth=4).ctas_per_sm(H100_SXM) == 2
+    assert rule(64, 12, 16, "forward").config == forward  # the same kernel at B=16
+    assert rule(64, 12, 2048, "forward").config.WN == 2  # 3072 CTAs: no wave holds them
+
+
 @pytest.mark.parametrize("DH,NH", [(64, 12), (768, 1)], ids=["one SM", "split"])
 def test_the_next_call_runs_the_tuned_winners(DH, NH):
     result = tune_against_the_rules(DH, NH)

@@ -139,6 +139,8 @@ def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, 
     # step is latency-bound, so fewer warps a CTA and twice the CTAs win. Past one wave
     # the wider tile halves the waves. Heads over 128 (over 512 threads a CTA, whose
     # register budget would spill) always take the narrow tile.
+    r_registers = 4 * gates * DHP // 16
+
     def shape(WN: int, depth: int) -> FusedConfig:
         # R fragments in registers cost 4 * gates * DHP / 16 registers a thread: when they fit the
         # register budget beside ~96 others (DH=128 holding them beat reading R from shared memory
@@ -149,7 +151,6 @@ def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, 
         return FusedConfig(cell=cell, dtype=dtype, DHP=DHP, backward=backward, WN=WN, depth=depth,
                            vec=math.gcd(DH, 8), r_in_registers=in_registers, fast_math=dtype == torch.bfloat16)
 
-    r_registers = 4 * gates * DHP // 16
     narrow = [c for c in (shape(1, depth) for depth in (4, 3, 2)) if c.fits(device)]
     ctas = NH * math.ceil(B / 8)
     if narrow and (B <= 8 or ctas <= sm_count or DHP > 128 or (backward and DHP > 96)):
@@ -163,9 +164,9 @@ def rule_config(cell: str, dtype: torch.dtype, DH: int, B: int, backward: bool, 
             return None
         return compile_kernel(config.name_expression, device.arch, config.source).registers
 
-    one_wave = [c for c in narrow if c.ctas_per_sm(device, registers(c)) * sm_count >= ctas]
-    if one_wave:
-        return one_wave[0]
+    one_wave = next((c for c in narrow if c.ctas_per_sm(device, registers(c)) * sm_count >= ctas), None)
+    if one_wave is not None:
+        return one_wave
     config = None
     for WN, depth in [(2, 4), (2, 3), (1, 4), (1, 3), (2, 2), (1, 2)]:
         config = shape(WN, depth)
