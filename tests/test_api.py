@@ -127,6 +127,20 @@ def test_custom_ops_pass_opcheck():
     torch.library.opcheck(torch.ops.fusedrnn.torch_fwd.default, args)
 
 
+def test_custom_ops_are_pt2_compliant_and_refuse_a_backward_of_their_backward():
+    """Tagged pt2-compliant (Dynamo runs them under only_allow_pt2_compliant_ops); a second
+    backward through the ops themselves (torch.ops callers, a jit.trace) raises, naming the
+    backward op, rather than skipping it silently."""
+    assert torch.Tag.pt2_compliant_tag in torch.ops.fusedrnn.torch_fwd.default.tags
+    assert torch.Tag.pt2_compliant_tag in torch.ops.fusedrnn.torch_bwd.default.tags
+    x, R, b, s = _lstm(dtype=torch.float64)
+    x, R = x.requires_grad_(), R.requires_grad_()
+    y, _, _ = torch.ops.fusedrnn.torch_fwd(x, R, b, s, None, None, "lstm", True)
+    dx, _ = torch.autograd.grad(y.sum(), (x, R), create_graph=True)
+    with pytest.raises(NotImplementedError, match="fusedrnn::torch_bwd"):
+        torch.autograd.grad(dx.sum(), (x, R))
+
+
 def test_bare_import_reaches_the_modules():
     # the README's `import fusedrnn` then `fusedrnn.nn.LSTM(...)`, in a fresh interpreter
     import subprocess

@@ -49,10 +49,18 @@ _INPUTS = "Tensor x, Tensor R, Tensor b, Tensor states, Tensor? lengths, Tensor?
 
 
 def _define(name: str, schema_rest: str, kernel: Callable, fake: Callable) -> None:
-    """The op fusedrnn::<name>(schema) running `kernel` on every device, `fake` under torch.compile."""
-    _LIBRARY.define(f"{name}({schema_rest}")
+    """The op fusedrnn::<name>(schema) running `kernel` on every device, `fake` under torch.compile;
+    tagged pt2-compliant, as custom_op tags its ops (Dynamo under only_allow_pt2_compliant_ops)."""
+    _LIBRARY.define(f"{name}({schema_rest}", tags=(torch.Tag.pt2_compliant_tag,))
     _LIBRARY.impl(name, kernel, "CompositeExplicitAutograd")
     torch.library.register_fake(f"fusedrnn::{name}", fake, lib=_LIBRARY)
+
+
+def _refuse_backward_of_backward(backend: str) -> Callable:
+    def backward(ctx, *grads):
+        raise NotImplementedError(f"differentiating the op fusedrnn::{backend}_bwd (a double backward through "
+                                  "torch.ops) is not implemented; fusedrnn.rnn(..., backend='torch') supports it")
+    return backward
 
 
 def _contiguous(tensors):
@@ -88,6 +96,9 @@ def define_recurrence_ops(
     # the op's own first-order autograd, for callers of torch.ops.fusedrnn.* (opcheck, export)
     torch.library.register_autograd(f"fusedrnn::{backend}_fwd", lambda ctx, *grads: _first_order(ops[1], ctx, *grads),
                                     setup_context=_save)
+    # and the backward op's: none, refused by name (without an autograd kernel, a second
+    # backward through torch.ops.fusedrnn.<backend>_bwd would silently skip it)
+    torch.library.register_autograd(f"fusedrnn::{backend}_bwd", _refuse_backward_of_backward(backend))
     recurrence = _autograd_functions(backend, *ops, differentiable)
 
     def run(x, R, b, states, lengths, cell, need_grad, resets=None):

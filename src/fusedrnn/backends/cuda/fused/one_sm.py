@@ -184,7 +184,9 @@ def why_not_one_sm(cell: str, dtype: torch.dtype, DH: int, B: int, device: Devic
     """Why no single-SM instantiation serves this call ('' when one does)."""
     if dtype not in STORAGE_TYPES:
         return f"dtype {dtype} not supported (float16, bfloat16, float32)"
-    config = rule_config(cell, dtype, DH, B, True, 1, device)
+    # the narrowest tile's backward (B <= 8): wherever it fits, some shape of the rule's fits; and
+    # at B <= 8 the rule compiles nothing (this is asked on every call, and traced)
+    config = rule_config(cell, dtype, DH, min(B, 8), True, 1, device)
     if config.threads > device.max_threads_per_block:
         return f"head dim DH={DH} needs {config.threads} threads a block (max {device.max_threads_per_block})"
     need = config.shared_memory + config.static_shared_memory

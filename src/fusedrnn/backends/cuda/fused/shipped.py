@@ -23,7 +23,8 @@ def one_sm_configs(device: DeviceLimits = H100_SXM) -> list:
         for dtype in STORAGE_TYPES:
             for DHP in range(16, 257, 16):
                 for DH in [DHP] + ([DHP - 2, DHP - 4, DHP - 7] if DHP == 48 else []):
-                    for B, NH in ((8, 1), (16, 1), (256, 12)):  # narrow tiles, and wide ones past a wave
+                    # narrow tiles, narrow ones sharing SMs in one wave, and wide ones past a wave
+                    for B, NH in ((8, 1), (16, 1), (256, 12), (2048, 12)):
                         if fits_one_sm(cell, dtype, DH, B, device):
                             for backward in (False, True):
                                 configs.add(rule_config(cell, dtype, DH, B, backward, NH, device))
