@@ -28,11 +28,7 @@ def cfg(bwd, NT, WN, depth, r_in_registers=False):
 
 def per_sm(config):
     """CTAs of the compiled kernel an SM holds (its registers, shared memory and threads)."""
-    compiled = compile_kernel(config.name_expression, dev.arch, config.source)
-    registers = -(-compiled.registers // 8) * 8 * config.threads
-    shared = config.shared_memory + config.static_shared_memory + dev.reserved_shared_memory_per_block
-    return min(dev.max_threads_per_sm // config.threads, dev.shared_memory_per_sm // shared,
-               dev.registers_per_sm // registers)
+    return config.ctas_per_sm(dev, compile_kernel(config.name_expression, dev.arch, config.source).registers)
 
 
 def short(p):

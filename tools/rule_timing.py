@@ -10,39 +10,27 @@ import sys
 import torch
 import triton.testing
 
-import fusedrnn
 from fusedrnn.backends.cuda.fused.plan import plan
 from fusedrnn.backends.cuda.runtime.device import device_limits
-from fusedrnn.problem import Problem
 from fusedrnn.cells import get_cell
+from fusedrnn.problem import Problem
+from resets_cost import call  # the inputs and the call (run once: compiled, or refused)
+
 T = 1024
 
 
 def main():
     print("| cell | DHxNH | B | fwd plan | bwd plan | fwd ms | fwd+bwd ms |\n|---|---|---|---|---|---|---|")
     for cell in sys.argv[1].split(","):
-        spec = fusedrnn.CELLS[cell]
         for split in sys.argv[2].split(","):
             DH, NH = map(int, split.split("x"))
             for B in map(int, sys.argv[3].split(",")):
-                kw = dict(device="cuda", dtype=torch.bfloat16)
-                x = torch.randn(B, T, spec.gates_x, NH, DH, **kw)
-                R = torch.randn(spec.gates_r, NH, DH, DH, **kw) / DH ** 0.5
-                b = torch.randn(spec.gates_b, NH, DH, **kw) * 0.1
-                leaves = [t.requires_grad_() for t in (x, R, b)]
-                dy = torch.randn(B, T, NH, DH, **kw)
-                def fwd():
-                    with torch.no_grad():
-                        return fusedrnn.rnn(x, R, b, cell=cell, backend="cuda_fused")
-                def both():
-                    y, _ = fusedrnn.rnn(*leaves, cell=cell, backend="cuda_fused")
-                    return torch.autograd.grad(y, leaves, dy)
+                fwd, both = (call("cuda_fused", cell, B, T, NH, DH, None, backward) for backward in (False, True))
                 p = Problem(get_cell(cell), B, T, NH, DH, torch.bfloat16, torch.device("cuda"), False, True)
                 names = []
                 for d in ("forward", "backward"):
                     c = plan(p, device_limits(0), d).config
                     names.append(f"{type(c).__name__[:5]} NT{getattr(c, 'NT', '-')} WN{getattr(c, 'WN', '-')} d{c.depth}")
-                fwd(); both(); torch.cuda.synchronize()
                 f = triton.testing.do_bench(fwd, warmup=10, rep=150, return_mode="median")
                 fb = triton.testing.do_bench(both, warmup=5, rep=250, return_mode="median")
                 print(f"| {cell} | {split} | {B} | {names[0]} | {names[1]} | {f:.3f} | {fb:.3f} |", flush=True)
