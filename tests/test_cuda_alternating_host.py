@@ -308,8 +308,11 @@ def test_no_resets_and_all_false_resets_agree():
     dy, dfinal = torch.randn(3, 19, 2, 5), torch.randn(1, 3, 2, 5)
     plain = _run("gru", inputs, lengths, dy, dfinal, alternating)
     none_set = _run("gru", inputs, lengths, dy, dfinal, alternating, resets=torch.zeros(3, 19, dtype=torch.bool))
-    for a, b in zip(plain, none_set):
-        assert torch.equal(a, b)
+    for name, a, b in zip(("y", "final", "dx", "dR", "db", "dstates"), plain, none_set):
+        if name == "dR":  # without resets dR reads y one row behind (no copy of h): another order of sums
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        else:
+            assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("bad", [torch.zeros(3, 8, dtype=torch.bool), torch.zeros(3, 7, dtype=torch.uint8),

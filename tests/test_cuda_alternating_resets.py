@@ -166,7 +166,7 @@ def test_replays_read_each_calls_resets():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "slstm"])
-def test_no_resets_and_all_false_resets_agree_bitwise(cell):
+def test_no_resets_and_all_false_resets_agree(cell):
     _needs_gpu()
     leaves = [t.requires_grad_() for t in random_problem(cell, 5, 40, 2, 64, dtype=bf16, device="cuda")]
     lengths = torch.tensor([40, 7, 0, 39, 20], device="cuda")
@@ -174,8 +174,11 @@ def test_no_resets_and_all_false_resets_agree_bitwise(cell):
     for resets in (None, torch.zeros(5, 40, dtype=torch.bool, device="cuda"), None):
         y, final = _rnn(*leaves, cell=cell, lengths=lengths, resets=resets)
         results.append([y, final, *torch.autograd.grad(y.float().square().sum() + final.float().sum(), leaves)])
-    for plain, none_set in zip(results[2], results[1]):  # both replays
-        assert torch.equal(plain, none_set)
+    for name, plain, none_set in zip(("y", "final", "dx", "dR", "db", "dstates"), results[2], results[1]):
+        if name == "dR":  # without resets dR reads y one row behind (no copy of h): another order of sums
+            torch.testing.assert_close(plain, none_set, rtol=1e-2, atol=1e-3)
+        else:
+            assert torch.equal(plain, none_set), name  # both replays
 
 
 def test_resets_under_torch_compile_fullgraph():

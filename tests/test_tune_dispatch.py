@@ -20,6 +20,7 @@ pytest.importorskip("constraint")
 from fusedrnn.backends.cuda import fused as fused_backend  # noqa: E402
 from fusedrnn.backends.cuda.fused import launchers, tuned  # noqa: E402
 from fusedrnn.backends.cuda.fused.cluster import ClusterConfig  # noqa: E402
+from fusedrnn.backends.weight_gradient import entering_states  # noqa: E402
 from fusedrnn.backends.cuda.fused.grid import SplitConfig  # noqa: E402
 from fusedrnn.backends.cuda.fused.one_sm import FusedConfig  # noqa: E402
 from fusedrnn.backends.cuda.fused.plan import Plan, plan, rule_plan  # noqa: E402
@@ -385,13 +386,16 @@ def test_the_cluster_backward_takes_x_in_rh_only_where_the_ring_does_not_fit():
 
 
 def test_recurrent_preactivations_with_x_added_in_the_layout_of_drec():
-    """rh[n, b * T + t, g * DH + i] = sum_k R[g, n, i, k] h_prev[n, b * T + t, k] (+ x[b, t, g, n, i])."""
+    """rh[n, b * T + t, g * DH + i] = sum_k R[g, n, i, k] h_prev[n, b * T + t, k] (+ x[b, t, g, n, i]),
+    h_prev the initial state at t = 0 and y[b, t - 1] after."""
     G, NH, DH, B, T = 4, 2, 5, 3, 7
     R, x = torch.randn(G, NH, DH, DH), torch.randn(B, T, G, NH, DH)
-    h_prev = torch.randn(NH, B * T, DH)
+    y, states = torch.randn(B, T, NH, DH), torch.randn(2, B, NH, DH)
+    h_prev = torch.cat([states[0][:, None], y[:, :-1]], 1).reshape(B * T, NH, DH).transpose(0, 1)
+    entering = entering_states(states, y)
     expected = torch.einsum("gnik,nsk->nsgi", R, h_prev)
-    plain = launchers.recurrent_preactivations(R, h_prev)
+    plain = launchers.recurrent_preactivations(R, entering, slice(0, B))
     torch.testing.assert_close(plain, expected.reshape(NH, B * T, G * DH))
-    with_x = launchers.recurrent_preactivations(R, h_prev, x)
+    with_x = launchers.recurrent_preactivations(R, entering, slice(0, B), x)
     added = expected + x.permute(3, 0, 1, 2, 4).reshape(NH, B * T, G, DH)
     torch.testing.assert_close(with_x, added.reshape(NH, B * T, G * DH))

@@ -1,9 +1,11 @@
 """The parts of a fused backward that are one big GEMM or reduction, not a
 time loop: dR from the drec the kernel wrote for every step, and db from its
-per-batch-tile partial sums. Shared by the kernel backends."""
+per-batch-tile partial sums; R h_{t-1} of every step where a backward recomputes
+it. Shared by the kernel backends."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
@@ -50,16 +52,93 @@ def recurrent_weight_gradient(d_rec: torch.Tensor, h_prev: torch.Tensor, dtype: 
     product saw it. d_rec [NH, B * T, GR, DH] (drec_steps or dx_steps: any strides, units contiguous)
     in the storage type, the GEMM in it with fp32 accumulation, or fp32 (Triton's drec; TF32 for a
     half-precision call, its error far under a half dR's rounding). Returns [GR, NH, DH, DH]."""
-    NH, rows, G, DH = d_rec.shape
+    groups, dR = gemm_groups(d_rec, d_rec.dtype)
     h_prev = h_prev.to(d_rec.dtype)
     with _tf32(d_rec.dtype == torch.float32 and dtype != torch.float32):
-        if d_rec.stride(2) == DH:  # gates side by side (drec, or dx of one head): one GEMM
-            dR = torch.bmm(d_rec.reshape(NH, rows, G * DH).transpose(1, 2), h_prev)  # [NH, G*DH, DH]
-            return dR.view(NH, G, DH, DH).transpose(0, 1).to(dtype)
-        dR = torch.empty((G, NH, DH, DH), dtype=d_rec.dtype, device=d_rec.device)
-        for g in range(G):  # dx of several heads: a strided GEMM a gate, no copy of dx
-            torch.bmm(d_rec[:, :, g].transpose(1, 2), h_prev, out=dR[g])
+        for d, out in groups:
+            products(d.transpose(1, 2), h_prev, out)
+    return dR.to(dtype)
+
+
+def gemm_groups(d_rec: torch.Tensor, out_dtype: torch.dtype):
+    """d_rec [NH, rows, GR, DH] as the operands of dR's GEMMs, each [NH, rows, K] with the [NH, K, DH]
+    block of dR it fills, and dR [GR, NH, DH, DH] (in `out_dtype`) those blocks make up: all gates
+    side by side in one GEMM where d_rec's layout allows (drec, or dx of one head), else a strided
+    GEMM a gate (dx of several heads: no copy of dx)."""
+    NH, rows, G, DH = d_rec.shape
+    if d_rec.stride(2) == DH:
+        out = torch.empty((NH, G * DH, DH), dtype=out_dtype, device=d_rec.device)
+        return [(d_rec.reshape(NH, rows, G * DH), out)], out.view(NH, G, DH, DH).transpose(0, 1)
+    dR = torch.empty((G, NH, DH, DH), dtype=out_dtype, device=d_rec.device)
+    return [(d_rec[:, :, g], dR[g]) for g in range(G)], dR
+
+
+def products(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """out = a @ b (batched), accumulated in fp32 and written in out's dtype (a's, or fp32 for half
+    a and b). The CPU has no half GEMM with an fp32 output: there the same values are multiplied in
+    fp32."""
+    if out.dtype == a.dtype:
+        return torch.bmm(a, b, out=out)
+    if a.device.type == "cpu":
+        return torch.bmm(a.to(out.dtype), b.to(out.dtype), out=out)
+    return torch.bmm(a, b, out_dtype=out.dtype, out=out)
+
+
+@dataclass(frozen=True)
+class EnteringStates:
+    """h_{t-1} of every step (h entering it): the initial h at t = 0 and at a reset, y[:, t - 1]
+    after, as the forward's product saw it. With resets it is one copy (previous_states'; the
+    kernels read it as h_entering). Without, it is never copied: a product reads y one row behind
+    (rows of [B * T] in y's order) and then puts right the rows of t = 0, whose h is the initial
+    state and not the previous sequence's last y (at B=256, T=1024, hidden 768 the copy was 0.4 GB
+    of a training step, more than its gap to cuDNN's memory)."""
+    y: torch.Tensor                # [B, T, NH, DH]
+    initial: torch.Tensor          # [B, NH, DH]: h_0
+    copy: torch.Tensor | None      # [NH, B * T, DH] (previous_states) with resets, else None
+
+    def times(self, weights: torch.Tensor, sequences: slice) -> torch.Tensor:
+        """h entering every step of `sequences` (a slice of the batch) times `weights` [NH, DH, K],
+        fp32 accumulated and written: [NH, n * T, K], rows in y's order."""
+        B, T, NH, _ = self.y.shape
+        start, stop = sequences.start or 0, min(B, sequences.stop)
+        out = torch.empty((NH, (stop - start) * T, weights.shape[-1]), dtype=torch.float32, device=self.y.device)
+        if self.copy is not None:
+            return products(self.copy[:, start * T:stop * T], weights, out)
+        products(self.rows()[:, start * T:stop * T - 1], weights, out[:, 1:])
+        # step 0 starts from h_0, not from the row before
+        products(self.initial[start:stop].transpose(0, 1), weights, out.view(NH, stop - start, T, -1)[:, :, 0])
+        return out
+
+    def weight_gradient(self, d_rec: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """dR (recurrent_weight_gradient) from d_rec [NH, B * T, GR, DH] and these states."""
+        if self.copy is not None:
+            return recurrent_weight_gradient(d_rec, self.copy, dtype)
+        B, T, NH, DH = self.y.shape
+        G = d_rec.shape[2]
+        rows = self.rows().to(d_rec.dtype)  # (a copy only for Triton's fp32 drec of a half call)
+        groups, dR = gemm_groups(d_rec, torch.float32)
+        with _tf32(d_rec.dtype == torch.float32 and dtype != torch.float32):
+            for d, out in groups:  # every row r >= 1 against y's row r - 1, in fp32
+                products(d[:, 1:].transpose(1, 2), rows[:, :-1], out)
+        # The rows of t = 0 enter from h_0; those of b >= 1 met the last y of the sequence before
+        # instead: add d[b, 0]^T (h_0[b] - y[b - 1, T - 1]) in fp32 (exact differences of half values)
+        entering = self.initial.to(torch.float32, copy=True)  # [B, NH, DH]
+        entering[1:] -= self.y[:-1, T - 1]
+        first = d_rec[:, ::T].to(torch.float32).reshape(NH, B, G * DH)  # a copy of B rows
+        correction = torch.bmm(first.transpose(1, 2), entering.transpose(0, 1))  # [NH, G * DH, DH]
+        dR += correction.view(NH, G, DH, DH).transpose(0, 1)
         return dR.to(dtype)
+
+    def rows(self) -> torch.Tensor:
+        """y as [NH, B * T, DH] rows (a strided view)."""
+        B, T, NH, DH = self.y.shape
+        return self.y.view(B * T, NH, DH).transpose(0, 1)
+
+
+def entering_states(states: torch.Tensor, y: torch.Tensor, resets: torch.Tensor | None = None) -> EnteringStates:
+    """The h entering every step of a call whose forward gave y from `states` [S, B, NH, DH]."""
+    copy = None if resets is None else previous_states(states, y, resets)
+    return EnteringStates(y, states[0], copy)
 
 
 def bias_gradient(db_partial: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -7,7 +7,7 @@ import triton
 
 from ...cells import Cell, get_cell
 from ...ops import outputs
-from ..weight_gradient import bias_gradient, drec_steps, previous_states, recurrent_weight_gradient
+from ..weight_gradient import bias_gradient, drec_steps, entering_states
 from . import saved as saved_buffers
 from .backward import recurrence_bwd_kernel
 from .forward import recurrence_fwd_kernel
@@ -86,7 +86,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, plan: 
         CELL=pointwise(spec)[1], HAS_LENGTHS=has_lengths, LOAD_PRODUCTS=products is not None, **meta,
         **_resets_args(resets, plan.BLOCK_B),
     )
-    dR = recurrent_weight_gradient(drec_steps(drec, DH), previous_states(states, y, resets), R.dtype)
+    dR = entering_states(states, y, resets).weight_gradient(drec_steps(drec, DH), R.dtype)
     if not derived:
         return dx, dR, bias_gradient(db_partial, b.dtype), dstates
     drec_by_step = drec.view(NH, B, T, GX, DH)  # GX == GR == GB for these cells

@@ -31,7 +31,7 @@ import torch
 from ....cells import get_cell
 from ....ops import outputs
 from ....problem import checked_resets
-from ...weight_gradient import bias_gradient, drec_steps, dx_steps, previous_states, recurrent_weight_gradient
+from ...weight_gradient import bias_gradient, drec_steps, dx_steps, entering_states
 from .plan import AlternatingPlan
 from .plan import plan as planned
 from .pointwise import Call, NvrtcPointwise
@@ -209,6 +209,6 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointw
     started = (ws.lengths > 0).view(B, 1, 1)
     dstates[0].copy_(ws.d_state[0] + ws.d_initial[0] + torch.where(started, ws.dh.transpose(0, 1).float(), 0.0))
     dstates[1:].copy_(ws.d_state[1:] + ws.d_initial[1:])
-    dR = recurrent_weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH),
-                                   previous_states(states, y, resets), R.dtype)
+    dR = entering_states(states, y, resets).weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH),
+                                                            R.dtype)
     return dx, dR, bias_gradient(ws.db_acc, b.dtype), dstates

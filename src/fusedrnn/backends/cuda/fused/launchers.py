@@ -14,8 +14,7 @@ import torch
 from ....cells import get_cell
 from ....ops import outputs
 from ....problem import checked_resets
-from ...weight_gradient import (bias_gradient, drec_steps, dx_steps, entering_view, previous_states,
-                                recurrent_weight_gradient)
+from ...weight_gradient import EnteringStates, bias_gradient, drec_steps, dx_steps, entering_states, entering_view
 from ..runtime.launch import launch
 from .cluster import SPREAD_CELLS, ClusterConfig
 from .cluster_backward import BATCH_TILE as CLUSTER_BACKWARD_TILE
@@ -111,10 +110,10 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
     B, T, _, NH, DH = x.shape
     dx = outputs.empty(x.shape, like=x)
     dstates = outputs.empty(states.shape, like=states)
-    h_prev = previous_states(states, y, resets)  # dR reads it; the cluster's recompute of R h too
-    # with resets, the kernels read h entering each step from h_prev (csrc/resets.cuh)
+    entering = entering_states(states, y, resets)  # dR reads it; the cluster's recompute of R h too
+    # with resets, the kernels read h entering each step from its copy (csrc/resets.cuh)
     common = dict(x=x, R=R, b=b, states=states, lengths=lengths, resets=kernel_resets(plan, resets, B, T, x.device),
-                  y=y, h_entering=None if resets is None else entering_view(h_prev, B, T), saved=saved, dy=dy,
+                  y=y, h_entering=None if resets is None else entering_view(entering.copy, B, T), saved=saved, dy=dy,
                   dfinal=dfinal, dx=dx, dstates=dstates, B=B, T=T, NH=NH, DH=DH)
     # drec in the storage type where the cell's gates are not sums; where they are, drec is dx (null here)
     drec = None if spec.gates_are_sums else outputs.empty((NH, B * T, spec.gates_r * DH), like=x)
@@ -125,8 +124,7 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
         for first in range(0, tiles, per_launch):  # a wave of clusters a launch (with_sequences)
             count = min(per_launch, tiles - first)
             sequences = slice(first * CLUSTER_BACKWARD_TILE, min(B, (first + count) * CLUSTER_BACKWARD_TILE))
-            rh = recurrent_preactivations(R, h_prev[:, sequences.start * T:sequences.stop * T],
-                                          x[sequences] if config.x_in_rh else None)
+            rh = recurrent_preactivations(R, entering, sequences, x[sequences] if config.x_in_rh else None)
             run_kernel(config, (NH, count, 1), x, cluster=config.parts, rh=rh, first_tile=first,
                        drec=drec, db_partial=db_partial, **common)
             del rh  # before the next launch's: one wave's R h held at a time
@@ -139,7 +137,7 @@ def backward(plan: Plan, dy, dfinal, x, R, b, states, lengths, y, final, saved, 
                        partials=partials, arrivals=arrival_flags(tiles, NH, config.parts, x.device), **common)
         else:
             run_kernel(config, (NH, tiles, 1), x, drec=drec, db_partial=db_partial, **common)
-    dR = recurrent_weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH), h_prev, R.dtype)
+    dR = entering.weight_gradient(dx_steps(dx) if drec is None else drec_steps(drec, DH), R.dtype)
     return dx, dR, bias_gradient(db_partial, b.dtype), dstates
 
 
@@ -148,18 +146,18 @@ def arrival_flags(tiles: int, NH: int, parts: int, device) -> torch.Tensor:
     return torch.zeros((tiles, NH, parts, 32), dtype=torch.int32, device=device)
 
 
-def recurrent_preactivations(R: torch.Tensor, h_prev: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-    """R h_{t-1} of every step as the forward's product saw it, plus x [B, T, G, NH, DH] where
-    given (a cell whose gates are sums: the cluster backward then reads no x), fp32:
-    [NH, B * T, G * DH] (the layout of drec), from h_prev [NH, B * T, DH] (weight_gradient.previous_states).
-    One batched GEMM with fp32 accumulation and output: rounded to bf16 (half the memory), the
-    backward's pre-activations differ from the forward's near a kink, and elman_relu's gradient
-    broke the 2x rule on the H100 (2026-12-07: dx 0.012 against torch's 0.0003)."""
+def recurrent_preactivations(R: torch.Tensor, entering: EnteringStates, sequences: slice,
+                             x: torch.Tensor | None = None) -> torch.Tensor:
+    """R h_{t-1} of every step of `sequences` (a slice of the batch) as the forward's product saw it,
+    plus x [n, T, G, NH, DH] of those sequences where given (a cell whose gates are sums: the cluster
+    backward then reads no x), fp32: [NH, n * T, G * DH] (the layout of drec). One batched GEMM
+    with fp32 accumulation and output: rounded to bf16 (half the memory), the backward's
+    pre-activations differ from the forward's near a kink, and elman_relu's gradient broke the
+    2x rule on the H100 (2026-12-07: dx 0.012 against torch's 0.0003)."""
     G, NH, DH, _ = R.shape
     weights = R.permute(1, 3, 0, 2).reshape(NH, DH, G * DH)  # [n, k, g * DH + i] = R[g, n, i, k]
-    # out_dtype for half inputs (fp32 accumulation and output); fp32 needs none (nor has CPU's bmm it)
-    rh = torch.bmm(h_prev, weights) if h_prev.dtype == torch.float32 else torch.bmm(h_prev, weights, out_dtype=torch.float32)
+    rh = entering.times(weights, sequences)
     if x is not None:
-        B, T = x.shape[:2]
-        rh.add_(x.permute(3, 0, 1, 2, 4).reshape(NH, B * T, G * DH))
+        n, T = x.shape[:2]
+        rh.add_(x.permute(3, 0, 1, 2, 4).reshape(NH, n * T, G * DH))
     return rh
