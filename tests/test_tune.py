@@ -196,6 +196,44 @@ def test_register_estimate_against_ptxas(kwargs, compiles_clean):
     assert (registers_needed(config) <= H100_SXM.register_cap(config.threads)) == compiles_clean
 
 
+@pytest.mark.parametrize("cell,dtype,DHP,ROWS,NT,resets,compiles_clean", [
+    # recorded with NVRTC 13.0 for sm_90 (ptxas -v), split forwards: registers, or spilled
+    ("lstm", BF16, 768, 16, 2, False, True),  # 172
+    ("lstm", BF16, 768, 16, 4, False, True),  # 249
+    ("lstm", BF16, 128, 32, 4, False, True),  # 255
+    ("lstm", BF16, 768, 16, 4, True, False),  # spills (the resets form)
+    ("lstm", torch.float32, 128, 16, 2, False, True),  # 174
+    ("lstm", torch.float32, 128, 16, 4, False, False),  # spills
+    ("gru", BF16, 768, 16, 4, True, True),  # 244
+    ("gru", torch.float32, 128, 32, 4, False, False),  # 255, at the edge
+    ("gru", torch.float32, 256, 32, 4, False, False),  # spills
+    ("elman", torch.float32, 128, 32, 4, False, True),  # 192
+    ("slstm", torch.float32, 128, 32, 2, False, True),  # 212
+    ("slstm", BF16, 128, 32, 4, False, False),  # spills
+    ("slstm", torch.float32, 128, 16, 4, False, False),  # spills
+    ("elman", torch.float32, 768, 16, 4, True, True),  # 210
+])
+def test_split_forward_register_estimate_against_ptxas(cell, dtype, DHP, ROWS, NT, resets, compiles_clean):
+    config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=8 if ROWS == 16 else 4, NT=NT, depth=3,
+                         vec=8, fast_math=dtype == BF16, resets=resets)
+    assert (registers_needed(config) <= H100_SXM.register_cap(config.threads)) == compiles_clean
+
+
+def test_the_grid_runs_64_sequences_of_a_768_head_in_tiles_of_32():
+    """On the H100, 96 CTAs of 16 rows and 32 sequences (one wave) where tiles of 16 would need 192; the LSTM's
+    form with resets would spill there, so such a call has no grid plan (a cluster runs it on
+    Hopper); the backward's buffers do not fit tiles of 32."""
+    from fusedrnn.backends.cuda.fused.grid import rule_split
+
+    config = rule_split("lstm", BF16, 768, 64, 1, False, H100_SXM)
+    assert (config.ROWS, config.NT, config.parts) == (16, 4, 48) and config.fits(1, 64, H100_SXM)
+    assert rule_split("lstm", BF16, 768, 64, 1, False, H100_SXM, resets=True) is None
+    assert rule_split("gru", BF16, 768, 64, 1, False, H100_SXM, resets=True).NT == 4
+    assert rule_split("lstm", BF16, 768, 64, 1, True, H100_SXM) is None
+    assert rule_split("lstm", BF16, 768, 16, 1, False, H100_SXM).NT == 1  # the narrowest tile that fits
+    assert rule_split("lstm", BF16, 768, 64, 1, False, A100_SXM) is None  # 219 KB of shared memory
+
+
 def _recorded_h100():
     """(config, NH, measured ms of that kernel) from the 2026-11-25 H100 runs (LSTM bf16, B=16, T=1024):
     the launch variants (cuda-variants.json; the heuristic of the day: 16-wide tiles up to DH 64 forward

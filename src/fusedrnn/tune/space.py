@@ -26,7 +26,7 @@ import torch
 
 from ..backends.cuda.cxx import STORAGE_TYPES
 from ..backends.cuda.fused import cluster, cluster_backward
-from ..backends.cuda.fused.grid import MAX_HEAD_DIM, ROWS_CHOICES, SplitConfig, split_head_dim
+from ..backends.cuda.fused.grid import MAX_HEAD_DIM, ROWS_CHOICES, SPLIT_NT_CHOICES, SplitConfig, split_head_dim
 from ..backends.cuda.fused.one_sm import FusedConfig, fits_one_sm, padded_head_dim
 from ..backends.cuda.fused.plan import Plan
 from ..backends.cuda.fused.registers import registers_needed
@@ -36,7 +36,7 @@ from ..backends.cuda.runtime.device import DeviceLimits
 from ..cells import get_cell
 
 FUSED_KNOBS = {"NT": (1, 2), "WN": (1, 2, 4), "depth": (2, 3, 4), "r_in_registers": (False, True)}
-SPLIT_KNOBS = {"ROWS": ROWS_CHOICES, "NT": (1, 2), "depth": (2, 3, 4)}
+SPLIT_KNOBS = {"ROWS": ROWS_CHOICES, "NT": SPLIT_NT_CHOICES, "depth": (2, 3, 4)}
 # warps of a split CTA (row blocks x K slices): 1, 2 or 4 on each of the 4 schedulers
 SPLIT_WARPS = (4, 8, 16)
 

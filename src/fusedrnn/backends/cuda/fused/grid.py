@@ -7,6 +7,7 @@ on Hopper the planner prefers a thread-block cluster (cluster.py) where one
 holds the head (plan.py says when)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from ....cells import get_cell
 from ..cxx import Kernel, cell_unit
 from ..runtime.device import DeviceLimits
 from .one_sm import reset_ring_bytes, ring_bytes
+from .registers import registers_needed
 
 SOURCE = Path(__file__).parent / "csrc" / "grid.cu"
 TEMPLATE = ("cell", "dtype", "DHP", "ROWS", "KSPLIT", "NT", "depth", "vec", "fast_math", "resets")
@@ -102,11 +104,18 @@ class SplitConfig(SplitShape):
         total += ring_bytes(max(spec.num_states - 1, 1), ROWS, 4, BT, self.depth)  # saved states
         return total + BT * ROWS * 4  # summed dh
 
+    @property
+    def split_forward(self) -> bool:
+        """The forward kernel (registers.py estimates its registers apart from the others')."""
+        return not self.backward
+
     def fits(self, NH: int, B: int, device: DeviceLimits) -> bool:
         """Whether it can run NH heads of B sequences on a GPU of `sm_count` SMs: a
-        block within the limits, the head in whole CTAs and K slices, and every CTA
-        of the cooperative grid resident at once (one an SM)."""
+        block within the limits (its registers by registers.py's estimate), the head in
+        whole CTAs and K slices, and every CTA of the cooperative grid resident at once
+        (one an SM)."""
         return (self.threads <= device.max_threads_per_block and self.shared_memory <= device.shared_memory_per_block
+                and registers_needed(self) <= device.register_cap(self.threads)
                 and self.DHP % self.ROWS == 0 and (self.DHP // 16) % self.KSPLIT == 0
                 and self.parts * NH * math.ceil(B / self.batch_tile) <= device.sm_count)
 
@@ -120,6 +129,9 @@ class SplitConfig(SplitShape):
 
 
 ROWS_CHOICES = (16, 32)  # rows a CTA: 16 (most CTAs, least work each), or 32 when 16 needs too many CTAs
+# batch tiles of 8, 16 or 32 sequences (NT): the widest is how a 768 head runs 64 sequences in one
+# wave of 96 CTAs (16 rows each); the backward's buffers do not fit shared memory past 16
+SPLIT_NT_CHOICES = (1, 2, 4)
 
 
 def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, backward: bool,
@@ -139,16 +151,18 @@ def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, back
     return None
 
 
-def rule_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, backward: bool, device: DeviceLimits):
+def rule_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, backward: bool, device: DeviceLimits,
+               resets: bool = False):
     """The rule's split (the planner's, where no tuned winner exists): the fewest rows a CTA (least work between barriers), then the narrowest
     batch tile (more CTAs, each with less to do: 768x1 at B=16 runs 1.4x faster
     on 96 CTAs of 8 sequences than on 48 of 16, docs/perf-notes.md), whose CTAs
-    all fit the GPU at once; None when there is none."""
+    all fit the GPU at once, in the form that reads resets where the call has them
+    (a few more registers); None when there is none."""
     if DH > MAX_HEAD_DIM:
         return None
     for ROWS in ROWS_CHOICES:
-        for NT in (1, 2):
+        for NT in SPLIT_NT_CHOICES:
             config = split_config(cell, dtype, DH, B, ROWS, backward, device.shared_memory_per_block, NT_choices=(NT,))
-            if config is not None and config.fits(NH, B, device):
+            if config is not None and dataclasses.replace(config, resets=resets).fits(NH, B, device):
                 return config
     return None

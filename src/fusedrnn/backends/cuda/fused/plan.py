@@ -105,7 +105,7 @@ def plan(problem: Problem, device: DeviceLimits, direction: str, *, strategy: st
             chosen = Plan(direction, runnable, "tuned winner")
     if chosen is None:
         chosen = rule_plan(cell, problem.dtype, DH, NH, B, problem.steps >= CLUSTER_MIN_STEPS, device, direction,
-                           strategy)
+                           strategy, problem.has_resets)
     return with_resets(chosen, device) if problem.has_resets else chosen
 
 
@@ -149,7 +149,7 @@ def why_no_plan(problem: Problem, device: DeviceLimits) -> str:
         return ""
     for backward in (False, True) if problem.needs_grad else (False,):
         direction = "backward" if backward else "forward"
-        if (rule_split(cell, dtype, DH, B, NH, backward, device) is None
+        if (rule_split(cell, dtype, DH, B, NH, backward, device, problem.has_resets) is None
                 and (device.capability < (9, 0)
                      or cluster_shape(cell, dtype, DH, NH, B, device, direction, any_shape=True) is None)):
             return (f"{reason}; split over CTAs ({direction}), it needs more shared memory or SMs than "
@@ -172,8 +172,8 @@ def admissible(config, problem: Problem, device: DeviceLimits, direction: str):
         return config if ok else None
     if config.DHP != split_head_dim(DH) or DH > MAX_HEAD_DIM:
         return None
-    if isinstance(config, SplitConfig):
-        return config if config.fits(NH, B, device) else None
+    if isinstance(config, SplitConfig):  # in the form the call runs (with_resets)
+        return config if dataclasses.replace(config, resets=problem.has_resets).fits(NH, B, device) else None
     if device.capability < (9, 0) or config.parts > device.max_cluster_size_non_portable:
         return None
     at_once = clusters_at_once(config, device)
@@ -213,9 +213,10 @@ def cluster_first(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, devic
 
 @functools.lru_cache(maxsize=4096)  # asked on every call: the rules cost ~0.5 ms for a cluster
 def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enough: bool, device: DeviceLimits,
-              direction: str, strategy: str | None) -> Plan:
-    """The rules' plan (module docstring); `long_enough`: T >= CLUSTER_MIN_STEPS. The forward
-    tries one SM before a cluster, the backward a cluster before one SM; then the grid."""
+              direction: str, strategy: str | None, resets: bool = False) -> Plan:
+    """The rules' plan (module docstring); `long_enough`: T >= CLUSTER_MIN_STEPS; `resets`: the call
+    has them (the grid's shape must fit in the form that reads them). The forward tries one SM
+    before a cluster, the backward a cluster before one SM; then the grid."""
     one_sm = fits_one_sm(cell, dtype, DH, B, device)
     forced = strategy is not None
     if strategy == "one_sm" and not one_sm:
@@ -234,7 +235,7 @@ def rule_plan(cell: str, dtype: torch.dtype, DH: int, NH: int, B: int, long_enou
                 return Plan(direction, config, "rule: a cluster holds the head")
             if forced:
                 raise ValueError(f"strategy='cluster' ({direction}): {why}")
-    config = rule_split(cell, dtype, DH, B, NH, direction == "backward", device)
+    config = rule_split(cell, dtype, DH, B, NH, direction == "backward", device, resets)
     if config is None and strategy is None:  # the last resort: a cluster, whatever T and the compiler
         config, _ = cluster_or_why(cluster_shape(cell, dtype, DH, NH, B, device, direction, True), B, NH, device,
                                    forced=True)

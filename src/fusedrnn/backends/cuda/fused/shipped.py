@@ -15,6 +15,7 @@ from .cluster import choose_cluster
 from .cluster_backward import choose_cluster_backward
 from .grid import MAX_HEAD_DIM, PAD_TO, ROWS_CHOICES, split_config
 from .one_sm import fits_one_sm, rule_config
+from .registers import registers_needed
 
 
 def one_sm_configs(device: DeviceLimits = H100_SXM) -> list:
@@ -41,10 +42,12 @@ def split_heads():
 
 
 def grid_configs(device: DeviceLimits = H100_SXM) -> list:
-    configs = {split_config(cell, dtype, DH, B, ROWS, backward, device.shared_memory_per_block)
-               for cell, dtype, DH in split_heads() for B in (8, 16) for ROWS in ROWS_CHOICES
-               for backward in (False, True)}
-    return sorted(configs - {None}, key=lambda c: c.name_expression)
+    # tiles of 8 and 16 sequences, and of 32 where 64 sequences need them to fit one wave
+    configs = {split_config(cell, dtype, DH, B, ROWS, backward, device.shared_memory_per_block, NT_choices=NT)
+               for cell, dtype, DH in split_heads() for B, NT in ((8, (1,)), (16, (2, 1)), (64, (4,)))
+               for ROWS in ROWS_CHOICES for backward in (False, True)}
+    fitting = {c for c in configs - {None} if registers_needed(c) <= device.register_cap(c.threads)}
+    return sorted(fitting, key=lambda c: c.name_expression)
 
 
 def cluster_configs(device: DeviceLimits = H100_SXM) -> list:
