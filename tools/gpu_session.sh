@@ -13,6 +13,9 @@
 #        scale    the batch axis: bench, module memory, tuner, kernel breakdown (ARGS: batch sizes)
 #        resets   `resets` on the GPU: the cuda_fused, cuda_alternating and Triton tests, what resets cost
 #                 (tools/resets_cost.py), the language model on packed and padded documents
+#        batch    the batch axis (B = 1..256) at 64x12 and 768x1, forward and forward+backward, every
+#                 provider of ours beside cuDNN fp16 and SDPA, with auto's pick (the README's sweep)
+#        lm-batch tokens/s of the three mixers at B=16 and B=128 (bf16; cuDNN in fp16 too), one GPU
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -24,7 +27,7 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
 # and it is installed first.
 set -u
-phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|lm [ARGS]}
+phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|batch|lm-batch|lm [ARGS]}
 shift
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 # the cubin cache inside the checkout (ignored by git): a warm machine keeps it between calls
@@ -78,6 +81,19 @@ case $phase in
     step bench 200 python3 -m fusedrnn.cli bench --out "$work"
     step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
+  batch)
+    for split in 64x12 768x1; do
+      step "batch-$split" 280 python3 -m fusedrnn.cli bench --sweep batch --splits "$split" --passes fwd fwd+bwd \
+        --providers cuda_fused cuda_alternating triton cudnn_fp16 sdpa --out "$work/$split"
+    done ;;
+  lm-batch)
+    for B in 16 128; do
+      for dtype in bf16 fp16; do
+        step "lm-B$B-$dtype" 240 python3 examples/lm/train.py --compare --device cuda --dtype "$dtype" --width 768 \
+          --heads 12 --layers 4 --seq 1024 --batch "$B" --steps 35 --warmup 5 --log-every 10 \
+          --backend cuda_fused --out "$work/lm-B$B-$dtype.json"
+      done
+    done ;;
   resets)  # issue 18: correctness of every kernel family with resets, their cost, the packed layout
     step resets-tests 280 python3 -m pytest -q -n 8 -p no:cacheprovider -m "gpu or not gpu" tests/test_resets_cuda.py \
       tests/test_resets.py tests/test_cuda_alternating_resets.py
