@@ -31,7 +31,7 @@ import torch
 from ....cells import get_cell
 from ....ops import outputs
 from ....problem import checked_resets
-from ...weight_gradient import bias_gradient, drec_steps, dx_steps, entering_states
+from ...weight_gradient import bias_gradient, drec_steps, dx_steps, entering_states, products
 from .plan import AlternatingPlan
 from .plan import plan as planned
 from .pointwise import Call, NvrtcPointwise
@@ -40,14 +40,6 @@ from .workspace import DONE, Shape, chunk_plan, chunk_sizes, workspace
 
 def _pointwise(pointwise):
     return NvrtcPointwise() if pointwise is None else pointwise
-
-
-def _product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """out = a @ b per head, written in place (a CUDA graph keeps the address)."""
-    if out.dtype == a.dtype:
-        torch.bmm(a, b, out=out)
-    else:
-        torch.bmm(a, b, out.dtype, out=out)
 
 
 @contextlib.contextmanager
@@ -68,7 +60,7 @@ def _advance(ws, chunk: int) -> None:
 def _forward_chunk(ws, pointwise, chunk: int) -> None:
     pointwise.stage(ws, chunk)
     for k in range(chunk):
-        _product(ws.h_operand, ws.W, ws.rec)
+        products(ws.h_operand, ws.W, ws.rec)
         pointwise.step(ws, k, chunk)
     _advance(ws, chunk)
 
@@ -79,7 +71,7 @@ def _backward_chunk(ws, pointwise, chunk: int) -> None:
     W_transposed = ws.W.transpose(1, 2)
     for k in range(chunk):
         pointwise.step(ws, k, chunk)
-        _product(ws.drec_step, W_transposed, ws.dh)
+        products(ws.drec_step, W_transposed, ws.dh)
     _advance(ws, chunk)
 
 
@@ -125,7 +117,7 @@ def _warm_products(ws, chunk: int) -> None:
     """The GEMMs whose shape depends on the chunk size: the backward's recomputed products."""
     if ws.shape.backward:
         s = ws.shape
-        _product(ws.chunk_view("h_chunk", (s.NH, chunk * s.B, s.DH)), ws.W,
+        products(ws.chunk_view("h_chunk", (s.NH, chunk * s.B, s.DH)), ws.W,
                  ws.chunk_view("rec_chunk", (s.NH, chunk * s.B, ws.W.shape[2])))
 
 
