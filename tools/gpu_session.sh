@@ -16,6 +16,8 @@
 #        batch    the batch axis (B = 1..256) at 64x12 and 768x1, forward and forward+backward, every
 #                 provider of ours beside cuDNN fp16 and SDPA, with auto's pick (the README's sweep)
 #        lm-batch tokens/s of the three mixers at B=16 and B=128 (bf16; cuDNN in fp16 too), one GPU
+#        step-probe  768x1 as one fused GEMM+cell kernel a step (tools/fused_step_probe.py: a design's
+#                 step time at B=64 and 256 beside cuDNN, cuda_fused and cuda_alternating)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
 #                 DDP/FSDP2 on 1 and 2 GPUs, the 2-GPU equivalence check (run it
 #                 on a 2-GPU kind; on one GPU the 2-GPU parts are skipped)
@@ -27,7 +29,7 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
 # and it is installed first.
 set -u
-phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|batch|lm-batch|lm [ARGS]}
+phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|batch|lm-batch|step-probe|lm [ARGS]}
 shift
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 # the cubin cache inside the checkout (ignored by git): a warm machine keeps it between calls
@@ -86,6 +88,7 @@ case $phase in
       step "batch-$split" 280 python3 -m fusedrnn.cli bench --sweep batch --splits "$split" --passes fwd fwd+bwd \
         --providers cuda_fused cuda_alternating triton cudnn_fp16 sdpa --out "$work/$split"
     done ;;
+  step-probe) step fused-step-probe 500 python3 tools/fused_step_probe.py --B ${@:-64 256} ;;
   lm-batch)
     for B in 16 128; do
       for dtype in bf16 fp16; do
