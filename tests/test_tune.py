@@ -234,6 +234,31 @@ def test_the_grid_runs_64_sequences_of_a_768_head_in_tiles_of_32():
     assert rule_split("lstm", BF16, 768, 64, 1, False, A100_SXM) is None  # 219 KB of shared memory
 
 
+@pytest.mark.parametrize("limits,cell,dtype,DH,B,backward", [
+    (RTX_4090, "gru", torch.float32, 256, 16, True),  # depth 3 fills shared memory; its resets form would not fit
+    (H100_SXM, "elman", torch.float32, 640, 128, False),
+    (H100_SXM, "gru", BF16, 768, 64, False),
+])
+def test_a_grid_plan_with_resets_fits_in_the_form_that_reads_them(limits, cell, dtype, DH, B, backward):
+    """The grid's ring depth and batch tile are chosen for the kernel the call runs (with_resets: the
+    reset ring in shared memory, the initial states in registers), not the one without resets; the
+    LSTM's resets form of tiles of 32 would spill, so at 768 x 64 it has no grid plan."""
+    from fusedrnn.cells import get_cell
+    from fusedrnn.problem import Problem
+
+    def call(cell):
+        return Problem(get_cell(cell), B, 1024, 1, DH, dtype, torch.device("cuda"), False, True, has_resets=True)
+
+    direction = "backward" if backward else "forward"
+    strategy = "grid" if limits.capability >= (9, 0) else None
+    chosen = plan(call(cell), limits, direction, strategy=strategy)
+    assert isinstance(chosen.config, SplitConfig) and chosen.config.resets, chosen
+    assert chosen.config.fits(1, B, limits), chosen
+    if (cell, DH) == ("gru", 768):
+        with pytest.raises(ValueError, match="no plan"):
+            plan(call("lstm"), limits, direction, strategy="grid")
+
+
 def _recorded_h100():
     """(config, NH, measured ms of that kernel) from the 2026-11-25 H100 runs (LSTM bf16, B=16, T=1024):
     the launch variants (cuda-variants.json; the heuristic of the day: 16-wide tiles up to DH 64 forward

@@ -100,7 +100,7 @@ class EnteringStates:
         """h entering every step of `sequences` (a slice of the batch) times `weights` [NH, DH, K],
         fp32 accumulated and written: [NH, n * T, K], rows in y's order."""
         B, T, NH, _ = self.y.shape
-        start, stop = sequences.start or 0, min(B, sequences.stop)
+        start, stop, _ = sequences.indices(B)
         out = torch.empty((NH, (stop - start) * T, weights.shape[-1]), dtype=torch.float32, device=self.y.device)
         if self.copy is not None:
             return products(self.copy[:, start * T:stop * T], weights, out)

@@ -135,10 +135,12 @@ SPLIT_NT_CHOICES = (1, 2, 4)
 
 
 def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, backward: bool,
-                 shared_memory_per_block: int, NT_choices: tuple[int, ...] = (2, 1)):
+                 shared_memory_per_block: int, NT_choices: tuple[int, ...] = (2, 1), resets: bool = False):
     """The split instantiation with ROWS rows a CTA: the first batch tile of
     NT_choices (8 * NT sequences; only 8 for B <= 8), then the deepest input ring,
-    that fits shared memory; None when none fits."""
+    that fits shared memory (with `resets`, in the form that reads them: its reset
+    ring too; the config returned is the form without, with_resets makes the other);
+    None when none fits."""
     DHP = split_head_dim(DH)
     k_tiles, row_blocks = DHP // 16, ROWS // 16
     KSPLIT = max(d for d in range(1, k_tiles + 1) if k_tiles % d == 0 and row_blocks * d <= TARGET_WARPS)
@@ -146,7 +148,7 @@ def split_config(cell: str, dtype: torch.dtype, DH: int, B: int, ROWS: int, back
         for depth in (4, 3, 2):
             config = SplitConfig(cell=cell, dtype=dtype, DHP=DHP, ROWS=ROWS, KSPLIT=KSPLIT, NT=NT, depth=depth,
                                  vec=math.gcd(DH, 8), fast_math=dtype == torch.bfloat16, backward=backward)
-            if config.shared_memory <= shared_memory_per_block:
+            if dataclasses.replace(config, resets=resets).shared_memory <= shared_memory_per_block:
                 return config
     return None
 
@@ -162,7 +164,8 @@ def rule_split(cell: str, dtype: torch.dtype, DH: int, B: int, NH: int, backward
         return None
     for ROWS in ROWS_CHOICES:
         for NT in SPLIT_NT_CHOICES:
-            config = split_config(cell, dtype, DH, B, ROWS, backward, device.shared_memory_per_block, NT_choices=(NT,))
+            config = split_config(cell, dtype, DH, B, ROWS, backward, device.shared_memory_per_block, NT_choices=(NT,),
+                                  resets=resets)
             if config is not None and dataclasses.replace(config, resets=resets).fits(NH, B, device):
                 return config
     return None
