@@ -84,9 +84,11 @@ case $phase in
     step streaming 60 python3 tools/streaming_latency.py --profile --out "$work" ;;
   lm) step lm 540 bash examples/lm/measure_gpu.sh "$work" ;;
   batch)
+    # at 768x1 also the grid's forward (tiles of up to 32 sequences) with the cluster's backward
     for split in 64x12 768x1; do
+      plans=(); [ "$split" = 768x1 ] && plans=(--plan grid/cluster)
       step "batch-$split" 280 python3 -m fusedrnn.cli bench --sweep batch --splits "$split" --passes fwd fwd+bwd \
-        --providers cuda_fused cuda_alternating triton cudnn_fp16 sdpa --out "$work/$split"
+        --providers cuda_fused cuda_alternating triton cudnn_fp16 sdpa "${plans[@]}" --out "$work/$split"
     done ;;
   step-probe) step fused-step-probe 500 python3 tools/fused_step_probe.py --B ${@:-64 256} ;;
   lm-batch)
