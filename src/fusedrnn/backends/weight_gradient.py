@@ -121,7 +121,9 @@ class EnteringStates:
             for d, out in groups:  # every row r >= 1 against y's row r - 1, in fp32
                 products(d[:, 1:].transpose(1, 2), rows[:, :-1], out)
         # The rows of t = 0 enter from h_0; those of b >= 1 met the last y of the sequence before
-        # instead: add d[b, 0]^T (h_0[b] - y[b - 1, T - 1]) in fp32 (exact differences of half values)
+        # instead: add d[b, 0]^T (h_0[b] - y[b - 1, T - 1]) in fp32 (exact differences of half values).
+        # A last y that is not finite (an fp16 elman_relu past 65504) makes dR NaN here, where the copy
+        # gave a finite dR if the loss ignored that output: visible, and only where the forward overflowed.
         entering = self.initial.to(torch.float32, copy=True)  # [B, NH, DH]
         entering[1:] -= self.y[:-1, T - 1]
         first = d_rec[:, ::T].to(torch.float32).reshape(NH, B, G * DH)  # a copy of B rows
