@@ -16,6 +16,8 @@
 #        batch    the batch axis (B = 1..256) at 64x12 and 768x1, forward and forward+backward, every
 #                 provider of ours beside cuDNN fp16 and SDPA, with auto's pick (the README's sweep)
 #        lm-batch tokens/s of the three mixers at B=16 and B=128 (bf16; cuDNN in fp16 too), one GPU
+#        verify16 one call (< 10 minutes) after a session without a GPU: the GPU tests of the backward
+#                 paths (dR and R h without a copy of h), the module's memory at B=256, the step probe
 #        step-probe  768x1 as one fused GEMM+cell kernel a step (tools/fused_step_probe.py: a design's
 #                 step time at B=64 and 256 beside cuDNN, cuda_fused and cuda_alternating)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
@@ -29,7 +31,7 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
 # and it is installed first.
 set -u
-phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|batch|lm-batch|step-probe|lm [ARGS]}
+phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|batch|lm-batch|step-probe|verify16|lm [ARGS]}
 shift
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 # the cubin cache inside the checkout (ignored by git): a warm machine keeps it between calls
@@ -90,6 +92,11 @@ case $phase in
       step "batch-$split" 280 python3 -m fusedrnn.cli bench --sweep batch --splits "$split" --passes fwd fwd+bwd \
         --providers cuda_fused cuda_alternating triton cudnn_fp16 sdpa "${plans[@]}" --out "$work/$split"
     done ;;
+  verify16)
+    step pytest-backward 240 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests/test_cuda_fused.py \
+      tests/test_resets_cuda.py tests/test_cuda_alternating.py tests/test_cuda_alternating_resets.py tests/test_triton.py
+    step memory-B256 90 python3 tools/module_memory.py --batch 256
+    step fused-step-probe 220 python3 tools/fused_step_probe.py --B 64 256 ;;
   step-probe) step fused-step-probe 500 python3 tools/fused_step_probe.py --B ${@:-64 256} ;;
   lm-batch)
     for B in 16 128; do
