@@ -206,6 +206,19 @@ def cudnn_ms(B, T, H):
     return forward, triton.testing.do_bench(both, return_mode="median")
 
 
+def stepwise_ms(B, T, H):
+    """backends/triton/stepwise.py's forward (the same design for every cell, lengths and resets),
+    LSTM at 768x1, its launches replayed from a CUDA graph."""
+    import triton.testing
+
+    from fusedrnn.backends.triton import stepwise
+    from fusedrnn.testing import random_problem
+
+    x, R, b, states = random_problem("lstm", B, T, 1, H, dtype=torch.bfloat16, device="cuda")
+    graph = graphed(lambda: stepwise.forward(x, R, b, states, None, "lstm"))
+    return triton.testing.do_bench(graph.replay, return_mode="median")
+
+
 def ours_ms(B, T, H, backend):
     """fusedrnn.rnn's forward and forward+backward at 768x1 on `backend` (the same call's scale)."""
     import triton.testing
@@ -265,6 +278,8 @@ def main():
             del steps
         if best is None:
             continue
+        print(f"| {B} | stepwise.forward (every cell's form, LSTM) | {stepwise_ms(B, args.T, args.H):.3f} | | |",
+              flush=True)
         peers = [cudnn_ms(B, args.T, args.H)]
         for backend in ("cuda_fused", "cuda_alternating"):
             try:

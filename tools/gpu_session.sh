@@ -94,7 +94,7 @@ case $phase in
     done ;;
   verify16)
     step pytest-backward 260 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests/test_cuda_fused.py \
-      tests/test_cuda_alternating.py tests/test_cuda_alternating_resets.py tests/test_triton.py
+      tests/test_cuda_alternating.py tests/test_cuda_alternating_resets.py tests/test_triton.py tests/test_triton_stepwise.py
     step memory-B256 90 python3 tools/module_memory.py --batch 256
     step fused-step-probe 200 python3 tools/fused_step_probe.py --B 64 256 ;;
   step-probe) step fused-step-probe 500 python3 tools/fused_step_probe.py --B ${@:-64 256} ;;

@@ -1,0 +1,81 @@
+"""The stepwise forward of large heads (backends/triton/stepwise.py: a launch a step, the GEMM
+over the batch with the cell in its epilogue) against a float64 loop, every cell, with and
+without initial states, lengths (0 and full among them) and resets (step 0, the last step,
+consecutive steps, past a length), several heads and a head dim the unit tiles do not divide;
+outputs poisoned. On CPU under TRITON_INTERPRET=1 (fp32, fp16); on a GPU (`-m gpu`) bf16 too."""
+import pytest
+import torch
+
+import fusedrnn
+from fusedrnn.ops import outputs
+from fusedrnn.testing import random_problem
+from reference import reference_step
+
+CELLS = list(fusedrnn.CELLS)
+needs_triton = pytest.mark.skipif(not fusedrnn.backends()["triton"].available,
+                                  reason=fusedrnn.backends()["triton"].reason)
+
+
+def reference(cell, x, R, b, states, lengths, resets):
+    """y, final in float64: at a reset inside its length a sequence takes its initial states."""
+    x, R, b, states = x.double(), R.double(), b.double(), states.double()
+    B, T = x.shape[:2]
+    initial = list(states.unbind(0))
+    s, ys = list(initial), []
+    for t in range(T):
+        live = (t < lengths).view(B, 1, 1)
+        restart = (resets[:, t] & (t < lengths)).view(B, 1, 1)
+        s = [torch.where(restart, a, o) for a, o in zip(initial, s)]
+        new = reference_step(cell, x[:, t], torch.einsum("bnj,gnij->bgni", s[0], R), b, s)
+        s = [torch.where(live, a, o) for a, o in zip(new, s)]
+        ys.append(torch.where(live, s[0], torch.zeros_like(s[0])))
+    return torch.stack(ys, 1), torch.stack(s)
+
+
+def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, **blocks):
+    from fusedrnn.backends.triton import stepwise
+
+    torch.manual_seed(hash((cell, str(dtype), with_states)) % 2**31)
+    x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=True)
+    if not with_states:
+        states = torch.zeros_like(states)
+    lengths = torch.tensor([T, 3, 0, T - 1, 1][:B])
+    resets = torch.rand(B, T) < 0.3
+    for sequence, step in ((0, 0), (0, T - 1), (1, 1), (1, 2), (3, T - 2), (1, 4)):  # (1, 4): past its length
+        if sequence < B and step < T:
+            resets[sequence, step] = True
+    with outputs.poisoned():
+        y, final = stepwise.forward(x, R, b, states, lengths.to(device), cell, resets.to(device), **blocks)
+    want_y, want_final = reference(cell, x.cpu(), R.cpu(), b.cpu(), states.cpu(), lengths, resets)
+    tolerance = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    assert y.dtype == final.dtype == dtype and not y.isnan().any()
+    torch.testing.assert_close(y.cpu().double(), want_y, **tolerance)
+    torch.testing.assert_close(final.cpu().double(), want_final, **tolerance)
+
+
+@needs_triton
+@pytest.mark.parametrize("with_states", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("cell", CELLS)
+def test_interpreter_matches_the_reference(cell, dtype, with_states):
+    if torch.cuda.is_available():
+        pytest.skip("interpreter test; the GPU runs test_gpu_matches_the_reference")
+    check(cell, dtype, "cpu", with_states=with_states, block_u=16, block_b=16, block_k=16)
+
+
+@needs_triton
+def test_interpreter_tiles_of_several_k_steps_and_batch_tiles():
+    if torch.cuda.is_available():
+        pytest.skip("interpreter test")
+    check("lstm", torch.float32, "cpu", B=5, T=3, NH=1, DH=40, block_u=16, block_b=16, block_k=16)
+    check("gru", torch.float32, "cpu", B=5, T=3, NH=3, DH=16, block_u=16, block_b=16, block_k=16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gpu_matches_the_reference(cell, dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    check(cell, dtype, "cuda", B=5, T=9, NH=1, DH=200)
+    check(cell, dtype, "cuda", B=37, T=5, NH=2, DH=130)
