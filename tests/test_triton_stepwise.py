@@ -79,3 +79,50 @@ def test_gpu_matches_the_reference(cell, dtype):
         pytest.skip("needs a CUDA GPU")
     check(cell, dtype, "cuda", B=5, T=9, NH=1, DH=200)
     check(cell, dtype, "cuda", B=37, T=5, NH=2, DH=130)
+
+
+def reference_gradients(cell, x, R, b, states, lengths, resets, dy, dfinal):
+    leaves = [t.double().requires_grad_() for t in (x, R, b, states)]
+    y, final = reference(cell, *leaves, lengths, resets)
+    return torch.autograd.grad((y * dy.double()).sum() + (final * dfinal.double()).sum(), leaves)
+
+
+def check_backward(cell, dtype, device, B=5, T=6, NH=2, DH=20, **blocks):
+    from fusedrnn.backends.triton import stepwise
+
+    torch.manual_seed(hash((cell, str(dtype), "backward")) % 2**31)
+    x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=True)
+    lengths = torch.tensor([T, 3, 0, T - 1, 1][:B])
+    resets = torch.rand(B, T) < 0.3
+    for sequence, step in ((0, 0), (0, T - 1), (1, 1), (1, 2), (3, T - 2), (1, 4)):
+        if sequence < B and step < T:
+            resets[sequence, step] = True
+    dy = torch.randn(B, T, NH, DH, device=device).to(dtype)
+    dfinal = torch.randn(states.shape, device=device).to(dtype)
+    args = dict(lengths=lengths.to(device), cell=cell, resets=resets.to(device))
+    with outputs.poisoned():
+        y, final, saved = stepwise.forward(x, R, b, states, need_saved=True, **args, **blocks)
+        got = stepwise.backward(dy, dfinal, x, R, b, states, y=y, final=final, saved=saved, **args, **blocks)
+    want = reference_gradients(cell, x.cpu(), R.cpu(), b.cpu(), states.cpu(), lengths, resets, dy.cpu(), dfinal.cpu())
+    tolerance = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=5e-2, rtol=5e-2)
+    for name, g, w in zip(("dx", "dR", "db", "dstates"), got, want):
+        assert g.shape == w.shape and not g.isnan().any(), name
+        torch.testing.assert_close(g.cpu().double(), w, msg=name, **tolerance)
+
+
+@needs_triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("cell", CELLS)
+def test_interpreter_gradients_match_the_reference(cell, dtype):
+    if torch.cuda.is_available():
+        pytest.skip("interpreter test; the GPU runs test_gpu_gradients_match_the_reference")
+    check_backward(cell, dtype, "cpu", block_u=16, block_b=16, block_k=16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gpu_gradients_match_the_reference(cell, dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    check_backward(cell, dtype, "cuda", B=37, T=7, NH=2, DH=130)

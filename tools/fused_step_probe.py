@@ -207,16 +207,23 @@ def cudnn_ms(B, T, H):
 
 
 def stepwise_ms(B, T, H):
-    """backends/triton/stepwise.py's forward (the same design for every cell, lengths and resets),
-    LSTM at 768x1, its launches replayed from a CUDA graph."""
+    """backends/triton/stepwise.py (the same design for every cell, lengths, resets, states and the
+    backward with dR and db), LSTM at 768x1, its launches replayed from CUDA graphs: forward, and
+    forward (saving states) + backward."""
     import triton.testing
 
     from fusedrnn.backends.triton import stepwise
     from fusedrnn.testing import random_problem
 
     x, R, b, states = random_problem("lstm", B, T, 1, H, dtype=torch.bfloat16, device="cuda")
-    graph = graphed(lambda: stepwise.forward(x, R, b, states, None, "lstm"))
-    return triton.testing.do_bench(graph.replay, return_mode="median")
+    forward = triton.testing.do_bench(graphed(lambda: stepwise.forward(x, R, b, states, None, "lstm")).replay,
+                                      return_mode="median")
+    dy = torch.randn(B, T, 1, H, device="cuda", dtype=x.dtype)
+
+    def both():
+        y, final, saved = stepwise.forward(x, R, b, states, None, "lstm", need_saved=True)
+        stepwise.backward(dy, torch.zeros_like(final), x, R, b, states, None, y, final, saved, "lstm")
+    return forward, triton.testing.do_bench(graphed(both).replay, return_mode="median")
 
 
 def ours_ms(B, T, H, backend):
@@ -278,7 +285,8 @@ def main():
             del steps
         if best is None:
             continue
-        print(f"| {B} | stepwise.forward (every cell's form, LSTM) | {stepwise_ms(B, args.T, args.H):.3f} | | |",
+        forward, both = stepwise_ms(B, args.T, args.H)
+        print(f"| {B} | triton/stepwise.py (every cell's form), fwd / fwd+bwd | {forward:.3f} | {both:.3f} | |",
               flush=True)
         peers = [cudnn_ms(B, args.T, args.H)]
         for backend in ("cuda_fused", "cuda_alternating"):

@@ -19,8 +19,9 @@ import triton.language as tl
 
 from ...cells import get_cell
 from ...ops import outputs
+from ..weight_gradient import bias_gradient, entering_view, previous_states, recurrent_weight_gradient
 from .pointwise import pointwise
-from .tiles import load_slices, mask_and, store_slices
+from .tiles import load_slice, load_slices, mask_and, save_carried_states, store_slices
 
 
 @triton.jit
@@ -37,10 +38,11 @@ def _gate_product(R_ptr, h, rows, ks, kmask, g: tl.constexpr, GR: tl.constexpr, 
 def step_forward_kernel(
     x_ptr, R_ptr, b_ptr, s0_ptr, len_ptr, resets_ptr,  # inputs; s0: the initial states [S, B, NH, DH]
     h_ptr, h_next_ptr, state_ptr,  # h entering step t and leaving it [B, NH, DH]; carried states [S, B, NH, DH] fp32
-    y_ptr, t, B, T,
+    y_ptr, saved_ptr, t, B, T,  # saved: states 1..S-1 entering each step and the last, [T + 1, S - 1, B, NH, DH]
     NH: tl.constexpr, DH: tl.constexpr, GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
     BLOCK_U: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, CELL: tl.constexpr,
     FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr, PRECISION: tl.constexpr,
+    SAVE: tl.constexpr,
 ):
     tiles_a_head = tl.cdiv(DH, BLOCK_U)
     n = tl.program_id(0) // tiles_a_head
@@ -87,22 +89,36 @@ def step_forward_kernel(
                           tl.where(restart, i3, n3))
     store_slices(state_ptr + state_offsets, 0, mask, n0, n1, n2, n3, S, state_stride)
     tl.store(h_next_ptr + state_offsets, n0.to(h_next_ptr.dtype.element_ty), mask=mask)
+    if SAVE:  # the states entering step t + 1 (the initial ones where it restarts)
+        save_carried_states(saved_ptr + (t + 1) * (S - 1) * state_stride + state_offsets, mask, n1, n2, n3, S,
+                            state_stride)
+
+
+def _blocks(B: int, DH: int, block_u: int, block_b: int, block_k: int) -> tuple[int, int, int]:
+    """Tiles no wider than the call needs (tl.dot takes 16 at least)."""
+    return (min(block_u, max(16, triton.next_power_of_2(DH))), min(block_b, max(16, triton.next_power_of_2(B))),
+            min(block_k, max(16, triton.next_power_of_2(DH))))
 
 
 def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Tensor, lengths, cell: str,
-            resets=None, *, block_u: int = 32, block_b: int = 32, block_k: int = 64, num_warps: int = 4):
-    """y [B, T, NH, DH] and the final states [S, B, NH, DH] of `fusedrnn.rnn`'s call, a launch a step.
+            resets=None, need_saved: bool = False, *, block_u: int = 32, block_b: int = 32, block_k: int = 64,
+            num_warps: int = 4):
+    """y [B, T, NH, DH], the final states [S, B, NH, DH] and (need_saved) the states 1..S-1 entering
+    each step and the last, [T + 1, S - 1, B, NH, DH] fp32, of `fusedrnn.rnn`'s call, a launch a step.
     `states` are the initial states (zeros where the call has none)."""
     spec = get_cell(cell)
     B, T, GX, NH, DH = x.shape
+    S = spec.num_states
     x, R, b = x.contiguous(), R.contiguous(), b.contiguous()
     initial = states.contiguous()
     carried = initial.to(torch.float32, copy=True)
     h = [initial[0].clone(), outputs.empty(initial[0].shape, like=initial)]
     y = outputs.empty((B, T, NH, DH), like=x)
-    block_u = min(block_u, max(16, triton.next_power_of_2(DH)))
-    block_k = min(block_k, max(16, triton.next_power_of_2(DH)))
-    block_b = min(block_b, max(16, triton.next_power_of_2(B)))
+    save = need_saved and S > 1
+    saved = outputs.empty((T + 1, S - 1, B, NH, DH) if save else (0,), like=x, dtype=torch.float32)
+    if save:
+        saved[0] = carried[1:]
+    block_u, block_b, block_k = _blocks(B, DH, block_u, block_b, block_k)
     grid = (NH * triton.cdiv(DH, block_u), triton.cdiv(B, block_b))
     has_lengths, has_resets = lengths is not None, resets is not None
     length_arg = lengths.to(device=x.device, dtype=torch.int32) if has_lengths else x
@@ -110,9 +126,168 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
     forward_cell = pointwise(spec)[0]
     for t in range(T):
         step_forward_kernel[grid](
-            x, R, b, initial, length_arg, reset_arg, h[t % 2], h[(t + 1) % 2], carried, y, t, B, T,
-            NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=spec.num_states,
+            x, R, b, initial, length_arg, reset_arg, h[t % 2], h[(t + 1) % 2], carried, y, saved, t, B, T,
+            NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S,
             BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k, CELL=forward_cell,
             FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths, HAS_RESETS=has_resets,
-            PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps)  # fp32 as fp32
-    return y, carried.to(x.dtype)
+            PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save, num_warps=num_warps)
+    final = carried.to(x.dtype)
+    return (y, final, saved) if need_saved else (y, final)
+
+
+@triton.jit(do_not_specialize=["t", "B", "T"])
+def step_backward_kernel(
+    x_ptr, R_ptr, b_ptr, len_ptr, resets_ptr,
+    h_ptr,  # h entering every step, [B, T, NH, DH] (weight_gradient.previous_states' buffer)
+    saved_ptr, dy_ptr,  # states 1..S-1 entering each step [T + 1, S - 1, B, NH, DH] fp32; dy [B, T, NH, DH]
+    carried_ptr, dinitial_ptr,  # gradients of the states entering step t + 1 and of the initial states, fp32
+    drec_ptr, dx_ptr, db_ptr,  # drec [NH, B, T, GR, DH]; dx like x; db [T, tiles, GB, NH, DH] fp32
+    t, B, T,
+    NH: tl.constexpr, DH: tl.constexpr, GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
+    BLOCK_U: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, CELL: tl.constexpr,
+    FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr, PRECISION: tl.constexpr,
+):
+    tiles_a_head = tl.cdiv(DH, BLOCK_U)
+    n = tl.program_id(0) // tiles_a_head
+    unit_index = tl.program_id(0) % tiles_a_head * BLOCK_U + tl.arange(0, BLOCK_U)
+    units = unit_index[:, None]
+    batch = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B))[None, :]
+    mask = (units < DH) & (batch < B)
+    zero = tl.zeros((BLOCK_U, BLOCK_B), dtype=tl.float32)
+    head = n * DH + units
+    state_offsets = batch * NH * DH + head
+    state_stride = B * NH * DH
+    gate_stride = NH * DH
+    if HAS_LENGTHS:
+        lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
+    else:
+        lengths = T
+
+    # what reaches h_t through step t + 1's product: sum over gates g and rows u of R[g, n][u, units] drec_{t+1}[g, u]
+    through_next = zero
+    if t + 1 < T:
+        for g in range(GR):
+            for k0 in range(0, DH, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                d = tl.load(drec_ptr + ((n * B + batch) * T + t + 1) * GR * DH + g * DH + ks[:, None],
+                            mask=(ks[:, None] < DH) & (batch < B), other=0.0)
+                w = tl.load(R_ptr + (g * NH + n) * DH * DH + ks[None, :] * DH + units,
+                            mask=(units < DH) & (ks[None, :] < DH), other=0.0)
+                through_next = tl.dot(w, d.to(w.dtype), through_next, input_precision=PRECISION)
+        if HAS_RESETS:  # step t + 1 restarted from the initial h: its product's gradient is the initial h's
+            restart_next = tl.load(resets_ptr + batch * T + t + 1, mask=batch < B, other=0) != 0
+            restart_next = restart_next & (t + 1 < lengths)
+            initial_h = dinitial_ptr + state_offsets
+            tl.store(initial_h, tl.load(initial_h, mask=mask, other=0.0) + tl.where(restart_next, through_next, 0.0),
+                     mask=mask)
+            through_next = tl.where(restart_next, 0.0, through_next)
+
+    # step t again: R h_{t-1} for the tile's units, then the cell's backward
+    rows = n * DH * DH + units * DH
+    r0, r1, r2, r3 = zero, zero, zero, zero
+    for k0 in range(0, DH, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        h = tl.load(h_ptr + (batch * T + t) * NH * DH + n * DH + ks[:, None], mask=(ks[:, None] < DH) & (batch < B),
+                    other=0.0)
+        kmask = (units < DH) & (ks[None, :] < DH)
+        r0 = _gate_product(R_ptr, h, rows, ks, kmask, 0, GR, NH, DH, r0, PRECISION)
+        r1 = _gate_product(R_ptr, h, rows, ks, kmask, 1, GR, NH, DH, r1, PRECISION)
+        r2 = _gate_product(R_ptr, h, rows, ks, kmask, 2, GR, NH, DH, r2, PRECISION)
+        r3 = _gate_product(R_ptr, h, rows, ks, kmask, 3, GR, NH, DH, r3, PRECISION)
+    x0, x1, x2, x3 = load_slices(x_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, GX, gate_stride, zero)
+    b0, b1, b2, b3 = load_slices(b_ptr + head, 0, units < DH, GB, gate_stride, tl.zeros((BLOCK_U, 1), tl.float32))
+    s0 = tl.load(h_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
+    s1, s2, s3 = load_saved(saved_ptr + t * (S - 1) * state_stride + state_offsets, mask, S, state_stride, zero)
+    c0, c1, c2, c3 = load_slices(carried_ptr + state_offsets, 0, mask, S, state_stride, zero)
+    live = t < lengths
+    dy = tl.load(dy_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
+    d0 = c0 + through_next + tl.where(live, dy, 0.0)
+    dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, db0, db1, db2, db3, ds0, ds1, ds2, ds3 = CELL(
+        x0, x1, x2, x3, r0, r1, r2, r3, b0, b1, b2, b3, s0, s1, s2, s3, d0, c1, c2, c3, FAST_MATH)
+    # past its length a step changes nothing: its gradients are zero and the states' pass through
+    ds0, ds1, ds2, ds3 = (tl.where(live, ds0, d0), tl.where(live, ds1, c1), tl.where(live, ds2, c2),
+                          tl.where(live, ds3, c3))
+    store_slices(dx_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, tl.where(live, dx0, 0.0),
+                 tl.where(live, dx1, 0.0), tl.where(live, dx2, 0.0), tl.where(live, dx3, 0.0), GX, gate_stride)
+    store_slices(drec_ptr + ((n * B + batch) * T + t) * GR * DH + units, 0, mask, tl.where(live, dr0, 0.0),
+                 tl.where(live, dr1, 0.0), tl.where(live, dr2, 0.0), tl.where(live, dr3, 0.0), GR, DH)
+    db_at = db_ptr + (t * tl.num_programs(1) + tl.program_id(1)) * GB * NH * DH + n * DH + unit_index
+    for_db = unit_index < DH
+    store_slice_sum(db_at, for_db, tl.where(live & mask, db0, 0.0), 0, GB, gate_stride)
+    store_slice_sum(db_at, for_db, tl.where(live & mask, db1, 0.0), 1, GB, gate_stride)
+    store_slice_sum(db_at, for_db, tl.where(live & mask, db2, 0.0), 2, GB, gate_stride)
+    store_slice_sum(db_at, for_db, tl.where(live & mask, db3, 0.0), 3, GB, gate_stride)
+    # the states entering step t: the initial ones at step 0 and at a restart (their gradient goes
+    # there and nothing crosses to step t - 1), else carried to step t - 1
+    start = (t == 0) | tl.zeros((1, BLOCK_B), tl.int1)
+    if HAS_RESETS:
+        start = start | ((tl.load(resets_ptr + batch * T + t, mask=batch < B, other=0) != 0) & live)
+    add_to_initial(dinitial_ptr + state_offsets, mask, start, ds0, ds1, ds2, ds3, S, state_stride)
+    store_slices(carried_ptr + state_offsets, 0, mask, tl.where(start, 0.0, ds0), tl.where(start, 0.0, ds1),
+                 tl.where(start, 0.0, ds2), tl.where(start, 0.0, ds3), S, state_stride)
+
+
+@triton.jit
+def load_saved(ptr, mask, S: tl.constexpr, stride, zero):
+    """States 1..3 from their saved slots 0..S-2 (fp32); zero past S."""
+    return (load_slice(ptr, 0, mask, 0, S - 1, stride, zero), load_slice(ptr, 0, mask, 1, S - 1, stride, zero),
+            load_slice(ptr, 0, mask, 2, S - 1, stride, zero))
+
+
+@triton.jit
+def store_slice_sum(ptr, mask, value, i: tl.constexpr, count: tl.constexpr, stride):
+    """Slice i of the tile summed over its batch columns, stored (a program's partial sum)."""
+    if i < count:
+        tl.store(ptr + i * stride, tl.sum(value, axis=1), mask=mask)
+
+
+@triton.jit
+def add_to_initial(ptr, mask, start, d0, d1, d2, d3, S: tl.constexpr, stride):
+    """The initial states' gradient += the gradient of the states entering a step that starts from them."""
+    _add_where(ptr, mask, start, d0, 0, S, stride)
+    _add_where(ptr, mask, start, d1, 1, S, stride)
+    _add_where(ptr, mask, start, d2, 2, S, stride)
+    _add_where(ptr, mask, start, d3, 3, S, stride)
+
+
+@triton.jit
+def _add_where(ptr, mask, start, d, i: tl.constexpr, S: tl.constexpr, stride):
+    if i < S:
+        at = ptr + i * stride
+        tl.store(at, tl.load(at, mask=mask, other=0.0) + tl.where(start, d, 0.0), mask=mask)
+
+
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, resets=None, *, block_u: int = 32,
+             block_b: int = 32, block_k: int = 64, num_warps: int = 4):
+    """dx, dR, db and the initial states' gradient of forward(..., need_saved=True)'s call, a launch
+    a step in reverse; dR after the loop (weight_gradient)."""
+    spec = get_cell(cell)
+    B, T, GX, NH, DH = x.shape
+    S, GR = spec.num_states, spec.gates_r
+    x, R, b, initial = x.contiguous(), R.contiguous(), b.contiguous(), states.contiguous()
+    dy = dy.contiguous()
+    h_entering = previous_states(initial, y, resets)  # [NH, B * T, DH] view of a [B, T, NH, DH] copy
+    carried = dfinal.to(torch.float32, copy=True).contiguous()
+    dinitial = torch.zeros_like(carried)
+    drec = outputs.empty((NH, B, T, GR, DH), like=x)
+    dx = outputs.empty(x.shape, like=x)
+    block_u, block_b, block_k = _blocks(B, DH, block_u, block_b, block_k)
+    grid = (NH * triton.cdiv(DH, block_u), triton.cdiv(B, block_b))
+    db_partial = outputs.empty((T, grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
+    has_lengths, has_resets = lengths is not None, resets is not None
+    length_arg = lengths.to(device=x.device, dtype=torch.int32) if has_lengths else x
+    reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if has_resets else x
+    saved_arg = saved if S > 1 else dinitial
+    backward_cell = pointwise(spec)[1]
+    for t in reversed(range(T)):
+        step_backward_kernel[grid](
+            x, R, b, length_arg, reset_arg, entering_view(h_entering, B, T), saved_arg, dy, carried, dinitial,
+            drec, dx, db_partial, t, B, T,
+            NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k,
+            CELL=backward_cell, FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths,
+            HAS_RESETS=has_resets, PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps)
+    # step 0's product read the initial h: its gradient (through R) is the initial h's
+    dinitial[0] += torch.einsum("gnuk,nbgu->bnk", R.float(), drec[:, :, 0].float())
+    d_rec = drec.view(NH, B * T, GR, DH)
+    dR = recurrent_weight_gradient(d_rec, h_entering, R.dtype)
+    return dx, dR, bias_gradient(db_partial.flatten(0, 1), b.dtype), dinitial.to(states.dtype)
