@@ -45,7 +45,7 @@ def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, **blocks
         if sequence < B and step < T:
             resets[sequence, step] = True
     with outputs.poisoned():
-        y, final = stepwise.forward(x, R, b, states, lengths.to(device), cell, resets.to(device), **blocks)
+        y, final, _ = stepwise.forward(x, R, b, states, lengths.to(device), cell, resets.to(device), **blocks)
     want_y, want_final = reference(cell, x.cpu(), R.cpu(), b.cpu(), states.cpu(), lengths, resets)
     tolerance = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
     assert y.dtype == final.dtype == dtype and not y.isnan().any()
@@ -126,3 +126,23 @@ def test_gpu_gradients_match_the_reference(cell, dtype):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     check_backward(cell, dtype, "cuda", B=37, T=7, NH=2, DH=130)
+
+
+def test_the_kernels_compile_for_sm90_without_spills():
+    """Triton compiles for a GPU that is not here (compile_check.py's way, in a process without the
+    interpreter): both kernels at DH 768 in bf16, with lengths and resets, as forward() and
+    backward() launch them, for the LSTM, GRU and Elman (sLSTM's backward spills: stepwise.py)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = Path(__file__).with_name("stepwise_compile.py")
+    done = subprocess.run([sys.executable, str(script), "lstm", "gru", "elman"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    spills = json.loads(done.stdout.strip().splitlines()[-1])
+    assert spills == {cell: [0, 0] for cell in ("lstm", "gru", "elman")}, spills

@@ -1,4 +1,5 @@
-"""The `triton` backend: persistent Triton kernels, forward and backward."""
+"""The `triton` backend: persistent Triton kernels, forward and backward; heads too large for them
+(R over what one program keeps on chip) a launch a step (stepwise.py)."""
 from __future__ import annotations
 
 import os
@@ -49,6 +50,14 @@ def available():
     return False, "no CUDA GPU (set TRITON_INTERPRET=1 to run the kernels on CPU, slowly)"
 
 
+def runs_stepwise(problem: Problem) -> bool:
+    """Whether the call's head is too large for the persistent kernels to hold R on chip: then it runs
+    a launch a step (stepwise.py), R read from L2 each step."""
+    padded = padded_head_dim(problem.head_dim)
+    return (problem.head_dim > MAX_HEAD_DIM
+            or problem.cell.gates_r * padded * padded * problem.dtype.itemsize > WEIGHT_BUDGET)
+
+
 def supports(problem: Problem):
     cell = problem.cell
     counts = (("gates_x", cell.gates_x), ("gates_r", cell.gates_r), ("gates_b", cell.gates_b),
@@ -59,13 +68,6 @@ def supports(problem: Problem):
                            f"{CELL_SLOTS} gates of each kind and {CELL_SLOTS} states (use backend='torch')")
     if problem.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return False, f"dtype {problem.dtype} not supported (float16, bfloat16, float32)"
-    if problem.head_dim > MAX_HEAD_DIM:
-        return False, f"head dim DH={problem.head_dim} > {MAX_HEAD_DIM}, the largest the Triton kernels hold on chip"
-    padded = padded_head_dim(problem.head_dim)
-    weight_bytes = problem.cell.gates_r * padded * padded * problem.dtype.itemsize
-    if weight_bytes > WEIGHT_BUDGET:
-        return False, (f"R of one head takes {weight_bytes // 1024} KiB in {problem.dtype}, over the "
-                       f"{WEIGHT_BUDGET // 1024} KiB the kernel keeps on chip; use bfloat16/float16")
     if problem.device.type == "cuda":
         return True, ""
     if problem.device.type == "cpu" and _INTERPRET:
@@ -88,12 +90,18 @@ def _plan(x, cell, lengths, need_grad, backward):
 def saved_like(x, states, cell, need_saved):
     from .saved import saved_like
 
+    if runs_stepwise(problem_of(x, cell, None, need_saved)):
+        return saved_like(x, states, cell, need_saved, "none")
     # the fake kernel is not given the lengths; no plan depends on them (only the launch's HAS_LENGTHS)
     products = _plan(x, cell, None, need_saved, backward=False).products
     return saved_like(x, states, cell, need_saved, products)
 
 
 def _forward(x, R, b, states, lengths, cell, need_saved, resets=None):
+    if runs_stepwise(problem_of(x, cell, lengths, need_saved)):
+        from . import stepwise as steps
+
+        return steps.forward(x, R, b, states, lengths, cell, resets, need_saved)
     from .launch import forward
 
     plan = _plan(x, cell, lengths, need_saved, backward=False)
@@ -101,6 +109,10 @@ def _forward(x, R, b, states, lengths, cell, need_saved, resets=None):
 
 
 def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None):
+    if runs_stepwise(problem_of(x, cell, lengths, True)):
+        from . import stepwise as steps
+
+        return steps.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets)
     from .launch import backward
 
     plan = _plan(x, cell, lengths, True, backward=True)
@@ -111,6 +123,7 @@ TRITON = register(
     Backend(
         name="triton", priority=20, available=available, supports=supports,
         run=define_recurrence_ops("triton", _forward, _backward, saved_like),
-        auto_eligible=lambda problem: problem.device.type == "cuda",  # never the interpreter
+        # never the interpreter; not the stepwise form of large heads until it is measured against the others
+        auto_eligible=lambda problem: problem.device.type == "cuda" and not runs_stepwise(problem),
     )
 )

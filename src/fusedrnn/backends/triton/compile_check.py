@@ -81,8 +81,14 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
     if not backward:
         constants["SAVE"] = True
     options = chosen.options()
-    signature.update({name: "constexpr" for name in constants})
-    # as the launcher specialises them: every buffer torch allocates is 16-byte aligned (B, T are not specialised)
+    return build(kernel, signature, constants, options, arch), options, constants, product_type
+
+
+def build(kernel, signature: dict, constants: dict, options: dict, arch: int = 90):
+    """`kernel` compiled for sm_`arch` with these argument types and constants, pointers 16-byte
+    aligned as the launcher specialises them (every buffer torch allocates is; B, T are not
+    specialised); its .ptxas_log holds what ptxas -v said building the cubin."""
+    signature = dict(signature, **{name: "constexpr" for name in constants})
     aligned = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
                for name, kind in signature.items() if name.endswith("_ptr") and kind != "constexpr"}
     source = ASTSource(kernel, signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()},
@@ -95,7 +101,7 @@ def compile_kernel(cell: str, dtype: str, DH: int, B: int, backward: bool, arch:
         knobs.nvidia.dump_ptxas_log = True
         compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
     compiled.ptxas_log = log.getvalue()
-    return compiled, options, constants, product_type
+    return compiled
 
 
 def ptxas_report(log: str) -> dict:

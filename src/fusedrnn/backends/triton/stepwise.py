@@ -21,6 +21,7 @@ from ...cells import get_cell
 from ...ops import outputs
 from ..weight_gradient import bias_gradient, entering_view, previous_states, recurrent_weight_gradient
 from .pointwise import pointwise
+from .saved import allocate, split
 from .tiles import load_slice, load_slices, mask_and, save_carried_states, store_slices
 
 
@@ -103,9 +104,10 @@ def _blocks(B: int, DH: int, block_u: int, block_b: int, block_k: int) -> tuple[
 def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Tensor, lengths, cell: str,
             resets=None, need_saved: bool = False, *, block_u: int = 32, block_b: int = 32, block_k: int = 64,
             num_warps: int = 4):
-    """y [B, T, NH, DH], the final states [S, B, NH, DH] and (need_saved) the states 1..S-1 entering
-    each step and the last, [T + 1, S - 1, B, NH, DH] fp32, of `fusedrnn.rnn`'s call, a launch a step.
-    `states` are the initial states (zeros where the call has none)."""
+    """y [B, T, NH, DH], the final states [S, B, NH, DH] and (need_saved) `saved`: the states 1..S-1
+    entering each step and the last, [T + 1, S - 1, B, NH, DH] fp32, as the Triton backend's one flat
+    buffer (saved.py, no products), of `fusedrnn.rnn`'s call, a launch a step. `states` are the
+    initial states (zeros where the call has none)."""
     spec = get_cell(cell)
     B, T, GX, NH, DH = x.shape
     S = spec.num_states
@@ -115,9 +117,9 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
     h = [initial[0].clone(), outputs.empty(initial[0].shape, like=initial)]
     y = outputs.empty((B, T, NH, DH), like=x)
     save = need_saved and S > 1
-    saved = outputs.empty((T + 1, S - 1, B, NH, DH) if save else (0,), like=x, dtype=torch.float32)
+    saved, saved_states, _ = allocate(x, initial, cell, need_saved, "none")  # the Triton backend's `saved`
     if save:
-        saved[0] = carried[1:]
+        saved_states[0] = carried[1:]
     block_u, block_b, block_k = _blocks(B, DH, block_u, block_b, block_k)
     grid = (NH * triton.cdiv(DH, block_u), triton.cdiv(B, block_b))
     has_lengths, has_resets = lengths is not None, resets is not None
@@ -126,13 +128,14 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
     forward_cell = pointwise(spec)[0]
     for t in range(T):
         step_forward_kernel[grid](
-            x, R, b, initial, length_arg, reset_arg, h[t % 2], h[(t + 1) % 2], carried, y, saved, t, B, T,
+            x, R, b, initial, length_arg, reset_arg, h[t % 2], h[(t + 1) % 2], carried, y,
+            saved_states if save else carried, t, B, T,
             NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S,
             BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k, CELL=forward_cell,
             FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths, HAS_RESETS=has_resets,
             PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save, num_warps=num_warps)
     final = carried.to(x.dtype)
-    return (y, final, saved) if need_saved else (y, final)
+    return y, final, saved
 
 
 @triton.jit(do_not_specialize=["t", "B", "T"])
@@ -258,9 +261,10 @@ def _add_where(ptr, mask, start, d, i: tl.constexpr, S: tl.constexpr, stride):
 
 
 def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, resets=None, *, block_u: int = 32,
-             block_b: int = 32, block_k: int = 64, num_warps: int = 4):
+             block_b: int = 32, block_k: int = 64, num_warps: int = 8):
     """dx, dR, db and the initial states' gradient of forward(..., need_saved=True)'s call, a launch
-    a step in reverse; dR after the loop (weight_gradient)."""
+    a step in reverse; dR after the loop (weight_gradient). 8 warps: with 4 the LSTM's program takes
+    255 registers for sm_90 (Triton 3.9) and sLSTM's spills 168 bytes; with 8, 187 and 52."""
     spec = get_cell(cell)
     B, T, GX, NH, DH = x.shape
     S, GR = spec.num_states, spec.gates_r
@@ -277,7 +281,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     has_lengths, has_resets = lengths is not None, resets is not None
     length_arg = lengths.to(device=x.device, dtype=torch.int32) if has_lengths else x
     reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if has_resets else x
-    saved_arg = saved if S > 1 else dinitial
+    saved_arg = split(saved, x, initial, cell, "none")[0] if S > 1 else dinitial
     backward_cell = pointwise(spec)[1]
     for t in reversed(range(T)):
         step_backward_kernel[grid](
