@@ -19,7 +19,7 @@ def spill_bytes(kernel, cell: str, backward: bool, warps: int) -> int:
     signature.update(len_ptr="*i32", resets_ptr="*u8", t="i32", B="i32", T="i32")
     constants = dict(NH=1, DH=768, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=spec.num_states,
                      BLOCK_U=32, BLOCK_B=32, BLOCK_K=64, CELL=pointwise(spec)[int(backward)], FAST_MATH=True,
-                     HAS_LENGTHS=True, HAS_RESETS=True, PRECISION="tf32")
+                     HAS_LENGTHS=True, HAS_RESETS=True, PRECISION="tf32", WIDE_OFFSETS=False)
     if not backward:
         constants["SAVE"] = spec.num_states > 1
     return ptxas_report(build(kernel, signature, constants, dict(num_warps=warps)).ptxas_log)["spill_stores"]

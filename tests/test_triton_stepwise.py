@@ -146,3 +146,18 @@ def test_the_kernels_compile_for_sm90_without_spills():
     assert done.returncode == 0, done.stderr[-2000:]
     spills = json.loads(done.stdout.strip().splitlines()[-1])
     assert spills == {cell: [0, 0] for cell in ("lstm", "gru", "elman")}, spills
+
+
+@needs_triton
+def test_interpreter_wide_offsets(monkeypatch):
+    """The int64 offsets of buffers of 2**31 elements and more (B=1024, T=1024, 4 x 768), at a size
+    the interpreter runs: forced, they give the same answers."""
+    if torch.cuda.is_available():
+        pytest.skip("interpreter test")
+    from fusedrnn.backends.triton import stepwise
+
+    assert stepwise.wide_offsets(torch.empty(1024, 1024, 4, 1, 768, device="meta"), 4)
+    assert not stepwise.wide_offsets(torch.empty(256, 1024, 4, 1, 768, device="meta"), 4)
+    monkeypatch.setattr(stepwise, "wide_offsets", lambda x, gates_r: True)
+    check("gru", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)
+    check_backward("lstm", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)

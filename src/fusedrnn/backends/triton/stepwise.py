@@ -43,12 +43,14 @@ def step_forward_kernel(
     NH: tl.constexpr, DH: tl.constexpr, GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
     BLOCK_U: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, CELL: tl.constexpr,
     FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr, PRECISION: tl.constexpr,
-    SAVE: tl.constexpr,
+    SAVE: tl.constexpr, WIDE_OFFSETS: tl.constexpr,
 ):
     tiles_a_head = tl.cdiv(DH, BLOCK_U)
     n = tl.program_id(0) // tiles_a_head
     units = (tl.program_id(0) % tiles_a_head * BLOCK_U + tl.arange(0, BLOCK_U))[:, None]
     batch = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B))[None, :]
+    if WIDE_OFFSETS:  # int32 offsets unless a tensor has 2**31 elements (x at B=1024, T=1024, 4 x 768)
+        batch = batch.to(tl.int64)
     mask = (units < DH) & (batch < B)
     zero = tl.zeros((BLOCK_U, BLOCK_B), dtype=tl.float32)
 
@@ -95,6 +97,12 @@ def step_forward_kernel(
                             state_stride)
 
 
+def wide_offsets(x: torch.Tensor, gates_r: int) -> bool:
+    """Whether a buffer the kernels index (x, dx; drec [NH, B, T, GR, DH]) reaches 2**31 elements."""
+    B, T, GX, NH, DH = x.shape
+    return B * T * max(GX, gates_r) * NH * DH >= 2**31
+
+
 def _blocks(B: int, DH: int, block_u: int, block_b: int, block_k: int) -> tuple[int, int, int]:
     """Tiles no wider than the call needs (tl.dot takes 16 at least)."""
     return (min(block_u, max(16, triton.next_power_of_2(DH))), min(block_b, max(16, triton.next_power_of_2(B))),
@@ -133,7 +141,8 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
             NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S,
             BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k, CELL=forward_cell,
             FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths, HAS_RESETS=has_resets,
-            PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save, num_warps=num_warps)
+            PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save,
+            WIDE_OFFSETS=wide_offsets(x, spec.gates_r), num_warps=num_warps)
     final = carried.to(x.dtype)
     return y, final, saved
 
@@ -149,12 +158,15 @@ def step_backward_kernel(
     NH: tl.constexpr, DH: tl.constexpr, GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
     BLOCK_U: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, CELL: tl.constexpr,
     FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr, PRECISION: tl.constexpr,
+    WIDE_OFFSETS: tl.constexpr,
 ):
     tiles_a_head = tl.cdiv(DH, BLOCK_U)
     n = tl.program_id(0) // tiles_a_head
     unit_index = tl.program_id(0) % tiles_a_head * BLOCK_U + tl.arange(0, BLOCK_U)
     units = unit_index[:, None]
     batch = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B))[None, :]
+    if WIDE_OFFSETS:  # int32 offsets unless a tensor has 2**31 elements (x at B=1024, T=1024, 4 x 768)
+        batch = batch.to(tl.int64)
     mask = (units < DH) & (batch < B)
     zero = tl.zeros((BLOCK_U, BLOCK_B), dtype=tl.float32)
     head = n * DH + units
@@ -289,7 +301,8 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
             drec, dx, db_partial, t, B, T,
             NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k,
             CELL=backward_cell, FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths,
-            HAS_RESETS=has_resets, PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps)
+            HAS_RESETS=has_resets, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+            WIDE_OFFSETS=wide_offsets(x, GR), num_warps=num_warps)
     # step 0's product read the initial h: its gradient (through R) is the initial h's
     dinitial[0] += torch.einsum("gnuk,nbgu->bnk", R.float(), drec[:, :, 0].float())
     d_rec = drec.view(NH, B * T, GR, DH)
