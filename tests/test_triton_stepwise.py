@@ -156,8 +156,12 @@ def test_interpreter_wide_offsets(monkeypatch):
         pytest.skip("interpreter test")
     from fusedrnn.backends.triton import stepwise
 
-    assert stepwise.wide_offsets(torch.empty(1024, 1024, 4, 1, 768, device="meta"), 4)
-    assert not stepwise.wide_offsets(torch.empty(256, 1024, 4, 1, 768, device="meta"), 4)
-    monkeypatch.setattr(stepwise, "wide_offsets", lambda x, gates_r: True)
+    assert stepwise.wide_offsets(torch.empty(1024, 1024, 4, 1, 768, device="meta"), 4, 2)
+    assert not stepwise.wide_offsets(torch.empty(256, 1024, 4, 1, 768, device="meta"), 4, 2)
+    # the saved states of 3 carried states pass 2**31 first: sLSTM at B=1024 (3 x 1025 x 1024 x 768)
+    assert stepwise.wide_offsets(torch.empty(1024, 1024, 1, 1, 768, device="meta"), 1, 4)
+    assert not stepwise.wide_offsets(torch.empty(1024, 1024, 1, 1, 768, device="meta"), 1, 1)
+    monkeypatch.setattr(stepwise, "wide_offsets", lambda x, gates_r, num_states: True)
     check("gru", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)
     check_backward("lstm", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)
+    check_backward("slstm", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)

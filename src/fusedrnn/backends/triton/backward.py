@@ -35,7 +35,7 @@ def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, bat
     The products R h are zero unless LOAD_PRODUCTS (then the caller recomputes them)."""
     m = mask_and(mask, t >= 0)
     gate_stride = NH * DH
-    state_stride = B * NH * DH
+    state_stride = (B * NH * DH).to(batch.dtype)  # int64 with WIDE_OFFSETS: the saved slots' offsets pass 2**31 first
     x_rows = x_ptr + batch * T * GX * NH * DH + t * GX * NH * DH + head
     x0, x1, x2, x3 = load_slices(x_rows, 0, m, GX, gate_stride, zero)
     if LOAD_PRODUCTS:
@@ -89,7 +89,7 @@ def recurrence_bwd_kernel(
     head = n * DH + d
     gate_stride = NH * DH
     state_offsets = batch * NH * DH + head
-    state_stride = B * NH * DH
+    state_stride = (B * NH * DH).to(batch.dtype)  # int64 with WIDE_OFFSETS: the saved slots' offsets pass 2**31 first
 
     if STACK_GATES:  # one product for all gates, each way (stacked.py; two at DH_P=128)
         W01, W23 = load_stacked_weights(R_ptr, n, GR, NH, DH, DH_P, True)

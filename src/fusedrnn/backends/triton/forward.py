@@ -38,7 +38,7 @@ def recurrence_fwd_kernel(
     product_rows = products_ptr + batch * T * GR * NH * DH + head
     y_rows = y_ptr + batch * T * NH * DH + head
     state_offsets = batch * NH * DH + head
-    state_stride = B * NH * DH
+    state_stride = (B * NH * DH).to(batch.dtype)  # int64 with WIDE_OFFSETS: the saved slots' offsets pass 2**31 first
 
     if STACK_GATES:  # one product for all gates (stacked.py)
         W01, W23 = load_stacked_weights(R_ptr, n, GR, NH, DH, DH_P, False)

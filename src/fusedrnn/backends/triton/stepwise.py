@@ -69,7 +69,7 @@ def step_forward_kernel(
     # the epilogue: the cell on the tile
     head = n * DH + units
     state_offsets = batch * NH * DH + head
-    state_stride = B * NH * DH
+    state_stride = (B * NH * DH).to(batch.dtype)  # int64 with WIDE_OFFSETS: the saved slots' offsets pass 2**31 first
     gate_stride = NH * DH
     x0, x1, x2, x3 = load_slices(x_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, GX, gate_stride, zero)
     b0, b1, b2, b3 = load_slices(b_ptr + head, 0, units < DH, GB, gate_stride, tl.zeros((BLOCK_U, 1), tl.float32))
@@ -97,10 +97,11 @@ def step_forward_kernel(
                             state_stride)
 
 
-def wide_offsets(x: torch.Tensor, gates_r: int) -> bool:
-    """Whether a buffer the kernels index (x, dx; drec [NH, B, T, GR, DH]) reaches 2**31 elements."""
+def wide_offsets(x: torch.Tensor, gates_r: int, num_states: int) -> bool:
+    """Whether a buffer the kernels index (x and dx; drec [NH, B, T, GR, DH]; the saved states
+    [T + 1, S - 1, B, NH, DH]) reaches 2**31 elements."""
     B, T, GX, NH, DH = x.shape
-    return B * T * max(GX, gates_r) * NH * DH >= 2**31
+    return max(T * max(GX, gates_r), (T + 1) * (num_states - 1)) * B * NH * DH >= 2**31
 
 
 def _blocks(B: int, DH: int, block_u: int, block_b: int, block_k: int) -> tuple[int, int, int]:
@@ -142,7 +143,7 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
             BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k, CELL=forward_cell,
             FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths, HAS_RESETS=has_resets,
             PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save,
-            WIDE_OFFSETS=wide_offsets(x, spec.gates_r), num_warps=num_warps)
+            WIDE_OFFSETS=wide_offsets(x, spec.gates_r, S), num_warps=num_warps)
     final = carried.to(x.dtype)
     return y, final, saved
 
@@ -171,7 +172,7 @@ def step_backward_kernel(
     zero = tl.zeros((BLOCK_U, BLOCK_B), dtype=tl.float32)
     head = n * DH + units
     state_offsets = batch * NH * DH + head
-    state_stride = B * NH * DH
+    state_stride = (B * NH * DH).to(batch.dtype)  # int64 with WIDE_OFFSETS: the saved slots' offsets pass 2**31 first
     gate_stride = NH * DH
     if HAS_LENGTHS:
         lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
@@ -302,7 +303,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
             NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k,
             CELL=backward_cell, FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths,
             HAS_RESETS=has_resets, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-            WIDE_OFFSETS=wide_offsets(x, GR), num_warps=num_warps)
+            WIDE_OFFSETS=wide_offsets(x, GR, S), num_warps=num_warps)
     # step 0's product read the initial h: its gradient (through R) is the initial h's
     dinitial[0] += torch.einsum("gnuk,nbgu->bnk", R.float(), drec[:, :, 0].float())
     d_rec = drec.view(NH, B * T, GR, DH)
