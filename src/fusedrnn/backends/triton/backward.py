@@ -22,8 +22,8 @@ import triton.language as tl
 from .resets import hand_to_initial, restart_state, restarts, tile_restarts
 from .stacked import load_stacked_weights, stacked_products, stacked_products_t
 from .tiles import (
-    accumulate, gate_products, load_biases, load_slice, load_slices, load_weights, mask_and, recurrent_product_t,
-    select_state, store_slices,
+    accumulate, gate_products, load_biases, load_carried_states, load_slices, load_weights, mask_and,
+    recurrent_product_t, select_state, store_slices,
 )
 
 
@@ -50,9 +50,7 @@ def _load_step(x_ptr, y_ptr, s0_ptr, saved_states_ptr, products_ptr, dy_ptr, bat
     h_init = tl.load(s0_ptr + batch * NH * DH + head, mask=mask_and(m, t == 0), other=0.0)
     h = h_prev + h_init
     prev = saved_states_ptr + t * (S - 1) * state_stride + batch * NH * DH + head
-    p1 = load_slice(prev, 0, m, 0, S - 1, state_stride, zero)
-    p2 = load_slice(prev, 0, m, 1, S - 1, state_stride, zero)
-    p3 = load_slice(prev, 0, m, 2, S - 1, state_stride, zero)
+    p1, p2, p3 = load_carried_states(prev, m, S, state_stride, zero)
     dy = tl.load(dy_ptr + batch * T * NH * DH + t * NH * DH + head, mask=m, other=0.0).to(tl.float32)
     return x0, x1, x2, x3, r0, r1, r2, r3, h.to(tl.float32), p1, p2, p3, h, dy
 

@@ -22,7 +22,7 @@ from ...ops import outputs
 from ..weight_gradient import bias_gradient, entering_view, previous_states, recurrent_weight_gradient
 from .pointwise import pointwise
 from .saved import allocate, split
-from .tiles import load_slice, load_slices, mask_and, save_carried_states, store_slices
+from .tiles import load_carried_states, load_slices, mask_and, save_carried_states, store_slices
 
 
 @triton.jit
@@ -33,6 +33,24 @@ def _gate_product(R_ptr, h, rows, ks, kmask, g: tl.constexpr, GR: tl.constexpr, 
         w = tl.load(R_ptr + g * NH * DH * DH + rows + ks[None, :], mask=kmask, other=0.0)
         acc = tl.dot(w, h, acc, input_precision=PRECISION)
     return acc
+
+
+@triton.jit
+def recurrent_products(R_ptr, h_rows, units, batch, n, B, NH, DH, GR: tl.constexpr, BLOCK_K: tl.constexpr,
+                       PRECISION: tl.constexpr, zero):
+    """r_g = R[g, n] h for the tile's units, g < GR (zero past), K = DH in tiles of BLOCK_K; h_rows
+    points at each sequence's h of head n ([1, BLOCK_B])."""
+    rows = n * DH * DH + units * DH
+    r0, r1, r2, r3 = zero, zero, zero, zero
+    for k0 in range(0, DH, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        h = tl.load(h_rows + ks[:, None], mask=(ks[:, None] < DH) & (batch < B), other=0.0)
+        kmask = (units < DH) & (ks[None, :] < DH)
+        r0 = _gate_product(R_ptr, h, rows, ks, kmask, 0, GR, NH, DH, r0, PRECISION)
+        r1 = _gate_product(R_ptr, h, rows, ks, kmask, 1, GR, NH, DH, r1, PRECISION)
+        r2 = _gate_product(R_ptr, h, rows, ks, kmask, 2, GR, NH, DH, r2, PRECISION)
+        r3 = _gate_product(R_ptr, h, rows, ks, kmask, 3, GR, NH, DH, r3, PRECISION)
+    return r0, r1, r2, r3
 
 
 @triton.jit(do_not_specialize=["t", "B", "T"])
@@ -54,17 +72,8 @@ def step_forward_kernel(
     mask = (units < DH) & (batch < B)
     zero = tl.zeros((BLOCK_U, BLOCK_B), dtype=tl.float32)
 
-    # r_g = R[g, n] h_{t-1} for the tile's units: K = DH in tiles
-    rows = n * DH * DH + units * DH
-    r0, r1, r2, r3 = zero, zero, zero, zero
-    for k0 in range(0, DH, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        h = tl.load(h_ptr + batch * NH * DH + n * DH + ks[:, None], mask=(ks[:, None] < DH) & (batch < B), other=0.0)
-        kmask = (units < DH) & (ks[None, :] < DH)
-        r0 = _gate_product(R_ptr, h, rows, ks, kmask, 0, GR, NH, DH, r0, PRECISION)
-        r1 = _gate_product(R_ptr, h, rows, ks, kmask, 1, GR, NH, DH, r1, PRECISION)
-        r2 = _gate_product(R_ptr, h, rows, ks, kmask, 2, GR, NH, DH, r2, PRECISION)
-        r3 = _gate_product(R_ptr, h, rows, ks, kmask, 3, GR, NH, DH, r3, PRECISION)
+    r0, r1, r2, r3 = recurrent_products(R_ptr, h_ptr + batch * NH * DH + n * DH, units, batch, n, B, NH, DH, GR,
+                                        BLOCK_K, PRECISION, zero)
 
     # the epilogue: the cell on the tile
     head = n * DH + units
@@ -199,21 +208,12 @@ def step_backward_kernel(
             through_next = tl.where(restart_next, 0.0, through_next)
 
     # step t again: R h_{t-1} for the tile's units, then the cell's backward
-    rows = n * DH * DH + units * DH
-    r0, r1, r2, r3 = zero, zero, zero, zero
-    for k0 in range(0, DH, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        h = tl.load(h_ptr + (batch * T + t) * NH * DH + n * DH + ks[:, None], mask=(ks[:, None] < DH) & (batch < B),
-                    other=0.0)
-        kmask = (units < DH) & (ks[None, :] < DH)
-        r0 = _gate_product(R_ptr, h, rows, ks, kmask, 0, GR, NH, DH, r0, PRECISION)
-        r1 = _gate_product(R_ptr, h, rows, ks, kmask, 1, GR, NH, DH, r1, PRECISION)
-        r2 = _gate_product(R_ptr, h, rows, ks, kmask, 2, GR, NH, DH, r2, PRECISION)
-        r3 = _gate_product(R_ptr, h, rows, ks, kmask, 3, GR, NH, DH, r3, PRECISION)
+    r0, r1, r2, r3 = recurrent_products(R_ptr, h_ptr + (batch * T + t) * NH * DH + n * DH, units, batch, n, B, NH,
+                                        DH, GR, BLOCK_K, PRECISION, zero)
     x0, x1, x2, x3 = load_slices(x_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, GX, gate_stride, zero)
     b0, b1, b2, b3 = load_slices(b_ptr + head, 0, units < DH, GB, gate_stride, tl.zeros((BLOCK_U, 1), tl.float32))
     s0 = tl.load(h_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
-    s1, s2, s3 = load_saved(saved_ptr + t * (S - 1) * state_stride + state_offsets, mask, S, state_stride, zero)
+    s1, s2, s3 = load_carried_states(saved_ptr + t * (S - 1) * state_stride + state_offsets, mask, S, state_stride, zero)
     c0, c1, c2, c3 = load_slices(carried_ptr + state_offsets, 0, mask, S, state_stride, zero)
     live = t < lengths
     dy = tl.load(dy_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
@@ -238,16 +238,11 @@ def step_backward_kernel(
     start = (t == 0) | tl.zeros((1, BLOCK_B), tl.int1)
     if HAS_RESETS:
         start = start | ((tl.load(resets_ptr + batch * T + t, mask=batch < B, other=0) != 0) & live)
-    add_to_initial(dinitial_ptr + state_offsets, mask, start, ds0, ds1, ds2, ds3, S, state_stride)
+    i0, i1, i2, i3 = load_slices(dinitial_ptr + state_offsets, 0, mask, S, state_stride, zero)
+    store_slices(dinitial_ptr + state_offsets, 0, mask, i0 + tl.where(start, ds0, 0.0), i1 + tl.where(start, ds1, 0.0),
+                 i2 + tl.where(start, ds2, 0.0), i3 + tl.where(start, ds3, 0.0), S, state_stride)
     store_slices(carried_ptr + state_offsets, 0, mask, tl.where(start, 0.0, ds0), tl.where(start, 0.0, ds1),
                  tl.where(start, 0.0, ds2), tl.where(start, 0.0, ds3), S, state_stride)
-
-
-@triton.jit
-def load_saved(ptr, mask, S: tl.constexpr, stride, zero):
-    """States 1..3 from their saved slots 0..S-2 (fp32); zero past S."""
-    return (load_slice(ptr, 0, mask, 0, S - 1, stride, zero), load_slice(ptr, 0, mask, 1, S - 1, stride, zero),
-            load_slice(ptr, 0, mask, 2, S - 1, stride, zero))
 
 
 @triton.jit
@@ -255,22 +250,6 @@ def store_slice_sum(ptr, mask, value, i: tl.constexpr, count: tl.constexpr, stri
     """Slice i of the tile summed over its batch columns, stored (a program's partial sum)."""
     if i < count:
         tl.store(ptr + i * stride, tl.sum(value, axis=1), mask=mask)
-
-
-@triton.jit
-def add_to_initial(ptr, mask, start, d0, d1, d2, d3, S: tl.constexpr, stride):
-    """The initial states' gradient += the gradient of the states entering a step that starts from them."""
-    _add_where(ptr, mask, start, d0, 0, S, stride)
-    _add_where(ptr, mask, start, d1, 1, S, stride)
-    _add_where(ptr, mask, start, d2, 2, S, stride)
-    _add_where(ptr, mask, start, d3, 3, S, stride)
-
-
-@triton.jit
-def _add_where(ptr, mask, start, d, i: tl.constexpr, S: tl.constexpr, stride):
-    if i < S:
-        at = ptr + i * stride
-        tl.store(at, tl.load(at, mask=mask, other=0.0) + tl.where(start, d, 0.0), mask=mask)
 
 
 def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, resets=None, *, block_u: int = 32,

@@ -53,6 +53,14 @@ def store_slices(ptr, offsets, mask, v0, v1, v2, v3, count: tl.constexpr, stride
 
 
 @triton.jit
+def load_carried_states(ptr, mask, S: tl.constexpr, state_stride, zero):
+    """States 1..S-1 from slots 0..S-2 at ptr (save_carried_states' layout), fp32; `zero` past S."""
+    return (load_slice(ptr, 0, mask, 0, S - 1, state_stride, zero),
+            load_slice(ptr, 0, mask, 1, S - 1, state_stride, zero),
+            load_slice(ptr, 0, mask, 2, S - 1, state_stride, zero))
+
+
+@triton.jit
 def save_carried_states(ptr, mask, s1, s2, s3, S: tl.constexpr, state_stride):
     """States 1..S-1 into slots 0..S-2 at ptr. State 0, h, is not saved: the
     backward reads it back from y, exactly as the forward's matmul saw it."""
