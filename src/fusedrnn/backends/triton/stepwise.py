@@ -213,7 +213,8 @@ def step_backward_kernel(
     x0, x1, x2, x3 = load_slices(x_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, GX, gate_stride, zero)
     b0, b1, b2, b3 = load_slices(b_ptr + head, 0, units < DH, GB, gate_stride, tl.zeros((BLOCK_U, 1), tl.float32))
     s0 = tl.load(h_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
-    s1, s2, s3 = load_carried_states(saved_ptr + t * (S - 1) * state_stride + state_offsets, mask, S, state_stride, zero)
+    saved_at = saved_ptr + t * (S - 1) * state_stride + state_offsets  # the states entering step t
+    s1, s2, s3 = load_carried_states(saved_at, mask, S, state_stride, zero)
     c0, c1, c2, c3 = load_slices(carried_ptr + state_offsets, 0, mask, S, state_stride, zero)
     live = t < lengths
     dy = tl.load(dy_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
