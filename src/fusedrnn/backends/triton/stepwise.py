@@ -19,7 +19,7 @@ import triton.language as tl
 
 from ...cells import get_cell
 from ...ops import outputs
-from ..weight_gradient import bias_gradient, entering_view, previous_states, recurrent_weight_gradient
+from ..weight_gradient import bias_gradient, entering_states
 from .pointwise import pointwise
 from .saved import allocate, split
 from .tiles import load_carried_states, load_slices, mask_and, save_carried_states, store_slices
@@ -160,7 +160,7 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
 @triton.jit(do_not_specialize=["t", "B", "T"])
 def step_backward_kernel(
     x_ptr, R_ptr, b_ptr, len_ptr, resets_ptr,
-    h_ptr,  # h entering every step, [B, T, NH, DH] (weight_gradient.previous_states' buffer)
+    y_ptr, h0_ptr,  # y [B, T, NH, DH] and the initial h [B, NH, DH]: h entering step t is one of them
     saved_ptr, dy_ptr,  # states 1..S-1 entering each step [T + 1, S - 1, B, NH, DH] fp32; dy [B, T, NH, DH]
     carried_ptr, dinitial_ptr,  # gradients of the states entering step t + 1 and of the initial states, fp32
     drec_ptr, dx_ptr, db_ptr,  # drec [NH, B, T, GR, DH]; dx like x; db [T, tiles, GB, NH, DH] fp32
@@ -207,12 +207,18 @@ def step_backward_kernel(
                      mask=mask)
             through_next = tl.where(restart_next, 0.0, through_next)
 
+    # the states entering step t: the initial ones at step 0 and at a restart (their gradient goes
+    # there and nothing crosses to step t - 1), else carried from step t - 1, whose h is y's row t - 1
+    # (read in place: no copy of h entering every step)
+    start = (t == 0) | tl.zeros((1, BLOCK_B), tl.int1)
+    if HAS_RESETS:
+        start = start | ((tl.load(resets_ptr + batch * T + t, mask=batch < B, other=0) != 0) & (t < lengths))
+    h_entering = tl.where(start, h0_ptr + batch * NH * DH, y_ptr + (batch * T + t - 1) * NH * DH) + n * DH
     # step t again: R h_{t-1} for the tile's units, then the cell's backward
-    r0, r1, r2, r3 = recurrent_products(R_ptr, h_ptr + (batch * T + t) * NH * DH + n * DH, units, batch, n, B, NH,
-                                        DH, GR, BLOCK_K, PRECISION, zero)
+    r0, r1, r2, r3 = recurrent_products(R_ptr, h_entering, units, batch, n, B, NH, DH, GR, BLOCK_K, PRECISION, zero)
     x0, x1, x2, x3 = load_slices(x_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, GX, gate_stride, zero)
     b0, b1, b2, b3 = load_slices(b_ptr + head, 0, units < DH, GB, gate_stride, tl.zeros((BLOCK_U, 1), tl.float32))
-    s0 = tl.load(h_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
+    s0 = tl.load(h_entering + units, mask=mask, other=0.0).to(tl.float32)
     saved_at = saved_ptr + t * (S - 1) * state_stride + state_offsets  # the states entering step t
     s1, s2, s3 = load_carried_states(saved_at, mask, S, state_stride, zero)
     c0, c1, c2, c3 = load_slices(carried_ptr + state_offsets, 0, mask, S, state_stride, zero)
@@ -234,11 +240,7 @@ def step_backward_kernel(
     store_slice_sum(db_at, for_db, tl.where(live & mask, db1, 0.0), 1, GB, gate_stride)
     store_slice_sum(db_at, for_db, tl.where(live & mask, db2, 0.0), 2, GB, gate_stride)
     store_slice_sum(db_at, for_db, tl.where(live & mask, db3, 0.0), 3, GB, gate_stride)
-    # the states entering step t: the initial ones at step 0 and at a restart (their gradient goes
-    # there and nothing crosses to step t - 1), else carried to step t - 1
-    start = (t == 0) | tl.zeros((1, BLOCK_B), tl.int1)
-    if HAS_RESETS:
-        start = start | ((tl.load(resets_ptr + batch * T + t, mask=batch < B, other=0) != 0) & live)
+    # the gradient of the states entering step t: the initial states' at a start, else step t - 1's
     i0, i1, i2, i3 = load_slices(dinitial_ptr + state_offsets, 0, mask, S, state_stride, zero)
     store_slices(dinitial_ptr + state_offsets, 0, mask, i0 + tl.where(start, ds0, 0.0), i1 + tl.where(start, ds1, 0.0),
                  i2 + tl.where(start, ds2, 0.0), i3 + tl.where(start, ds3, 0.0), S, state_stride)
@@ -263,7 +265,8 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     S, GR = spec.num_states, spec.gates_r
     x, R, b, initial = x.contiguous(), R.contiguous(), b.contiguous(), states.contiguous()
     dy = dy.contiguous()
-    h_entering = previous_states(initial, y, resets)  # [NH, B * T, DH] view of a [B, T, NH, DH] copy
+    y = y.contiguous()
+    h0 = initial[0].to(y.dtype)
     carried = dfinal.to(torch.float32, copy=True).contiguous()
     dinitial = torch.zeros_like(carried)
     drec = outputs.empty((NH, B, T, GR, DH), like=x)
@@ -278,7 +281,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     backward_cell = pointwise(spec)[1]
     for t in reversed(range(T)):
         step_backward_kernel[grid](
-            x, R, b, length_arg, reset_arg, entering_view(h_entering, B, T), saved_arg, dy, carried, dinitial,
+            x, R, b, length_arg, reset_arg, y, h0, saved_arg, dy, carried, dinitial,
             drec, dx, db_partial, t, B, T,
             NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k,
             CELL=backward_cell, FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths,
@@ -287,5 +290,5 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     # step 0's product read the initial h: its gradient (through R) is the initial h's
     dinitial[0] += torch.einsum("gnuk,nbgu->bnk", R.float(), drec[:, :, 0].float())
     d_rec = drec.view(NH, B * T, GR, DH)
-    dR = recurrent_weight_gradient(d_rec, h_entering, R.dtype)
+    dR = entering_states(initial.to(y.dtype), y, resets).weight_gradient(d_rec, R.dtype)
     return dx, dR, bias_gradient(db_partial.flatten(0, 1), b.dtype), dinitial.to(states.dtype)
