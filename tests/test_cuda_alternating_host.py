@@ -20,7 +20,9 @@ from fusedrnn.backends.cuda.alternating import loop as alternating
 from fusedrnn.backends.cuda.alternating import supports
 from fusedrnn.backends.cuda.alternating import workspace as workspaces
 from fusedrnn.backends.cuda.alternating.plan import AlternatingPlan
-from fusedrnn.backends.cuda.alternating.workspace import DONE, Shape, chunk_plan
+from fusedrnn.backends import step_graphs
+from fusedrnn.backends.cuda.alternating.workspace import DONE, Shape
+from fusedrnn.backends.step_graphs import chunk_plan, chunk_sizes
 from fusedrnn.ops.custom_op import explicit_recurrence
 from reference import random_problem, reference_rnn
 from test_resets import CELLS as RESET_CELLS
@@ -164,17 +166,17 @@ def fake_graphs(monkeypatch) -> list:
     captured = []
 
     class FakeGraph:
-        def __init__(self, ws, pointwise, run_chunk, chunk):
-            self.replay = lambda: run_chunk(ws, pointwise, chunk)
+        def __init__(self, run_chunk, chunk):
+            self.replay = lambda: run_chunk(chunk)
             captured.append(chunk)
 
     class FakeStream:
         def wait_stream(self, other):
             pass
 
-    monkeypatch.setattr(alternating, "_graphs_enabled", lambda device, graphs: graphs)
-    monkeypatch.setattr(alternating, "_capture_stream", lambda device: FakeStream())
-    monkeypatch.setattr(alternating, "_capture", lambda ws, pw, run, chunk, side: FakeGraph(ws, pw, run, chunk))
+    monkeypatch.setattr(step_graphs, "graphs_enabled", lambda device, graphs: graphs)
+    monkeypatch.setattr(step_graphs, "capture_stream", lambda device: FakeStream())
+    monkeypatch.setattr(step_graphs, "capture", lambda graphs, run, chunk, side: FakeGraph(run, chunk))
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
     return captured
@@ -200,7 +202,7 @@ def test_replayed_chunks_equal_launched_ones(monkeypatch):
     # a plan with graphs off launches its chunks one by one: nothing captured or replayed
     replays = []
     for ws in workspaces._WORKSPACES.values():
-        for chunk, graph in ws.graphs.items():
+        for chunk, graph in ws.steps.graphs.items():
             graph.replay = lambda chunk=chunk: replays.append(chunk)
     launched = alternating.forward(x, R, b, s, None, "gru", False, pointwise=pointwise,
                                    plan=AlternatingPlan(torch.float32, graphs=False))
@@ -345,7 +347,7 @@ def test_replays_read_each_calls_resets(monkeypatch):
             assert torch.equal(a, b)
         runs.append(replayed)
     assert not torch.equal(runs[0][0], runs[2][0])  # other resets, other outputs
-    assert all(ws.warm for ws in workspaces._WORKSPACES.values())
+    assert all(ws.steps.warm for ws in workspaces._WORKSPACES.values())
 
 
 def test_plan():
@@ -368,8 +370,8 @@ def test_chunk_plan(T, capacity, plan):
 
 def test_chunk_sizes_cover_every_plan():
     for capacity in (1, 8, 64):
-        assert all(set(chunk_plan(T, capacity)) <= set(workspaces.chunk_sizes(capacity)) for T in range(300))
-    assert workspaces.chunk_sizes(8) == [8, 4, 2, 1]
+        assert all(set(chunk_plan(T, capacity)) <= set(chunk_sizes(capacity)) for T in range(300))
+    assert chunk_sizes(8) == [8, 4, 2, 1]
 
 
 def test_chunk_plan_rejects_a_capacity_not_a_power_of_two():

@@ -24,18 +24,18 @@ What runs is plan.py's AlternatingPlan: GEMM result type, graphs or launches.
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import torch
 
 from ....cells import get_cell
 from ....ops import outputs
 from ....problem import checked_resets
+from ... import step_graphs
 from ...weight_gradient import bias_gradient, drec_steps, dx_steps, entering_states, products
 from .plan import AlternatingPlan
 from .plan import plan as planned
 from .pointwise import Call, NvrtcPointwise
-from .workspace import DONE, Shape, chunk_plan, chunk_sizes, workspace
+from .workspace import DONE, Shape, workspace
 
 
 def _pointwise(pointwise):
@@ -75,42 +75,10 @@ def _backward_chunk(ws, pointwise, chunk: int) -> None:
     _advance(ws, chunk)
 
 
-def _graphs_enabled(device: torch.device, graphs: bool) -> bool:
-    return (device.type == "cuda" and graphs
-            and not torch.cuda.is_current_stream_capturing())  # inside a caller's capture: launch into it
-
-
-@functools.lru_cache(maxsize=None)
-def _capture_stream(device: torch.device):
-    return torch.cuda.Stream(device)
-
-
 def run_steps(ws, T: int, pointwise, run_chunk, graphs: bool = True) -> None:
-    """All T steps as chunks: replayed graphs, or launches where graphs are off.
-    A workspace's first call launches its steps one by one on the capture stream
-    (loading the kernels and setting cuBLAS up there), runs each GEMM shape any
-    chunk size takes once, then captures one graph per chunk size for the calls after."""
-    plan = chunk_plan(T, ws.capacity)
-    if not _graphs_enabled(ws.shape.device, graphs):
-        for chunk in plan:
-            run_chunk(ws, pointwise, chunk)
-        return
-    if ws.warm:
-        for chunk in plan:
-            ws.graphs[chunk].replay()
-        return
-    side, current = _capture_stream(ws.shape.device), torch.cuda.current_stream(ws.shape.device)
-    sizes = chunk_sizes(ws.capacity)
-    side.wait_stream(current)
-    with torch.cuda.stream(side):
-        for chunk in plan:
-            run_chunk(ws, pointwise, chunk)
-        for chunk in sizes:  # nothing reads what these write before a chunk rewrites it
-            _warm_products(ws, chunk)
-    current.wait_stream(side)
-    for chunk in sizes:
-        ws.graphs[chunk] = _capture(ws, pointwise, run_chunk, chunk, side)
-    ws.warm = True
+    """All T steps as chunks, replayed from graphs where `graphs` (step_graphs.run_steps)."""
+    step_graphs.run_steps(ws.steps, ws.shape.device, T, lambda chunk: run_chunk(ws, pointwise, chunk), graphs,
+                          lambda chunk: _warm_products(ws, chunk))
 
 
 def _warm_products(ws, chunk: int) -> None:
@@ -119,16 +87,6 @@ def _warm_products(ws, chunk: int) -> None:
         s = ws.shape
         products(ws.chunk_view("h_chunk", (s.NH, chunk * s.B, s.DH)), ws.W,
                  ws.chunk_view("rec_chunk", (s.NH, chunk * s.B, ws.W.shape[2])))
-
-
-def _capture(ws, pointwise, run_chunk, chunk: int, side):
-    """One chunk as a graph; capture records, it runs nothing."""
-    if ws.pool is None:
-        ws.pool = torch.cuda.graph_pool_handle()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=ws.pool, stream=side, capture_error_mode="thread_local"):
-        run_chunk(ws, pointwise, chunk)
-    return graph
 
 
 def _shape(x: torch.Tensor, cell: str, backward: bool, product_dtype: torch.dtype) -> Shape:

@@ -13,12 +13,13 @@ Device-agnostic (plain torch): the CPU tests run the same code.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ....cells import get_cell
 from ....ops import outputs
+from ...step_graphs import StepGraphs
 
 MAX_CHUNK = 64  # steps a graph captures: 2 * 64 + 2 nodes, captured in milliseconds
 CHUNK_BUDGET = 64 * 2**20  # bytes of staging buffers a workspace may hold
@@ -64,34 +65,12 @@ def chunk_capacity(shape: Shape) -> int:
     return capacity
 
 
-def chunk_plan(T: int, capacity: int) -> list[int]:
-    """T steps as full chunks, then the binary digits of the rest: every size a power
-    of two, so a workspace needs at most log2(capacity) + 1 graphs for any T."""
-    if T < 0 or capacity < 1 or capacity & (capacity - 1):
-        raise ValueError(f"chunk_plan: expected T >= 0 and a power-of-two capacity, got T={T}, {capacity}")
-    plan = [capacity] * (T // capacity)
-    rest = T % capacity
-    size = capacity // 2
-    while size:
-        if rest & size:
-            plan.append(size)
-        size //= 2
-    return plan
-
-
-def chunk_sizes(capacity: int) -> list[int]:
-    """Every chunk size chunk_plan can use: capacity, capacity / 2, ..., 1."""
-    return [1 << j for j in reversed(range(capacity.bit_length()))]
-
-
 @dataclass
 class Workspace:
     shape: Shape
     capacity: int
     buffers: dict[str, torch.Tensor]
-    graphs: dict[int, object] = field(default_factory=dict)  # chunk size -> torch.cuda.CUDAGraph
-    warm: bool = False  # its first call ran (kernels loaded, cuBLAS set up) and its graphs are captured
-    pool: object = None  # the graphs' shared memory pool (they allocate next to nothing)
+    steps: StepGraphs  # the step loop's graphs, captured on these buffers
 
     def __getattr__(self, name):
         try:
@@ -148,7 +127,7 @@ def make_workspace(shape: Shape) -> Workspace:
             drec_step=empty((NH, B, spec.gates_r * DH), storage),
             dh=empty((NH, B, DH), product),
         )
-    return Workspace(shape, capacity, buffers)
+    return Workspace(shape, capacity, buffers, StepGraphs(capacity))
 
 
 _WORKSPACES: collections.OrderedDict[Shape, Workspace] = collections.OrderedDict()
@@ -174,5 +153,5 @@ def clear_workspaces() -> None:
 
 
 def _release(dropped: Workspace) -> None:
-    if dropped.graphs and dropped.shape.device.type == "cuda":
+    if dropped.steps.graphs and dropped.shape.device.type == "cuda":
         torch.cuda.synchronize(dropped.shape.device)  # a replay may still run on its buffers
