@@ -4,22 +4,22 @@ process without TRITON_INTERPRET) and print {cell: [forward spill bytes, backwar
 import json
 import sys
 
+import triton.language as tl
+
 import fusedrnn
 from fusedrnn.backends.triton import stepwise
 from fusedrnn.backends.triton.compile_check import build, ptxas_report
 from fusedrnn.backends.triton.pointwise import pointwise
 
-FP32 = ("state_ptr", "saved_ptr", "carried_ptr", "dinitial_ptr", "db_ptr")
-
-
 def spill_bytes(kernel, cell: str, backward: bool, warps: int) -> int:
-    """As forward() and backward() launch them at DH 768 in bf16, with lengths and resets."""
+    """As forward() and backward() launch them at DH 768 in bf16, with lengths and resets, the call's
+    tensors 16-byte aligned."""
     spec = fusedrnn.CELLS[cell]
-    signature = {name: "*fp32" if name in FP32 else "*bf16" for name in kernel.arg_names if name.endswith("_ptr")}
-    signature.update(len_ptr="*i32", resets_ptr="*u8", t="i32", B="i32", T="i32")
+    signature = dict(call_ptr="*i64", k="i32", B="i32")
     constants = dict(NH=1, DH=768, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=spec.num_states,
                      BLOCK_U=32, BLOCK_B=32, BLOCK_K=64, CELL=pointwise(spec)[int(backward)], FAST_MATH=True,
-                     HAS_LENGTHS=True, HAS_RESETS=True, PRECISION="tf32", WIDE_OFFSETS=False)
+                     HAS_LENGTHS=True, HAS_RESETS=True, PRECISION="tf32", WIDE_OFFSETS=False, STORAGE=tl.bfloat16,
+                     ALIGNED=True)
     if not backward:
         constants["SAVE"] = spec.num_states > 1
     return ptxas_report(build(kernel, signature, constants, dict(num_warps=warps)).ptxas_log)["spill_stores"]

@@ -7,7 +7,6 @@ supports(); the plan's `graphs` switch. (The kernels themselves: GPU tests in
 test_cuda_alternating.py and test_cuda_alternating_resets.py; their NVRTC
 compile: test_cuda_compile.py; their launch arguments against the PTX:
 test_cuda_contract.py.)"""
-import contextlib
 import dataclasses
 import functools
 
@@ -20,9 +19,9 @@ from fusedrnn.backends.cuda.alternating import loop as alternating
 from fusedrnn.backends.cuda.alternating import supports
 from fusedrnn.backends.cuda.alternating import workspace as workspaces
 from fusedrnn.backends.cuda.alternating.plan import AlternatingPlan
-from fusedrnn.backends import step_graphs
 from fusedrnn.backends.cuda.alternating.workspace import DONE, Shape
 from fusedrnn.backends.step_graphs import chunk_plan, chunk_sizes
+from fake_graphs import fake_graphs
 from fusedrnn.ops.custom_op import explicit_recurrence
 from reference import random_problem, reference_rnn
 from test_resets import CELLS as RESET_CELLS
@@ -159,29 +158,6 @@ def test_carrying_final_equals_one_call():
     y2, end, _ = alternating.forward(x[:, 9:], R, b, mid, None, "slstm", False, pointwise=pointwise)
     torch.testing.assert_close(torch.cat([y1, y2], 1), y)
     torch.testing.assert_close(end, final)
-
-def fake_graphs(monkeypatch) -> list:
-    """The loop's graphs on the CPU: capturing a chunk records its size (returned list) and a
-    replay re-runs the chunk; streams are no-ops."""
-    captured = []
-
-    class FakeGraph:
-        def __init__(self, run_chunk, chunk):
-            self.replay = lambda: run_chunk(chunk)
-            captured.append(chunk)
-
-    class FakeStream:
-        def wait_stream(self, other):
-            pass
-
-    monkeypatch.setattr(step_graphs, "graphs_enabled", lambda device, graphs: graphs)
-    monkeypatch.setattr(step_graphs, "capture_stream", lambda device: FakeStream())
-    monkeypatch.setattr(step_graphs, "capture", lambda graphs, run, chunk, side: FakeGraph(run, chunk))
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
-    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
-    return captured
-
-
 
 def test_replayed_chunks_equal_launched_ones(monkeypatch):
     """The graph path's control flow: a workspace's first call runs eagerly and

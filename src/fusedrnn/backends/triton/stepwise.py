@@ -3,8 +3,12 @@ each launch runs one step of the whole batch, every program a tile of BLOCK_U un
 head and BLOCK_B sequences, reading its rows of R from L2 (the GEMM over K = DH in tiles of
 BLOCK_K, one tl.dot a gate) and running the cell on them in the epilogue. States are carried
 between launches in fp32 buffers, h in the storage type (what the next product reads, as the
-other kernels round it). Forward only, for now: a prototype whose speed is still to be
-measured (tools/fused_step_probe.py times the LSTM form of the same design).
+other kernels round it). The backward's launch for step t takes dh_t through step t + 1's
+product and recomputes R h_{t-1}, reading h_{t-1} in place (y's row t - 1, or the initial h).
+
+The launches reach a call's tensors, T and their step through a call block (step_calls.py), so
+a shape's chunks of launches are captured once as CUDA graphs and replayed by every call after
+(step_graphs.py): a Triton launch costs the host ~10-30 us, more than a step's kernel.
 
 Tiles are [BLOCK_U, BLOCK_B] (units x batch), as the persistent kernels' (tiles.py), so the
 cells' generated functions (pointwise.py) run on them unchanged. Lengths: past a sequence's
@@ -20,9 +24,25 @@ import triton.language as tl
 from ...cells import get_cell
 from ...ops import outputs
 from ..weight_gradient import bias_gradient, entering_states
+from ..step_graphs import run_steps
+from . import step_calls
 from .pointwise import pointwise
 from .saved import allocate, split
+from .step_calls import BACKWARD, FORWARD, address, fields
 from .tiles import load_carried_states, load_slices, mask_and, save_carried_states, store_slices
+
+
+def _slots(names: tuple[str, ...], order: tuple[str, ...]):
+    """The block's slots of `names` (step_calls' `order`, then T and done) as the kernels' constants."""
+    slot = fields(order)
+    return tuple(tl.constexpr(slot[name]) for name in names)
+
+
+F_X, F_R, F_B, F_INITIAL, F_LENGTHS, F_RESETS, F_H_EVEN, F_STATES, F_Y, F_SAVED, F_T, F_DONE = _slots(
+    ("x", "R", "b", "initial", "lengths", "resets", "h_even", "states", "y", "saved", "T", "done"), FORWARD)
+B_X, B_R, B_B, B_LENGTHS, B_RESETS, B_Y, B_H0, B_SAVED, B_DY, B_CARRIED, B_DINITIAL, B_DREC, B_DX, B_DB, B_T, \
+    B_DONE = _slots(("x", "R", "b", "lengths", "resets", "y", "h0", "saved", "dy", "carried", "dinitial", "drec", "dx",
+                     "db", "T", "done"), BACKWARD)
 
 
 @triton.jit
@@ -53,16 +73,27 @@ def recurrent_products(R_ptr, h_rows, units, batch, n, B, NH, DH, GR: tl.constex
     return r0, r1, r2, r3
 
 
-@triton.jit(do_not_specialize=["t", "B", "T"])
+@triton.jit(do_not_specialize=["k", "B"])
 def step_forward_kernel(
-    x_ptr, R_ptr, b_ptr, s0_ptr, len_ptr, resets_ptr,  # inputs; s0: the initial states [S, B, NH, DH]
-    h_ptr, h_next_ptr, state_ptr,  # h entering step t and leaving it [B, NH, DH]; carried states [S, B, NH, DH] fp32
-    y_ptr, saved_ptr, t, B, T,  # saved: states 1..S-1 entering each step and the last, [T + 1, S - 1, B, NH, DH]
+    call_ptr, k, B,  # the call block (step_calls.FORWARD), the launch's position in its chunk, the batch
     NH: tl.constexpr, DH: tl.constexpr, GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
     BLOCK_U: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, CELL: tl.constexpr,
     FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr, PRECISION: tl.constexpr,
-    SAVE: tl.constexpr, WIDE_OFFSETS: tl.constexpr,
+    SAVE: tl.constexpr, WIDE_OFFSETS: tl.constexpr, STORAGE: tl.constexpr, ALIGNED: tl.constexpr,
 ):
+    # x [B, T, GX, NH, DH]; the initial states [S, B, NH, DH]; h entering step t and leaving it
+    # [B, NH, DH] (two buffers, by the step's parity); the carried states [S, B, NH, DH] fp32; y [B, T, NH, DH];
+    # saved: states 1..S-1 entering each step and the last, [T + 1, S - 1, B, NH, DH] fp32
+    T = tl.load(call_ptr + F_T).to(tl.int32)
+    t = tl.load(call_ptr + F_DONE).to(tl.int32) + k
+    x_ptr, R_ptr = address(call_ptr, F_X, STORAGE, ALIGNED), address(call_ptr, F_R, STORAGE, ALIGNED)
+    b_ptr, s0_ptr = address(call_ptr, F_B, STORAGE, ALIGNED), address(call_ptr, F_INITIAL, STORAGE, ALIGNED)
+    len_ptr = address(call_ptr, F_LENGTHS, tl.int32, ALIGNED)
+    resets_ptr = address(call_ptr, F_RESETS, tl.uint8, ALIGNED)
+    h_ptr = address(call_ptr, F_H_EVEN + t % 2, STORAGE, ALIGNED)
+    h_next_ptr = address(call_ptr, F_H_EVEN + (t + 1) % 2, STORAGE, ALIGNED)
+    state_ptr, y_ptr = address(call_ptr, F_STATES, tl.float32, ALIGNED), address(call_ptr, F_Y, STORAGE, ALIGNED)
+    saved_ptr = address(call_ptr, F_SAVED, tl.float32, ALIGNED)
     tiles_a_head = tl.cdiv(DH, BLOCK_U)
     n = tl.program_id(0) // tiles_a_head
     units = (tl.program_id(0) % tiles_a_head * BLOCK_U + tl.arange(0, BLOCK_U))[:, None]
@@ -121,16 +152,16 @@ def _blocks(B: int, DH: int, block_u: int, block_b: int, block_k: int) -> tuple[
 
 def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Tensor, lengths, cell: str,
             resets=None, need_saved: bool = False, *, block_u: int = 32, block_b: int = 32, block_k: int = 64,
-            num_warps: int = 4):
+            num_warps: int = 4, graphs: bool = True):
     """y [B, T, NH, DH], the final states [S, B, NH, DH] and (need_saved) `saved`: the states 1..S-1
     entering each step and the last, [T + 1, S - 1, B, NH, DH] fp32, as the Triton backend's one flat
-    buffer (saved.py, no products), of `fusedrnn.rnn`'s call, a launch a step. `states` are the
-    initial states (zeros where the call has none)."""
+    buffer (saved.py, no products), of `fusedrnn.rnn`'s call, a launch a step, replayed from CUDA
+    graphs where `graphs` (step_graphs). `states` are the initial states (zeros where the call has none)."""
     spec = get_cell(cell)
     B, T, GX, NH, DH = x.shape
     S = spec.num_states
-    x, R, b = x.contiguous(), R.contiguous(), b.contiguous()
-    initial = states.contiguous()
+    x, R, b = x.contiguous(), R.to(x.dtype).contiguous(), b.to(x.dtype).contiguous()
+    initial = states.to(x.dtype).contiguous()
     carried = initial.to(torch.float32, copy=True)
     h = [initial[0].clone(), outputs.empty(initial[0].shape, like=initial)]
     y = outputs.empty((B, T, NH, DH), like=x)
@@ -140,36 +171,58 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
         saved_states[0] = carried[1:]
     block_u, block_b, block_k = _blocks(B, DH, block_u, block_b, block_k)
     grid = (NH * triton.cdiv(DH, block_u), triton.cdiv(B, block_b))
-    has_lengths, has_resets = lengths is not None, resets is not None
-    length_arg = lengths.to(device=x.device, dtype=torch.int32) if has_lengths else x
-    reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if has_resets else x
-    forward_cell = pointwise(spec)[0]
-    for t in range(T):
-        step_forward_kernel[grid](
-            x, R, b, initial, length_arg, reset_arg, h[t % 2], h[(t + 1) % 2], carried, y,
-            saved_states if save else carried, t, B, T,
-            NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S,
-            BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k, CELL=forward_cell,
-            FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths, HAS_RESETS=has_resets,
-            PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save,
-            WIDE_OFFSETS=wide_offsets(x, spec.gates_r, S), num_warps=num_warps)
+    length_arg = lengths.to(device=x.device, dtype=torch.int32).contiguous() if lengths is not None else x
+    reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if resets is not None else x
+    tensors = [x, R, b, initial, length_arg, reset_arg, h[0], h[1], carried, y, saved_states if save else carried]
+    constants = dict(
+        NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b,
+        BLOCK_K=block_k, CELL=pointwise(spec)[0], FAST_MATH=x.dtype == torch.bfloat16,
+        HAS_LENGTHS=lengths is not None, HAS_RESETS=resets is not None,
+        PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save,
+        WIDE_OFFSETS=wide_offsets(x, spec.gates_r, S), num_warps=num_warps)
+    _run(step_forward_kernel, grid, B, T, tensors, constants, x, backward=False, graphs=graphs)
     final = carried.to(x.dtype)
     return y, final, saved
 
 
-@triton.jit(do_not_specialize=["t", "B", "T"])
+def _run(kernel, grid, B: int, T: int, tensors: list, constants: dict, x: torch.Tensor, backward: bool,
+         graphs: bool) -> None:
+    """The T launches of `kernel` on the call block of `tensors` (step_calls): chunks replayed from
+    the graphs of the loop of this shape, or launched (on a CPU, without graphs)."""
+    constants = dict(constants, STORAGE=_TRITON_TYPES[x.dtype], ALIGNED=step_calls.aligned(tensors))
+    stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
+    key = step_calls.LoopKey(x.device, stream, backward, B, tuple(sorted(constants.items(), key=lambda i: i[0])))
+    loop = step_calls.loop(key)
+    step_calls.set_call(loop.call, T, tensors)
+
+    def chunk(steps: int) -> None:
+        for k in range(steps):
+            kernel[grid](loop.call, k, B, **constants)
+        step_calls.advance(loop.call, steps)
+
+    run_steps(loop.steps, x.device, T, chunk, graphs)
+
+
+_TRITON_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
+
+
+@triton.jit(do_not_specialize=["k", "B"])
 def step_backward_kernel(
-    x_ptr, R_ptr, b_ptr, len_ptr, resets_ptr,
-    y_ptr, h0_ptr,  # y [B, T, NH, DH] and the initial h [B, NH, DH]: h entering step t is one of them
-    saved_ptr, dy_ptr,  # states 1..S-1 entering each step [T + 1, S - 1, B, NH, DH] fp32; dy [B, T, NH, DH]
-    carried_ptr, dinitial_ptr,  # gradients of the states entering step t + 1 and of the initial states, fp32
-    drec_ptr, dx_ptr, db_ptr,  # drec [NH, B, T, GR, DH]; dx like x; db [T, tiles, GB, NH, DH] fp32
-    t, B, T,
+    call_ptr, k, B,  # the call block (step_calls.BACKWARD), the launch's position in its chunk, the batch
     NH: tl.constexpr, DH: tl.constexpr, GX: tl.constexpr, GR: tl.constexpr, GB: tl.constexpr, S: tl.constexpr,
     BLOCK_U: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, CELL: tl.constexpr,
     FAST_MATH: tl.constexpr, HAS_LENGTHS: tl.constexpr, HAS_RESETS: tl.constexpr, PRECISION: tl.constexpr,
-    WIDE_OFFSETS: tl.constexpr,
+    WIDE_OFFSETS: tl.constexpr, STORAGE: tl.constexpr, ALIGNED: tl.constexpr,
 ):
+    # y [B, T, NH, DH] and the initial h [B, NH, DH]: h entering step t is one of them; saved: states 1..S-1
+    # entering each step [T + 1, S - 1, B, NH, DH] fp32; dy like y; carried and dinitial: the gradients of the
+    # states entering step t + 1 and of the initial states [S, B, NH, DH] fp32; drec [NH, B, T, GR, DH];
+    # dx like x; db [T, tiles, GB, NH, DH] fp32. Steps run in reverse: the launch's step is T - 1 - (done + k).
+    T = tl.load(call_ptr + B_T).to(tl.int32)
+    t = T - 1 - (tl.load(call_ptr + B_DONE).to(tl.int32) + k)
+    # (each tensor's address read where it is first used: fewer registers held across the products)
+    R_ptr, drec_ptr = address(call_ptr, B_R, STORAGE, ALIGNED), address(call_ptr, B_DREC, STORAGE, ALIGNED)
+    resets_ptr = address(call_ptr, B_RESETS, tl.uint8, ALIGNED)
     tiles_a_head = tl.cdiv(DH, BLOCK_U)
     n = tl.program_id(0) // tiles_a_head
     unit_index = tl.program_id(0) % tiles_a_head * BLOCK_U + tl.arange(0, BLOCK_U)
@@ -184,7 +237,7 @@ def step_backward_kernel(
     state_stride = (B * NH * DH).to(batch.dtype)  # int64 with WIDE_OFFSETS: the saved slots' offsets pass 2**31 first
     gate_stride = NH * DH
     if HAS_LENGTHS:
-        lengths = tl.load(len_ptr + batch, mask=batch < B, other=0)
+        lengths = tl.load(address(call_ptr, B_LENGTHS, tl.int32, ALIGNED) + batch, mask=batch < B, other=0)
     else:
         lengths = T
 
@@ -202,7 +255,7 @@ def step_backward_kernel(
         if HAS_RESETS:  # step t + 1 restarted from the initial h: its product's gradient is the initial h's
             restart_next = tl.load(resets_ptr + batch * T + t + 1, mask=batch < B, other=0) != 0
             restart_next = restart_next & (t + 1 < lengths)
-            initial_h = dinitial_ptr + state_offsets
+            initial_h = address(call_ptr, B_DINITIAL, tl.float32, ALIGNED) + state_offsets
             tl.store(initial_h, tl.load(initial_h, mask=mask, other=0.0) + tl.where(restart_next, through_next, 0.0),
                      mask=mask)
             through_next = tl.where(restart_next, 0.0, through_next)
@@ -213,16 +266,21 @@ def step_backward_kernel(
     start = (t == 0) | tl.zeros((1, BLOCK_B), tl.int1)
     if HAS_RESETS:
         start = start | ((tl.load(resets_ptr + batch * T + t, mask=batch < B, other=0) != 0) & (t < lengths))
+    h0_ptr, y_ptr = address(call_ptr, B_H0, STORAGE, ALIGNED), address(call_ptr, B_Y, STORAGE, ALIGNED)
     h_entering = tl.where(start, h0_ptr + batch * NH * DH, y_ptr + (batch * T + t - 1) * NH * DH) + n * DH
     # step t again: R h_{t-1} for the tile's units, then the cell's backward
     r0, r1, r2, r3 = recurrent_products(R_ptr, h_entering, units, batch, n, B, NH, DH, GR, BLOCK_K, PRECISION, zero)
+    x_ptr, b_ptr = address(call_ptr, B_X, STORAGE, ALIGNED), address(call_ptr, B_B, STORAGE, ALIGNED)
     x0, x1, x2, x3 = load_slices(x_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, GX, gate_stride, zero)
     b0, b1, b2, b3 = load_slices(b_ptr + head, 0, units < DH, GB, gate_stride, tl.zeros((BLOCK_U, 1), tl.float32))
     s0 = tl.load(h_entering + units, mask=mask, other=0.0).to(tl.float32)
-    saved_at = saved_ptr + t * (S - 1) * state_stride + state_offsets  # the states entering step t
+    # the states entering step t
+    saved_at = address(call_ptr, B_SAVED, tl.float32, ALIGNED) + t * (S - 1) * state_stride + state_offsets
     s1, s2, s3 = load_carried_states(saved_at, mask, S, state_stride, zero)
+    carried_ptr = address(call_ptr, B_CARRIED, tl.float32, ALIGNED)
     c0, c1, c2, c3 = load_slices(carried_ptr + state_offsets, 0, mask, S, state_stride, zero)
     live = t < lengths
+    dy_ptr = address(call_ptr, B_DY, STORAGE, ALIGNED)
     dy = tl.load(dy_ptr + (batch * T + t) * NH * DH + head, mask=mask, other=0.0).to(tl.float32)
     d0 = c0 + through_next + tl.where(live, dy, 0.0)
     dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, db0, db1, db2, db3, ds0, ds1, ds2, ds3 = CELL(
@@ -230,20 +288,23 @@ def step_backward_kernel(
     # past its length a step changes nothing: its gradients are zero and the states' pass through
     ds0, ds1, ds2, ds3 = (tl.where(live, ds0, d0), tl.where(live, ds1, c1), tl.where(live, ds2, c2),
                           tl.where(live, ds3, c3))
+    dx_ptr = address(call_ptr, B_DX, STORAGE, ALIGNED)
     store_slices(dx_ptr + (batch * T + t) * GX * NH * DH + head, 0, mask, tl.where(live, dx0, 0.0),
                  tl.where(live, dx1, 0.0), tl.where(live, dx2, 0.0), tl.where(live, dx3, 0.0), GX, gate_stride)
     store_slices(drec_ptr + ((n * B + batch) * T + t) * GR * DH + units, 0, mask, tl.where(live, dr0, 0.0),
                  tl.where(live, dr1, 0.0), tl.where(live, dr2, 0.0), tl.where(live, dr3, 0.0), GR, DH)
-    db_at = db_ptr + (t * tl.num_programs(1) + tl.program_id(1)) * GB * NH * DH + n * DH + unit_index
+    db_at = address(call_ptr, B_DB, tl.float32, ALIGNED) + (t * tl.num_programs(1) + tl.program_id(1)) * GB * NH * DH + n * DH + unit_index
     for_db = unit_index < DH
     store_slice_sum(db_at, for_db, tl.where(live & mask, db0, 0.0), 0, GB, gate_stride)
     store_slice_sum(db_at, for_db, tl.where(live & mask, db1, 0.0), 1, GB, gate_stride)
     store_slice_sum(db_at, for_db, tl.where(live & mask, db2, 0.0), 2, GB, gate_stride)
     store_slice_sum(db_at, for_db, tl.where(live & mask, db3, 0.0), 3, GB, gate_stride)
     # the gradient of the states entering step t: the initial states' at a start, else step t - 1's
+    dinitial_ptr = address(call_ptr, B_DINITIAL, tl.float32, ALIGNED)
     i0, i1, i2, i3 = load_slices(dinitial_ptr + state_offsets, 0, mask, S, state_stride, zero)
     store_slices(dinitial_ptr + state_offsets, 0, mask, i0 + tl.where(start, ds0, 0.0), i1 + tl.where(start, ds1, 0.0),
                  i2 + tl.where(start, ds2, 0.0), i3 + tl.where(start, ds3, 0.0), S, state_stride)
+    carried_ptr = address(call_ptr, B_CARRIED, tl.float32, ALIGNED)
     store_slices(carried_ptr + state_offsets, 0, mask, tl.where(start, 0.0, ds0), tl.where(start, 0.0, ds1),
                  tl.where(start, 0.0, ds2), tl.where(start, 0.0, ds3), S, state_stride)
 
@@ -256,17 +317,16 @@ def store_slice_sum(ptr, mask, value, i: tl.constexpr, count: tl.constexpr, stri
 
 
 def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, resets=None, *, block_u: int = 32,
-             block_b: int = 32, block_k: int = 64, num_warps: int = 8):
+             block_b: int = 32, block_k: int = 64, num_warps: int = 8, graphs: bool = True):
     """dx, dR, db and the initial states' gradient of forward(..., need_saved=True)'s call, a launch
-    a step in reverse; dR after the loop (weight_gradient). 8 warps: with 4 the LSTM's program takes
-    255 registers for sm_90 (Triton 3.9) and sLSTM's spills 168 bytes; with 8, 187 and 52."""
+    a step in reverse (replayed from CUDA graphs where `graphs`); dR after the loop (weight_gradient).
+    8 warps: with 4 the LSTM's program takes 255 registers for sm_90 (Triton 3.9) and sLSTM's spills
+    168 bytes; with 8, 187 and 52."""
     spec = get_cell(cell)
     B, T, GX, NH, DH = x.shape
     S, GR = spec.num_states, spec.gates_r
-    x, R, b, initial = x.contiguous(), R.contiguous(), b.contiguous(), states.contiguous()
-    dy = dy.contiguous()
-    y = y.contiguous()
-    h0 = initial[0].to(y.dtype)
+    x, R, b = x.contiguous(), R.to(x.dtype).contiguous(), b.to(x.dtype).contiguous()
+    initial, y, dy = states.to(x.dtype).contiguous(), y.to(x.dtype).contiguous(), dy.to(x.dtype).contiguous()
     carried = dfinal.to(torch.float32, copy=True).contiguous()
     dinitial = torch.zeros_like(carried)
     drec = outputs.empty((NH, B, T, GR, DH), like=x)
@@ -274,21 +334,19 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     block_u, block_b, block_k = _blocks(B, DH, block_u, block_b, block_k)
     grid = (NH * triton.cdiv(DH, block_u), triton.cdiv(B, block_b))
     db_partial = outputs.empty((T, grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
-    has_lengths, has_resets = lengths is not None, resets is not None
-    length_arg = lengths.to(device=x.device, dtype=torch.int32) if has_lengths else x
-    reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if has_resets else x
+    length_arg = lengths.to(device=x.device, dtype=torch.int32).contiguous() if lengths is not None else x
+    reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if resets is not None else x
     saved_arg = split(saved, x, initial, cell, "none")[0] if S > 1 else dinitial
-    backward_cell = pointwise(spec)[1]
-    for t in reversed(range(T)):
-        step_backward_kernel[grid](
-            x, R, b, length_arg, reset_arg, y, h0, saved_arg, dy, carried, dinitial,
-            drec, dx, db_partial, t, B, T,
-            NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k,
-            CELL=backward_cell, FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=has_lengths,
-            HAS_RESETS=has_resets, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-            WIDE_OFFSETS=wide_offsets(x, GR, S), num_warps=num_warps)
+    h0 = initial[0]
+    tensors = [x, R, b, length_arg, reset_arg, y, h0, saved_arg, dy, carried, dinitial, drec, dx, db_partial]
+    constants = dict(
+        NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k,
+        CELL=pointwise(spec)[1], FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=lengths is not None,
+        HAS_RESETS=resets is not None, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+        WIDE_OFFSETS=wide_offsets(x, GR, S), num_warps=num_warps)
+    _run(step_backward_kernel, grid, B, T, tensors, constants, x, backward=True, graphs=graphs)
     # step 0's product read the initial h: its gradient (through R) is the initial h's
     dinitial[0] += torch.einsum("gnuk,nbgu->bnk", R.float(), drec[:, :, 0].float())
     d_rec = drec.view(NH, B * T, GR, DH)
-    dR = entering_states(initial.to(y.dtype), y, resets).weight_gradient(d_rec, R.dtype)
+    dR = entering_states(initial, y, resets).weight_gradient(d_rec, R.dtype)
     return dx, dR, bias_gradient(db_partial.flatten(0, 1), b.dtype), dinitial.to(states.dtype)
