@@ -3,6 +3,8 @@ over the batch with the cell in its epilogue) against a float64 loop, every cell
 without initial states, lengths (0 and full among them) and resets (step 0, the last step,
 consecutive steps, past a length), several heads and a head dim the unit tiles do not divide;
 outputs poisoned. On CPU under TRITON_INTERPRET=1 (fp32, fp16); on a GPU (`-m gpu`) bf16 too."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,8 +14,31 @@ from fusedrnn.testing import random_problem
 from reference import reference_step
 
 CELLS = list(fusedrnn.CELLS)
+SMALL_TILES = dict(BLOCK_U=16, BLOCK_B=16, BLOCK_K=16)  # several tiles of units, sequences and K at small sizes
 needs_triton = pytest.mark.skipif(not fusedrnn.backends()["triton"].available,
                                   reason=fusedrnn.backends()["triton"].reason)
+
+
+def plan(x, cell, lengths, resets, backward, tiles):
+    """The backend's plan of the call, its tiles changed as `tiles` says."""
+    from fusedrnn.backends.triton.plan import stepwise_plan
+    from fusedrnn.problem import problem_of
+
+    return dataclasses.replace(stepwise_plan(problem_of(x, cell, lengths, True, resets), backward), **(tiles or {}))
+
+
+def forward(x, R, b, states, lengths, cell, resets, need_saved=False, tiles=None):
+    from fusedrnn.backends.triton import stepwise
+
+    return stepwise.forward(x, R, b, states, lengths, cell, resets, need_saved,
+                            plan(x, cell, lengths, resets, False, tiles))
+
+
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets, tiles=None):
+    from fusedrnn.backends.triton import stepwise
+
+    return stepwise.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets,
+                             plan(x, cell, lengths, resets, True, tiles))
 
 
 def reference(cell, x, R, b, states, lengths, resets):
@@ -41,11 +66,8 @@ def warm_up(run, cell, dtype, device, B, T, NH, DH):
     return run(x, R, b, states, lengths, torch.rand(B, T + 3, device=device) < 0.3)
 
 
-def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, warm=False, **blocks):
-    from fusedrnn.backends.triton import stepwise
-
-    kept = warm and warm_up(lambda x, R, b, s, lengths, resets: stepwise.forward(x, R, b, s, lengths, cell, resets,
-                                                                               **blocks),
+def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, warm=False, tiles=None):
+    kept = warm and warm_up(lambda x, R, b, s, lengths, resets: forward(x, R, b, s, lengths, cell, resets, tiles=tiles),
                             cell, dtype, device, B, T, NH, DH)
     torch.manual_seed(hash((cell, str(dtype), with_states)) % 2**31)
     x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=True)
@@ -57,7 +79,7 @@ def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, warm=Fal
         if sequence < B and step < T:
             resets[sequence, step] = True
     with outputs.poisoned():
-        y, final, _ = stepwise.forward(x, R, b, states, lengths.to(device), cell, resets.to(device), **blocks)
+        y, final, _ = forward(x, R, b, states, lengths.to(device), cell, resets.to(device), tiles=tiles)
     want_y, want_final = reference(cell, x.cpu(), R.cpu(), b.cpu(), states.cpu(), lengths, resets)
     tolerance = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
     assert y.dtype == final.dtype == dtype and not y.isnan().any()
@@ -73,15 +95,15 @@ def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, warm=Fal
 def test_interpreter_matches_the_reference(cell, dtype, with_states):
     if torch.cuda.is_available():
         pytest.skip("interpreter test; the GPU runs test_gpu_matches_the_reference")
-    check(cell, dtype, "cpu", with_states=with_states, block_u=16, block_b=16, block_k=16)
+    check(cell, dtype, "cpu", with_states=with_states, tiles=SMALL_TILES)
 
 
 @needs_triton
 def test_interpreter_tiles_of_several_k_steps_and_batch_tiles():
     if torch.cuda.is_available():
         pytest.skip("interpreter test")
-    check("lstm", torch.float32, "cpu", B=5, T=3, NH=1, DH=40, block_u=16, block_b=16, block_k=16)
-    check("gru", torch.float32, "cpu", B=5, T=3, NH=3, DH=16, block_u=16, block_b=16, block_k=16)
+    check("lstm", torch.float32, "cpu", B=5, T=3, NH=1, DH=40, tiles=SMALL_TILES)
+    check("gru", torch.float32, "cpu", B=5, T=3, NH=3, DH=16, tiles=SMALL_TILES)
 
 
 @pytest.mark.gpu
@@ -101,13 +123,11 @@ def reference_gradients(cell, x, R, b, states, lengths, resets, dy, dfinal):
     return torch.autograd.grad((y * dy.double()).sum() + (final * dfinal.double()).sum(), leaves)
 
 
-def check_backward(cell, dtype, device, B=5, T=6, NH=2, DH=20, warm=False, **blocks):
-    from fusedrnn.backends.triton import stepwise
-
+def check_backward(cell, dtype, device, B=5, T=6, NH=2, DH=20, warm=False, tiles=None):
     def forward_and_backward(x, R, b, states, lengths, resets):
-        y, final, saved = stepwise.forward(x, R, b, states, lengths, cell, resets, need_saved=True, **blocks)
-        return stepwise.backward(torch.randn_like(y), torch.randn_like(final), x, R, b, states, lengths, y, final,
-                                 saved, cell, resets, **blocks)
+        y, final, saved = forward(x, R, b, states, lengths, cell, resets, need_saved=True, tiles=tiles)
+        return backward(torch.randn_like(y), torch.randn_like(final), x, R, b, states, lengths, y, final, saved, cell,
+                        resets, tiles=tiles)
 
     kept = warm and warm_up(forward_and_backward, cell, dtype, device, B, T, NH, DH)
     torch.manual_seed(hash((cell, str(dtype), "backward")) % 2**31)
@@ -121,8 +141,8 @@ def check_backward(cell, dtype, device, B=5, T=6, NH=2, DH=20, warm=False, **blo
     dfinal = torch.randn(states.shape, device=device).to(dtype)
     args = dict(lengths=lengths.to(device), cell=cell, resets=resets.to(device))
     with outputs.poisoned():
-        y, final, saved = stepwise.forward(x, R, b, states, need_saved=True, **args, **blocks)
-        got = stepwise.backward(dy, dfinal, x, R, b, states, y=y, final=final, saved=saved, **args, **blocks)
+        y, final, saved = forward(x, R, b, states, need_saved=True, tiles=tiles, **args)
+        got = backward(dy, dfinal, x, R, b, states, y=y, final=final, saved=saved, tiles=tiles, **args)
     want = reference_gradients(cell, x.cpu(), R.cpu(), b.cpu(), states.cpu(), lengths, resets, dy.cpu(), dfinal.cpu())
     tolerance = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=5e-2, rtol=5e-2)
     for name, g, w in zip(("dx", "dR", "db", "dstates"), got, want):
@@ -137,7 +157,7 @@ def check_backward(cell, dtype, device, B=5, T=6, NH=2, DH=20, warm=False, **blo
 def test_interpreter_gradients_match_the_reference(cell, dtype):
     if torch.cuda.is_available():
         pytest.skip("interpreter test; the GPU runs test_gpu_gradients_match_the_reference")
-    check_backward(cell, dtype, "cpu", block_u=16, block_b=16, block_k=16)
+    check_backward(cell, dtype, "cpu", tiles=SMALL_TILES)
 
 
 @pytest.mark.gpu
@@ -165,9 +185,8 @@ def test_interpreter_replayed_chunks_equal_launched_ones(cell, monkeypatch):
         pytest.skip("interpreter test; the GPU tests replay real graphs")
     captured = fake_graphs(monkeypatch)
     monkeypatch.setattr(step_calls, "_LOOPS", collections.OrderedDict())
-    blocks = dict(block_u=16, block_b=16, block_k=16)
-    check(cell, torch.float32, "cpu", warm=True, **blocks)
-    check_backward(cell, torch.float32, "cpu", warm=True, **blocks)
+    check(cell, torch.float32, "cpu", warm=True, tiles=SMALL_TILES)
+    check_backward(cell, torch.float32, "cpu", warm=True, tiles=SMALL_TILES)
     # the warm-ups made the loops and captured chunks of 64, 32, ..., 1 steps once each; the checked
     # calls made none: a forward (a saving one too where the cell saves states) and a backward
     loops = list(step_calls._LOOPS.values())
@@ -199,19 +218,34 @@ def test_the_kernels_compile_for_sm90_without_spills():
 
 
 @needs_triton
-def test_interpreter_wide_offsets(monkeypatch):
+def test_interpreter_wide_offsets():
     """The int64 offsets of buffers of 2**31 elements and more (B=1024, T=1024, 4 x 768), at a size
     the interpreter runs: forced, they give the same answers."""
     if torch.cuda.is_available():
         pytest.skip("interpreter test")
+
+    def wide(cell, B, GX):
+        return plan(torch.empty(B, 1024, GX, 1, 768, device="meta"), cell, None, None, False, None).WIDE_OFFSETS
+
+    assert wide("lstm", 1024, 4) and not wide("lstm", 256, 4)
+    assert wide("slstm", 1024, 4) and not wide("elman", 1024, 1)
+    wide_tiles = dict(SMALL_TILES, WIDE_OFFSETS=True)
+    check("gru", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, tiles=wide_tiles)
+    check_backward("lstm", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, tiles=wide_tiles)
+    check_backward("slstm", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, tiles=wide_tiles)
+
+
+def test_the_plan_fits_the_call():
+    """Tiles no wider than the call (16 at least, tl.dot's minimum), 4 warps forward and 8 backward;
+    a launcher given the other direction's plan refuses it."""
+    small = plan(torch.empty(5, 7, 4, 2, 20, device="meta"), "lstm", None, None, False, None)
+    assert (small.BLOCK_U, small.BLOCK_B, small.BLOCK_K, small.num_warps) == (32, 16, 32, 4)
+    large = plan(torch.empty(256, 7, 4, 1, 768, device="meta"), "lstm", None, None, True, None)
+    assert (large.BLOCK_U, large.BLOCK_B, large.BLOCK_K, large.num_warps) == (32, 32, 64, 8)
+    assert large.graphs and large.PRECISION == "ieee" and not large.WIDE_OFFSETS
+    pytest.importorskip("triton")
     from fusedrnn.backends.triton import stepwise
 
-    assert stepwise.wide_offsets(torch.empty(1024, 1024, 4, 1, 768, device="meta"), 4, 2)
-    assert not stepwise.wide_offsets(torch.empty(256, 1024, 4, 1, 768, device="meta"), 4, 2)
-    # the saved states of 3 carried states pass 2**31 first: sLSTM at B=1024 (3 x 1025 x 1024 x 768)
-    assert stepwise.wide_offsets(torch.empty(1024, 1024, 1, 1, 768, device="meta"), 1, 4)
-    assert not stepwise.wide_offsets(torch.empty(1024, 1024, 1, 1, 768, device="meta"), 1, 1)
-    monkeypatch.setattr(stepwise, "wide_offsets", lambda x, gates_r, num_states: True)
-    check("gru", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)
-    check_backward("lstm", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)
-    check_backward("slstm", torch.float32, "cpu", B=3, T=3, NH=1, DH=20, block_u=16, block_b=16, block_k=16)
+    x, R, b, states = random_problem("lstm", 2, 3, 1, 20, dtype=torch.float32)
+    with pytest.raises(ValueError, match="plan: expected a forward plan"):
+        stepwise.forward(x, R, b, states, None, "lstm", None, False, plan(x, "lstm", None, None, True, None))

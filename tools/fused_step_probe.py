@@ -206,27 +206,55 @@ def cudnn_ms(B, T, H):
     return forward, triton.testing.do_bench(both, return_mode="median")
 
 
-def stepwise_ms(B, T, H):
+def stepwise_ms(B, T, H, tiles=None):
     """backends/triton/stepwise.py (the same design for every cell, lengths, resets, states and the
-    backward with dR and db), LSTM at 768x1: forward, and forward (saving states) + backward, each
-    as a user calls it (its steps replayed from its own graphs, the host issuing the rest) and
-    whole calls replayed from one graph (the GPU's time alone)."""
+    backward with dR and db), LSTM at 768x1, as the backend plans it (or with `tiles`: the plan's
+    BLOCK_U, BLOCK_B, BLOCK_K, num_warps changed, forward and backward alike): forward, and forward
+    (saving states) + backward, each as a user calls it (its steps replayed from its own graphs,
+    the host issuing the rest) and whole calls replayed from one graph (the GPU's time alone)."""
+    import dataclasses
+
     import triton.testing
 
     from fusedrnn.backends.triton import stepwise
+    from fusedrnn.backends.triton.plan import stepwise_plan
+    from fusedrnn.problem import problem_of
     from fusedrnn.testing import random_problem
 
     x, R, b, states = random_problem("lstm", B, T, 1, H, dtype=torch.bfloat16, device="cuda")
     dy = torch.randn(B, T, 1, H, device="cuda", dtype=x.dtype)
+    plans = [dataclasses.replace(stepwise_plan(problem_of(x, "lstm", None, True), backward), **(tiles or {}))
+             for backward in (False, True)]
 
     def forward():
-        stepwise.forward(x, R, b, states, None, "lstm")
+        stepwise.forward(x, R, b, states, None, "lstm", None, False, plans[0])
 
     def both():
-        y, final, saved = stepwise.forward(x, R, b, states, None, "lstm", need_saved=True)
-        stepwise.backward(dy, torch.zeros_like(final), x, R, b, states, None, y, final, saved, "lstm")
+        y, final, saved = stepwise.forward(x, R, b, states, None, "lstm", None, True, plans[0])
+        stepwise.backward(dy, torch.zeros_like(final), x, R, b, states, None, y, final, saved, "lstm", None, plans[1])
     return [triton.testing.do_bench(run, return_mode="median") for run in
             (forward, both, graphed(forward).replay, graphed(both).replay)]
+
+
+def stepwise_tiles_ms(B, T, H):
+    """The stepwise kernels' forward and backward with other tiles than the plan's, each from one
+    graph (the GPU's time): what a rule for BLOCK_U x BLOCK_B by batch size would pick."""
+    rows = []
+    for block_u, block_b, block_k, warps in STEPWISE_TILES:
+        if block_b > max(16, triton.next_power_of_2(B)):
+            continue
+        tiles = dict(BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k, num_warps=warps)
+        try:
+            rows.append((tiles, stepwise_ms(B, T, H, tiles)[2:]))
+        except Exception as error:  # a tile the GPU cannot run (shared memory)
+            rows.append((tiles, (type(error).__name__,)))
+    return rows
+
+
+# BLOCK_U, BLOCK_B, BLOCK_K, warps: each compiles for sm_90 without spills under Triton 3.6 (LSTM bf16
+# 768, forward; the backward spills 8 bytes at (32, 64) and (32, 128))
+STEPWISE_TILES = [(32, 32, 64, 8), (32, 64, 64, 8), (64, 32, 64, 8), (64, 64, 64, 8), (16, 64, 64, 4),
+                  (16, 128, 64, 8), (32, 128, 64, 8), (64, 64, 32, 8)]
 
 
 def ours_ms(B, T, H, backend):
@@ -288,6 +316,9 @@ def main():
             del steps
         if best is None:
             continue
+        for tiles, times in stepwise_tiles_ms(B, args.T, args.H):
+            shown = " | ".join(f"{t:.3f}" if isinstance(t, float) else t for t in times)
+            print(f"| {B} | triton/stepwise.py {tiles}, fwd / fwd+bwd from one graph | {shown} | |", flush=True)
         forward, both, forward_gpu, both_gpu = stepwise_ms(B, args.T, args.H)
         print(f"| {B} | triton/stepwise.py (every cell's form), fwd / fwd+bwd as called | {forward:.3f} | "
               f"{both:.3f} | |", flush=True)

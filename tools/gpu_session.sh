@@ -17,7 +17,8 @@
 #                 provider of ours beside cuDNN fp16 and SDPA, with auto's pick (the README's sweep)
 #        lm-batch tokens/s of the three mixers at B=16 and B=128 (bf16; cuDNN in fp16 too), one GPU
 #        verify16 one call (< 10 minutes) after a session without a GPU: the GPU tests of the backward
-#                 paths (dR and R h without a copy of h), the module's memory at B=256, the step probe
+#                 paths (dR and R h without a copy of h) and of the stepwise kernels replayed from graphs,
+#                 the module's memory at B=256, the step probe (the stepwise kernels' tiles too)
 #        step-probe  768x1 as one fused GEMM+cell kernel a step (tools/fused_step_probe.py: a design's
 #                 step time at B=64 and 256 beside cuDNN, cuda_fused and cuda_alternating)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
@@ -95,8 +96,8 @@ case $phase in
   verify16)
     step pytest-backward 260 python3 -m pytest -q -m gpu -n 8 -p no:cacheprovider tests/test_cuda_fused.py \
       tests/test_cuda_alternating.py tests/test_cuda_alternating_resets.py tests/test_triton.py tests/test_triton_stepwise.py
-    step memory-B256 90 python3 tools/module_memory.py --batch 256
-    step fused-step-probe 200 python3 tools/fused_step_probe.py --B 64 256 ;;
+    step memory-B256 60 python3 tools/module_memory.py --batch 256
+    step fused-step-probe 240 python3 tools/fused_step_probe.py --B 64 256 ;;
   step-probe) step fused-step-probe 500 python3 tools/fused_step_probe.py --B ${@:-64 256} ;;
   lm-batch)
     for B in 16 128; do

@@ -98,10 +98,12 @@ def saved_like(x, states, cell, need_saved):
 
 
 def _forward(x, R, b, states, lengths, cell, need_saved, resets=None):
-    if runs_stepwise(problem_of(x, cell, lengths, need_saved)):
+    problem = problem_of(x, cell, lengths, need_saved, resets)
+    if runs_stepwise(problem):
         from . import stepwise as steps
+        from .plan import stepwise_plan
 
-        return steps.forward(x, R, b, states, lengths, cell, resets, need_saved)
+        return steps.forward(x, R, b, states, lengths, cell, resets, need_saved, stepwise_plan(problem, False))
     from .launch import forward
 
     plan = _plan(x, cell, lengths, need_saved, backward=False)
@@ -109,10 +111,13 @@ def _forward(x, R, b, states, lengths, cell, need_saved, resets=None):
 
 
 def _backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets=None):
-    if runs_stepwise(problem_of(x, cell, lengths, True)):
+    problem = problem_of(x, cell, lengths, True, resets)
+    if runs_stepwise(problem):
         from . import stepwise as steps
+        from .plan import stepwise_plan
 
-        return steps.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets)
+        return steps.backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, resets,
+                              stepwise_plan(problem, True))
     from .launch import backward
 
     plan = _plan(x, cell, lengths, True, backward=True)

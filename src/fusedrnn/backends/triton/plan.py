@@ -130,3 +130,45 @@ def stacks_gates(requested: bool, spec: Cell, fp32: bool) -> bool:
     at DH=128 asked for 272 KiB of shared memory on the H100, LSTM's at DH=64
     spills to an 8.5 KB stack (the measured gains were in bf16)."""
     return requested and spec.gates_r > 1 and not fp32
+
+
+@dataclass(frozen=True)
+class StepwisePlan:
+    """What one direction of the stepwise kernels (stepwise.py: heads whose R is not held on chip,
+    a launch a step) runs: a program's tile of BLOCK_U units by BLOCK_B sequences, the K tile of
+    its products, its warps, and whether the launches replay from CUDA graphs (step_graphs.py;
+    launched one by one where not, as on a CPU). Capitals: the kernels' constants of that name."""
+    backward: bool
+    BLOCK_U: int
+    BLOCK_B: int
+    BLOCK_K: int
+    num_warps: int
+    FAST_MATH: bool
+    PRECISION: str
+    WIDE_OFFSETS: bool
+    graphs: bool = True
+
+    def constants(self) -> dict:
+        return dict(BLOCK_U=self.BLOCK_U, BLOCK_B=self.BLOCK_B, BLOCK_K=self.BLOCK_K, FAST_MATH=self.FAST_MATH,
+                    PRECISION=self.PRECISION, WIDE_OFFSETS=self.WIDE_OFFSETS)
+
+    def options(self) -> dict:
+        return dict(num_warps=self.num_warps, **FP_FUSION)
+
+
+def stepwise_plan(problem: Problem, backward: bool) -> StepwisePlan:
+    """Tiles of 32 units by 32 sequences (no wider than the call: tl.dot takes 16 at least), K in
+    tiles of 64, 4 warps forward and 8 backward: each compiles for sm_90 without spills for every
+    cell under Triton 3.6 (tests/test_triton_stepwise.py; with 4 warps the backward takes 255
+    registers). Not yet timed against other tiles: tools/fused_step_probe.py sweeps them."""
+    spec = problem.cell
+    DH_P = padded_head_dim(problem.head_dim)
+    batch = max(16, 1 << (problem.batch - 1).bit_length())  # as triton.next_power_of_2, 16 at least
+    # the largest buffer a kernel indexes: x and dx, drec [NH, B, T, GR, DH], the saved states [T + 1, S - 1, ...]
+    largest = (max(problem.steps * max(spec.gates_x, spec.gates_r), (problem.steps + 1) * (spec.num_states - 1))
+               * problem.batch * problem.heads * problem.head_dim)
+    return StepwisePlan(
+        backward=backward, BLOCK_U=min(32, DH_P), BLOCK_B=min(32, batch), BLOCK_K=min(64, DH_P),
+        num_warps=8 if backward else 4, FAST_MATH=problem.dtype == torch.bfloat16,
+        PRECISION="ieee" if problem.dtype == torch.float32 else "tf32", WIDE_OFFSETS=largest >= 2**31)
+

@@ -26,6 +26,7 @@ from ...ops import outputs
 from ..weight_gradient import bias_gradient, entering_states
 from ..step_graphs import run_steps
 from . import step_calls
+from .plan import StepwisePlan
 from .pointwise import pointwise
 from .saved import allocate, split
 from .step_calls import BACKWARD, FORWARD, address, fields
@@ -137,26 +138,12 @@ def step_forward_kernel(
                             state_stride)
 
 
-def wide_offsets(x: torch.Tensor, gates_r: int, num_states: int) -> bool:
-    """Whether a buffer the kernels index (x and dx; drec [NH, B, T, GR, DH]; the saved states
-    [T + 1, S - 1, B, NH, DH]) reaches 2**31 elements."""
-    B, T, GX, NH, DH = x.shape
-    return max(T * max(GX, gates_r), (T + 1) * (num_states - 1)) * B * NH * DH >= 2**31
-
-
-def _blocks(B: int, DH: int, block_u: int, block_b: int, block_k: int) -> tuple[int, int, int]:
-    """Tiles no wider than the call needs (tl.dot takes 16 at least)."""
-    return (min(block_u, max(16, triton.next_power_of_2(DH))), min(block_b, max(16, triton.next_power_of_2(B))),
-            min(block_k, max(16, triton.next_power_of_2(DH))))
-
-
 def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Tensor, lengths, cell: str,
-            resets=None, need_saved: bool = False, *, block_u: int = 32, block_b: int = 32, block_k: int = 64,
-            num_warps: int = 4, graphs: bool = True):
+            resets, need_saved: bool, plan: StepwisePlan):
     """y [B, T, NH, DH], the final states [S, B, NH, DH] and (need_saved) `saved`: the states 1..S-1
     entering each step and the last, [T + 1, S - 1, B, NH, DH] fp32, as the Triton backend's one flat
-    buffer (saved.py, no products), of `fusedrnn.rnn`'s call, a launch a step, replayed from CUDA
-    graphs where `graphs` (step_graphs). `states` are the initial states (zeros where the call has none)."""
+    buffer (saved.py, no products), of `fusedrnn.rnn`'s call, a launch a step as `plan` says
+    (plan.stepwise_plan). `states` are the initial states (zeros where the call has none)."""
     spec = get_cell(cell)
     B, T, GX, NH, DH = x.shape
     S = spec.num_states
@@ -169,29 +156,28 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
     saved, saved_states, _ = allocate(x, initial, cell, need_saved, "none")  # the Triton backend's `saved`
     if save:
         saved_states[0] = carried[1:]
-    block_u, block_b, block_k = _blocks(B, DH, block_u, block_b, block_k)
-    grid = (NH * triton.cdiv(DH, block_u), triton.cdiv(B, block_b))
     length_arg = lengths.to(device=x.device, dtype=torch.int32).contiguous() if lengths is not None else x
     reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if resets is not None else x
     tensors = [x, R, b, initial, length_arg, reset_arg, h[0], h[1], carried, y, saved_states if save else carried]
-    constants = dict(
-        NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b,
-        BLOCK_K=block_k, CELL=pointwise(spec)[0], FAST_MATH=x.dtype == torch.bfloat16,
-        HAS_LENGTHS=lengths is not None, HAS_RESETS=resets is not None,
-        PRECISION="ieee" if x.dtype == torch.float32 else "tf32", SAVE=save,
-        WIDE_OFFSETS=wide_offsets(x, spec.gates_r, S), num_warps=num_warps)
-    _run(step_forward_kernel, grid, B, T, tensors, constants, x, backward=False, graphs=graphs)
+    constants = dict(NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S, CELL=pointwise(spec)[0],
+                     HAS_LENGTHS=lengths is not None, HAS_RESETS=resets is not None, SAVE=save)
+    _run(step_forward_kernel, plan, B, T, tensors, constants, x)
     final = carried.to(x.dtype)
     return y, final, saved
 
 
-def _run(kernel, grid, B: int, T: int, tensors: list, constants: dict, x: torch.Tensor, backward: bool,
-         graphs: bool) -> None:
+def _run(kernel, plan: StepwisePlan, B: int, T: int, tensors: list, constants: dict, x: torch.Tensor) -> None:
     """The T launches of `kernel` on the call block of `tensors` (step_calls): chunks replayed from
-    the graphs of the loop of this shape, or launched (on a CPU, without graphs)."""
-    constants = dict(constants, STORAGE=_TRITON_TYPES[x.dtype], ALIGNED=step_calls.aligned(tensors))
+    the graphs of the loop of this shape, or launched (on a CPU, or with plan.graphs off)."""
+    if plan.backward != (kernel is step_backward_kernel):
+        wanted = "backward" if kernel is step_backward_kernel else "forward"
+        raise ValueError(f"plan: expected a {wanted} plan (backward={wanted == 'backward'}), got backward={plan.backward}")
+    NH, DH = x.shape[3:]
+    grid = (NH * triton.cdiv(DH, plan.BLOCK_U), triton.cdiv(B, plan.BLOCK_B))
+    constants = dict(constants, **plan.constants(), **plan.options(), STORAGE=_TRITON_TYPES[x.dtype],
+                     ALIGNED=step_calls.aligned(tensors))
     stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
-    key = step_calls.LoopKey(x.device, stream, backward, B, tuple(sorted(constants.items(), key=lambda i: i[0])))
+    key = step_calls.LoopKey(x.device, stream, plan.backward, B, tuple(sorted(constants.items(), key=lambda i: i[0])))
     loop = step_calls.loop(key)
     step_calls.set_call(loop.call, T, tensors)
 
@@ -200,7 +186,7 @@ def _run(kernel, grid, B: int, T: int, tensors: list, constants: dict, x: torch.
             kernel[grid](loop.call, k, B, **constants)
         step_calls.advance(loop.call, steps)
 
-    run_steps(loop.steps, x.device, T, chunk, graphs)
+    run_steps(loop.steps, x.device, T, chunk, plan.graphs)
 
 
 _TRITON_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}
@@ -316,12 +302,9 @@ def store_slice_sum(ptr, mask, value, i: tl.constexpr, count: tl.constexpr, stri
         tl.store(ptr + i * stride, tl.sum(value, axis=1), mask=mask)
 
 
-def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, resets=None, *, block_u: int = 32,
-             block_b: int = 32, block_k: int = 64, num_warps: int = 8, graphs: bool = True):
+def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, resets, plan: StepwisePlan):
     """dx, dR, db and the initial states' gradient of forward(..., need_saved=True)'s call, a launch
-    a step in reverse (replayed from CUDA graphs where `graphs`); dR after the loop (weight_gradient).
-    8 warps: with 4 the LSTM's program takes 255 registers for sm_90 (Triton 3.9) and sLSTM's spills
-    168 bytes; with 8, 187 and 52."""
+    a step in reverse as `plan` says; dR after the loop (weight_gradient)."""
     spec = get_cell(cell)
     B, T, GX, NH, DH = x.shape
     S, GR = spec.num_states, spec.gates_r
@@ -331,20 +314,15 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     dinitial = torch.zeros_like(carried)
     drec = outputs.empty((NH, B, T, GR, DH), like=x)
     dx = outputs.empty(x.shape, like=x)
-    block_u, block_b, block_k = _blocks(B, DH, block_u, block_b, block_k)
-    grid = (NH * triton.cdiv(DH, block_u), triton.cdiv(B, block_b))
-    db_partial = outputs.empty((T, grid[1], spec.gates_b, NH, DH), like=x, dtype=torch.float32)
+    db_partial = outputs.empty((T, triton.cdiv(B, plan.BLOCK_B), spec.gates_b, NH, DH), like=x, dtype=torch.float32)
     length_arg = lengths.to(device=x.device, dtype=torch.int32).contiguous() if lengths is not None else x
     reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if resets is not None else x
     saved_arg = split(saved, x, initial, cell, "none")[0] if S > 1 else dinitial
     h0 = initial[0]
     tensors = [x, R, b, length_arg, reset_arg, y, h0, saved_arg, dy, carried, dinitial, drec, dx, db_partial]
-    constants = dict(
-        NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, BLOCK_U=block_u, BLOCK_B=block_b, BLOCK_K=block_k,
-        CELL=pointwise(spec)[1], FAST_MATH=x.dtype == torch.bfloat16, HAS_LENGTHS=lengths is not None,
-        HAS_RESETS=resets is not None, PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-        WIDE_OFFSETS=wide_offsets(x, GR, S), num_warps=num_warps)
-    _run(step_backward_kernel, grid, B, T, tensors, constants, x, backward=True, graphs=graphs)
+    constants = dict(NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, CELL=pointwise(spec)[1],
+                     HAS_LENGTHS=lengths is not None, HAS_RESETS=resets is not None)
+    _run(step_backward_kernel, plan, B, T, tensors, constants, x)
     # step 0's product read the initial h: its gradient (through R) is the initial h's
     dinitial[0] += torch.einsum("gnuk,nbgu->bnk", R.float(), drec[:, :, 0].float())
     d_rec = drec.view(NH, B * T, GR, DH)
