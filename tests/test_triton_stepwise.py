@@ -57,6 +57,11 @@ def reference(cell, x, R, b, states, lengths, resets):
     return torch.stack(ys, 1), torch.stack(s)
 
 
+def edge_lengths(B, T):
+    """Full, 3, none, one short and 1 first, then random ones (0 and T among them)."""
+    return torch.cat([torch.tensor([T, 3, 0, T - 1, 1]), torch.randint(0, T + 1, (max(0, B - 5),))])[:B]
+
+
 def warm_up(run, cell, dtype, device, B, T, NH, DH):
     """A call of the same shape with other tensors and another T, its tensors kept while the
     checked call runs (so that call's are elsewhere): where CUDA graphs replay, the checked call
@@ -73,7 +78,7 @@ def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, warm=Fal
     x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=True)
     if not with_states:
         states = torch.zeros_like(states)
-    lengths = torch.tensor([T, 3, 0, T - 1, 1][:B])
+    lengths = edge_lengths(B, T)
     resets = torch.rand(B, T) < 0.3
     for sequence, step in ((0, 0), (0, T - 1), (1, 1), (1, 2), (3, T - 2), (1, 4)):  # (1, 4): past its length
         if sequence < B and step < T:
@@ -132,7 +137,7 @@ def check_backward(cell, dtype, device, B=5, T=6, NH=2, DH=20, warm=False, tiles
     kept = warm and warm_up(forward_and_backward, cell, dtype, device, B, T, NH, DH)
     torch.manual_seed(hash((cell, str(dtype), "backward")) % 2**31)
     x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=True)
-    lengths = torch.tensor([T, 3, 0, T - 1, 1][:B])
+    lengths = edge_lengths(B, T)
     resets = torch.rand(B, T) < 0.3
     for sequence, step in ((0, 0), (0, T - 1), (1, 1), (1, 2), (3, T - 2), (1, 4)):
         if sequence < B and step < T:
@@ -161,13 +166,29 @@ def test_interpreter_gradients_match_the_reference(cell, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("cell", CELLS)
-def test_gpu_gradients_match_the_reference(cell, dtype):
+def test_gpu_gradients_match_the_reference(cell):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     for warm in (False, True):
-        check_backward(cell, dtype, "cuda", B=37, T=7, NH=2, DH=130, warm=warm)
+        check_backward(cell, torch.float32, "cuda", B=37, T=7, NH=2, DH=130, warm=warm)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gpu_half_precision_meets_the_rule(cell, dtype):
+    """In half precision a fixed tolerance is the wrong test: where a pre-activation is within rounding
+    of relu's kink (elman_relu) or sLSTM's max, any two runs may take other branches (the H100,
+    2026-12-08: bf16 dx of elman_relu off by ~1 in 10 of 67340 elements, all others within 2 % of
+    float64). The project's rule (fusedrnn.testing: at most 2x the torch backend's error, same inputs)
+    through the backend, which runs DH 130 stepwise; twice, the second call replaying graphs."""
+    from kernel_check import check_backend
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    for _ in range(2):
+        check_backend("triton", cell, dtype, B=37, T=70, NH=2, DH=130, device="cuda")
 
 
 @needs_triton
@@ -196,10 +217,8 @@ def test_interpreter_replayed_chunks_equal_launched_ones(cell, monkeypatch):
 
 def test_the_kernels_compile_for_sm90_without_spills():
     """Triton compiles for a GPU that is not here (compile_check.py's way, in a process without the
-    interpreter): both kernels at DH 768 in bf16, with lengths and resets, as forward() and
-    backward() launch them, for every cell. Triton 3.6 (the GPU machine's) spills nothing; 3.9's
-    backward spills a few words of GRU's and sLSTM's (4 and 36 bytes: one store a launch, noise
-    beside the step's loads), so up to 64 bytes pass and a kernel that outgrows its registers fails."""
+    interpreter): both kernels at DH 768 in bf16, with lengths and resets, as the plan launches
+    them, for every cell, without spills (Triton 3.6, the GPU machine's, and 3.9 alike)."""
     import json
     import os
     import subprocess
@@ -213,8 +232,7 @@ def test_the_kernels_compile_for_sm90_without_spills():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     spills = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(spills) == set(CELLS) and all(b <= 64 for both in spills.values() for b in both), spills
-    assert spills["lstm"] == [0, 0], spills
+    assert spills == {cell: [0, 0] for cell in CELLS}, spills
 
 
 @needs_triton
@@ -241,7 +259,9 @@ def test_the_plan_fits_the_call():
     small = plan(torch.empty(5, 7, 4, 2, 20, device="meta"), "lstm", None, None, False, None)
     assert (small.BLOCK_U, small.BLOCK_B, small.BLOCK_K, small.num_warps) == (32, 16, 32, 4)
     large = plan(torch.empty(256, 7, 4, 1, 768, device="meta"), "lstm", None, None, True, None)
-    assert (large.BLOCK_U, large.BLOCK_B, large.BLOCK_K, large.num_warps) == (32, 32, 64, 8)
+    assert (large.BLOCK_U, large.BLOCK_B, large.BLOCK_K, large.num_warps) == (64, 32, 64, 4)
+    # sLSTM's backward (four states) spills with 4 warps at these tiles
+    assert plan(torch.empty(256, 7, 4, 1, 768, device="meta"), "slstm", None, None, True, None).num_warps == 8
     assert large.graphs and large.PRECISION == "ieee" and not large.WIDE_OFFSETS
     pytest.importorskip("triton")
     from fusedrnn.backends.triton import stepwise

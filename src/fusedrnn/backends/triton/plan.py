@@ -157,10 +157,12 @@ class StepwisePlan:
 
 
 def stepwise_plan(problem: Problem, backward: bool) -> StepwisePlan:
-    """Tiles of 32 units by 32 sequences (no wider than the call: tl.dot takes 16 at least), K in
-    tiles of 64, 4 warps forward and 8 backward: each compiles for sm_90 without spills for every
-    cell under Triton 3.6 (tests/test_triton_stepwise.py; with 4 warps the backward takes 255
-    registers). Not yet timed against other tiles: tools/fused_step_probe.py sweeps them."""
+    """Tiles of 64 units by 32 sequences (no wider than the call: tl.dot takes 16 at least), K in
+    tiles of 64, 4 warps; 8 for the backward of a cell of more than two states (sLSTM's spills
+    464 bytes with 4). The fastest of nine tiles at 768x1, B=64 and B=256, forward and backward
+    (H100, 2026-12-08, tools/fused_step_probe.py: 9.9 / 36.0 ms and 11.8 / 41.5 ms against 10.7 /
+    42.6 and 15.3 / 78.5 with 32 x 32); each compiles for sm_90 without spills for every cell
+    under Triton 3.6 (tests/test_triton_stepwise.py)."""
     spec = problem.cell
     DH_P = padded_head_dim(problem.head_dim)
     batch = max(16, 1 << (problem.batch - 1).bit_length())  # as triton.next_power_of_2, 16 at least
@@ -168,7 +170,6 @@ def stepwise_plan(problem: Problem, backward: bool) -> StepwisePlan:
     largest = (max(problem.steps * max(spec.gates_x, spec.gates_r), (problem.steps + 1) * (spec.num_states - 1))
                * problem.batch * problem.heads * problem.head_dim)
     return StepwisePlan(
-        backward=backward, BLOCK_U=min(32, DH_P), BLOCK_B=min(32, batch), BLOCK_K=min(64, DH_P),
-        num_warps=8 if backward else 4, FAST_MATH=problem.dtype == torch.bfloat16,
+        backward=backward, BLOCK_U=min(64, DH_P), BLOCK_B=min(32, batch), BLOCK_K=min(64, DH_P),
+        num_warps=8 if backward and spec.num_states > 2 else 4, FAST_MATH=problem.dtype == torch.bfloat16,
         PRECISION="ieee" if problem.dtype == torch.float32 else "tf32", WIDE_OFFSETS=largest >= 2**31)
-
