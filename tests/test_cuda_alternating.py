@@ -174,7 +174,9 @@ def test_gpu_side_stream_and_new_shapes_compile_nothing():
         torch.testing.assert_close(y, want[0])
         torch.testing.assert_close(final, want[1])
     assert load_kernel.cache_info().currsize == before
-    assert len(alternating_workspace._WORKSPACES) <= alternating_workspace.MAX_WORKSPACES
+    # (those a caller's graph capture used, as test_streaming's, stay beyond the bound)
+    unpinned = [w for w in alternating_workspace._WORKSPACES.values() if not w.pinned]
+    assert len(unpinned) <= alternating_workspace.MAX_WORKSPACES
 
 
 @pytest.mark.gpu

@@ -382,6 +382,21 @@ def test_workspace_cache_keys_and_evicts(monkeypatch):
     assert list(workspaces._WORKSPACES.values()) == [last]  # the most recent stays, whatever its size
 
 
+def test_a_workspace_a_caller_captured_is_never_evicted(monkeypatch):
+    """A caller's own CUDA graph bakes the buffers of the workspace its capture used and may replay it
+    any time: that workspace stays past every bound (streams and capture faked on the CPU)."""
+    from fusedrnn.backends import step_graphs
+
+    monkeypatch.setattr(workspaces, "_WORKSPACES", type(workspaces._WORKSPACES)())
+    monkeypatch.setattr(step_graphs, "capturing", lambda device: True)
+    captured = workspaces.workspace(_shape(B=3))
+    monkeypatch.setattr(step_graphs, "capturing", lambda device: False)
+    for B in range(4, 6 + workspaces.MAX_WORKSPACES):
+        workspaces.workspace(_shape(B=B))
+    assert captured.pinned and workspaces._WORKSPACES[_shape(B=3)] is captured
+    assert len(workspaces._WORKSPACES) == workspaces.MAX_WORKSPACES + 1
+
+
 def test_workspace_buffers_match_the_kernels_layouts():
     ws = workspaces.workspace(_shape(backward=True, cell="gru", product_dtype=torch.float16, dtype=torch.float16))
     assert ws.W.shape == (2, 8, 24) and ws.bias.shape == (4, 2, 8) and ws.db_acc.shape == (3, 4, 2, 8)

@@ -269,3 +269,29 @@ def test_the_plan_fits_the_call():
     x, R, b, states = random_problem("lstm", 2, 3, 1, 20, dtype=torch.float32)
     with pytest.raises(ValueError, match="plan: expected a forward plan"):
         stepwise.forward(x, R, b, states, None, "lstm", None, False, plan(x, "lstm", None, None, True, None))
+
+
+def test_a_call_block_a_caller_captured_is_its_own_and_kept(monkeypatch):
+    """Inside a caller's own graph capture each call gets a block of its own, kept for good (that
+    graph bakes its address and may replay at any time), beside the loops' LRU (capture faked);
+    a block refuses a call of another length."""
+    import collections
+
+    from fusedrnn.backends import step_graphs
+    from fusedrnn.backends.triton import step_calls
+
+    monkeypatch.setattr(step_calls, "_LOOPS", collections.OrderedDict())
+    monkeypatch.setattr(step_calls, "_CAPTURED", [])
+    key = step_calls.LoopKey(torch.device("cpu"), 0, False, 3, ())
+    monkeypatch.setattr(step_graphs, "capturing", lambda device: True)
+    first, second = step_calls.loop(key), step_calls.loop(key)
+    monkeypatch.setattr(step_graphs, "capturing", lambda device: False)
+    for B in range(step_calls.MAX_LOOPS + 2):
+        step_calls.loop(step_calls.LoopKey(torch.device("cpu"), 0, False, B, ()))
+    assert first is not second and step_calls._CAPTURED == [first, second]
+    assert first.call.shape == (len(step_calls.FORWARD) + 2,) and len(step_calls._LOOPS) == step_calls.MAX_LOOPS
+    assert all(loop is not first and loop is not second for loop in step_calls._LOOPS.values())
+    pytest.importorskip("triton")
+    with pytest.raises(ValueError, match="set_call: expected 11 tensors"):
+        step_calls.set_call(first.call, 3, [torch.zeros(1)] * 10)
+

@@ -11,6 +11,7 @@ Device-agnostic: on the CPU (and inside a caller's capture) the chunks are launc
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -37,6 +38,21 @@ def chunk_sizes(capacity: int) -> list[int]:
     return [1 << j for j in reversed(range(capacity.bit_length()))]
 
 
+# Held from a call's first write to its loop's buffers (the call block) to its last read of them:
+# two host threads on one stream share a loop, and a call enqueued between another's writes and
+# its replays would run on the other's tensors.
+CALL_LOCK = threading.RLock()
+
+
+def serialized(function):
+    """`function` (a call that writes its loop's buffers, launches, and reads them) under CALL_LOCK."""
+    @functools.wraps(function)
+    def under_lock(*args, **kwargs):
+        with CALL_LOCK:
+            return function(*args, **kwargs)
+    return under_lock
+
+
 @dataclass
 class StepGraphs:
     """The graphs of one loop's buffers: a graph a chunk size, captured at its first call."""
@@ -46,9 +62,13 @@ class StepGraphs:
     pool: object = None  # the graphs' shared memory pool (they allocate next to nothing)
 
 
+def capturing(device: torch.device) -> bool:
+    """Whether the caller is capturing a CUDA graph on the current stream of `device`."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 def graphs_enabled(device: torch.device, graphs: bool) -> bool:
-    return (device.type == "cuda" and graphs
-            and not torch.cuda.is_current_stream_capturing())  # inside a caller's capture: launch into it
+    return device.type == "cuda" and graphs and not capturing(device)  # inside a caller's capture: launch into it
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,13 +96,15 @@ def run_steps(graphs: StepGraphs, device: torch.device, T: int, run_chunk: Calla
     side, current = capture_stream(device), torch.cuda.current_stream(device)
     sizes = chunk_sizes(graphs.capacity)
     side.wait_stream(current)
-    with torch.cuda.stream(side):
-        for chunk in plan:
-            run_chunk(chunk)
-        if warm_up is not None:
-            for chunk in sizes:  # nothing reads what these write before a chunk rewrites it
-                warm_up(chunk)
-    current.wait_stream(side)
+    try:
+        with torch.cuda.stream(side):
+            for chunk in plan:
+                run_chunk(chunk)
+            if warm_up is not None:
+                for chunk in sizes:  # nothing reads what these write before a chunk rewrites it
+                    warm_up(chunk)
+    finally:  # (also where a launch failed: the caller's tensors are not freed under running kernels)
+        current.wait_stream(side)
     for chunk in sizes:
         graphs.graphs[chunk] = capture(graphs, run_chunk, chunk, side)
     graphs.warm = True

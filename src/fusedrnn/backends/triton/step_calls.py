@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import step_graphs
 from ..step_graphs import StepGraphs
 
 # the tensors of a call, in the block's order (h_even and h_odd: h entering even and odd steps)
@@ -88,18 +89,23 @@ class Loop:
 
 
 _LOOPS: collections.OrderedDict[LoopKey, Loop] = collections.OrderedDict()
+# the loops of calls inside a caller's own graph capture: that graph bakes its block's address and
+# may replay at any time, so each such call gets a block of its own, never released
+_CAPTURED: list[Loop] = []
 
 
 def loop(key: LoopKey) -> Loop:
-    """The loop of `key`, most recently used last; the least recently used beyond MAX_LOOPS go (not
-    while the caller captures a graph: releasing one waits for the device)."""
+    """The loop of `key`, most recently used last; the least recently used beyond MAX_LOOPS go.
+    Inside a caller's capture, a loop of its own (kept for good; nothing is released there:
+    releasing a loop waits for the device)."""
+    slots = len(BACKWARD if key.backward else FORWARD) + 2
+    if step_graphs.capturing(key.device):
+        _CAPTURED.append(Loop(key, torch.zeros(slots, dtype=torch.int64, device=key.device), StepGraphs(CHUNK)))
+        return _CAPTURED[-1]
     found = _LOOPS.pop(key, None)
     if found is None:
-        slots = len(BACKWARD if key.backward else FORWARD) + 2
         found = Loop(key, torch.zeros(slots, dtype=torch.int64, device=key.device), StepGraphs(CHUNK))
     _LOOPS[key] = found
-    if key.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        return found
     while len(_LOOPS) > MAX_LOOPS:
         dropped = _LOOPS.popitem(last=False)[1]
         if dropped.steps.graphs:
@@ -115,8 +121,8 @@ def aligned(tensors) -> bool:
 def set_call(block: torch.Tensor, T: int, tensors: list[torch.Tensor]) -> None:
     """Point `block` at `tensors` (in FORWARD's or BACKWARD's order), T, and no steps done."""
     count = len(tensors)
-    if count > MAX_TENSORS:
-        raise ValueError(f"set_call: expected at most {MAX_TENSORS} tensors, got {count}")
+    if count != block.shape[0] - 2 or count > MAX_TENSORS:
+        raise ValueError(f"set_call: expected {block.shape[0] - 2} tensors (at most {MAX_TENSORS}), got {count}")
     padded = list(tensors) + [tensors[0]] * (MAX_TENSORS - count)
     set_call_kernel[(1,)](block, T, *padded, COUNT=count, num_warps=1)
 

@@ -24,7 +24,7 @@ import triton.language as tl
 from ...cells import get_cell
 from ...ops import outputs
 from ..weight_gradient import bias_gradient, entering_states
-from ..step_graphs import run_steps
+from ..step_graphs import CALL_LOCK, run_steps
 from . import step_calls
 from .plan import StepwisePlan
 from .pointwise import pointwise
@@ -178,15 +178,16 @@ def _run(kernel, plan: StepwisePlan, B: int, T: int, tensors: list, constants: d
                      ALIGNED=step_calls.aligned(tensors))
     stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
     key = step_calls.LoopKey(x.device, stream, plan.backward, B, tuple(sorted(constants.items(), key=lambda i: i[0])))
-    loop = step_calls.loop(key)
-    step_calls.set_call(loop.call, T, tensors)
+    with CALL_LOCK:
+        loop = step_calls.loop(key)
+        step_calls.set_call(loop.call, T, tensors)
 
-    def chunk(steps: int) -> None:
-        for k in range(steps):
-            kernel[grid](loop.call, k, B, **constants)
-        step_calls.advance(loop.call, steps)
+        def chunk(steps: int) -> None:
+            for k in range(steps):
+                kernel[grid](loop.call, k, B, **constants)
+            step_calls.advance(loop.call, steps)
 
-    run_steps(loop.steps, x.device, T, chunk, plan.graphs)
+        run_steps(loop.steps, x.device, T, chunk, plan.graphs)
 
 
 _TRITON_TYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}

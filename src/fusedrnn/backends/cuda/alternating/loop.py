@@ -106,6 +106,7 @@ def _load_weights(ws, R, b, lengths, T: int) -> None:
         ws.lengths.copy_(lengths)
 
 
+@step_graphs.serialized  # the workspace's buffers, from set_call to the last read
 def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None, plan: AlternatingPlan | None = None,
             resets=None):
     x, R, b, states = (t.contiguous() for t in (x, R, b, states))
@@ -131,6 +132,7 @@ def forward(x, R, b, states, lengths, cell, need_saved, pointwise=None, plan: Al
     return y, final, saved
 
 
+@step_graphs.serialized  # the workspace's buffers, from set_call to the last read
 def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell, pointwise=None,
              plan: AlternatingPlan | None = None, resets=None):
     x, R, b, states, y, saved = (t.contiguous() for t in (x, R, b, states, y, saved))

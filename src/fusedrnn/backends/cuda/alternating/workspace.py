@@ -19,6 +19,7 @@ import torch
 
 from ....cells import get_cell
 from ....ops import outputs
+from ... import step_graphs
 from ...step_graphs import StepGraphs
 
 MAX_CHUNK = 64  # steps a graph captures: 2 * 64 + 2 nodes, captured in milliseconds
@@ -71,6 +72,7 @@ class Workspace:
     capacity: int
     buffers: dict[str, torch.Tensor]
     steps: StepGraphs  # the step loop's graphs, captured on these buffers
+    pinned: bool = False  # a caller's own graph capture used it: that graph may replay on it any time
 
     def __getattr__(self, name):
         try:
@@ -136,15 +138,18 @@ _WORKSPACES: collections.OrderedDict[Shape, Workspace] = collections.OrderedDict
 def workspace(shape: Shape) -> Workspace:
     """The workspace of `shape`, most recently used last; the least recently used
     ones go beyond MAX_WORKSPACES or WORKSPACE_BUDGET bytes (not while the caller
-    captures a graph: releasing one waits for the device)."""
+    captures a graph: releasing one waits for the device), but never one a caller's
+    own graph capture used."""
     found = _WORKSPACES.pop(shape, None) or make_workspace(shape)
     _WORKSPACES[shape] = found
-    if shape.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+    if step_graphs.capturing(shape.device):
+        found.pinned = True  # kept for good: the caller's graph bakes its buffers
         return found  # inside a caller's capture nothing may wait; the next eager call trims
-    while len(_WORKSPACES) > 1 and (len(_WORKSPACES) > MAX_WORKSPACES
-                                    or sum(w.nbytes for w in _WORKSPACES.values()) > WORKSPACE_BUDGET):
-        _release(_WORKSPACES.popitem(last=False)[1])
-    return found
+    while True:  # the bounds count the cache's own workspaces: pinned ones are the callers' graphs'
+        kept = [w for w in _WORKSPACES.values() if not w.pinned]
+        if len(kept) <= 1 or (len(kept) <= MAX_WORKSPACES and sum(w.nbytes for w in kept) <= WORKSPACE_BUDGET):
+            return found
+        _release(_WORKSPACES.pop(kept[0].shape))
 
 
 def clear_workspaces() -> None:
