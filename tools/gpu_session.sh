@@ -19,6 +19,7 @@
 #        verify16 one call (< 10 minutes) after a session without a GPU: the GPU tests of the backward
 #                 paths (dR and R h without a copy of h) and of the stepwise kernels replayed from graphs,
 #                 the module's memory at B=256, the step probe (the stepwise kernels' tiles too)
+#        sanitize-stepwise  compute-sanitizer (memcheck, racecheck) on the Triton stepwise kernels
 #        step-probe  768x1 as one fused GEMM+cell kernel a step (tools/fused_step_probe.py: a design's
 #                 step time at B=64 and 256 beside cuDNN, cuda_fused and cuda_alternating)
 #        lm       the language model: tokens/s of the three mixers (bf16, fp16),
@@ -32,7 +33,7 @@
 #     --implementation cp --platform manylinux_2_28_x86_64 -d .whl python-constraint2==2.9.0
 # and it is installed first.
 set -u
-phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|batch|lm-batch|step-probe|verify16|lm [ARGS]}
+phase=${1:?usage: bash tools/gpu_session.sh check|tests|tune|sweep|perf|release|verify|scale|resets|batch|lm-batch|step-probe|sanitize-stepwise|verify16|lm [ARGS]}
 shift
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 # the cubin cache inside the checkout (ignored by git): a warm machine keeps it between calls
@@ -98,6 +99,12 @@ case $phase in
       tests/test_cuda_alternating.py tests/test_cuda_alternating_resets.py tests/test_triton.py tests/test_triton_stepwise.py
     step memory-B256 60 python3 tools/module_memory.py --batch 256
     step fused-step-probe 240 python3 tools/fused_step_probe.py --B 64 256 ;;
+  sanitize-stepwise)  # issue 16's item 8 for the Triton stepwise kernels: memcheck and racecheck on
+    # the LSTM's forward and backward (fp32, DH 130, lengths, resets), launched and replayed
+    for tool in memcheck racecheck; do
+      step "sanitize-stepwise-$tool" 280 compute-sanitizer --tool "$tool" --error-exitcode 1 python3 -m pytest -q \
+        -m gpu -p no:cacheprovider tests/test_triton_stepwise.py -k "gradients_match_the_reference and lstm and not slstm"
+    done ;;
   step-probe) step fused-step-probe 500 python3 tools/fused_step_probe.py --B ${@:-64 256} ;;
   lm-batch)
     for B in 16 128; do
