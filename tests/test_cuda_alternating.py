@@ -1,8 +1,8 @@
 """The `cuda_alternating` backend on the GPU against the float64 reference:
 every cell x dtype x head size (DH=4096 forward), odd B and T, lengths and
-initial states, gradients; graph replays (a workspace's first call launches,
-its second captures, later calls replay, so each check runs after two warm-up
-calls with other tensors of the same shape); chunked T; carrying `final`;
+initial states, gradients; graph replays (a workspace's first call runs
+eagerly and captures, later calls replay, so each check runs after a warm-up
+call with other tensors of the same shape); chunked T; carrying `final`;
 streams; torch.compile; plans passed explicitly (launch by launch instead of
 graphs, GEMM results in the storage type). (CPU: test_cuda_alternating_host.py,
 test_cuda_compile.py, test_cuda_contract.py.)"""
@@ -55,11 +55,9 @@ def _run(cell, inputs, lengths=None, grads=True, run=None):
 
 
 def _warm(cell, dtype, B, T, NH, DH, grads=True, run=None):
-    """Two calls of the same shape with other tensors (the first launches, the second captures):
-    the checked call then replays graphs."""
+    """A call of the same shape with other tensors: the checked call then replays graphs."""
     with torch.set_grad_enabled(grads):
-        for _ in range(2):
-            _run(cell, _inputs(cell, dtype, B, T, NH, DH, requires_grad=grads), grads=grads, run=run)
+        _run(cell, _inputs(cell, dtype, B, T, NH, DH, requires_grad=grads), grads=grads, run=run)
 
 
 @pytest.mark.gpu
@@ -124,10 +122,10 @@ def test_gpu_graphs_and_launches_agree():
 def test_gpu_replay_twice_is_bitwise_identical(cell):
     inputs = _inputs(cell, torch.bfloat16, 7, 45, 3, 64, requires_grad=True)
     lengths = torch.tensor([45, 3, 17, 44, 1, 45, 30], device="cuda")
-    runs = [_run(cell, inputs, lengths) for _ in range(4)]  # launched, captured, then two replays
-    for first, second in zip(runs[2], runs[3]):
+    runs = [_run(cell, inputs, lengths) for _ in range(3)]  # eager + capture, then two replays
+    for first, second in zip(runs[1], runs[2]):
         assert torch.equal(first, second)
-    for first, eager in zip(runs[2], runs[0]):
+    for first, eager in zip(runs[1], runs[0]):
         torch.testing.assert_close(first, eager)
 
 
@@ -149,7 +147,7 @@ def test_gpu_zero_lengths_pass_states_and_gradients_through():
 def test_gpu_carrying_final_equals_one_call(cell):
     x, R, b, s = _inputs(cell, torch.float32, 3, 40, 2, 48)
     with torch.no_grad():
-        for _ in range(3):  # the third pass replays graphs
+        for _ in range(2):  # the second pass replays graphs
             y, final = fusedrnn.rnn(x, R, b, s, cell=cell, backend=BACKEND)
             y1, mid = fusedrnn.rnn(x[:, :13], R, b, s, cell=cell, backend=BACKEND)
             y2, end = fusedrnn.rnn(x[:, 13:], R, b, mid, cell=cell, backend=BACKEND)
@@ -168,11 +166,11 @@ def test_gpu_side_stream_and_new_shapes_compile_nothing():
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            runs = [fusedrnn.rnn(*inputs, backend=BACKEND) for _ in range(3)]
+            runs = [fusedrnn.rnn(*inputs, backend=BACKEND) for _ in range(2)]
         torch.cuda.current_stream().wait_stream(stream)
         for B, T in ((9, 33), (16, 7), (3, 130)):
             fusedrnn.rnn(*_inputs("lstm", torch.bfloat16, B, T, 2, 32), backend=BACKEND)
-    for y, final in runs:  # launched, captured, then replayed, on another stream
+    for y, final in runs:  # eager, then replayed, on another stream
         torch.testing.assert_close(y, want[0])
         torch.testing.assert_close(final, want[1])
     assert load_kernel.cache_info().currsize == before

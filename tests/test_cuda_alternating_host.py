@@ -20,7 +20,7 @@ from fusedrnn.backends.cuda.alternating import supports
 from fusedrnn.backends.cuda.alternating import workspace as workspaces
 from fusedrnn.backends.cuda.alternating.plan import AlternatingPlan
 from fusedrnn.backends.cuda.alternating.workspace import DONE, Shape
-from fusedrnn.backends.step_graphs import chunk_plan
+from fusedrnn.backends.step_graphs import chunk_plan, chunk_sizes
 from fake_graphs import fake_graphs
 from fusedrnn.ops.custom_op import explicit_recurrence
 from reference import random_problem, reference_rnn
@@ -160,18 +160,17 @@ def test_carrying_final_equals_one_call():
     torch.testing.assert_close(end, final)
 
 def test_replayed_chunks_equal_launched_ones(monkeypatch):
-    """The graph path's control flow: a workspace's first call runs eagerly and captures
-    nothing, the next captures the chunk sizes its plan needs, later calls replay them (a
-    fake graph re-runs the captured chunk) and capture only sizes not seen yet (another T),
-    and results do not change."""
+    """The graph path's control flow: a workspace's first call runs eagerly and
+    captures every chunk size once, later calls (any T) only replay (a fake graph
+    re-runs the captured chunk), and results do not change."""
     captured = fake_graphs(monkeypatch)
     x, R, b, s = random_problem("gru", 3, 37, 2, 5, dtype=torch.float32)
     dy, dfinal = torch.randn(3, 37, 2, 5), torch.randn(1, 3, 2, 5)
     pointwise = TorchPointwise()  # a graph bakes what it captured: the same object every call
     runs = [_run("gru", (x, R, b, s), None, dy, dfinal, alternating, pointwise) for _ in range(3)]
-    assert sorted(captured) == [1, 1, 4, 4, 8, 8]  # T=37: chunks of 8, 4, 1, forward and backward
+    assert sorted(captured) == [1, 1, 2, 2, 4, 4, 8, 8]  # forward and backward workspaces
     short = alternating.forward(x[:, :6], R, b, s, None, "gru", False, pointwise=pointwise)
-    assert sorted(captured) == [1, 1, 2, 4, 4, 8, 8]  # T=6: chunks of 4 (replayed) and 2 (captured)
+    assert len(captured) == 8
     for run in runs[1:]:
         for got, first in zip(run, runs[0]):
             assert torch.equal(got, first)
@@ -183,7 +182,7 @@ def test_replayed_chunks_equal_launched_ones(monkeypatch):
             graph.replay = lambda chunk=chunk: replays.append(chunk)
     launched = alternating.forward(x, R, b, s, None, "gru", False, pointwise=pointwise,
                                    plan=AlternatingPlan(torch.float32, graphs=False))
-    assert len(captured) == 7 and not replays
+    assert len(captured) == 8 and not replays
     assert torch.equal(launched[0], runs[0][0]) and torch.equal(launched[1], runs[0][1])
 
 
@@ -345,11 +344,10 @@ def test_chunk_plan(T, capacity, plan):
     assert chunk_plan(T, capacity) == plan and sum(plan) == T
 
 
-def test_chunk_plans_take_few_sizes():
-    """Every chunk a power of two up to the capacity: a loop captures log2(capacity) + 1 graphs at most."""
+def test_chunk_sizes_cover_every_plan():
     for capacity in (1, 8, 64):
-        sizes = set().union(*(chunk_plan(T, capacity) for T in range(300)))
-        assert sizes == {1 << j for j in range(capacity.bit_length())}
+        assert all(set(chunk_plan(T, capacity)) <= set(chunk_sizes(capacity)) for T in range(300))
+    assert chunk_sizes(8) == [8, 4, 2, 1]
 
 
 def test_chunk_plan_rejects_a_capacity_not_a_power_of_two():

@@ -2,7 +2,7 @@
 included), fp32 and bf16 (fp16 in places), with lengths and NaN past them, against
 the float64 reference of tests/test_resets.py (check_kernel_resets: y, final and the
 gradients of x, R, b and the initial states, by fusedrnn.testing's rule); each check
-after two warm-up calls of the same shape with other resets, so that it replays the
+after a warm-up call of the same shape with other resets, so that it replays the
 captured graphs (which reach each call's resets through the call block); resets at
 the chunks' edges; launched step by step; GEMM results in the storage type; auto's
 choice. (CPU: the host loop with resets in test_cuda_alternating_host.py.)"""
@@ -42,13 +42,12 @@ def _rnn(*args, **kwargs):
 
 
 def _warm(run, cell, dtype, B, T, NH, DH):
-    """Two calls of the same shape (other tensors, other resets, gradients too) before the checked
-    one: a workspace's first call launches, its second captures, the checked call then replays."""
-    for _ in range(2):
-        leaves = [t.requires_grad_() for t in random_problem(cell, B, T, NH, DH, dtype=dtype, device="cuda")]
-        resets = torch.rand(B, T, device="cuda") < 0.2
-        y, final = run(*leaves, cell=cell, resets=resets)
-        torch.autograd.grad(y.float().square().sum() + final.float().sum(), leaves)
+    """A call of the same shape (other tensors, other resets, gradients too) before the checked
+    one: a workspace's first call launches and captures, the checked call then replays."""
+    leaves = [t.requires_grad_() for t in random_problem(cell, B, T, NH, DH, dtype=dtype, device="cuda")]
+    resets = torch.rand(B, T, device="cuda") < 0.2
+    y, final = run(*leaves, cell=cell, resets=resets)
+    torch.autograd.grad(y.float().square().sum() + final.float().sum(), leaves)
 
 
 def _lengths(B, T):

@@ -63,16 +63,12 @@ def edge_lengths(B, T):
 
 
 def warm_up(run, cell, dtype, device, B, T, NH, DH):
-    """Two calls of the same shape and T with other tensors, their tensors kept while the checked
-    call runs (so that call's are elsewhere): where CUDA graphs replay, the first launches, the
-    second captures, and the checked call replays graphs that reach its tensors only through the
-    call block."""
-    kept = []
-    for _ in range(2):
-        x, R, b, states = random_problem(cell, B, T, NH, DH, dtype=dtype, device=device, with_states=True)
-        lengths, resets = torch.randint(0, T + 1, (B,), device=device), torch.rand(B, T, device=device) < 0.3
-        kept.append((x, R, b, states, lengths, resets, run(x, R, b, states, lengths, resets)))
-    return kept
+    """A call of the same shape with other tensors and another T, its tensors kept while the
+    checked call runs (so that call's are elsewhere): where CUDA graphs replay, the checked call
+    replays the graphs this one captured, which reach its tensors only through the call block."""
+    x, R, b, states = random_problem(cell, B, T + 3, NH, DH, dtype=dtype, device=device, with_states=True)
+    lengths = torch.randint(0, T + 4, (B,), device=device)
+    return run(x, R, b, states, lengths, torch.rand(B, T + 3, device=device) < 0.3)
 
 
 def check(cell, dtype, device, B=5, T=6, NH=2, DH=20, with_states=True, warm=False, tiles=None):
@@ -212,11 +208,11 @@ def test_interpreter_replayed_chunks_equal_launched_ones(cell, monkeypatch):
     monkeypatch.setattr(step_calls, "_LOOPS", collections.OrderedDict())
     check(cell, torch.float32, "cpu", warm=True, tiles=SMALL_TILES)
     check_backward(cell, torch.float32, "cpu", warm=True, tiles=SMALL_TILES)
-    # the warm-ups made the loops and captured the chunks of T=6 (4 and 2 steps) once each; the checked
+    # the warm-ups made the loops and captured chunks of 64, 32, ..., 1 steps once each; the checked
     # calls made none: a forward (a saving one too where the cell saves states) and a backward
     loops = list(step_calls._LOOPS.values())
     assert len(loops) == (3 if fusedrnn.CELLS[cell].num_states > 1 else 2)
-    assert all(loop.steps.warm for loop in loops) and sorted(captured) == sorted([4, 2] * len(loops)), captured
+    assert all(loop.steps.warm for loop in loops) and sorted(captured) == sorted([64, 32, 16, 8, 4, 2, 1] * len(loops))
 
 
 def test_the_kernels_compile_for_sm90_without_spills():

@@ -6,8 +6,7 @@ T launches a step is host-bound. A graph bakes every launch argument, so the loo
 reach the caller's tensors through a call block on the device (pointers, T and the steps
 done so far) written at the start of each call, and run on buffers that outlive the graphs.
 T is not part of a graph: a chunk of c steps is one graph, and any T is a run of chunks
-(full ones, then powers of two for the rest), the step counter advanced after each. A
-loop's first call launches; a chunk size is captured by the first later call that needs it.
+(full ones, then powers of two for the rest), the step counter advanced after each.
 Device-agnostic: on the CPU (and inside a caller's capture) the chunks are launched."""
 from __future__ import annotations
 
@@ -34,6 +33,11 @@ def chunk_plan(T: int, capacity: int) -> list[int]:
     return plan
 
 
+def chunk_sizes(capacity: int) -> list[int]:
+    """Every chunk size chunk_plan can use: capacity, capacity / 2, ..., 1."""
+    return [1 << j for j in reversed(range(capacity.bit_length()))]
+
+
 # Held from a call's first write to its loop's buffers (the call block) to its last read of them:
 # two host threads on one stream share a loop, and a call enqueued between another's writes and
 # its replays would run on the other's tensors.
@@ -51,11 +55,10 @@ def serialized(function):
 
 @dataclass
 class StepGraphs:
-    """The graphs of one loop's buffers: a graph a chunk size, captured when a call after the
-    loop's first needs it."""
+    """The graphs of one loop's buffers: a graph a chunk size, captured at its first call."""
     capacity: int  # the largest chunk, a power of two
     graphs: dict[int, object] = field(default_factory=dict)  # chunk size -> torch.cuda.CUDAGraph
-    warm: bool = False  # a first call ran with graphs on: the calls after capture what they need, then replay
+    warm: bool = False  # its first call ran (kernels loaded, libraries set up) and its graphs are captured
     pool: object = None  # the graphs' shared memory pool (they allocate next to nothing)
 
 
@@ -76,37 +79,35 @@ def capture_stream(device: torch.device):
 def run_steps(graphs: StepGraphs, device: torch.device, T: int, run_chunk: Callable[[int], None],
               enabled: bool = True, warm_up: Callable[[int], None] | None = None) -> None:
     """All T steps as chunks (`run_chunk(c)` launches c steps and advances the step counter):
-    replayed graphs, or launches where graphs are off. A loop's first call only launches (a
-    shape called once never pays a capture: each costs a device synchronisation, and torch's
-    capture a garbage collection). A later call whose plan needs chunk sizes not yet captured
-    launches its chunks on the capture stream (loading the kernels and setting cuBLAS up
-    there), runs `warm_up(c)` for each missing size (what a chunk size first needs outside a
-    capture), then captures those sizes for the calls after. `run_chunk` must launch the same
+    replayed graphs, or launches where graphs are off. The first call launches its chunks on the
+    capture stream (compiling and loading the kernels, setting cuBLAS up there), runs
+    `warm_up(c)` for every chunk size (what a chunk size first needs outside a capture), then
+    captures one graph per chunk size for the calls after. `run_chunk` must launch the same
     kernels on the same buffers at every call."""
     plan = chunk_plan(T, graphs.capacity)
-    if not graphs_enabled(device, enabled) or not graphs.warm:
+    if not graphs_enabled(device, enabled):
         for chunk in plan:
             run_chunk(chunk)
-        graphs.warm = graphs.warm or graphs_enabled(device, enabled)
         return
-    missing = sorted(set(plan) - set(graphs.graphs), reverse=True)
-    if not missing:
+    if graphs.warm:
         for chunk in plan:
             graphs.graphs[chunk].replay()
         return
     side, current = capture_stream(device), torch.cuda.current_stream(device)
+    sizes = chunk_sizes(graphs.capacity)
     side.wait_stream(current)
     try:
         with torch.cuda.stream(side):
             for chunk in plan:
                 run_chunk(chunk)
             if warm_up is not None:
-                for chunk in missing:  # nothing reads what these write before a chunk rewrites it
+                for chunk in sizes:  # nothing reads what these write before a chunk rewrites it
                     warm_up(chunk)
     finally:  # (also where a launch failed: the caller's tensors are not freed under running kernels)
         current.wait_stream(side)
-    for chunk in missing:
+    for chunk in sizes:
         graphs.graphs[chunk] = capture(graphs, run_chunk, chunk, side)
+    graphs.warm = True
 
 
 def capture(graphs: StepGraphs, run_chunk: Callable[[int], None], chunk: int, side):
