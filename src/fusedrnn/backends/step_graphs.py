@@ -38,18 +38,26 @@ def chunk_sizes(capacity: int) -> list[int]:
     return [1 << j for j in reversed(range(capacity.bit_length()))]
 
 
-# Held from a call's first write to its loop's buffers (the call block) to its last read of them:
-# two host threads on one stream share a loop, and a call enqueued between another's writes and
-# its replays would run on the other's tensors.
-CALL_LOCK = threading.RLock()
+_LOCKS: dict[torch.device, threading.RLock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def call_lock(device: torch.device) -> threading.RLock:
+    """Held from a call's first write to its loop's buffers (the call block) to its last read of
+    them: two host threads on one stream share a loop, and a call enqueued between another's
+    writes and its replays would run on the other's tensors. One a device: threads driving other
+    GPUs (DataParallel's) do not wait for each other."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(device, threading.RLock())
 
 
 def serialized(function):
-    """`function` (a call that writes its loop's buffers, launches, and reads them) under CALL_LOCK."""
+    """`function(tensor, ...)` (a call that writes its loop's buffers, launches, and reads them)
+    under the call lock of its first argument's device."""
     @functools.wraps(function)
-    def under_lock(*args, **kwargs):
-        with CALL_LOCK:
-            return function(*args, **kwargs)
+    def under_lock(first, *args, **kwargs):
+        with call_lock(first.device):
+            return function(first, *args, **kwargs)
     return under_lock
 
 

@@ -24,7 +24,7 @@ import triton.language as tl
 from ...cells import get_cell
 from ...ops import outputs
 from ..weight_gradient import bias_gradient, entering_states
-from ..step_graphs import CALL_LOCK, run_steps
+from ..step_graphs import call_lock, run_steps
 from . import step_calls
 from .plan import StepwisePlan
 from .pointwise import pointwise
@@ -178,7 +178,7 @@ def _run(kernel, plan: StepwisePlan, B: int, T: int, tensors: list, constants: d
                      ALIGNED=step_calls.aligned(tensors))
     stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
     key = step_calls.LoopKey(x.device, stream, plan.backward, B, tuple(sorted(constants.items(), key=lambda i: i[0])))
-    with CALL_LOCK:
+    with call_lock(x.device):
         loop = step_calls.loop(key)
         step_calls.set_call(loop.call, T, tensors)
 
