@@ -145,7 +145,7 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
     buffer (saved.py, no products), of `fusedrnn.rnn`'s call, a launch a step as `plan` says
     (plan.stepwise_plan). `states` are the initial states (zeros where the call has none)."""
     spec = get_cell(cell)
-    B, T, GX, NH, DH = x.shape
+    B, T, _, NH, DH = x.shape
     S = spec.num_states
     x, R, b = x.contiguous(), R.to(x.dtype).contiguous(), b.to(x.dtype).contiguous()
     initial = states.to(x.dtype).contiguous()
@@ -156,26 +156,33 @@ def forward(x: torch.Tensor, R: torch.Tensor, b: torch.Tensor, states: torch.Ten
     saved, saved_states, _ = allocate(x, initial, cell, need_saved, "none")  # the Triton backend's `saved`
     if save:
         saved_states[0] = carried[1:]
-    length_arg = lengths.to(device=x.device, dtype=torch.int32).contiguous() if lengths is not None else x
-    reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if resets is not None else x
+    length_arg, reset_arg = _flags(x, lengths, resets)
     tensors = [x, R, b, initial, length_arg, reset_arg, h[0], h[1], carried, y, saved_states if save else carried]
-    constants = dict(NH=NH, DH=DH, GX=spec.gates_x, GR=spec.gates_r, GB=spec.gates_b, S=S, CELL=pointwise(spec)[0],
-                     HAS_LENGTHS=lengths is not None, HAS_RESETS=resets is not None, SAVE=save)
-    _run(step_forward_kernel, plan, B, T, tensors, constants, x)
+    _run(step_forward_kernel, plan, spec, x, tensors, lengths, resets, SAVE=save)
     final = carried.to(x.dtype)
     return y, final, saved
 
 
-def _run(kernel, plan: StepwisePlan, B: int, T: int, tensors: list, constants: dict, x: torch.Tensor) -> None:
+def _flags(x: torch.Tensor, lengths, resets) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lengths (int32) and resets (uint8) as the kernels read them; x in the slot of one the
+    call has not (HAS_LENGTHS, HAS_RESETS off: never read)."""
+    return (lengths.to(device=x.device, dtype=torch.int32).contiguous() if lengths is not None else x,
+            resets.to(device=x.device, dtype=torch.uint8).contiguous() if resets is not None else x)
+
+
+def _run(kernel, plan: StepwisePlan, spec, x: torch.Tensor, tensors: list, lengths, resets, **constants) -> None:
     """The T launches of `kernel` on the call block of `tensors` (step_calls): chunks replayed from
     the graphs of the loop of this shape, or launched (on a CPU, or with plan.graphs off)."""
     if plan.backward != (kernel is step_backward_kernel):
         wanted = "backward" if kernel is step_backward_kernel else "forward"
-        raise ValueError(f"plan: expected a {wanted} plan (backward={wanted == 'backward'}), got backward={plan.backward}")
-    NH, DH = x.shape[3:]
+        raise ValueError(f"plan: expected a {wanted} plan (backward={wanted == 'backward'}), "
+                         f"got backward={plan.backward}")
+    B, T, GX, NH, DH = x.shape
     grid = (NH * triton.cdiv(DH, plan.BLOCK_U), triton.cdiv(B, plan.BLOCK_B))
-    constants = dict(constants, **plan.constants(), **plan.options(), STORAGE=_TRITON_TYPES[x.dtype],
-                     ALIGNED=step_calls.aligned(tensors))
+    constants.update(NH=NH, DH=DH, GX=GX, GR=spec.gates_r, GB=spec.gates_b, S=spec.num_states,
+                     CELL=pointwise(spec)[int(plan.backward)], HAS_LENGTHS=lengths is not None,
+                     HAS_RESETS=resets is not None, STORAGE=_TRITON_TYPES[x.dtype], ALIGNED=step_calls.aligned(tensors),
+                     **plan.constants(), **plan.options())
     stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
     key = step_calls.LoopKey(x.device, stream, plan.backward, B, tuple(sorted(constants.items(), key=lambda i: i[0])))
     with call_lock(x.device):
@@ -280,7 +287,8 @@ def step_backward_kernel(
                  tl.where(live, dx1, 0.0), tl.where(live, dx2, 0.0), tl.where(live, dx3, 0.0), GX, gate_stride)
     store_slices(drec_ptr + ((n * B + batch) * T + t) * GR * DH + units, 0, mask, tl.where(live, dr0, 0.0),
                  tl.where(live, dr1, 0.0), tl.where(live, dr2, 0.0), tl.where(live, dr3, 0.0), GR, DH)
-    db_at = address(call_ptr, B_DB, tl.float32, ALIGNED) + (t * tl.num_programs(1) + tl.program_id(1)) * GB * NH * DH + n * DH + unit_index
+    db_at = (address(call_ptr, B_DB, tl.float32, ALIGNED) + (t * tl.num_programs(1) + tl.program_id(1)) * GB * NH * DH
+             + n * DH + unit_index)
     for_db = unit_index < DH
     store_slice_sum(db_at, for_db, tl.where(live & mask, db0, 0.0), 0, GB, gate_stride)
     store_slice_sum(db_at, for_db, tl.where(live & mask, db1, 0.0), 1, GB, gate_stride)
@@ -307,7 +315,7 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     """dx, dR, db and the initial states' gradient of forward(..., need_saved=True)'s call, a launch
     a step in reverse as `plan` says; dR after the loop (weight_gradient)."""
     spec = get_cell(cell)
-    B, T, GX, NH, DH = x.shape
+    B, T, _, NH, DH = x.shape
     S, GR = spec.num_states, spec.gates_r
     x, R, b = x.contiguous(), R.to(x.dtype).contiguous(), b.to(x.dtype).contiguous()
     initial, y, dy = states.to(x.dtype).contiguous(), y.to(x.dtype).contiguous(), dy.to(x.dtype).contiguous()
@@ -316,14 +324,10 @@ def backward(dy, dfinal, x, R, b, states, lengths, y, final, saved, cell: str, r
     drec = outputs.empty((NH, B, T, GR, DH), like=x)
     dx = outputs.empty(x.shape, like=x)
     db_partial = outputs.empty((T, triton.cdiv(B, plan.BLOCK_B), spec.gates_b, NH, DH), like=x, dtype=torch.float32)
-    length_arg = lengths.to(device=x.device, dtype=torch.int32).contiguous() if lengths is not None else x
-    reset_arg = resets.to(device=x.device, dtype=torch.uint8).contiguous() if resets is not None else x
+    length_arg, reset_arg = _flags(x, lengths, resets)
     saved_arg = split(saved, x, initial, cell, "none")[0] if S > 1 else dinitial
-    h0 = initial[0]
-    tensors = [x, R, b, length_arg, reset_arg, y, h0, saved_arg, dy, carried, dinitial, drec, dx, db_partial]
-    constants = dict(NH=NH, DH=DH, GX=GX, GR=GR, GB=spec.gates_b, S=S, CELL=pointwise(spec)[1],
-                     HAS_LENGTHS=lengths is not None, HAS_RESETS=resets is not None)
-    _run(step_backward_kernel, plan, B, T, tensors, constants, x)
+    tensors = [x, R, b, length_arg, reset_arg, y, initial[0], saved_arg, dy, carried, dinitial, drec, dx, db_partial]
+    _run(step_backward_kernel, plan, spec, x, tensors, lengths, resets)
     # step 0's product read the initial h: its gradient (through R) is the initial h's
     dinitial[0] += torch.einsum("gnuk,nbgu->bnk", R.float(), drec[:, :, 0].float())
     d_rec = drec.view(NH, B * T, GR, DH)
