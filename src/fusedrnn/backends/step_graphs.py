@@ -118,6 +118,13 @@ def run_steps(graphs: StepGraphs, device: torch.device, T: int, run_chunk: Calla
     graphs.warm = True
 
 
+def advance(block: torch.Tensor, steps: int) -> None:
+    """A call block's count of steps done (its last word), after a chunk of `steps`: a device op,
+    so a captured chunk advances it at each replay."""
+    done = block.shape[0] - 1
+    block[done:done + 1].add_(steps)
+
+
 def capture(graphs: StepGraphs, run_chunk: Callable[[int], None], chunk: int, side):
     """One chunk as a graph; capture records, it runs nothing."""
     if graphs.pool is None:

@@ -125,9 +125,3 @@ def set_call(block: torch.Tensor, T: int, tensors: list[torch.Tensor]) -> None:
         raise ValueError(f"set_call: expected {block.shape[0] - 2} tensors (at most {MAX_TENSORS}), got {count}")
     padded = list(tensors) + [tensors[0]] * (MAX_TENSORS - count)
     set_call_kernel[(1,)](block, T, *padded, COUNT=count, num_warps=1)
-
-
-def advance(block: torch.Tensor, steps: int) -> None:
-    """The block's count of steps done, after a chunk of `steps`."""
-    done = block.shape[0] - 1
-    block[done:done + 1].add_(steps)

@@ -24,7 +24,7 @@ import triton.language as tl
 from ...cells import get_cell
 from ...ops import outputs
 from ..weight_gradient import bias_gradient, entering_states
-from ..step_graphs import call_lock, run_steps
+from ..step_graphs import advance, call_lock, run_steps
 from . import step_calls
 from .plan import StepwisePlan
 from .pointwise import pointwise
@@ -192,7 +192,7 @@ def _run(kernel, plan: StepwisePlan, spec, x: torch.Tensor, tensors: list, lengt
         def chunk(steps: int) -> None:
             for k in range(steps):
                 kernel[grid](loop.call, k, B, **constants)
-            step_calls.advance(loop.call, steps)
+            advance(loop.call, steps)
 
         run_steps(loop.steps, x.device, T, chunk, plan.graphs)
 

@@ -35,7 +35,7 @@ from ...weight_gradient import bias_gradient, drec_steps, dx_steps, entering_sta
 from .plan import AlternatingPlan
 from .plan import plan as planned
 from .pointwise import Call, NvrtcPointwise
-from .workspace import DONE, Shape, workspace
+from .workspace import Shape, workspace
 
 
 def _pointwise(pointwise):
@@ -53,16 +53,12 @@ def _exact_fp32():
         torch.backends.cuda.matmul.allow_tf32 = previous
 
 
-def _advance(ws, chunk: int) -> None:
-    ws.call[DONE:DONE + 1].add_(chunk)
-
-
 def _forward_chunk(ws, pointwise, chunk: int) -> None:
     pointwise.stage(ws, chunk)
     for k in range(chunk):
         products(ws.h_operand, ws.W, ws.rec)
         pointwise.step(ws, k, chunk)
-    _advance(ws, chunk)
+    step_graphs.advance(ws.call, chunk)
 
 
 def _backward_chunk(ws, pointwise, chunk: int) -> None:
@@ -72,7 +68,7 @@ def _backward_chunk(ws, pointwise, chunk: int) -> None:
     for k in range(chunk):
         pointwise.step(ws, k, chunk)
         products(ws.drec_step, W_transposed, ws.dh)
-    _advance(ws, chunk)
+    step_graphs.advance(ws.call, chunk)
 
 
 def run_steps(ws, T: int, pointwise, run_chunk, graphs: bool = True) -> None:

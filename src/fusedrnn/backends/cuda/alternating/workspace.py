@@ -26,7 +26,8 @@ MAX_CHUNK = 64  # steps a graph captures: 2 * 64 + 2 nodes, captured in millisec
 CHUNK_BUDGET = 64 * 2**20  # bytes of staging buffers a workspace may hold
 MAX_WORKSPACES = 4  # kept at once (each pins its buffers and graphs) ...
 WORKSPACE_BUDGET = 2**30  # ... and at most this many bytes of them, beyond the most recent one
-# csrc/alternating_call.cuh, struct AlternatingCall: 10 pointers, then T and the steps done
+# csrc/alternating_call.cuh, struct AlternatingCall: 10 pointers, then T and the steps done (last, where
+# step_graphs.advance counts them)
 CALL_FIELDS = ("x", "initial", "resets", "y_in", "dy", "saved_in", "y", "saved", "dx", "drec", "steps", "done")
 DONE = CALL_FIELDS.index("done")
 
@@ -69,10 +70,14 @@ def chunk_capacity(shape: Shape) -> int:
 @dataclass
 class Workspace:
     shape: Shape
-    capacity: int
     buffers: dict[str, torch.Tensor]
-    steps: StepGraphs  # the step loop's graphs, captured on these buffers
+    steps: StepGraphs  # the step loop's graphs, captured on these buffers; its capacity is the staging's
     pinned: bool = False  # a caller's own graph capture used it: that graph may replay on it any time
+
+    @property
+    def capacity(self) -> int:
+        """The largest chunk of steps the staging buffers hold."""
+        return self.steps.capacity
 
     def __getattr__(self, name):
         try:
@@ -129,7 +134,7 @@ def make_workspace(shape: Shape) -> Workspace:
             drec_step=empty((NH, B, spec.gates_r * DH), storage),
             dh=empty((NH, B, DH), product),
         )
-    return Workspace(shape, capacity, buffers, StepGraphs(capacity))
+    return Workspace(shape, buffers, StepGraphs(capacity))
 
 
 _WORKSPACES: collections.OrderedDict[Shape, Workspace] = collections.OrderedDict()
