@@ -20,7 +20,7 @@ import torch
 
 from ...cells import Cell
 from ...problem import Problem
-from .shapes import padded_head_dim
+from .shapes import padded_head_dim, tile_width
 from .variants import VARIANTS
 
 # fused multiply-adds, as every kernel was measured with: Triton's default until 3.9, which
@@ -78,14 +78,22 @@ def plan(problem: Problem, backward: bool, variant: str = "shipped") -> TritonPl
     options["STACK_GATES"] = stacks_gates(options["STACK_GATES"], spec, fp32)
     if backward:  # only where dx and db equal drec gate by gate
         options["DX_DB_FROM_DREC"] = options["DX_DB_FROM_DREC"] and spec.gates_are_sums
-    largest = ((problem.steps + 1) * problem.batch * problem.heads * problem.head_dim
-               * max(spec.gates_x, spec.gates_r, spec.num_states))
     return TritonPlan(
-        backward=backward, BLOCK_B=batch_tile(problem.batch, DH_P), WIDE_OFFSETS=largest >= 2**31,
+        backward=backward, BLOCK_B=batch_tile(problem.batch, DH_P), WIDE_OFFSETS=wide_offsets(problem),
         FAST_MATH=problem.dtype == torch.bfloat16,  # MUFU tanh for bf16 only; tools/triton_probe.py plans it off
         # fp32 inputs get true fp32 products, not tf32: the backend must match torch's fp32
         PRECISION="ieee" if fp32 else "tf32",
         products=chosen.get("products") or SAVED_PRODUCTS.get(DH_P, "none"), **options)
+
+
+def wide_offsets(problem: Problem) -> bool:
+    """Whether a buffer a kernel indexes may reach 2**31 elements (x, dx, the recurrent products or
+    drec, the saved states: each at most (T + 1) x B x NH x DH x the most gates or states): int64
+    offsets then (int32 else)."""
+    spec = problem.cell
+    largest = ((problem.steps + 1) * problem.batch * problem.heads * problem.head_dim
+               * max(spec.gates_x, spec.gates_r, spec.num_states))
+    return largest >= 2**31
 
 
 def batch_tile(B: int, DH_P: int) -> int:
@@ -93,8 +101,7 @@ def batch_tile(B: int, DH_P: int) -> int:
     [DH_P, BLOCK_B] fp32 tile stays within 512 elements (2 registers a thread
     with 8 warps: a step holds ~25 live tiles; wider tiles spilled). Smaller tiles mean more
     programs for the SMs. A few buckets, so a new batch size rarely recompiles."""
-    next_power_of_2 = 1 << (B - 1).bit_length() if B > 0 else 0  # as triton.next_power_of_2
-    return min(max(16, 512 // DH_P), max(16, next_power_of_2))
+    return min(max(16, 512 // DH_P), tile_width(B))
 
 
 def launch_options(DH_P: int, backward: bool, gates_r: int = 4, overrides: dict | None = None) -> dict:
@@ -163,13 +170,8 @@ def stepwise_plan(problem: Problem, backward: bool) -> StepwisePlan:
     (H100, 2026-12-08, tools/fused_step_probe.py: 9.9 / 36.0 ms and 11.8 / 41.5 ms against 10.7 /
     42.6 and 15.3 / 78.5 with 32 x 32); each compiles for sm_90 without spills for every cell
     under Triton 3.6 (tests/test_triton_stepwise.py)."""
-    spec = problem.cell
     DH_P = padded_head_dim(problem.head_dim)
-    batch = max(16, 1 << (problem.batch - 1).bit_length())  # as triton.next_power_of_2, 16 at least
-    # the largest buffer a kernel indexes: x and dx, drec [NH, B, T, GR, DH], the saved states [T + 1, S - 1, ...]
-    largest = (max(problem.steps * max(spec.gates_x, spec.gates_r), (problem.steps + 1) * (spec.num_states - 1))
-               * problem.batch * problem.heads * problem.head_dim)
     return StepwisePlan(
-        backward=backward, BLOCK_U=min(64, DH_P), BLOCK_B=min(32, batch), BLOCK_K=min(64, DH_P),
-        num_warps=8 if backward and spec.num_states > 2 else 4, FAST_MATH=problem.dtype == torch.bfloat16,
-        PRECISION="ieee" if problem.dtype == torch.float32 else "tf32", WIDE_OFFSETS=largest >= 2**31)
+        backward=backward, BLOCK_U=min(64, DH_P), BLOCK_B=min(32, tile_width(problem.batch)), BLOCK_K=min(64, DH_P),
+        num_warps=8 if backward and problem.cell.num_states > 2 else 4, FAST_MATH=problem.dtype == torch.bfloat16,
+        PRECISION="ieee" if problem.dtype == torch.float32 else "tf32", WIDE_OFFSETS=wide_offsets(problem))

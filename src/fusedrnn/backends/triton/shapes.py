@@ -2,6 +2,11 @@
 host side (launch, saved, compile_check). Imports no triton, and nothing of the package."""
 
 
+def tile_width(n: int) -> int:
+    """n rounded up to a power of two (tl.arange needs one), at least 16 (tl.dot's minimum)."""
+    return max(16, 1 << (n - 1).bit_length())
+
+
 def padded_head_dim(DH: int) -> int:
-    """DH rounded up to a power of two (tl.arange needs one), at least 16 (tl.dot's minimum)."""
-    return max(16, 1 << (DH - 1).bit_length())
+    """The head dim as the kernels' tiles hold it (tile_width)."""
+    return tile_width(DH)
